@@ -1,0 +1,1 @@
+"""recserve services: one package per deployable, shared plumbing in services.common."""

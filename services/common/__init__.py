@@ -1,0 +1,1 @@
+"""Plumbing and definitions shared by every service (and imported by training)."""

@@ -1,0 +1,116 @@
+"""Read and verify a versioned artifact bundle: artifacts/<version>/manifest.json + files.
+
+Layout (written by training.bundle, documented in docs/bundle.md):
+    manifest.json      schema_version, version, created_at, data, metrics, files{name: sha256},
+                       feature_spec, embedding_dim, index_type, models{name: {inputs, outputs}}
+    user_tower.onnx    retrieval user tower
+    ranker.onnx        ranking model
+    user_value.onnx    user-value model
+    items.faiss        FAISS index over item-tower embeddings (labels = item indices)
+    item_embeddings.npy, user_ids.npy, item_ids.npy, tags.npy, tag_centroids.npy
+    items.parquet, users.parquet, interactions.parquet
+Services only read bundles, verify every checksum before use, and never unpickle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from services.common.errors import BundleError
+from services.common.features import FeatureSpec
+
+MANIFEST_SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+LATEST_POINTER = "LATEST"
+REQUIRED_FILES = (
+    "user_tower.onnx",
+    "ranker.onnx",
+    "user_value.onnx",
+    "items.faiss",
+    "item_embeddings.npy",
+    "user_ids.npy",
+    "item_ids.npy",
+    "tags.npy",
+    "tag_centroids.npy",
+    "items.parquet",
+    "users.parquet",
+    "interactions.parquet",
+)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resolve_bundle_dir(artifacts_root: Path, version: str = "latest") -> Path:
+    """artifacts/<version>, where "latest" follows the artifacts/LATEST pointer file."""
+    artifacts_root = Path(artifacts_root)
+    if version == "latest":
+        pointer = artifacts_root / LATEST_POINTER
+        if not pointer.is_file():
+            raise BundleError(f"no bundle published: {pointer} is missing (run `make train`)")
+        version = pointer.read_text().strip()
+    path = artifacts_root / version
+    if not (path / MANIFEST_NAME).is_file():
+        raise BundleError(f"bundle {version!r} not found under {artifacts_root}")
+    return path
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A verified bundle on disk. `path(name)` gives the location of one of its files."""
+
+    root: Path
+    manifest: dict[str, Any]
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["version"])
+
+    @property
+    def feature_spec(self) -> FeatureSpec:
+        return FeatureSpec.from_json(self.manifest["feature_spec"])
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.manifest["embedding_dim"])
+
+    def path(self, name: str) -> Path:
+        if name not in self.manifest["files"]:
+            raise BundleError(f"bundle {self.version} has no file {name!r}")
+        return self.root / name
+
+    @classmethod
+    def load(cls, root: Path, verify: bool = True) -> Bundle:
+        root = Path(root)
+        manifest_path = root / MANIFEST_NAME
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise BundleError(f"cannot read {manifest_path}: {exc}") from exc
+        if manifest.get("schema_version") != MANIFEST_SCHEMA_VERSION:
+            raise BundleError(
+                f"{manifest_path}: schema_version {manifest.get('schema_version')!r}, "
+                f"expected {MANIFEST_SCHEMA_VERSION}"
+            )
+        files: dict[str, str] = manifest.get("files", {})
+        missing = [name for name in REQUIRED_FILES if name not in files]
+        if missing:
+            raise BundleError(f"{manifest_path}: manifest lists no {missing}")
+        if verify:
+            for name, expected in files.items():
+                path = root / name
+                if not path.is_file():
+                    raise BundleError(f"bundle file missing: {path}")
+                actual = sha256_file(path)
+                if actual != expected:
+                    raise BundleError(f"checksum mismatch for {path}: {actual} != {expected}")
+        return cls(root=root, manifest=manifest)

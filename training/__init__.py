@@ -1,0 +1,1 @@
+"""Offline training: data, models, ONNX export, FAISS index, artifact bundles. Needs the [train] extra."""

@@ -1,0 +1,93 @@
+"""Domain types passed between pipeline stages (no grpc, no protobuf).
+
+Conversion to and from the recserve.v1 messages lives in services/common/convert.py.
+Arrays: P = profile fields, H = history length, N = candidates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import numpy as np
+
+_EMPTY_I64 = np.zeros(0, dtype=np.int64)
+_EMPTY_F32 = np.zeros(0, dtype=np.float32)
+
+
+class EventKind(StrEnum):
+    VIEW = "view"
+    CLICK = "click"
+    RATING = "rating"
+    PURCHASE = "purchase"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    user_id: str
+    item_id: str
+    kind: EventKind
+    timestamp: int  # unix seconds
+    rating: float = 0.0  # 1..5 for RATING
+    value: float = 0.0  # money for PURCHASE
+
+
+@dataclass(frozen=True, slots=True)
+class UserState:
+    """Online features of one user at request time (see common.proto UserFeatures)."""
+
+    user_id: str
+    known: bool
+    user_index: int
+    profile: np.ndarray  # int64[P]
+    history: np.ndarray  # int64[H], most recent first, 0-padded
+    seen: np.ndarray = field(default_factory=lambda: _EMPTY_I64)  # int64[S] ascending
+    activity_days: np.ndarray = field(default_factory=lambda: _EMPTY_I64)  # int64[A]
+    activity_values: np.ndarray = field(default_factory=lambda: _EMPTY_F32)  # float32[A]
+    event_count: int = 0
+
+    @property
+    def has_history(self) -> bool:
+        return bool(self.history.size and self.history[0] > 0)
+
+    @property
+    def is_cold(self) -> bool:
+        """Nothing to personalise from: unknown user and no history."""
+        return not self.known and not self.has_history
+
+
+@dataclass(frozen=True, slots=True)
+class ItemInfo:
+    item_id: str
+    item_index: int
+    title: str
+    tags: tuple[str, ...]
+    year: int
+    popularity: int
+
+
+@dataclass(frozen=True, slots=True)
+class FilterSpec:
+    exclude_seen: bool = False
+    include_tags: tuple[str, ...] = ()
+    exclude_tags: tuple[str, ...] = ()
+    exclude_items: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateList:
+    """Best first."""
+
+    item_indices: np.ndarray  # int64[N]
+    scores: np.ndarray  # float32[N]
+
+    def __len__(self) -> int:
+        return int(self.item_indices.size)
+
+
+@dataclass(frozen=True, slots=True)
+class RankScores:
+    """Aligned with the ranked item indices."""
+
+    p_positive: np.ndarray  # float32[N]
+    rating: np.ndarray  # float32[N]

@@ -16,7 +16,9 @@ PROTO_ROOT = ROOT / "proto"
 
 
 def generate(out_dir: Path) -> list[Path]:
-    protos = sorted(str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / "recserve/v1").glob("*.proto"))
+    protos = sorted(
+        str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / "recserve/v1").glob("*.proto")
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     include = str(Path(protoc.__file__).parent / "_proto")
     args = [

@@ -74,7 +74,9 @@ def encode_profiles(
     return out
 
 
-def encode_profile(spec: FeatureSpec, age: int, gender: str | None, occupation: str | None) -> np.ndarray:
+def encode_profile(
+    spec: FeatureSpec, age: int, gender: str | None, occupation: str | None
+) -> np.ndarray:
     """One raw profile -> int64[P]."""
     return encode_profiles(spec, [age], [gender], [occupation])[0]
 
@@ -106,7 +108,9 @@ def pad_history(recent_first: Sequence[int] | np.ndarray, history_len: int) -> n
     return out
 
 
-def sliding_histories(user_codes: np.ndarray, item_indices: np.ndarray, history_len: int) -> np.ndarray:
+def sliding_histories(
+    user_codes: np.ndarray, item_indices: np.ndarray, history_len: int
+) -> np.ndarray:
     """History seen *before* each event, for an event log sorted by (user, time).
 
     user_codes, item_indices: int64[N]. Returns int64[N, H]: row n holds the same user's
@@ -125,7 +129,7 @@ def sliding_histories(user_codes: np.ndarray, item_indices: np.ndarray, history_
 
 
 def daily_activity(timestamps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Events (unix seconds, value) of one user -> (distinct days ascending int64, value per day)."""
+    """One user's events (unix s, value) -> (distinct days ascending int64, value per day)."""
     days = np.asarray(timestamps, dtype=np.int64) // SECONDS_PER_DAY
     uniq, inverse = np.unique(days, return_inverse=True)
     sums = np.zeros(uniq.size, dtype=np.float64)

@@ -21,14 +21,19 @@ def load_cdnow(root: Path) -> InteractionData:
     with open(path) as fh:
         has_header = not fh.readline().split()[0].isdigit()
     raw = pd.read_csv(
-        path, sep=r"\s+", header=None, names=["customer_id", "date", "n_cds", "dollars"],
+        path,
+        sep=r"\s+",
+        header=None,
+        names=["customer_id", "date", "n_cds", "dollars"],
         skiprows=1 if has_header else 0,
         dtype={"customer_id": str, "date": str, "n_cds": np.int64, "dollars": np.float64},
     )
     dates = pd.to_datetime(raw["date"], format="%Y%m%d", utc=True)
     ts = (dates - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
     events = make_events(
-        raw["customer_id"].str.lstrip("0"), np.full(len(raw), "cd"), ts.to_numpy(),
+        raw["customer_id"].str.lstrip("0"),
+        np.full(len(raw), "cd"),
+        ts.to_numpy(),
         value=raw["dollars"].to_numpy(np.float32),
     )
     from training.data.fetch import sha256_path

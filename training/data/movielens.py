@@ -36,7 +36,9 @@ def _load_recbole(root: Path) -> InteractionData:
     item.columns = [c.split(":")[0] for c in item.columns]
     user.columns = [c.split(":")[0] for c in user.columns]
     events = make_events(
-        inter["user_id"], inter["item_id"], inter["timestamp"].astype(float).astype(np.int64),
+        inter["user_id"],
+        inter["item_id"],
+        inter["timestamp"].astype(float).astype(np.int64),
         rating=inter["rating"].astype(np.float32),
     )
     items = pd.DataFrame(
@@ -64,13 +66,21 @@ _YEAR = re.compile(r"\((\d{4})\)\s*$")
 def _load_grouplens(root: Path) -> InteractionData:
     files = [root / "u.data", root / "u.item", root / "u.user"]
     data = pd.read_csv(files[0], sep="\t", header=None, names=["u", "i", "r", "t"], dtype=str)
-    events = make_events(data["u"], data["i"], data["t"].astype(np.int64), rating=data["r"].astype(np.float32))
-    raw = pd.read_csv(files[1], sep="|", header=None, dtype=str, encoding="latin-1", keep_default_na=False)
+    events = make_events(
+        data["u"], data["i"], data["t"].astype(np.int64), rating=data["r"].astype(np.float32)
+    )
+    raw = pd.read_csv(
+        files[1], sep="|", header=None, dtype=str, encoding="latin-1", keep_default_na=False
+    )
     flags = raw.iloc[:, 5:24].astype(int).to_numpy()
     titles, years = [], []
     for title, date in zip(raw[1], raw[2], strict=True):
         m = _YEAR.search(title)
-        year = int(m.group(1)) if m else (int(date[-4:]) if len(date) >= 4 and date[-4:].isdigit() else 0)
+        year = (
+            int(m.group(1))
+            if m
+            else (int(date[-4:]) if len(date) >= 4 and date[-4:].isdigit() else 0)
+        )
         titles.append(_YEAR.sub("", title).strip())
         years.append(year)
     items = pd.DataFrame(
@@ -96,6 +106,6 @@ def load_movielens(root: Path) -> InteractionData:
     if (root / "u.data").is_file():
         return _load_grouplens(root)
     raise FileNotFoundError(
-        f"{root}: no MovieLens-100K files (expected ml-100k.inter/.item/.user or u.data/u.item/u.user); "
-        "run `make data`"
+        f"{root}: no MovieLens-100K files (expected ml-100k.inter/.item/.user or "
+        "u.data/u.item/u.user); run `make data`"
     )

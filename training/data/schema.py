@@ -43,7 +43,9 @@ def make_events(
             "user_id": pd.Series(user_id).astype(str).to_numpy(),
             "item_id": pd.Series(item_id).astype(str).to_numpy(),
             "timestamp": np.asarray(timestamp, dtype=np.int64),
-            "rating": np.full(n, np.nan, np.float32) if rating is None else np.asarray(rating, np.float32),
+            "rating": np.full(n, np.nan, np.float32)
+            if rating is None
+            else np.asarray(rating, np.float32),
             "value": np.ones(n, np.float32) if value is None else np.asarray(value, np.float32),
         }
     )

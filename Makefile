@@ -1,0 +1,64 @@
+# recserve — every step is a make target. `make demo` runs the whole path on a fresh machine;
+# `make test` runs the tests (CI runs `bash .ci/run`, which calls `make test`).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DATA_DIR ?= data
+ARTIFACTS ?= artifacts
+VERSION ?= latest
+USER_ID ?= 196
+K ?= 10
+TRAIN_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: help install data train export serve serve-embedded demo recommend test lint fmt protos clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[train,dev]"
+	@touch $@
+
+install: $(VENV)/.installed  ## create .venv and install recserve with the train and dev extras
+
+data: install  ## fetch MovieLens-100K and CDNOW (checksums verified)
+	$(PY) -m training.data fetch --data-dir $(DATA_DIR)
+
+train: data  ## train all models, export ONNX (parity-checked), build FAISS, write artifacts/<version>/
+	$(PY) -m training train --data-dir $(DATA_DIR) --artifacts $(ARTIFACTS) $(TRAIN_ARGS)
+
+export: train  ## export happens inside `train` (ONNX + parity check); kept as an alias
+
+serve: install  ## run the five services as separate processes until Ctrl-C
+	$(VENV)/bin/recserve serve --mode split --artifacts $(ARTIFACTS) --version $(VERSION)
+
+serve-embedded: install  ## run the gateway with every stage in-process
+	$(VENV)/bin/recserve serve --mode embedded --artifacts $(ARTIFACTS) --version $(VERSION)
+
+demo: train  ## fresh machine -> install, data, train, export, start 5 services, recommend, stop
+	$(VENV)/bin/recserve demo --artifacts $(ARTIFACTS) --user $(USER_ID) -k $(K)
+
+recommend: install  ## ask a running gateway: make recommend USER_ID=196 K=10
+	$(VENV)/bin/recserve recommend --user $(USER_ID) -k $(K)
+
+test: data  ## lint + the whole test suite (exit code 5, "no tests", counts as failure)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+
+lint: install  ## ruff check + format check
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+fmt: install  ## ruff fix + format
+	$(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .
+
+protos: install  ## regenerate the committed gRPC stubs in recserve/v1/
+	$(PY) scripts/gen_protos.py
+
+clean:  ## remove build outputs (keeps data/ and artifacts/)
+	rm -rf build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,101 @@
+"""Small building blocks shared by the retrieval and ranking models.
+
+Shapes: B = batch, N = candidates, H = history length, D = embedding width, T = tags,
+P = profile fields. Item index 0 is padding / unknown everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def mlp(sizes: Sequence[int], *, final_activation: bool = False) -> nn.Sequential:
+    """Linear layers of the given widths with ReLU between them."""
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        layers.append(nn.Linear(n_in, n_out))
+        if i < len(sizes) - 2 or final_activation:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class ItemFeatureArch(nn.Module):
+    """Item index -> concatenated id / tag / year-bucket features, float[..., out_dim].
+
+    Side features are buffers indexed by item index, so an exported graph takes only indices.
+    """
+
+    def __init__(
+        self,
+        n_items: int,
+        item_tags: np.ndarray,
+        item_years: np.ndarray,
+        n_year_buckets: int,
+        id_dim: int,
+        side_dim: int,
+    ) -> None:
+        super().__init__()
+        self.register_buffer("item_tags", torch.as_tensor(item_tags, dtype=torch.float32))
+        self.register_buffer("item_years", torch.as_tensor(item_years, dtype=torch.int64))
+        self.item_id = nn.Embedding(n_items, id_dim, padding_idx=0)
+        self.tags = nn.Linear(self.item_tags.shape[1], side_dim, bias=False)
+        self.year = nn.Embedding(n_year_buckets, side_dim, padding_idx=0)
+        self.out_dim = id_dim + 2 * side_dim
+        nn.init.normal_(self.item_id.weight, std=0.05)
+        with torch.no_grad():
+            self.item_id.weight[0].zero_()
+
+    def forward(self, items: torch.Tensor) -> torch.Tensor:
+        return torch.cat(
+            [self.item_id(items), self.tags(self.item_tags[items]), self.year(self.item_years[items])],
+            dim=-1,
+        )
+
+
+class ProfileArch(nn.Module):
+    """profile int64[B, P] -> float[B, P * dim], one embedding table per profile field."""
+
+    def __init__(self, cardinalities: Sequence[int], dim: int) -> None:
+        super().__init__()
+        self.fields = nn.ModuleList(nn.Embedding(c, dim, padding_idx=0) for c in cardinalities)
+        self.out_dim = dim * len(cardinalities)
+
+    def forward(self, profile: torch.Tensor) -> torch.Tensor:
+        return torch.cat([emb(profile[:, i]) for i, emb in enumerate(self.fields)], dim=-1)
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """values float[B, H, D], mask float[B, H] -> float[B, D]; zeros where the mask is empty."""
+    total = (values * mask.unsqueeze(-1)).sum(dim=1)
+    return total / mask.sum(dim=1, keepdim=True).clamp(min=1.0)
+
+
+def l2_normalize(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Row-wise L2 normalisation written with primitive ops (exports to plain ONNX)."""
+    return x / torch.sqrt((x * x).sum(dim=-1, keepdim=True) + eps * eps)
+
+
+class TargetAttention(nn.Module):
+    """DIN-style target attention: each candidate attends over the user's history.
+
+    candidates float[B, N, D], history float[B, H, D], mask float[B, H] -> float[B, N, D].
+    Scaled dot-product scores (cheap at N = 500, H = 50); an empty history pools to zeros.
+    """
+
+    def __init__(self, dim: int, key_dim: int = 32) -> None:
+        super().__init__()
+        self.query = nn.Linear(dim, key_dim, bias=False)
+        self.key = nn.Linear(dim, key_dim, bias=False)
+        self.scale = 1.0 / float(np.sqrt(key_dim))
+
+    def forward(
+        self, candidates: torch.Tensor, history: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        scores = torch.matmul(self.query(candidates), self.key(history).transpose(1, 2))
+        scores = scores * self.scale + (mask.unsqueeze(1) - 1.0) * 1e4  # [B, N, H]
+        weights = torch.softmax(scores, dim=-1) * mask.unsqueeze(1)
+        return torch.matmul(weights, history)

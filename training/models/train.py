@@ -1,0 +1,89 @@
+"""Mini-batch training loop shared by both models, and the example tensors they train on.
+
+Examples are every training interaction with the history seen *before* it
+(services.common.features.sliding_histories), exactly what the feature service would serve.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from services.common.features import sliding_histories
+from training.encode import EncodedCatalog
+
+Batch = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float = 0.0
+    user_dropout: float = 0.1  # share of examples whose user id is replaced by 0 (unknown)
+    seed: int = 0
+
+
+def make_examples(catalog: EncodedCatalog, indexed: pd.DataFrame) -> Batch:
+    """Indexed events sorted by (user, time) -> tensors user_index [N], profile [N, P],
+    history [N, H], items [N], ratings [N] (NaN ratings become 0)."""
+    users = indexed["user_index"].to_numpy(np.int64)
+    items = indexed["item_index"].to_numpy(np.int64)
+    history = sliding_histories(users, items, catalog.spec.history_len)
+    ratings = np.nan_to_num(indexed["rating"].to_numpy(np.float32), nan=0.0)
+    return {
+        "user_index": torch.from_numpy(users),
+        "profile": torch.from_numpy(catalog.user_profiles[users]),
+        "history": torch.from_numpy(history),
+        "items": torch.from_numpy(items),
+        "ratings": torch.from_numpy(ratings),
+    }
+
+
+def fit(
+    model: nn.Module,
+    loss_fn: Callable[[Batch], torch.Tensor],
+    examples: Batch,
+    config: FitConfig,
+    *,
+    desc: str,
+    progress: bool = True,
+) -> dict[str, float | list[float]]:
+    """Adam(W) over shuffled mini-batches; returns per-epoch mean losses and seconds."""
+    generator = torch.Generator().manual_seed(config.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    n = len(examples["items"])
+    n_batches = (n + config.batch_size - 1) // config.batch_size
+    losses: list[float] = []
+    start = time.perf_counter()
+    model.train()
+    for epoch in range(config.epochs):
+        order = torch.randperm(n, generator=generator)
+        total = 0.0
+        bar = tqdm(range(n_batches), desc=f"{desc} epoch {epoch + 1}/{config.epochs}",
+                   disable=not progress, leave=False, unit="batch")  # fmt: skip
+        for b in bar:
+            rows = order[b * config.batch_size : (b + 1) * config.batch_size]
+            batch = {k: v[rows] for k, v in examples.items()}
+            if config.user_dropout > 0:
+                drop = torch.rand(len(rows), generator=generator) < config.user_dropout
+                batch["user_index"] = batch["user_index"].masked_fill(drop, 0)
+            loss = loss_fn(batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss)
+            bar.set_postfix(loss=f"{total / (b + 1):.4f}")
+        losses.append(total / n_batches)
+        if progress:
+            tqdm.write(f"  {desc} epoch {epoch + 1}/{config.epochs}: loss {losses[-1]:.4f}")
+    model.eval()
+    return {"epoch_losses": losses, "seconds": time.perf_counter() - start}

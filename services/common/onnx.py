@@ -3,6 +3,8 @@ saying which provider the session really uses."""
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import logging
 from pathlib import Path
 
@@ -12,6 +14,17 @@ log = logging.getLogger(__name__)
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
+
+
+@functools.cache
+def cuda_driver_present() -> bool:
+    """True when the NVIDIA driver library loads. Without it ORT's CUDA provider cannot start, and
+    asking for it only fills stderr with ORT's load errors before the CPU fallback."""
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False
+    return True
 
 
 def create_session(
@@ -26,7 +39,10 @@ def create_session(
     options.log_severity_level = 3  # keep ORT's own warnings (e.g. missing CUDA libs) quiet
     providers = [CPU]
     if prefer_gpu and CUDA in ort.get_available_providers():
-        providers = [CUDA, CPU]
+        if cuda_driver_present():
+            providers = [CUDA, CPU]
+        else:
+            log.info("no CUDA driver on this machine: %s runs on CPU", Path(path).name)
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
     except Exception as exc:  # CUDA libraries missing or broken: CPU fallback

@@ -107,8 +107,10 @@ def value_features_flat(
     overdue = _safe_div(since_last, gap_mean)
 
     repeat_rate = _safe_div(frequency, np.maximum(t_weeks, 1.0))
-    recent = [per_user((days > as_of_day - DAYS_PER_WEEK * w).astype(np.float64)) for w in
-              RECENT_WINDOWS_WEEKS]
+    recent = [
+        per_user((days > as_of_day - DAYS_PER_WEEK * w).astype(np.float64))
+        for w in RECENT_WINDOWS_WEEKS
+    ]
     in_trend = days > as_of_day - DAYS_PER_WEEK * TREND_WINDOW_WEEKS
     value_trend = per_user(np.where(in_trend, values, 0.0))
     repeats_trend = per_user((in_trend & ~is_first).astype(np.float64))

@@ -1,24 +1,27 @@
-"""The item catalog the gateway answers with: ids, titles, tags and popularity order.
+"""What the gateway needs of the item catalog, as arrays: ids, titles, tags, popularity order.
 
-Loaded once from the bundle's items.parquet. Arrays are indexed by item index (row 0 = the
-unknown item), so every lookup and every filter is one numpy operation over N candidates.
+Built once from the bundle's shared ItemCatalog (services.common.catalog). Everything is
+indexed by item index (row 0 = the unknown item), so filtering N candidates or picking the
+popular items for a cold user is one numpy pass, not a Python loop over the catalog.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from services.common.bundle import Bundle
-from services.common.types import FilterSpec
+from services.common.catalog import ItemCatalog
+from services.common.types import FilterSpec, ItemInfo
+
+NO_FILTERS = FilterSpec()
 
 
 @dataclass(frozen=True)
-class ItemCatalog:
-    """Item facts by item index. I = number of rows (items + 1), T = number of tags."""
+class GatewayCatalog:
+    """I = rows (items + 1, row 0 unknown), T = tags."""
 
     version: str
     ids: np.ndarray  # str[I], "" at row 0
@@ -27,64 +30,39 @@ class ItemCatalog:
     tag_names: tuple[str, ...]  # [T]
     tag_matrix: np.ndarray  # bool[I, T]
     popularity: np.ndarray  # int64[I]: training interactions
-    by_popularity: np.ndarray  # int64[I-1]: item indices, most popular first
+    by_popularity: np.ndarray  # int64[I - 1]: item indices, most popular first
     id_index: dict[str, int]  # external id -> item index
 
     @classmethod
-    def from_bundle(cls, bundle: Bundle) -> ItemCatalog:
-        table = pq.read_table(bundle.path("items.parquet")).to_pydict()
-        return cls.from_rows(
-            bundle.version,
-            item_indices=table["item_index"],
-            item_ids=table["item_id"],
-            titles=table["title"],
-            tags=table["tags"],
-            popularity=table["popularity"],
-            tag_names=bundle.feature_spec.tags,
-        )
+    def from_bundle(cls, bundle: Bundle) -> GatewayCatalog:
+        catalog = ItemCatalog.from_bundle(bundle)
+        return cls.from_infos(bundle.version, catalog.by_indices(range(len(catalog))), catalog.tags)
 
     @classmethod
-    def from_rows(
-        cls,
-        version: str,
-        *,
-        item_indices: Sequence[int],
-        item_ids: Sequence[str],
-        titles: Sequence[str],
-        tags: Sequence[Sequence[str]],
-        popularity: Sequence[int],
-        tag_names: Iterable[str] = (),
-    ) -> ItemCatalog:
-        rows = np.asarray(item_indices, dtype=np.int64)
-        if rows.size and not np.array_equal(np.sort(rows), np.arange(1, rows.size + 1)):
-            raise ValueError("items.parquet item_index must be 1..n without gaps")
-        size = rows.size + 1
-        ids = np.full(size, "", dtype=object)
-        ids[rows] = list(item_ids)
-        titles_arr = np.full(size, "", dtype=object)
-        titles_arr[rows] = list(titles)
-        item_tags: list[tuple[str, ...]] = [()] * size
-        for row, row_tags in zip(rows.tolist(), tags, strict=True):
-            item_tags[row] = tuple(row_tags or ())
-        names = tuple(dict.fromkeys([*tag_names, *(t for ts in item_tags for t in ts)]))
+    def from_infos(
+        cls, version: str, infos: list[ItemInfo], tag_names: Iterable[str] = ()
+    ) -> GatewayCatalog:
+        """infos[i] describes item index i; infos[0] is the unknown item."""
+        names = tuple(dict.fromkeys([*tag_names, *(t for info in infos for t in info.tags)]))
         column = {t: j for j, t in enumerate(names)}
-        matrix = np.zeros((size, len(names)), dtype=bool)
-        for row, row_tags in enumerate(item_tags):
-            matrix[row, [column[t] for t in row_tags]] = True
-        pop = np.zeros(size, dtype=np.int64)
-        pop[rows] = np.asarray(popularity, dtype=np.int64)
+        matrix = np.zeros((len(infos), len(names)), dtype=bool)
+        for row, info in enumerate(infos):
+            matrix[row, [column[t] for t in info.tags]] = True
+        popularity = np.array([info.popularity for info in infos], dtype=np.int64)
+        popularity[0] = -1  # the unknown row sorts last and is dropped below
         # Most popular first; ties broken by item index so the order is deterministic.
-        order = np.lexsort((np.arange(size), -pop))
+        order = np.lexsort((np.arange(len(infos)), -popularity))
+        popularity[0] = 0
         return cls(
             version=version,
-            ids=ids.astype(str),
-            titles=titles_arr.astype(str),
-            item_tags=tuple(item_tags),
+            ids=np.array([info.item_id for info in infos], dtype=str),
+            titles=np.array([info.title for info in infos], dtype=str),
+            item_tags=tuple(tuple(info.tags) for info in infos),
             tag_names=names,
             tag_matrix=matrix,
-            popularity=pop,
-            by_popularity=order[order != 0].astype(np.int64),
-            id_index={str(s): int(i) for i, s in zip(rows.tolist(), item_ids, strict=True)},
+            popularity=popularity,
+            by_popularity=order[:-1].astype(np.int64),
+            id_index={info.item_id: row for row, info in enumerate(infos) if row > 0},
         )
 
     def __len__(self) -> int:
@@ -95,16 +73,19 @@ class ItemCatalog:
         """External ids -> int64 item indices (0 for unknown ids)."""
         return np.fromiter((self.id_index.get(i, 0) for i in item_ids), dtype=np.int64)
 
+    def unknown_tags(self, tags: Iterable[str]) -> list[str]:
+        return [t for t in tags if t not in self.tag_names]
+
     def allowed(
         self, item_indices: np.ndarray, filters: FilterSpec, seen: np.ndarray | None = None
     ) -> np.ndarray:
-        """bool[N]: which of these item indices pass the filters (seen = the user's items)."""
+        """bool[N]: which of these item indices pass the filters (seen: the user's items)."""
         items = np.asarray(item_indices, dtype=np.int64)
         keep = items > 0
         if filters.include_tags:
-            keep &= self.tag_matrix[np.ix_(items, self._tag_columns(filters.include_tags))].any(1)
+            keep &= self.tag_matrix[np.ix_(items, self._columns(filters.include_tags))].any(1)
         if filters.exclude_tags:
-            keep &= ~self.tag_matrix[np.ix_(items, self._tag_columns(filters.exclude_tags))].any(1)
+            keep &= ~self.tag_matrix[np.ix_(items, self._columns(filters.exclude_tags))].any(1)
         if filters.exclude_items:
             keep &= ~np.isin(items, self.index_of(filters.exclude_items))
         if filters.exclude_seen and seen is not None and len(seen):
@@ -112,18 +93,27 @@ class ItemCatalog:
         return keep
 
     def popular(
-        self, k: int, filters: FilterSpec = FilterSpec(), seen: np.ndarray | None = None
+        self, k: int, filters: FilterSpec = NO_FILTERS, seen: np.ndarray | None = None
     ) -> np.ndarray:
-        """int64[<=k]: the k most popular items that pass the filters."""
-        order = self.by_popularity
-        return order[self.allowed(order, filters, seen)][:k]
+        """int64[<= k]: the k most popular items that pass the filters."""
+        # Walk the popularity order in blocks: a million-item catalog is not filtered whole
+        # when the first few thousand items already hold k that pass.
+        block = max(1024, 8 * k)
+        found, n_found = [], 0
+        for start in range(0, len(self.by_popularity), block):
+            rows = self.by_popularity[start : start + block]
+            rows = rows[self.allowed(rows, filters, seen)]
+            found.append(rows)
+            n_found += rows.size
+            if n_found >= k:
+                break
+        return np.concatenate(found)[:k] if found else np.zeros(0, dtype=np.int64)
 
     def popularity_scores(self, item_indices: np.ndarray) -> np.ndarray:
         """float32[N] in [0, 1]: popularity relative to the most popular item."""
         top = max(int(self.popularity.max(initial=0)), 1)
         return (self.popularity[np.asarray(item_indices, dtype=np.int64)] / top).astype(np.float32)
 
-    def _tag_columns(self, tags: Iterable[str]) -> list[int]:
-        # Unknown tags match nothing: include_tags=["nope"] keeps nothing, exclude drops nothing.
+    def _columns(self, tags: Iterable[str]) -> list[int]:
         wanted = set(tags)
         return [j for j, name in enumerate(self.tag_names) if name in wanted]

@@ -80,7 +80,7 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += float(loss)
+            total += float(loss.detach())
             bar.set_postfix(loss=f"{total / (b + 1):.4f}")
         losses.append(total / n_batches)
         if progress:

@@ -1,0 +1,307 @@
+"""`recserve`: talk to a running gateway, or run the services.
+
+    recserve recommend --user 196 -k 10 [--include-tags Comedy] [--json]
+    recserve predict --user 196 --items 242,302
+    recserve similar --item 50 -k 10
+    recserve tags --user 196 -k 5
+    recserve value --users 196,186
+    recserve feedback --user 196 --item 50 --type rating --rating 5
+    recserve serve [--mode split|embedded] [--artifacts DIR] [--version latest]
+    recserve demo [--user 196] [-k 10]      # start 5 processes, recommend, stop them
+
+The gateway address is --target, else $RECSERVE_TARGET, else 127.0.0.1:50051.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+
+import grpc
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
+
+from recserve.client import DEFAULT_TARGET, EVENT_TYPES, FeedbackEvent, RecserveClient
+from recserve.v1 import common_pb2
+
+
+def _csv(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _print_json(message: Message) -> None:
+    print(json.dumps(MessageToDict(message, preserving_proto_field_name=True), indent=2))
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    line = "  ".join(f"{{:{w}}}" for w in widths)
+    return "\n".join([line.format(*headers), line.format(*("-" * w for w in widths))] +
+                     [line.format(*row) for row in cells])  # fmt: skip
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _items_table(items: Sequence) -> str:
+    rows = [
+        (n, it.item_id, _clip(it.title, 44), _clip(", ".join(it.tags), 32),
+         f"{it.score:.4f}", f"{it.predicted_rating:.2f}" if it.predicted_rating else "-")
+        for n, it in enumerate(items, 1)
+    ]  # fmt: skip
+    return _table(("#", "item", "title", "tags", "score", "rating"), rows)
+
+
+def _value_line(value: common_pb2.UserValue) -> str:
+    segment = common_pb2.Segment.Name(value.segment).removeprefix("SEGMENT_")
+    return (
+        f"user {value.user_id}: segment {segment}, P(active in {value.horizon_weeks:g} weeks) "
+        f"{value.p_active:.2f}, expected transactions {value.expected_transactions:.2f}, "
+        f"expected value {value.expected_value:.2f}"
+    )
+
+
+def print_recommendations(reply, header: str) -> None:
+    print(header)
+    print(_items_table(reply.items))
+    notes = [f"model {reply.model_version}"]
+    if reply.cold_start:
+        notes.append("cold start: popular items")
+    if reply.fallbacks:
+        notes.append(f"fallbacks: {', '.join(reply.fallbacks)}")
+    print("  ".join(notes))
+    if reply.HasField("user_value"):
+        print(_value_line(reply.user_value))
+
+
+# --- commands that talk to a running gateway ---------------------------------------------------
+
+
+def cmd_recommend(client: RecserveClient, args: argparse.Namespace) -> None:
+    reply = client.recommend(
+        args.user,
+        args.k,
+        exclude_seen=not args.include_seen,
+        include_tags=args.include_tags,
+        exclude_tags=args.exclude_tags,
+        exclude_items=args.exclude_items,
+        recent_items=args.recent,
+    )
+    if args.json:
+        return _print_json(reply)
+    print_recommendations(reply, f"Top {len(reply.items)} for user {args.user}")
+
+
+def cmd_predict(client: RecserveClient, args: argparse.Namespace) -> None:
+    reply = client.predict_ratings(args.user, args.items)
+    if args.json:
+        return _print_json(reply)
+    rows = [(r.item_id, f"{r.rating:.2f}", f"{r.p_positive:.3f}") for r in reply.ratings]
+    print(_table(("item", "rating", "P(rating>=4)"), rows))
+    print(f"model {reply.model_version}" + ("  cold start" if reply.cold_start else ""))
+
+
+def cmd_similar(client: RecserveClient, args: argparse.Namespace) -> None:
+    reply = client.similar_items(
+        args.item, args.k, include_tags=args.include_tags, exclude_tags=args.exclude_tags
+    )
+    if args.json:
+        return _print_json(reply)
+    print(f"Items like {args.item}")
+    print(_items_table(reply.items))
+    print(f"model {reply.model_version}")
+
+
+def cmd_tags(client: RecserveClient, args: argparse.Namespace) -> None:
+    reply = client.recommend_tags(args.user, args.k)
+    if args.json:
+        return _print_json(reply)
+    print(_table(("tag", "affinity"), [(t.tag, f"{t.affinity:.3f}") for t in reply.tags]))
+    print(f"model {reply.model_version}" + ("  cold start" if reply.cold_start else ""))
+
+
+def cmd_value(client: RecserveClient, args: argparse.Namespace) -> None:
+    reply = client.score_users(args.users)
+    if args.json:
+        return _print_json(reply)
+    rows = [
+        (v.user_id, common_pb2.Segment.Name(v.segment).removeprefix("SEGMENT_"),
+         f"{v.p_active:.3f}", f"{v.expected_transactions:.2f}", f"{v.expected_value:.2f}",
+         f"{v.horizon_weeks:g}")
+        for v in reply.values
+    ]  # fmt: skip
+    headers = ("user", "segment", "P(active)", "E[transactions]", "E[value]", "weeks")
+    print(_table(headers, rows))
+    print(f"model {reply.model_version}")
+
+
+def cmd_feedback(client: RecserveClient, args: argparse.Namespace) -> None:
+    event = FeedbackEvent(args.user, args.item, args.type, args.rating, args.value, args.timestamp)
+    reply = client.feedback([event])
+    if args.json:
+        return _print_json(reply)
+    print(f"accepted {reply.accepted} event(s)")
+
+
+# --- commands that run the services ------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from services.launcher import DEFAULT_PORTS, Launcher, LaunchError
+
+    launcher = Launcher(args.artifacts, args.version, mode=args.mode, ports=DEFAULT_PORTS)
+    try:
+        launcher.start(timeout=args.start_timeout)
+    except LaunchError as exc:
+        print(f"recserve serve: {exc}", file=sys.stderr)
+        return 1
+    names = ", ".join(f"{n}={p}" for n, p in launcher.ports.items())
+    print(f"recserve: {args.mode} mode SERVING ({names}); gateway {launcher.gateway_target}")
+    print("press Ctrl-C to stop")
+    try:
+        while not (exited := launcher.exited()):
+            time.sleep(0.5)
+        print(f"recserve serve: service exited unexpectedly: {exited}", file=sys.stderr)
+    except KeyboardInterrupt:
+        exited = {}
+    codes = launcher.stop()
+    return _report_exits({**codes, **exited}) or (1 if exited else 0)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from services.launcher import Launcher, LaunchError
+
+    log_dir = tempfile.mkdtemp(prefix="recserve-demo-")
+    launcher = Launcher(args.artifacts, args.version, mode=args.mode, log_dir=log_dir)
+    start = time.perf_counter()
+    try:
+        launcher.start(timeout=args.start_timeout)
+    except LaunchError as exc:
+        print(f"recserve demo: {exc}\n(logs in {log_dir})", file=sys.stderr)
+        return 1
+    ports = ", ".join(f"{n}:{p}" for n, p in launcher.ports.items())
+    print(f"started {len(launcher.ports)} services in {time.perf_counter() - start:.1f}s ({ports})")
+    try:
+        with RecserveClient(launcher.gateway_target, timeout=args.timeout) as client:
+            t0 = time.perf_counter()
+            reply = client.recommend(args.user, args.k)
+            took_ms = (time.perf_counter() - t0) * 1e3
+        print_recommendations(reply, f"Top {len(reply.items)} for user {args.user}")
+        print(f"answered in {took_ms:.1f} ms through {' -> '.join(launcher.ports)}")
+    except grpc.RpcError as exc:
+        print(f"recserve demo: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        _report_exits(launcher.stop())
+        return 1
+    codes = launcher.stop()
+    failed = _report_exits(codes)
+    if not failed:
+        print(f"stopped {len(codes)} services cleanly (logs in {log_dir})")
+    return failed
+
+
+def _report_exits(codes: dict[str, int]) -> int:
+    bad = {name: code for name, code in codes.items() if code != 0}
+    for name, code in bad.items():
+        print(f"recserve: {name} exited with code {code}", file=sys.stderr)
+    return 1 if bad else 0
+
+
+# --- argument parsing -------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recserve", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    client_opts = argparse.ArgumentParser(add_help=False)
+    client_opts.add_argument("--target", default=os.environ.get("RECSERVE_TARGET", DEFAULT_TARGET))
+    client_opts.add_argument("--timeout", type=float, default=5.0, help="seconds per call")
+    client_opts.add_argument("--json", action="store_true", help="print the reply as JSON")
+
+    def client_cmd(name: str, func, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[client_opts], help=help_)
+        p.set_defaults(func=func)
+        return p
+
+    p = client_cmd("recommend", cmd_recommend, "top-k items for a user")
+    p.add_argument("--user", required=True)
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--include-tags", type=_csv, default=[], metavar="A,B")
+    p.add_argument("--exclude-tags", type=_csv, default=[], metavar="A,B")
+    p.add_argument("--exclude-items", type=_csv, default=[], metavar="ID,ID")
+    p.add_argument("--recent", type=_csv, default=[], metavar="ID,ID", help="just viewed")
+    p.add_argument("--include-seen", action="store_true", help="keep already-seen items")
+
+    p = client_cmd("predict", cmd_predict, "predicted ratings of items for a user")
+    p.add_argument("--user", required=True)
+    p.add_argument("--items", type=_csv, required=True, metavar="ID,ID")
+
+    p = client_cmd("similar", cmd_similar, "items similar to an item")
+    p.add_argument("--item", required=True)
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--include-tags", type=_csv, default=[], metavar="A,B")
+    p.add_argument("--exclude-tags", type=_csv, default=[], metavar="A,B")
+
+    p = client_cmd("tags", cmd_tags, "a user's interest tags")
+    p.add_argument("--user", required=True)
+    p.add_argument("-k", type=int, default=5)
+
+    p = client_cmd("value", cmd_value, "value and propensity of users")
+    p.add_argument("--users", type=_csv, required=True, metavar="ID,ID")
+
+    p = client_cmd("feedback", cmd_feedback, "send one event")
+    p.add_argument("--user", required=True)
+    p.add_argument("--item", required=True)
+    p.add_argument("--type", choices=sorted(EVENT_TYPES), default="view")
+    p.add_argument("--rating", type=float, default=0.0)
+    p.add_argument("--value", type=float, default=0.0)
+    p.add_argument("--timestamp", type=int, default=0, help="unix seconds; 0 = now")
+
+    run_opts = argparse.ArgumentParser(add_help=False)
+    run_opts.add_argument("--artifacts", default=os.environ.get("RECSERVE_ARTIFACTS", "artifacts"))
+    run_opts.add_argument("--version", default="latest", help="bundle version (or latest)")
+    run_opts.add_argument("--start-timeout", type=float, default=120.0, help="seconds")
+
+    p = sub.add_parser("serve", parents=[run_opts], help="run the services until Ctrl-C")
+    p.add_argument("--mode", choices=("split", "embedded"), default="split")
+    p.set_defaults(run=cmd_serve)
+
+    p = sub.add_parser("demo", parents=[run_opts], help="start 5 services, recommend, stop")
+    p.add_argument("--mode", choices=("split", "embedded"), default="split")
+    p.add_argument("--user", default="196")
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds for the call")
+    p.set_defaults(run=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if hasattr(args, "run"):
+        return args.run(args)
+    try:
+        with RecserveClient(args.target, timeout=args.timeout) as client:
+            args.func(client, args)
+    except grpc.RpcError as exc:
+        hint = " (is the gateway running? `recserve serve`)" if _unreachable(exc) else ""
+        print(f"recserve: {exc.code().name}: {exc.details()}{hint}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"recserve: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _unreachable(exc: grpc.RpcError) -> bool:
+    return exc.code() is grpc.StatusCode.UNAVAILABLE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

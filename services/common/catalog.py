@@ -1,0 +1,83 @@
+"""The item catalog of a bundle (items.parquet + item_ids.npy), indexed by item row.
+
+Shared by the feature store (GetItems), retrieval (tags, ids) and anyone who turns candidate
+indices back into item ids, titles and tags (e.g. the gateway).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from services.common.bundle import Bundle
+from services.common.errors import NotFound
+from services.common.types import ItemInfo
+from services.common.vocab import Vocabulary
+
+
+class ItemCatalog:
+    """Row i (1..n) describes item index i; row 0 is the unknown item."""
+
+    def __init__(self, vocab: Vocabulary, infos: Sequence[ItemInfo], tags: Sequence[str]) -> None:
+        self.vocab = vocab
+        self._infos = list(infos)
+        self.tags = tuple(tags)
+        self.popularity = np.fromiter((i.popularity for i in self._infos), dtype=np.int64)
+
+    @classmethod
+    def from_bundle(cls, bundle: Bundle) -> ItemCatalog:
+        vocab = Vocabulary.load(bundle.path("item_ids.npy"))
+        table = pq.read_table(bundle.path("items.parquet")).to_pydict()
+        infos = [ItemInfo("", 0, "", (), 0, 0)] * len(vocab)
+        for item_id, index, title, tags, year, pop in zip(
+            table["item_id"],
+            table["item_index"],
+            table["title"],
+            table["tags"],
+            table["year"],
+            table["popularity"],
+            strict=True,
+        ):
+            infos[int(index)] = ItemInfo(
+                item_id=str(item_id),
+                item_index=int(index),
+                title=str(title or ""),
+                tags=tuple(tags or ()),
+                year=int(year or 0),
+                popularity=int(pop or 0),
+            )
+        return cls(vocab, infos, bundle.feature_spec.tags)
+
+    def __len__(self) -> int:
+        """Rows including the unknown row 0."""
+        return len(self._infos)
+
+    @property
+    def n_items(self) -> int:
+        return len(self._infos) - 1
+
+    def index(self, item_id: str) -> int:
+        """0 when unknown."""
+        return self.vocab.index(item_id)
+
+    def indices(self, item_ids: Sequence[str]) -> np.ndarray:
+        return self.vocab.indices(item_ids)
+
+    def by_index(self, item_index: int) -> ItemInfo:
+        return self._infos[item_index]
+
+    def by_indices(self, item_indices: Sequence[int] | np.ndarray) -> list[ItemInfo]:
+        infos = self._infos
+        return [infos[i] for i in np.asarray(item_indices, dtype=np.int64).tolist()]
+
+    def by_ids(self, item_ids: Sequence[str]) -> list[ItemInfo]:
+        """NotFound names the first unknown id."""
+        out = []
+        for item_id in item_ids:
+            row = self.vocab.index(item_id)
+            if row == 0:
+                raise NotFound(f"unknown item {item_id!r}")
+            out.append(self._infos[row])
+        return out

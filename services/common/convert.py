@@ -1,0 +1,272 @@
+"""recserve.v1 protobuf messages <-> domain types (services.common.types).
+
+Packed numeric fields move as whole arrays (`extend` from ndarray.tolist(), `np.asarray` back)
+rather than element by element. Incoming events are validated here: InvalidArgument on bad input.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from recserve.v1 import common_pb2, ranking_pb2, retrieval_pb2, uservalue_pb2
+from services.common.errors import InvalidArgument
+from services.common.features import pad_history
+from services.common.types import (
+    CandidateList,
+    Event,
+    EventKind,
+    FilterSpec,
+    ItemInfo,
+    RankScores,
+    UserState,
+)
+
+_KIND_TO_PB = {
+    EventKind.VIEW: common_pb2.EVENT_TYPE_VIEW,
+    EventKind.CLICK: common_pb2.EVENT_TYPE_CLICK,
+    EventKind.RATING: common_pb2.EVENT_TYPE_RATING,
+    EventKind.PURCHASE: common_pb2.EVENT_TYPE_PURCHASE,
+}
+_PB_TO_KIND = {v: k for k, v in _KIND_TO_PB.items()}
+
+
+def _i64(values: Iterable[int]) -> np.ndarray:
+    return np.asarray(values, dtype=np.int64)
+
+
+def _f32(values: Iterable[float]) -> np.ndarray:
+    return np.asarray(values, dtype=np.float32)
+
+
+# --- user features ---------------------------------------------------------------------------
+
+
+def user_state_to_proto(state: UserState, bundle_version: str = "") -> common_pb2.UserFeatures:
+    """History is sent without its 0 padding (the proto holds at most H items)."""
+    history = np.asarray(state.history, dtype=np.int64)
+    msg = common_pb2.UserFeatures(
+        user_id=state.user_id,
+        known=state.known,
+        user_index=int(state.user_index),
+        event_count=int(state.event_count),
+        bundle_version=bundle_version,
+    )
+    msg.profile.extend(np.asarray(state.profile, dtype=np.int64).tolist())
+    msg.history.extend(history[history > 0].tolist())
+    msg.seen.extend(np.asarray(state.seen, dtype=np.int64).tolist())
+    msg.activity_days.extend(np.asarray(state.activity_days, dtype=np.int64).tolist())
+    msg.activity_values.extend(np.asarray(state.activity_values, dtype=np.float32).tolist())
+    return msg
+
+
+def user_state_from_proto(
+    msg: common_pb2.UserFeatures, *, history_len: int | None = None, profile_len: int | None = None
+) -> UserState:
+    """history_len pads/truncates history to int64[H]; profile_len checks the profile size."""
+    profile = _i64(msg.profile)
+    if profile_len is not None:
+        if profile.size == 0:
+            profile = np.zeros(profile_len, dtype=np.int64)
+        elif profile.size != profile_len:
+            raise InvalidArgument(f"profile has {profile.size} fields, expected {profile_len}")
+    history = _i64(msg.history)
+    if history_len is not None:
+        history = pad_history(history, history_len)
+    days, values = _i64(msg.activity_days), _f32(msg.activity_values)
+    if days.size != values.size:
+        raise InvalidArgument("activity_days and activity_values differ in length")
+    return UserState(
+        user_id=msg.user_id,
+        known=msg.known,
+        user_index=int(msg.user_index),
+        profile=profile,
+        history=history,
+        seen=_i64(msg.seen),
+        activity_days=days,
+        activity_values=values,
+        event_count=int(msg.event_count),
+    )
+
+
+# --- events ----------------------------------------------------------------------------------
+
+
+def event_from_proto(msg: common_pb2.Event, now: int | None = None) -> Event:
+    """Validates one event; timestamp 0 becomes `now` (default: this server's clock)."""
+    if not msg.user_id:
+        raise InvalidArgument("event.user_id is empty")
+    if not msg.item_id:
+        raise InvalidArgument(f"event for user {msg.user_id!r}: item_id is empty")
+    kind = _PB_TO_KIND.get(msg.type)
+    if kind is None:
+        raise InvalidArgument(f"event for user {msg.user_id!r}: unknown type {msg.type}")
+    if msg.timestamp < 0:
+        raise InvalidArgument(f"event for user {msg.user_id!r}: negative timestamp")
+    timestamp = msg.timestamp or (int(time.time()) if now is None else now)
+    rating, value = float(msg.rating), float(msg.value)
+    if kind is EventKind.RATING and not 1.0 <= rating <= 5.0:
+        raise InvalidArgument(f"event for user {msg.user_id!r}: rating {rating} not in 1..5")
+    if not math.isfinite(rating) or rating < 0:
+        raise InvalidArgument(f"event for user {msg.user_id!r}: invalid rating {rating}")
+    if not math.isfinite(value) or value < 0:
+        raise InvalidArgument(f"event for user {msg.user_id!r}: value {value} must be >= 0")
+    return Event(msg.user_id, msg.item_id, kind, int(timestamp), rating, value)
+
+
+def events_from_proto(msgs: Sequence[common_pb2.Event], now: int | None = None) -> list[Event]:
+    now = int(time.time()) if now is None else now
+    return [event_from_proto(m, now) for m in msgs]
+
+
+def event_to_proto(event: Event) -> common_pb2.Event:
+    return common_pb2.Event(
+        user_id=event.user_id,
+        item_id=event.item_id,
+        type=_KIND_TO_PB[event.kind],
+        timestamp=event.timestamp,
+        rating=event.rating,
+        value=event.value,
+    )
+
+
+# --- filters, items ---------------------------------------------------------------------------
+
+
+def filters_from_proto(msg: common_pb2.Filters | None) -> FilterSpec:
+    if msg is None:
+        return FilterSpec()
+    return FilterSpec(
+        exclude_seen=msg.exclude_seen,
+        include_tags=tuple(msg.include_tags),
+        exclude_tags=tuple(msg.exclude_tags),
+        exclude_items=tuple(msg.exclude_items),
+    )
+
+
+def filters_to_proto(spec: FilterSpec) -> common_pb2.Filters:
+    return common_pb2.Filters(
+        exclude_seen=spec.exclude_seen,
+        include_tags=list(spec.include_tags),
+        exclude_tags=list(spec.exclude_tags),
+        exclude_items=list(spec.exclude_items),
+    )
+
+
+def item_info_to_proto(info: ItemInfo) -> common_pb2.ItemInfo:
+    return common_pb2.ItemInfo(
+        item_id=info.item_id,
+        item_index=info.item_index,
+        title=info.title,
+        tags=list(info.tags),
+        year=info.year,
+        popularity=info.popularity,
+    )
+
+
+def item_info_from_proto(msg: common_pb2.ItemInfo) -> ItemInfo:
+    return ItemInfo(
+        item_id=msg.item_id,
+        item_index=int(msg.item_index),
+        title=msg.title,
+        tags=tuple(msg.tags),
+        year=int(msg.year),
+        popularity=int(msg.popularity),
+    )
+
+
+# --- candidates, scores -----------------------------------------------------------------------
+
+
+def candidates_to_proto(cands: CandidateList, bundle_version: str = "") -> retrieval_pb2.Candidates:
+    msg = retrieval_pb2.Candidates(bundle_version=bundle_version)
+    msg.item_indices.extend(cands.item_indices.tolist())
+    msg.scores.extend(cands.scores.tolist())
+    return msg
+
+
+def candidates_from_proto(msg: retrieval_pb2.Candidates) -> CandidateList:
+    return CandidateList(item_indices=_i64(msg.item_indices), scores=_f32(msg.scores))
+
+
+def rank_scores_to_proto(
+    scores: RankScores, bundle_version: str = "", execution_provider: str = ""
+) -> ranking_pb2.RankResponse:
+    msg = ranking_pb2.RankResponse(
+        bundle_version=bundle_version, execution_provider=execution_provider
+    )
+    msg.p_positive.extend(scores.p_positive.tolist())
+    msg.rating.extend(scores.rating.tolist())
+    return msg
+
+
+def rank_scores_from_proto(msg: ranking_pb2.RankResponse) -> RankScores:
+    return RankScores(p_positive=_f32(msg.p_positive), rating=_f32(msg.rating))
+
+
+# --- user value -------------------------------------------------------------------------------
+
+
+class ValueScoreLike(Protocol):
+    """services.uservalue.scorer.ValueScore (duck-typed: common never imports a service)."""
+
+    user_id: str
+    p_active: float
+    expected_transactions: float
+    expected_value: float
+    segment: str
+    horizon_weeks: float
+
+
+def segment_to_proto(name: str) -> int:
+    """ "HIGH_VALUE" (or "SEGMENT_HIGH_VALUE", any case) -> common_pb2.SEGMENT_HIGH_VALUE."""
+    key = str(getattr(name, "name", name)).upper()
+    key = key if key.startswith("SEGMENT_") else f"SEGMENT_{key}"
+    try:
+        return common_pb2.Segment.Value(key)
+    except ValueError:
+        return common_pb2.SEGMENT_UNSPECIFIED
+
+
+def user_value_to_proto(score: ValueScoreLike) -> common_pb2.UserValue:
+    return common_pb2.UserValue(
+        user_id=score.user_id,
+        p_active=float(score.p_active),
+        expected_transactions=float(score.expected_transactions),
+        expected_value=float(score.expected_value),
+        segment=segment_to_proto(score.segment),
+        horizon_weeks=float(score.horizon_weeks),
+    )
+
+
+def activities_from_proto(
+    msgs: Sequence[uservalue_pb2.UserActivity],
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """UserActivity list -> {user_id: (days int64[A], values float32[A])}, validated."""
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for msg in msgs:
+        if not msg.user_id:
+            raise InvalidArgument("activity.user_id is empty")
+        days, values = _i64(msg.days), _f32(msg.values)
+        if days.size != values.size:
+            raise InvalidArgument(f"activity of {msg.user_id!r}: days and values differ in length")
+        if values.size and (not np.isfinite(values).all() or (values < 0).any()):
+            raise InvalidArgument(f"activity of {msg.user_id!r}: values must be finite and >= 0")
+        out[msg.user_id] = (days, values)
+    return out
+
+
+def activities_to_proto(
+    activities: Mapping[str, tuple[Any, Any]],
+) -> list[uservalue_pb2.UserActivity]:
+    out = []
+    for user_id, (days, values) in activities.items():
+        msg = uservalue_pb2.UserActivity(user_id=user_id)
+        msg.days.extend(_i64(days).tolist())
+        msg.values.extend(_f32(values).tolist())
+        out.append(msg)
+    return out

@@ -1,0 +1,73 @@
+"""One log line per record, JSON (default) or key=value, with the service name on every line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+
+_RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+def _extra_fields(record: logging.LogRecord) -> dict[str, object]:
+    return {k: v for k, v in record.__dict__.items() if k not in _RESERVED}
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+    return f"{base}.{int(record.msecs):03d}Z"
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self._service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "ts": _timestamp(record),
+            "level": record.levelname,
+            "service": self._service,
+            "logger": record.name,
+            "msg": record.getMessage(),
+            **_extra_fields(record),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+class KeyValueFormatter(logging.Formatter):
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self._service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = {
+            "ts": _timestamp(record),
+            "level": record.levelname,
+            "service": self._service,
+            "logger": record.name,
+            "msg": record.getMessage(),
+            **_extra_fields(record),
+        }
+        if record.exc_info:
+            fields["exc"] = self.formatException(record.exc_info)
+        # json.dumps quotes and escapes values (newlines included): one record, one line.
+        return " ".join(f"{k}={json.dumps(v, default=str)}" for k, v in fields.items())
+
+
+def setup_logging(service_name: str, level: str | int = "INFO", fmt: str = "json") -> None:
+    """Configure the root logger: one line per record on stderr. fmt is "json" or "text"."""
+    if fmt not in ("json", "text"):
+        raise ValueError(f"log format must be 'json' or 'text', got {fmt!r}")
+    handler = logging.StreamHandler(sys.stderr)
+    formatter = JsonFormatter if fmt == "json" else KeyValueFormatter
+    handler.setFormatter(formatter(service_name))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper() if isinstance(level, str) else level)
+    # grpc's own DEBUG output is one line per event-loop poll: keep it out of RPC debugging.
+    logging.getLogger("grpc").setLevel(max(root.level, logging.INFO))
+    logging.getLogger("asyncio").setLevel(max(root.level, logging.INFO))

@@ -1,0 +1,62 @@
+"""UserState -> the ONNX user inputs shared by the user tower and the ranker (batch of one).
+
+Validates every index against the bundle's table sizes first: an out-of-range index would
+otherwise fail inside ONNX Runtime as an INTERNAL error instead of INVALID_ARGUMENT.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from services.common.bundle import Bundle
+from services.common.errors import InvalidArgument
+from services.common.features import FeatureSpec, pad_history
+from services.common.types import UserState
+from services.common.vocab import Vocabulary
+
+
+@dataclass(frozen=True)
+class UserInputs:
+    """Table sizes (rows including row 0) the models were exported with."""
+
+    n_user_rows: int
+    n_item_rows: int
+    history_len: int
+    profile_cardinalities: tuple[int, ...]
+
+    @classmethod
+    def from_bundle(cls, bundle: Bundle, n_item_rows: int) -> UserInputs:
+        spec: FeatureSpec = bundle.feature_spec
+        n_users = len(Vocabulary.load(bundle.path("user_ids.npy")))
+        return cls(n_users, n_item_rows, spec.history_len, spec.profile_cardinalities)
+
+    def check_items(self, item_indices: np.ndarray, what: str = "item index") -> None:
+        if item_indices.size and (item_indices.min() < 0 or item_indices.max() >= self.n_item_rows):
+            bad = item_indices[(item_indices < 0) | (item_indices >= self.n_item_rows)][0]
+            raise InvalidArgument(f"{what} {bad} out of range [0, {self.n_item_rows})")
+
+    def feeds(self, user: UserState) -> dict[str, np.ndarray]:
+        """-> {"user_index": int64[1], "profile": int64[1, P], "history": int64[1, H]}."""
+        if not 0 <= user.user_index < self.n_user_rows:
+            raise InvalidArgument(
+                f"user_index {user.user_index} out of range [0, {self.n_user_rows})"
+            )
+        profile = np.asarray(user.profile, dtype=np.int64)
+        n_fields = len(self.profile_cardinalities)
+        if profile.size == 0:
+            profile = np.zeros(n_fields, dtype=np.int64)
+        if profile.size != n_fields:
+            raise InvalidArgument(f"profile has {profile.size} fields, expected {n_fields}")
+        if ((profile < 0) | (profile >= np.asarray(self.profile_cardinalities))).any():
+            raise InvalidArgument(f"profile {profile.tolist()} out of range")
+        history = np.asarray(user.history, dtype=np.int64)
+        self.check_items(history, "history item index")
+        if history.size != self.history_len:
+            history = pad_history(history, self.history_len)
+        return {
+            "user_index": np.asarray([user.user_index], dtype=np.int64),
+            "profile": profile.reshape(1, -1),
+            "history": history.reshape(1, -1),
+        }

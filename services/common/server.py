@@ -1,0 +1,117 @@
+"""Server bootstrap shared by every service: health, reflection, error interceptor, signals.
+
+    server, port = await create_server(register, port=0, service_names=[...])  # started
+    await serve(server, grace=5.0)  # until SIGTERM/SIGINT, then graceful stop
+
+`create_server` is a coroutine: grpc.aio servers belong to the running event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from services.common.errors import BundleError, ConfigError
+from services.common.interceptors import ErrorInterceptor
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_MESSAGE_BYTES = 4 << 20
+EXIT_BAD_CONFIG = 2
+
+_health_by_server: weakref.WeakKeyDictionary[grpc.aio.Server, health.aio.HealthServicer] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def create_server(
+    register: Callable[[grpc.aio.Server], None],
+    *,
+    port: int = 0,
+    host: str = "127.0.0.1",
+    service_names: Sequence[str],
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    reuse_port: bool = False,
+) -> tuple[grpc.aio.Server, int]:
+    """Build, bind and start a grpc.aio server; returns (server, bound port).
+
+    `register(server)` adds the service's servicers. Health reports SERVING for "" and each
+    of `service_names` (full names, e.g. "recserve.v1.FeatureService"); reflection lists them.
+    port=0 binds an ephemeral port (tests). Must be awaited inside the running event loop.
+    """
+    options = [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
+    ]
+    server = grpc.aio.server(interceptors=[ErrorInterceptor(), *interceptors], options=options)
+    register(server)
+
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ("", *service_names):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    _health_by_server[server] = health_servicer
+
+    reflection.enable_server_reflection(
+        (*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise ConfigError(f"cannot bind {host}:{port}")
+    await server.start()
+    log.info("listening on %s:%d services=%s", host, bound, ",".join(service_names))
+    return server, bound
+
+
+async def set_not_serving(server: grpc.aio.Server) -> None:
+    """Report NOT_SERVING for every service (load balancers drain us before we stop)."""
+    servicer = _health_by_server.get(server)
+    if servicer is not None:
+        await servicer.enter_graceful_shutdown()
+
+
+async def serve(server: grpc.aio.Server, *, grace: float) -> None:
+    """Run until SIGTERM/SIGINT (or the server terminates), then drain and stop gracefully."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+    stopped = asyncio.ensure_future(stop.wait())
+    terminated = asyncio.ensure_future(server.wait_for_termination())
+    try:
+        await asyncio.wait({stopped, terminated}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+        stopped.cancel()
+    log.info("shutting down (grace %.1fs)", grace)
+    await set_not_serving(server)
+    await server.stop(grace)
+    terminated.cancel()
+    log.info("stopped")
+
+
+def run_main(service_name: str, main: Callable[[], Awaitable[None]]) -> int:
+    """Run a service's async main; invalid config or a bad bundle -> one stderr line, exit 2."""
+    try:
+        asyncio.run(main())
+    except (ConfigError, BundleError) as exc:
+        print(f"{service_name}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    except KeyboardInterrupt:
+        pass
+    return 0

@@ -1,0 +1,1 @@
+"""Feature service: online user state (profile, history, seen items, activity) and item facts."""

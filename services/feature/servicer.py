@@ -1,0 +1,50 @@
+"""FeatureService: protobuf <-> FeatureStore, nothing else."""
+
+from __future__ import annotations
+
+import grpc
+
+from recserve.v1 import common_pb2, feature_pb2, feature_pb2_grpc
+from services.common import convert
+from services.feature.store import FeatureStore
+
+
+class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
+    def __init__(self, store: FeatureStore) -> None:
+        self._store = store
+
+    async def GetUser(
+        self, request: feature_pb2.GetUserRequest, context: grpc.aio.ServicerContext
+    ) -> common_pb2.UserFeatures:
+        state = self._store.get_user(request.user_id, tuple(request.recent_items))
+        return convert.user_state_to_proto(state, self._store.bundle_version)
+
+    async def GetUsers(
+        self, request: feature_pb2.GetUsersRequest, context: grpc.aio.ServicerContext
+    ) -> feature_pb2.GetUsersResponse:
+        version = self._store.bundle_version
+        states = self._store.get_users(tuple(request.user_ids))
+        return feature_pb2.GetUsersResponse(
+            users=[convert.user_state_to_proto(s, version) for s in states]
+        )
+
+    async def GetItems(
+        self, request: feature_pb2.GetItemsRequest, context: grpc.aio.ServicerContext
+    ) -> feature_pb2.GetItemsResponse:
+        infos = self._store.get_items(tuple(request.item_ids))
+        return feature_pb2.GetItemsResponse(items=[convert.item_info_to_proto(i) for i in infos])
+
+    async def ApplyEvents(
+        self, request: feature_pb2.ApplyEventsRequest, context: grpc.aio.ServicerContext
+    ) -> feature_pb2.ApplyEventsResponse:
+        events = convert.events_from_proto(request.events)
+        return feature_pb2.ApplyEventsResponse(accepted=self._store.apply_events(events))
+
+
+def register(store: FeatureStore):
+    """-> a `register(server)` callback for services.common.server.create_server."""
+
+    def _register(server: grpc.aio.Server) -> None:
+        feature_pb2_grpc.add_FeatureServiceServicer_to_server(FeatureServicer(store), server)
+
+    return _register

@@ -1,0 +1,1 @@
+"""Gateway: the public API. Validates, runs the stage pipeline (embedded or split), answers."""

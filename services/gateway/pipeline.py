@@ -1,0 +1,209 @@
+"""The gateway's request path. Recommend, in one screen:
+
+    validate → features(user, recent items)
+             → [candidates: retrieval top-N, or popular items for a cold user] ∥ [user value]
+             → ranking → sort by P(positive) → top k (+ titles, tags, user value, version)
+
+A stage that is down or too slow degrades the answer instead of failing it, and the response
+says so in `fallbacks`: ranking → retrieval order; retrieval → popular items (filters still
+applied); features → cold user; user value → omitted. The stages are interfaces
+(services.gateway.stages), so this code runs the same embedded or split across processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Sequence
+from typing import TypeVar
+
+import numpy as np
+
+from services.common.errors import NotFound, Unavailable
+from services.common.features import FeatureSpec, pad_history
+from services.common.types import CandidateList, Event, FilterSpec, RankScores, UserState
+from services.gateway import validate
+from services.gateway.catalog import GatewayCatalog
+from services.gateway.config import Limits
+from services.gateway.results import (
+    PredictedRating,
+    RankedItem,
+    RatingPrediction,
+    Recommendation,
+    SimilarItems,
+    TagAffinities,
+    UserValues,
+)
+from services.gateway.stages import DeadlineExceeded, Stages, ValueScore
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Pipeline:
+    def __init__(
+        self, stages: Stages, catalog: GatewayCatalog, spec: FeatureSpec, limits: Limits
+    ) -> None:
+        self.stages = stages
+        self.catalog = catalog
+        self.spec = spec
+        self.limits = limits
+        self._warned_at: dict[str, float] = {}
+
+    async def recommend(
+        self, user_id: str, k: int, filters: FilterSpec, recent_items: Sequence[str] = ()
+    ) -> Recommendation:
+        validate.check_id("user_id", user_id)
+        validate.check_k(k, self.limits.max_k)
+        validate.check_filters(filters, self.limits.max_batch, self.catalog.tag_names)
+        validate.check_ids("recent_items", recent_items, self.limits.max_batch, allow_empty=True)
+        fallbacks: list[str] = []
+        user = await self._attempt(
+            "features", self.stages.features.get_user(user_id, recent_items), fallbacks
+        )
+        user = user or self.cold_user(user_id)
+        candidates, value = await asyncio.gather(
+            self._candidates(user, k, filters, fallbacks), self._user_value(user, fallbacks)
+        )
+        ranks = await self._attempt(
+            "ranking", self.stages.ranking.rank(user, candidates.item_indices), fallbacks
+        )
+        items = self._top_k(candidates, ranks, k, by_model=not user.is_cold)
+        return Recommendation(items, self.catalog.version, value, user.is_cold, tuple(fallbacks))
+
+    async def _candidates(
+        self, user: UserState, k: int, filters: FilterSpec, fallbacks: list[str]
+    ) -> CandidateList:
+        """Retrieval's top-N for a known user; popular items for a cold user or when down."""
+        n = max(self.limits.candidates, k)
+        found = None
+        if not user.is_cold:
+            found = await self._attempt(
+                "retrieval", self.stages.retrieval.retrieve(user, n, filters), fallbacks
+            )
+        if found is None:
+            popular = self.catalog.popular(k if user.is_cold else n, filters, _seen(user))
+            return CandidateList(popular, self.catalog.popularity_scores(popular))
+        # Retrieval applies the filters itself; this re-check is one vectorised pass and keeps
+        # the public contract (distinct items, filters honoured) independent of the backend.
+        _, first = np.unique(found.item_indices, return_index=True)
+        keep = np.zeros(len(found), dtype=bool)
+        keep[first] = True
+        keep &= self.catalog.allowed(found.item_indices, filters, _seen(user))
+        return CandidateList(found.item_indices[keep], found.scores[keep])
+
+    async def _user_value(self, user: UserState, fallbacks: list[str]) -> ValueScore | None:
+        values = await self._attempt(
+            "uservalue", self.stages.uservalue.score([user.user_id], _activities([user])), fallbacks
+        )
+        return values[0] if values else None
+
+    def _top_k(
+        self, candidates: CandidateList, ranks: RankScores | None, k: int, *, by_model: bool
+    ) -> list[RankedItem]:
+        """Sort by the ranking model's P(positive) (by_model) or keep the candidates' order."""
+        n = len(candidates)
+        p_positive = ranks.p_positive if ranks is not None else np.zeros(n, np.float32)
+        rating = ranks.rating if ranks is not None else np.zeros(n, np.float32)
+        score = p_positive if ranks is not None and by_model else candidates.scores
+        order = np.argsort(-score, kind="stable")[:k]
+        rows = candidates.item_indices[order]
+        return [
+            RankedItem(
+                item_id=str(self.catalog.ids[row]),
+                title=str(self.catalog.titles[row]),
+                tags=self.catalog.item_tags[row],
+                score=float(score[j]),
+                predicted_rating=float(rating[j]),
+                retrieval_score=float(candidates.scores[j]),
+                ranking_score=float(p_positive[j]),
+            )
+            for j, row in zip(order.tolist(), rows.tolist(), strict=True)
+        ]
+
+    async def predict_ratings(self, user_id: str, item_ids: Sequence[str]) -> RatingPrediction:
+        validate.check_id("user_id", user_id)
+        validate.check_ids("item_ids", item_ids, self.limits.max_batch)
+        rows = self.catalog.index_of(item_ids)
+        unknown = [item for item, row in zip(item_ids, rows.tolist(), strict=True) if row == 0]
+        if unknown:
+            raise NotFound(f"unknown item ids: {', '.join(unknown[:10])}")
+        user = await self._attempt("features", self.stages.features.get_user(user_id), [])
+        user = user or self.cold_user(user_id)
+        ranks = await self.stages.ranking.rank(user, rows)  # the answer itself: no fallback
+        ratings = [
+            PredictedRating(item, float(r), float(p))
+            for item, r, p in zip(item_ids, ranks.rating, ranks.p_positive, strict=True)
+        ]
+        return RatingPrediction(ratings, self.catalog.version, user.is_cold)
+
+    async def similar_items(self, item_id: str, k: int, filters: FilterSpec) -> SimilarItems:
+        validate.check_id("item_id", item_id)
+        validate.check_k(k, self.limits.max_k)
+        validate.check_filters(filters, self.limits.max_batch, self.catalog.tag_names)
+        if item_id not in self.catalog.id_index:
+            raise NotFound(f"unknown item id: {item_id}")
+        # The item itself never counts as similar to itself.
+        filters = FilterSpec(
+            exclude_seen=False,
+            include_tags=filters.include_tags,
+            exclude_tags=filters.exclude_tags,
+            exclude_items=(*filters.exclude_items, item_id),
+        )
+        found = await self.stages.retrieval.similar(item_id, k, filters)
+        keep = self.catalog.allowed(found.item_indices, filters)
+        candidates = CandidateList(found.item_indices[keep], found.scores[keep])
+        return SimilarItems(self._top_k(candidates, None, k, by_model=False), self.catalog.version)
+
+    async def recommend_tags(self, user_id: str, k: int) -> TagAffinities:
+        validate.check_id("user_id", user_id)
+        validate.check_k(k, self.limits.max_k)
+        user = await self._attempt("features", self.stages.features.get_user(user_id), [])
+        user = user or self.cold_user(user_id)
+        tags = await self.stages.retrieval.tag_affinities(user, k)
+        return TagAffinities(list(tags)[:k], self.catalog.version, user.is_cold)
+
+    async def score_users(self, user_ids: Sequence[str]) -> UserValues:
+        validate.check_ids("user_ids", user_ids, self.limits.max_batch)
+        # Live activity from the feature store; without it the scorer uses its bundle snapshot.
+        users = await self._attempt("features", self.stages.features.get_users(user_ids), [])
+        values = await self.stages.uservalue.score(user_ids, _activities(users or []))
+        return UserValues(list(values), self.catalog.version)
+
+    async def feedback(self, events: Sequence[Event]) -> int:
+        validate.check_events(events, self.limits.max_batch)
+        return await self.stages.features.apply_events(events)
+
+    def cold_user(self, user_id: str) -> UserState:
+        """What the pipeline assumes about a user it cannot look up."""
+        return UserState(
+            user_id=user_id,
+            known=False,
+            user_index=0,
+            profile=np.zeros(len(self.spec.profile_fields), dtype=np.int64),
+            history=pad_history((), self.spec.history_len),
+        )
+
+    async def _attempt(self, stage: str, call: Awaitable[T], fallbacks: list[str]) -> T | None:
+        """Await one stage; on Unavailable / DeadlineExceeded record the fallback, return None."""
+        try:
+            return await call
+        except Unavailable as exc:
+            reason = "deadline_exceeded" if isinstance(exc, DeadlineExceeded) else "unavailable"
+            fallbacks.append(f"{stage}_{reason}")
+            now = time.monotonic()
+            if now - self._warned_at.get(stage, -60.0) >= 10.0:  # at most one line per 10 s
+                self._warned_at[stage] = now
+                log.warning("stage %s %s (%s): degrading", stage, reason, exc)
+            return None
+
+
+def _seen(user: UserState) -> np.ndarray:
+    """Items to drop under exclude_seen: everything seen plus this request's recent items."""
+    return np.union1d(user.seen, user.history[user.history > 0])
+
+
+def _activities(users: Sequence[UserState]) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
+    live = {u.user_id: (u.activity_days, u.activity_values) for u in users if u.activity_days.size}
+    return live or None

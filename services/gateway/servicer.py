@@ -1,0 +1,115 @@
+"""Gateway: the public recserve.v1.Gateway API. Protobuf <-> pipeline, nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import grpc
+
+from recserve.v1 import gateway_pb2, gateway_pb2_grpc
+from services.common import convert
+from services.gateway.pipeline import Pipeline
+from services.gateway.results import RankedItem
+
+SERVICE_NAME = "recserve.v1.Gateway"
+
+
+class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._pipeline = pipeline
+
+    async def Recommend(
+        self, request: gateway_pb2.RecommendRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.RecommendResponse:
+        answer = await self._pipeline.recommend(
+            request.user_id,
+            request.k,
+            convert.filters_from_proto(request.filters),
+            tuple(request.context.recent_items),
+        )
+        return gateway_pb2.RecommendResponse(
+            items=_items(answer.items),
+            model_version=answer.model_version,
+            user_value=None
+            if answer.user_value is None
+            else convert.user_value_to_proto(answer.user_value),
+            cold_start=answer.cold_start,
+            fallbacks=list(answer.fallbacks),
+        )
+
+    async def PredictRatings(
+        self, request: gateway_pb2.PredictRatingsRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.PredictRatingsResponse:
+        answer = await self._pipeline.predict_ratings(request.user_id, tuple(request.item_ids))
+        return gateway_pb2.PredictRatingsResponse(
+            ratings=[
+                gateway_pb2.PredictedRating(
+                    item_id=r.item_id, rating=r.rating, p_positive=r.p_positive
+                )
+                for r in answer.ratings
+            ],
+            model_version=answer.model_version,
+            cold_start=answer.cold_start,
+        )
+
+    async def SimilarItems(
+        self, request: gateway_pb2.SimilarItemsRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.SimilarItemsResponse:
+        answer = await self._pipeline.similar_items(
+            request.item_id, request.k, convert.filters_from_proto(request.filters)
+        )
+        return gateway_pb2.SimilarItemsResponse(
+            items=_items(answer.items), model_version=answer.model_version
+        )
+
+    async def RecommendTags(
+        self, request: gateway_pb2.RecommendTagsRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.RecommendTagsResponse:
+        answer = await self._pipeline.recommend_tags(request.user_id, request.k)
+        return gateway_pb2.RecommendTagsResponse(
+            tags=[gateway_pb2.TagAffinity(tag=t, affinity=a) for t, a in answer.tags],
+            model_version=answer.model_version,
+            cold_start=answer.cold_start,
+        )
+
+    async def ScoreUsers(
+        self, request: gateway_pb2.ScoreUsersRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.ScoreUsersResponse:
+        answer = await self._pipeline.score_users(tuple(request.user_ids))
+        return gateway_pb2.ScoreUsersResponse(
+            values=[convert.user_value_to_proto(v) for v in answer.values],
+            model_version=answer.model_version,
+        )
+
+    async def Feedback(
+        self, request: gateway_pb2.FeedbackRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.FeedbackResponse:
+        accepted = await self._pipeline.feedback(convert.events_from_proto(request.events))
+        return gateway_pb2.FeedbackResponse(accepted=accepted)
+
+
+def _items(items: Iterable[RankedItem]) -> list[gateway_pb2.RecommendedItem]:
+    return [
+        gateway_pb2.RecommendedItem(
+            item_id=item.item_id,
+            title=item.title,
+            tags=item.tags,
+            score=item.score,
+            predicted_rating=item.predicted_rating,
+            stage_scores=gateway_pb2.StageScores(
+                retrieval=item.retrieval_score,
+                ranking=item.ranking_score,
+                rating=item.predicted_rating,
+            ),
+        )
+        for item in items
+    ]
+
+
+def register(pipeline: Pipeline) -> Callable[[grpc.aio.Server], None]:
+    """-> a `register(server)` callback for services.common.server.create_server."""
+
+    def _register(server: grpc.aio.Server) -> None:
+        gateway_pb2_grpc.add_GatewayServicer_to_server(GatewayServicer(pipeline), server)
+
+    return _register

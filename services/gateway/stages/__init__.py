@@ -1,0 +1,97 @@
+"""The four model-serving stages the gateway pipeline calls, as interfaces.
+
+Each stage has two implementations with the same async methods and domain types:
+  - `inprocess`: wraps the domain class (embedded mode: one process, no network hop);
+  - `remote`: a gRPC client of the stage's service (split mode: five processes).
+A stage that cannot answer raises `Unavailable` (or its subclass `DeadlineExceeded`); the
+pipeline turns that into a flagged fallback. Bad input raises `InvalidArgument` / `NotFound`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from services.common.errors import Unavailable
+from services.common.types import CandidateList, Event, FilterSpec, ItemInfo, RankScores, UserState
+
+# (distinct active days int64[A], value per day float32[A]) of one user.
+Activity = tuple[np.ndarray, np.ndarray]
+
+
+class DeadlineExceeded(Unavailable):
+    """A stage did not answer within its deadline (the pipeline degrades as for Unavailable)."""
+
+    code = "DEADLINE_EXCEEDED"
+
+
+@dataclass(frozen=True, slots=True)
+class ValueScore:
+    """Value and propensity of one user over `horizon_weeks` (see common.proto UserValue)."""
+
+    user_id: str
+    p_active: float
+    expected_transactions: float
+    expected_value: float
+    segment: str  # "NEW", "HIGH_VALUE", "ACTIVE", "AT_RISK", "DORMANT"
+    horizon_weeks: float
+
+
+class FeatureStage(Protocol):
+    async def get_user(self, user_id: str, recent_items: Sequence[str] = ()) -> UserState: ...
+
+    async def get_users(self, user_ids: Sequence[str]) -> list[UserState]: ...
+
+    async def apply_events(self, events: Sequence[Event]) -> int: ...
+
+
+class RetrievalStage(Protocol):
+    async def retrieve(self, user: UserState, k: int, filters: FilterSpec) -> CandidateList: ...
+
+    async def similar(self, item_id: str, k: int, filters: FilterSpec) -> CandidateList: ...
+
+    async def tag_affinities(self, user: UserState, k: int) -> list[tuple[str, float]]: ...
+
+
+class RankingStage(Protocol):
+    async def rank(self, user: UserState, item_indices: np.ndarray) -> RankScores: ...
+
+
+class UserValueStage(Protocol):
+    async def score(
+        self, user_ids: Sequence[str], activities: Mapping[str, Activity] | None = None
+    ) -> list[ValueScore]: ...
+
+
+class Closeable(Protocol):
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Stages:
+    features: FeatureStage
+    retrieval: RetrievalStage
+    ranking: RankingStage
+    uservalue: UserValueStage
+
+    async def close(self) -> None:
+        for stage in (self.features, self.retrieval, self.ranking, self.uservalue):
+            close = getattr(stage, "close", None)
+            if close is not None:
+                await close()
+
+
+__all__ = [
+    "Activity",
+    "DeadlineExceeded",
+    "FeatureStage",
+    "ItemInfo",
+    "RankingStage",
+    "RetrievalStage",
+    "Stages",
+    "UserValueStage",
+    "ValueScore",
+]

@@ -1,0 +1,168 @@
+"""Split mode: every stage is a gRPC client of its own service.
+
+One long-lived channel per backend (HTTP/2 multiplexes all concurrent calls over it) and one
+deadline per stage. Failures come back as domain errors: DEADLINE_EXCEEDED → DeadlineExceeded,
+INVALID_ARGUMENT / NOT_FOUND → the same, anything else (down, overloaded, broken) → Unavailable,
+which the pipeline turns into a flagged fallback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import grpc
+import numpy as np
+
+from recserve.v1 import (
+    common_pb2,
+    feature_pb2,
+    feature_pb2_grpc,
+    ranking_pb2,
+    ranking_pb2_grpc,
+    retrieval_pb2,
+    retrieval_pb2_grpc,
+    uservalue_pb2,
+    uservalue_pb2_grpc,
+)
+from services.common import convert
+from services.common.errors import InvalidArgument, NotFound, RecserveError, Unavailable
+from services.common.features import FeatureSpec
+from services.common.types import CandidateList, Event, FilterSpec, RankScores, UserState
+from services.gateway.config import Backend, GatewaySettings
+from services.gateway.stages import Activity, DeadlineExceeded, Stages, ValueScore
+
+_CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", 16 << 20),
+    ("grpc.max_send_message_length", 16 << 20),
+    ("grpc.keepalive_time_ms", 30_000),
+    # Reconnect quickly after a backend restarts (default backoff grows to 120 s).
+    ("grpc.max_reconnect_backoff_ms", 2_000),
+]
+
+
+def domain_error(stage: str, exc: grpc.aio.AioRpcError) -> RecserveError:
+    code, details = exc.code(), exc.details() or ""
+    if code is grpc.StatusCode.INVALID_ARGUMENT:
+        return InvalidArgument(details)
+    if code is grpc.StatusCode.NOT_FOUND:
+        return NotFound(details)
+    if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+        return DeadlineExceeded(f"{stage} service: deadline exceeded")
+    return Unavailable(f"{stage} service: {code.name.lower()}: {details}")
+
+
+class _Client:
+    """One backend: its channel, its deadline, and the error mapping."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.name = backend.name
+        self.deadline_s = backend.deadline_s
+        self.channel = grpc.aio.insecure_channel(backend.address, options=_CHANNEL_OPTIONS)
+
+    async def call(self, rpc: Any, request: Any) -> Any:
+        try:
+            return await rpc(request, timeout=self.deadline_s)
+        except grpc.aio.AioRpcError as exc:
+            raise domain_error(self.name, exc) from None
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+
+class RemoteFeatures(_Client):
+    def __init__(self, backend: Backend, spec: FeatureSpec) -> None:
+        super().__init__(backend)
+        self._stub = feature_pb2_grpc.FeatureServiceStub(self.channel)
+        self._shape = {"history_len": spec.history_len, "profile_len": len(spec.profile_fields)}
+
+    async def get_user(self, user_id: str, recent_items: Sequence[str] = ()) -> UserState:
+        request = feature_pb2.GetUserRequest(user_id=user_id, recent_items=list(recent_items))
+        reply = await self.call(self._stub.GetUser, request)
+        return convert.user_state_from_proto(reply, **self._shape)
+
+    async def get_users(self, user_ids: Sequence[str]) -> list[UserState]:
+        request = feature_pb2.GetUsersRequest(user_ids=list(user_ids))
+        reply = await self.call(self._stub.GetUsers, request)
+        return [convert.user_state_from_proto(u, **self._shape) for u in reply.users]
+
+    async def apply_events(self, events: Sequence[Event]) -> int:
+        request = feature_pb2.ApplyEventsRequest(events=[convert.event_to_proto(e) for e in events])
+        return int((await self.call(self._stub.ApplyEvents, request)).accepted)
+
+
+class RemoteRetrieval(_Client):
+    def __init__(self, backend: Backend) -> None:
+        super().__init__(backend)
+        self._stub = retrieval_pb2_grpc.RetrievalServiceStub(self.channel)
+
+    async def retrieve(self, user: UserState, k: int, filters: FilterSpec) -> CandidateList:
+        request = retrieval_pb2.RetrieveRequest(
+            user=convert.user_state_to_proto(user), k=k, filters=convert.filters_to_proto(filters)
+        )
+        return convert.candidates_from_proto(await self.call(self._stub.Retrieve, request))
+
+    async def similar(self, item_id: str, k: int, filters: FilterSpec) -> CandidateList:
+        request = retrieval_pb2.RetrieveSimilarRequest(
+            item_id=item_id, k=k, filters=convert.filters_to_proto(filters)
+        )
+        return convert.candidates_from_proto(await self.call(self._stub.RetrieveSimilar, request))
+
+    async def tag_affinities(self, user: UserState, k: int) -> list[tuple[str, float]]:
+        request = retrieval_pb2.TagAffinitiesRequest(user=convert.user_state_to_proto(user), k=k)
+        reply = await self.call(self._stub.TagAffinities, request)
+        return list(zip(reply.tags, (float(a) for a in reply.affinities), strict=True))
+
+
+class RemoteRanking(_Client):
+    def __init__(self, backend: Backend) -> None:
+        super().__init__(backend)
+        self._stub = ranking_pb2_grpc.RankingServiceStub(self.channel)
+
+    async def rank(self, user: UserState, item_indices: np.ndarray) -> RankScores:
+        request = ranking_pb2.RankRequest(user=convert.user_state_to_proto(user))
+        request.item_indices.extend(np.asarray(item_indices, dtype=np.int64).tolist())
+        scores = convert.rank_scores_from_proto(await self.call(self._stub.Rank, request))
+        if len(scores.p_positive) != len(item_indices) or len(scores.rating) != len(item_indices):
+            raise Unavailable("ranking service: answer not aligned with the candidates")
+        return scores
+
+
+class RemoteUserValue(_Client):
+    def __init__(self, backend: Backend) -> None:
+        super().__init__(backend)
+        self._stub = uservalue_pb2_grpc.UserValueServiceStub(self.channel)
+
+    async def score(
+        self, user_ids: Sequence[str], activities: Mapping[str, Activity] | None = None
+    ) -> list[ValueScore]:
+        request = uservalue_pb2.ScoreRequest(
+            user_ids=list(user_ids), activities=convert.activities_to_proto(activities or {})
+        )
+        reply = await self.call(self._stub.Score, request)
+        return [value_score_from_proto(v) for v in reply.values]
+
+
+def value_score_from_proto(msg: common_pb2.UserValue) -> ValueScore:
+    try:
+        segment = common_pb2.Segment.Name(msg.segment).removeprefix("SEGMENT_")
+    except ValueError:  # a newer server's segment this client does not know yet
+        segment = "UNSPECIFIED"
+    return ValueScore(
+        user_id=msg.user_id,
+        p_active=float(msg.p_active),
+        expected_transactions=float(msg.expected_transactions),
+        expected_value=float(msg.expected_value),
+        segment=segment,
+        horizon_weeks=float(msg.horizon_weeks),
+    )
+
+
+def connect(settings: GatewaySettings, spec: FeatureSpec) -> Stages:
+    """gRPC clients for the four backends (channels connect lazily, on the first call)."""
+    return Stages(
+        features=RemoteFeatures(settings.feature, spec),
+        retrieval=RemoteRetrieval(settings.retrieval),
+        ranking=RemoteRanking(settings.ranking),
+        uservalue=RemoteUserValue(settings.uservalue),
+    )

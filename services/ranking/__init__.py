@@ -1,0 +1,1 @@
+"""Ranking service: ONNX ranking model (CUDA execution provider first, CPU fallback)."""

@@ -1,0 +1,44 @@
+"""python -m services.ranking: config -> bundle -> ONNX ranker (CUDA or CPU) -> serve."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from services.common.errors import ConfigError
+from services.common.logging import setup_logging
+from services.common.onnx import CUDA
+from services.common.server import create_server, run_main, serve
+from services.ranking.config import SERVICE_NAME, RankingConfig
+from services.ranking.ranker import OnnxRanker
+from services.ranking.servicer import register
+
+log = logging.getLogger("services.ranking")
+
+
+async def main() -> None:
+    config = RankingConfig.from_env()
+    setup_logging("ranking", config.server.log_level, config.server.log_format)
+    bundle = config.bundle.load()
+    ranker = OnnxRanker.from_bundle(
+        bundle,
+        prefer_gpu=config.prefer_gpu,
+        intra_op_threads=config.intra_op_threads,
+        max_candidates=config.max_candidates,
+    )
+    if config.device == "cuda" and ranker.provider != CUDA:
+        raise ConfigError(f"RECSERVE_RANKING_DEVICE=cuda but onnxruntime gave {ranker.provider}")
+    log.info("bundle %s loaded; ranking on %s", bundle.version, ranker.provider)
+    server, _port = await create_server(
+        register(ranker),
+        host=config.server.host,
+        port=config.server.port,
+        service_names=[SERVICE_NAME],
+        max_message_bytes=config.server.max_message_bytes,
+        reuse_port=config.server.reuse_port,
+    )
+    await serve(server, grace=config.server.grace_s)
+
+
+if __name__ == "__main__":
+    sys.exit(run_main("ranking", main))

@@ -1,0 +1,42 @@
+"""Ranking service settings, read once from the environment at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.common.config import (
+    BundleSettings,
+    Env,
+    ServerSettings,
+    env_choice,
+    env_int,
+)
+
+SERVICE_NAME = "recserve.v1.RankingService"
+
+
+@dataclass(frozen=True)
+class RankingConfig:
+    server: ServerSettings
+    bundle: BundleSettings
+    device: str  # auto (CUDA if it loads, else CPU) | cpu | cuda (CUDA required)
+    max_candidates: int
+    intra_op_threads: int
+
+    @property
+    def prefer_gpu(self) -> bool:
+        return self.device != "cpu"
+
+    @classmethod
+    def from_env(cls, env: Env | None = None) -> RankingConfig:
+        return cls(
+            server=ServerSettings.from_env("RECSERVE_RANKING_PORT", 50054, env),
+            bundle=BundleSettings.from_env(env),
+            device=env_choice("RECSERVE_RANKING_DEVICE", "auto", ("auto", "cpu", "cuda"), env),
+            max_candidates=env_int(
+                "RECSERVE_RANKING_MAX_CANDIDATES", 1_000, min_value=1, max_value=100_000, env=env
+            ),
+            intra_op_threads=env_int(
+                "RECSERVE_RANKING_THREADS", 1, min_value=1, max_value=64, env=env
+            ),
+        )

@@ -1,0 +1,82 @@
+"""OnnxRanker: scores candidate items for one user with ranker.onnx.
+
+Inputs user_index int64[1], profile int64[1, P], history int64[1, H], items int64[1, N];
+outputs p_positive float32[1, N] (P(rating >= 4)) and rating float32[1, N] (in [1, 5]).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from services.common.bundle import Bundle
+from services.common.errors import InvalidArgument
+from services.common.model_inputs import UserInputs
+from services.common.onnx import create_session
+from services.common.types import RankScores, UserState
+from services.common.vocab import Vocabulary
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_CANDIDATES = 1_000
+_OUTPUTS = ["p_positive", "rating"]
+
+
+class OnnxRanker:
+    def __init__(
+        self,
+        session,
+        inputs: UserInputs,
+        *,
+        bundle_version: str,
+        provider: str,
+        max_candidates: int = DEFAULT_MAX_CANDIDATES,
+    ) -> None:
+        self._session = session
+        self.inputs = inputs
+        self.bundle_version = bundle_version
+        self.provider = provider
+        self.max_candidates = max_candidates
+
+    @classmethod
+    def from_bundle(
+        cls,
+        bundle: Bundle,
+        prefer_gpu: bool = True,
+        intra_op_threads: int = 1,
+        *,
+        max_candidates: int = DEFAULT_MAX_CANDIDATES,
+    ) -> OnnxRanker:
+        """prefer_gpu asks for the CUDA provider first; `.provider` says what was granted."""
+        session, provider = create_session(
+            bundle.path("ranker.onnx"), prefer_gpu=prefer_gpu, intra_op_threads=intra_op_threads
+        )
+        n_item_rows = len(Vocabulary.load(bundle.path("item_ids.npy")))
+        log.info("ranker for bundle %s runs on %s", bundle.version, provider)
+        return cls(
+            session,
+            UserInputs.from_bundle(bundle, n_item_rows=n_item_rows),
+            bundle_version=bundle.version,
+            provider=provider,
+            max_candidates=max_candidates,
+        )
+
+    def rank(self, user: UserState, item_indices: np.ndarray) -> RankScores:
+        """item_indices int64[N] (order kept) -> RankScores aligned with them."""
+        items = np.asarray(item_indices, dtype=np.int64).reshape(-1)
+        if items.size > self.max_candidates:
+            raise InvalidArgument(
+                f"{items.size} candidates; at most {self.max_candidates} per call"
+            )
+        self.inputs.check_items(items, "candidate item index")
+        feeds = self.inputs.feeds(user)
+        if items.size == 0:
+            empty = np.zeros(0, dtype=np.float32)
+            return RankScores(p_positive=empty, rating=empty.copy())
+        feeds["items"] = items.reshape(1, -1)
+        p_positive, rating = self._session.run(_OUTPUTS, feeds)
+        return RankScores(
+            p_positive=p_positive[0].astype(np.float32, copy=False),
+            rating=rating[0].astype(np.float32, copy=False),
+        )

@@ -1,0 +1,33 @@
+"""RankingService: protobuf <-> OnnxRanker, nothing else."""
+
+from __future__ import annotations
+
+import grpc
+import numpy as np
+
+from recserve.v1 import ranking_pb2, ranking_pb2_grpc
+from services.common import convert
+from services.ranking.ranker import OnnxRanker
+
+
+class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
+    def __init__(self, ranker: OnnxRanker) -> None:
+        self._ranker = ranker
+
+    async def Rank(
+        self, request: ranking_pb2.RankRequest, context: grpc.aio.ServicerContext
+    ) -> ranking_pb2.RankResponse:
+        user = convert.user_state_from_proto(request.user)
+        scores = self._ranker.rank(user, np.asarray(request.item_indices, dtype=np.int64))
+        return convert.rank_scores_to_proto(
+            scores, self._ranker.bundle_version, self._ranker.provider
+        )
+
+
+def register(ranker: OnnxRanker):
+    """-> a `register(server)` callback for services.common.server.create_server."""
+
+    def _register(server: grpc.aio.Server) -> None:
+        ranking_pb2_grpc.add_RankingServiceServicer_to_server(RankingServicer(ranker), server)
+
+    return _register

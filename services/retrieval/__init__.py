@@ -1,0 +1,1 @@
+"""Retrieval service: user tower (ONNX) -> FAISS candidate search with filters."""

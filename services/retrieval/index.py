@@ -1,0 +1,143 @@
+"""CandidateIndex: FAISS inner-product search over item embeddings with filters applied inside
+the search (an ID selector), so a filtered query still returns k eligible items.
+
+Labels are item indices 1..n (docs/bundle.md). Per-tag item masks are precomputed once;
+a query's eligibility is a bool[n + 1] mask packed into an IDSelectorBitmap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from services.common.errors import InvalidArgument
+from services.common.types import CandidateList, FilterSpec
+
+_EMPTY = CandidateList(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
+
+
+class CandidateIndex:
+    """`index`: FAISS index whose labels are item rows; `embeddings`: float32[n + 1, D] (row 0
+    zeros) used for exact search over small eligible sets; `item_tags`: tags per item row."""
+
+    def __init__(
+        self,
+        index: faiss.Index,
+        embeddings: np.ndarray,
+        tags: Sequence[str],
+        item_tags: Sequence[Sequence[str]],
+        *,
+        exact_below: int = 0,
+    ) -> None:
+        self.index = index
+        self.embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+        self.n_rows = self.embeddings.shape[0]
+        self.tags = tuple(tags)
+        self._tag_pos = {t: i for i, t in enumerate(self.tags)}
+        self.tag_masks = np.zeros((len(self.tags), self.n_rows), dtype=bool)  # bool[T, n + 1]
+        for row, item_tags_ in enumerate(item_tags):
+            for tag in item_tags_:
+                pos = self._tag_pos.get(tag)
+                if pos is not None:
+                    self.tag_masks[pos, row] = True
+        self._base = _base_index(index)
+        # Optional: below this many eligible items, score them exactly instead of asking FAISS
+        # (0 = always FAISS with the selector; exact search is then only the fallback when an
+        # approximate index cannot reach k eligible items).
+        self.exact_below = exact_below
+
+    @classmethod
+    def load(
+        cls,
+        path: Path,
+        embeddings: np.ndarray,
+        tags: Sequence[str],
+        item_tags: Sequence[Sequence[str]],
+        *,
+        exact_below: int = 0,
+    ) -> CandidateIndex:
+        return cls(
+            faiss.read_index(str(path)), embeddings, tags, item_tags, exact_below=exact_below
+        )
+
+    def tag_mask(self, tags: Sequence[str]) -> np.ndarray:
+        """bool[n + 1]: items carrying any of `tags`. InvalidArgument for an unknown tag."""
+        unknown = [t for t in tags if t not in self._tag_pos]
+        if unknown:
+            raise InvalidArgument(f"unknown tags {unknown}; known: {', '.join(self.tags)}")
+        return self.tag_masks[[self._tag_pos[t] for t in tags]].any(axis=0)
+
+    def eligible(
+        self, filters: FilterSpec, excluded_rows: np.ndarray | None = None
+    ) -> np.ndarray | None:
+        """bool[n + 1] mask of items a query may return, or None when nothing is filtered.
+
+        excluded_rows: item rows to drop (seen items, exclude_items, the query item)."""
+        if not (filters.include_tags or filters.exclude_tags) and (
+            excluded_rows is None or excluded_rows.size == 0
+        ):
+            return None
+        mask = np.ones(self.n_rows, dtype=bool)
+        mask[0] = False
+        if filters.include_tags:
+            mask &= self.tag_mask(filters.include_tags)
+        if filters.exclude_tags:
+            mask &= ~self.tag_mask(filters.exclude_tags)
+        if excluded_rows is not None and excluded_rows.size:
+            rows = excluded_rows[(excluded_rows > 0) & (excluded_rows < self.n_rows)]
+            mask[rows] = False
+        return mask
+
+    def search(
+        self, query: np.ndarray, k: int, eligible: np.ndarray | None = None
+    ) -> CandidateList:
+        """query float32[D] -> up to k items, best first (fewer only if fewer are eligible)."""
+        query = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
+        if eligible is None:
+            return self._faiss_search(query, k, None)
+        n_eligible = int(np.count_nonzero(eligible))
+        if n_eligible == 0:
+            return _EMPTY
+        if n_eligible <= max(self.exact_below, k):  # every eligible item fits: score exactly
+            return self._exact_search(query[0], k, np.flatnonzero(eligible))
+        bitmap = np.packbits(eligible, bitorder="little")
+        selector = faiss.IDSelectorBitmap(eligible.size, faiss.swig_ptr(bitmap))
+        found = self._faiss_search(query, k, self._params(selector, k))
+        if len(found) < k:  # approximate index could not reach k eligible items: be exact
+            return self._exact_search(query[0], k, np.flatnonzero(eligible))
+        return found
+
+    def _faiss_search(
+        self, query: np.ndarray, k: int, params: faiss.SearchParameters | None
+    ) -> CandidateList:
+        k = min(k, self.index.ntotal)
+        if k <= 0:
+            return _EMPTY
+        scores, labels = self.index.search(query, k, params=params)
+        keep = labels[0] >= 0
+        return CandidateList(labels[0][keep].astype(np.int64), scores[0][keep].astype(np.float32))
+
+    def _exact_search(self, query: np.ndarray, k: int, rows: np.ndarray) -> CandidateList:
+        scores = self.embeddings[rows] @ query
+        top = np.argpartition(-scores, k - 1)[:k] if k < rows.size else np.arange(rows.size)
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return CandidateList(rows[top].astype(np.int64), scores[top].astype(np.float32))
+
+    def _params(self, selector: faiss.IDSelector, k: int) -> faiss.SearchParameters:
+        """Search parameters of the right subclass for the index behind any IDMap."""
+        base = self._base
+        if isinstance(base, faiss.IndexHNSW):
+            return faiss.SearchParametersHNSW(sel=selector, efSearch=max(base.hnsw.efSearch, k))
+        if isinstance(base, faiss.IndexIVF):
+            return faiss.SearchParametersIVF(sel=selector, nprobe=base.nprobe)
+        return faiss.SearchParameters(sel=selector)
+
+
+def _base_index(index: faiss.Index) -> faiss.Index:
+    index = faiss.downcast_index(index)
+    while isinstance(index, faiss.IndexIDMap | faiss.IndexIDMap2 | faiss.IndexPreTransform):
+        index = faiss.downcast_index(index.index)
+    return index

@@ -1,0 +1,133 @@
+"""Retriever: user tower (ONNX, CPU) -> embedding -> filtered FAISS search; item-to-item
+similarity; tag affinities. Domain code: no grpc."""
+
+from __future__ import annotations
+
+import logging
+
+import faiss
+import numpy as np
+
+from services.common.bundle import Bundle
+from services.common.catalog import ItemCatalog
+from services.common.errors import InvalidArgument, NotFound
+from services.common.model_inputs import UserInputs
+from services.common.onnx import create_session
+from services.common.types import CandidateList, FilterSpec, UserState
+from services.retrieval.index import CandidateIndex
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_K = 1_000
+NO_FILTERS = FilterSpec()
+DEFAULT_TAG_TEMPERATURE = 0.1
+
+
+class Retriever:
+    def __init__(
+        self,
+        session,
+        index: CandidateIndex,
+        catalog: ItemCatalog,
+        inputs: UserInputs,
+        tag_centroids: np.ndarray,
+        *,
+        bundle_version: str,
+        provider: str,
+        max_k: int = DEFAULT_MAX_K,
+        tag_temperature: float = DEFAULT_TAG_TEMPERATURE,
+    ) -> None:
+        self._session = session
+        self.index = index
+        self.catalog = catalog
+        self.inputs = inputs
+        self.tag_centroids = np.asarray(tag_centroids, dtype=np.float32)  # float32[T, D]
+        self.bundle_version = bundle_version
+        self.provider = provider
+        self.max_k = max_k
+        self.tag_temperature = tag_temperature
+        # Cold users: each tag's share of training interactions.
+        tag_pop = index.tag_masks.astype(np.float64) @ catalog.popularity.astype(np.float64)
+        total = tag_pop.sum()
+        n_tags = len(index.tags)
+        self._tag_popularity = tag_pop / total if total > 0 else np.full(n_tags, 1.0 / n_tags)
+
+    @classmethod
+    def from_bundle(
+        cls,
+        bundle: Bundle,
+        intra_op_threads: int = 1,
+        *,
+        max_k: int = DEFAULT_MAX_K,
+        tag_temperature: float = DEFAULT_TAG_TEMPERATURE,
+        exact_below: int = 0,
+        faiss_threads: int = 1,
+    ) -> Retriever:
+        """faiss_threads sets FAISS's OpenMP pool for the whole process: one query per call on a
+        busy box is fastest single-threaded (OpenMP spin-waits otherwise cost milliseconds)."""
+        faiss.omp_set_num_threads(faiss_threads)
+        catalog = ItemCatalog.from_bundle(bundle)
+        embeddings = np.load(bundle.path("item_embeddings.npy"), allow_pickle=False)
+        tags = np.load(bundle.path("tags.npy"), allow_pickle=False).tolist()
+        item_tags = [catalog.by_index(row).tags for row in range(len(catalog))]
+        index = CandidateIndex.load(
+            bundle.path("items.faiss"), embeddings, tags, item_tags, exact_below=exact_below
+        )
+        session, provider = create_session(
+            bundle.path("user_tower.onnx"), prefer_gpu=False, intra_op_threads=intra_op_threads
+        )
+        return cls(
+            session,
+            index,
+            catalog,
+            UserInputs.from_bundle(bundle, n_item_rows=embeddings.shape[0]),
+            np.load(bundle.path("tag_centroids.npy"), allow_pickle=False),
+            bundle_version=bundle.version,
+            provider=provider,
+            max_k=max_k,
+            tag_temperature=tag_temperature,
+        )
+
+    def _check_k(self, k: int) -> None:
+        if not 0 < k <= self.max_k:
+            raise InvalidArgument(f"k={k} must be in 1..{self.max_k}")
+
+    def user_embedding(self, user: UserState) -> np.ndarray:
+        """-> float32[D], L2-normalised by the tower."""
+        (embedding,) = self._session.run(["embedding"], self.inputs.feeds(user))
+        return embedding[0]
+
+    def retrieve(self, user: UserState, k: int, filters: FilterSpec = NO_FILTERS) -> CandidateList:
+        """Top-k items by inner product with the user embedding, filters applied in the search."""
+        self._check_k(k)
+        query = self.user_embedding(user)
+        excluded = self.catalog.indices(filters.exclude_items)
+        if filters.exclude_seen:
+            excluded = np.concatenate((excluded, np.asarray(user.seen, dtype=np.int64)))
+        return self.index.search(query, k, self.index.eligible(filters, excluded))
+
+    def similar(self, item_id: str, k: int, filters: FilterSpec = NO_FILTERS) -> CandidateList:
+        """Items closest to `item_id` (never itself). exclude_seen has no user here: ignored."""
+        self._check_k(k)
+        if not item_id:
+            raise InvalidArgument("item_id is empty")
+        row = self.catalog.index(item_id)
+        if row == 0:
+            raise NotFound(f"unknown item {item_id!r}")
+        excluded = np.concatenate(([row], self.catalog.indices(filters.exclude_items)))
+        eligible = self.index.eligible(filters, excluded)
+        return self.index.search(self.index.embeddings[row], k, eligible)
+
+    def tag_affinities(self, user: UserState, k: int) -> list[tuple[str, float]]:
+        """Best k of a distribution over all tags (sums to 1): softmax(centroids · user / T),
+        or tag popularity for a cold user."""
+        if k <= 0:
+            raise InvalidArgument(f"k={k} must be positive")
+        if user.is_cold:
+            probs = self._tag_popularity
+        else:
+            logits = self.tag_centroids @ self.user_embedding(user) / self.tag_temperature
+            logits = logits.astype(np.float64) - logits.max()
+            probs = np.exp(logits) / np.exp(logits).sum()
+        order = np.argsort(-probs, kind="stable")[:k]
+        return [(self.index.tags[i], float(probs[i])) for i in order.tolist()]

@@ -1,0 +1,24 @@
+"""User-value service settings, read once from the environment at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.common.config import BundleSettings, Env, ServerSettings, env_int
+
+SERVICE_NAME = "recserve.v1.UserValueService"
+
+
+@dataclass(frozen=True)
+class UserValueConfig:
+    server: ServerSettings
+    bundle: BundleSettings
+    max_users: int  # user ids per Score call
+
+    @classmethod
+    def from_env(cls, env: Env | None = None) -> UserValueConfig:
+        return cls(
+            server=ServerSettings.from_env("RECSERVE_USERVALUE_PORT", 50055, env),
+            bundle=BundleSettings.from_env(env),
+            max_users=env_int("RECSERVE_USERVALUE_MAX_USERS", 1_000, min_value=1, env=env),
+        )

@@ -1,0 +1,50 @@
+"""UserValueService: protobuf <-> UserValueScorer, nothing else (plus request-size checks)."""
+
+from __future__ import annotations
+
+import grpc
+from services.uservalue.scorer import UserValueScorer
+
+from recserve.v1 import uservalue_pb2, uservalue_pb2_grpc
+from services.common import convert
+from services.common.errors import InvalidArgument
+
+
+class UserValueServicer(uservalue_pb2_grpc.UserValueServiceServicer):
+    def __init__(self, scorer: UserValueScorer, bundle_version: str, max_users: int = 1_000):
+        self._scorer = scorer
+        self._version = bundle_version
+        self._max_users = max_users
+
+    async def Score(
+        self, request: uservalue_pb2.ScoreRequest, context: grpc.aio.ServicerContext
+    ) -> uservalue_pb2.ScoreResponse:
+        user_ids = list(request.user_ids)
+        if not user_ids:
+            raise InvalidArgument("user_ids is empty")
+        if len(user_ids) > self._max_users:
+            raise InvalidArgument(f"{len(user_ids)} user ids; at most {self._max_users} per call")
+        if not all(user_ids):
+            raise InvalidArgument("empty id among user_ids")
+        if len(request.activities) > self._max_users:
+            raise InvalidArgument(
+                f"{len(request.activities)} activities; at most {self._max_users}"
+            )
+        if request.as_of_day < 0:
+            raise InvalidArgument(f"as_of_day={request.as_of_day} must be >= 0")
+        activities = convert.activities_from_proto(request.activities) or None
+        scores = self._scorer.score(user_ids, activities, as_of_day=request.as_of_day)
+        return uservalue_pb2.ScoreResponse(
+            values=[convert.user_value_to_proto(s) for s in scores], bundle_version=self._version
+        )
+
+
+def register(scorer: UserValueScorer, bundle_version: str, max_users: int = 1_000):
+    """-> a `register(server)` callback for services.common.server.create_server."""
+
+    def _register(server: grpc.aio.Server) -> None:
+        uservalue_pb2_grpc.add_UserValueServiceServicer_to_server(
+            UserValueServicer(scorer, bundle_version, max_users), server
+        )
+
+    return _register

@@ -1,0 +1,110 @@
+"""Protobuf <-> domain conversions and event validation."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from recserve.v1 import common_pb2, uservalue_pb2
+from services.common import convert
+from services.common.errors import InvalidArgument
+from services.common.types import CandidateList, EventKind, FilterSpec, RankScores, UserState
+
+
+def _state() -> UserState:
+    return UserState(
+        user_id="u1",
+        known=True,
+        user_index=7,
+        profile=np.array([1, 2, 3]),
+        history=np.array([5, 4, 0, 0]),
+        seen=np.array([4, 5]),
+        activity_days=np.array([100, 101]),
+        activity_values=np.array([1.0, 2.5], dtype=np.float32),
+        event_count=3,
+    )
+
+
+def test_user_state_round_trip_restores_padding():
+    msg = convert.user_state_to_proto(_state(), "v9")
+    back = convert.user_state_from_proto(msg, history_len=4)
+    assert list(msg.history) == [5, 4] and msg.bundle_version == "v9"
+    np.testing.assert_array_equal(back.history, [5, 4, 0, 0])
+    np.testing.assert_array_equal(back.activity_values, [1.0, 2.5])
+    assert back.user_index == 7 and back.known and back.event_count == 3
+
+
+def test_misaligned_activity_is_invalid():
+    msg = convert.user_state_to_proto(_state())
+    msg.activity_values.append(1.0)
+    with pytest.raises(InvalidArgument):
+        convert.user_state_from_proto(msg)
+
+
+def test_event_timestamp_zero_means_now():
+    msg = common_pb2.Event(user_id="u", item_id="i", type=common_pb2.EVENT_TYPE_VIEW)
+    event = convert.event_from_proto(msg, now=1234)
+    assert event.timestamp == 1234 and event.kind is EventKind.VIEW
+
+
+def test_event_round_trip():
+    msg = common_pb2.Event(
+        user_id="u", item_id="i", type=common_pb2.EVENT_TYPE_RATING, timestamp=9, rating=4
+    )
+    assert convert.event_to_proto(convert.event_from_proto(msg)) == msg
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"user_id": ""},
+        {"item_id": ""},
+        {"type": common_pb2.EVENT_TYPE_UNSPECIFIED},
+        {"type": 42},
+        {"type": common_pb2.EVENT_TYPE_RATING, "rating": 0.5},
+        {"type": common_pb2.EVENT_TYPE_RATING, "rating": math.nan},
+        {"value": -1.0},
+        {"value": math.nan},
+        {"timestamp": -5},
+    ],
+)
+def test_bad_event_is_invalid(fields):
+    base = {"user_id": "u", "item_id": "i", "type": common_pb2.EVENT_TYPE_PURCHASE}
+    with pytest.raises(InvalidArgument):
+        convert.event_from_proto(common_pb2.Event(**{**base, **fields}))
+
+
+def test_filters_round_trip():
+    spec = FilterSpec(True, ("a",), ("b", "c"), ("i1",))
+    assert convert.filters_from_proto(convert.filters_to_proto(spec)) == spec
+
+
+def test_candidates_and_scores_round_trip():
+    cands = CandidateList(np.array([3, 1]), np.array([0.5, 0.25], dtype=np.float32))
+    back = convert.candidates_from_proto(convert.candidates_to_proto(cands, "v"))
+    np.testing.assert_array_equal(back.item_indices, [3, 1])
+    scores = RankScores(np.array([0.1], np.float32), np.array([4.5], np.float32))
+    msg = convert.rank_scores_to_proto(scores, "v", "CPUExecutionProvider")
+    assert msg.execution_provider == "CPUExecutionProvider"
+    np.testing.assert_allclose(convert.rank_scores_from_proto(msg).rating, [4.5])
+
+
+def test_user_value_segment_name_maps_to_enum():
+    score = SimpleNamespace(
+        user_id="u",
+        p_active=0.9,
+        expected_transactions=2.0,
+        expected_value=30.0,
+        segment="HIGH_VALUE",
+        horizon_weeks=12.0,
+    )
+    assert convert.user_value_to_proto(score).segment == common_pb2.SEGMENT_HIGH_VALUE
+
+
+def test_activities_validate_alignment():
+    bad = uservalue_pb2.UserActivity(user_id="u", days=[1, 2], values=[1.0])
+    with pytest.raises(InvalidArgument):
+        convert.activities_from_proto([bad])

@@ -1,0 +1,111 @@
+"""FeatureService over gRPC (real server on port 0, real bundle)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+
+from recserve.v1 import common_pb2, feature_pb2, feature_pb2_grpc
+from services.common.bundle import Bundle
+from services.common.server import create_server
+from services.feature.config import SERVICE_NAME
+from services.feature.servicer import register
+from services.feature.store import InMemoryFeatureStore
+
+
+@pytest.fixture
+def store(tiny_bundle) -> InMemoryFeatureStore:
+    return InMemoryFeatureStore.from_bundle(Bundle.load(tiny_bundle), max_ids=10)
+
+
+def call(store, method: str, request):
+    async def scenario():
+        server, port = await create_server(register(store), service_names=[SERVICE_NAME])
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                stub = feature_pb2_grpc.FeatureServiceStub(channel)
+                return await getattr(stub, method)(request)
+        finally:
+            await server.stop(None)
+
+    return asyncio.run(scenario())
+
+
+def status_of(store, method: str, request) -> grpc.StatusCode:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        call(store, method, request)
+    return caught.value.code()
+
+
+def _user_and_item(store):
+    return store.users.ids[0], store.catalog.vocab.ids[0]
+
+
+def test_get_user_returns_stored_features(store):
+    user_id, _ = _user_and_item(store)
+    expected = store.get_user(user_id)
+
+    msg = call(store, "GetUser", feature_pb2.GetUserRequest(user_id=user_id))
+
+    assert msg.known and msg.user_index == expected.user_index
+    assert list(msg.history) == expected.history[expected.history > 0].tolist()
+    assert list(msg.seen) == expected.seen.tolist()
+    assert msg.bundle_version == store.bundle_version
+
+
+def test_apply_events_then_get_user_sees_it(store):
+    user_id, item_id = _user_and_item(store)
+    event = common_pb2.Event(
+        user_id=user_id, item_id=item_id, type=common_pb2.EVENT_TYPE_CLICK, timestamp=0
+    )
+    applied = call(store, "ApplyEvents", feature_pb2.ApplyEventsRequest(events=[event]))
+    msg = call(store, "GetUser", feature_pb2.GetUserRequest(user_id=user_id))
+
+    assert applied.accepted == 1
+    assert msg.history[0] == store.catalog.index(item_id)
+
+
+def test_get_users_keeps_request_order(store):
+    ids = [store.users.ids[1], "someone-new", store.users.ids[0]]
+    msg = call(store, "GetUsers", feature_pb2.GetUsersRequest(user_ids=ids))
+    assert [u.user_id for u in msg.users] == ids
+    assert [u.known for u in msg.users] == [True, False, True]
+
+
+def test_get_items_returns_titles_and_tags(store):
+    _, item_id = _user_and_item(store)
+    msg = call(store, "GetItems", feature_pb2.GetItemsRequest(item_ids=[item_id]))
+    assert msg.items[0].item_id == item_id and msg.items[0].item_index == 1
+    assert msg.items[0].title
+
+
+def test_get_items_unknown_is_not_found(store):
+    request = feature_pb2.GetItemsRequest(item_ids=["no-such-item"])
+    assert status_of(store, "GetItems", request) == grpc.StatusCode.NOT_FOUND
+
+
+def test_empty_user_id_is_invalid(store):
+    request = feature_pb2.GetUserRequest(user_id="")
+    assert status_of(store, "GetUser", request) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_too_many_user_ids_is_invalid(store):
+    request = feature_pb2.GetUsersRequest(user_ids=[f"u{i}" for i in range(11)])
+    assert status_of(store, "GetUsers", request) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        common_pb2.Event(user_id="u", item_id="i", type=common_pb2.EVENT_TYPE_UNSPECIFIED),
+        common_pb2.Event(user_id="u", item_id="i", type=common_pb2.EVENT_TYPE_RATING, rating=6),
+        common_pb2.Event(user_id="u", item_id="i", type=common_pb2.EVENT_TYPE_PURCHASE, value=-1),
+        common_pb2.Event(user_id="", item_id="i", type=common_pb2.EVENT_TYPE_VIEW),
+    ],
+    ids=["unspecified-type", "rating-6", "negative-value", "empty-user"],
+)
+def test_invalid_event_is_invalid_argument(store, event):
+    request = feature_pb2.ApplyEventsRequest(events=[event])
+    assert status_of(store, "ApplyEvents", request) == grpc.StatusCode.INVALID_ARGUMENT

@@ -1,0 +1,111 @@
+"""The gRPC-client stages against real stand-in servers on port 0: answers are converted to
+domain types, and a backend that is down, slow or rejecting maps to the right domain error."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from recserve.v1 import ranking_pb2, ranking_pb2_grpc
+from services.common.errors import InvalidArgument, Unavailable
+from services.common.features import FeatureSpec
+from services.common.server import create_server
+from services.common.types import UserState
+from services.gateway.config import Backend, GatewaySettings
+from services.gateway.stages import DeadlineExceeded
+from services.gateway.stages.remote import RemoteRanking, connect, value_score_from_proto
+from services.launcher import free_port
+
+USER = UserState("u1", True, 1, np.zeros(3, np.int64), np.array([5, 2, 0], np.int64))
+
+
+class StandInRanking(ranking_pb2_grpc.RankingServiceServicer):
+    """p_positive = index / 100; sleeps `delay` seconds; rejects index 999."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.seen_history: list[int] = []
+
+    async def Rank(self, request, context):
+        await asyncio.sleep(self.delay)
+        if 999 in request.item_indices:
+            raise InvalidArgument("item index 999 out of range")
+        self.seen_history = list(request.user.history)
+        p = [i / 100 for i in request.item_indices]
+        return ranking_pb2.RankResponse(p_positive=p, rating=[1 + 4 * x for x in p])
+
+
+async def _with_ranking(servicer, scenario, deadline_s: float = 1.0):
+    def register(server):
+        ranking_pb2_grpc.add_RankingServiceServicer_to_server(servicer, server)
+
+    server, port = await create_server(register, service_names=["recserve.v1.RankingService"])
+    stage = RemoteRanking(Backend("ranking", f"127.0.0.1:{port}", deadline_s))
+    try:
+        return await scenario(stage)
+    finally:
+        await stage.close()
+        await server.stop(None)
+
+
+def test_rank_over_grpc_returns_aligned_domain_scores():
+    servicer = StandInRanking()
+    scores = asyncio.run(
+        _with_ranking(servicer, lambda stage: stage.rank(USER, np.array([7, 3], np.int64)))
+    )
+    assert scores.p_positive.tolist() == pytest.approx([0.07, 0.03])
+    assert scores.rating.dtype == np.float32
+    assert servicer.seen_history == [5, 2], "history travels without its 0 padding"
+
+
+def test_slow_backend_is_deadline_exceeded():
+    with pytest.raises(DeadlineExceeded):
+        asyncio.run(
+            _with_ranking(
+                StandInRanking(delay=1.0),
+                lambda stage: stage.rank(USER, np.array([1], np.int64)),
+                deadline_s=0.05,
+            )
+        )
+
+
+def test_backend_rejecting_input_is_invalid_argument():
+    with pytest.raises(InvalidArgument, match="999"):
+        asyncio.run(
+            _with_ranking(StandInRanking(), lambda stage: stage.rank(USER, np.array([999])))
+        )
+
+
+def test_backend_that_is_down_is_unavailable():
+    async def scenario():
+        stage = RemoteRanking(Backend("ranking", f"127.0.0.1:{free_port()}", 1.0))
+        try:
+            await stage.rank(USER, np.array([1], np.int64))
+        finally:
+            await stage.close()
+
+    with pytest.raises(Unavailable) as caught:
+        asyncio.run(scenario())
+    assert not isinstance(caught.value, DeadlineExceeded)
+
+
+def test_connect_gives_each_backend_its_own_channel_and_deadline():
+    env = {"RECSERVE_RANKING_ADDR": "127.0.0.1:6001", "RECSERVE_RANKING_DEADLINE_MS": "40"}
+
+    async def scenario():
+        stages = connect(GatewaySettings.from_env(env), FeatureSpec())
+        await stages.close()
+        return [stages.features, stages.retrieval, stages.ranking, stages.uservalue]
+
+    clients = asyncio.run(scenario())
+    assert len({id(c.channel) for c in clients}) == 4
+    assert clients[2].deadline_s == pytest.approx(0.04)
+
+
+def test_value_scores_come_back_with_segment_names():
+    from recserve.v1 import common_pb2
+
+    msg = common_pb2.UserValue(user_id="u", p_active=0.5, segment=common_pb2.SEGMENT_AT_RISK)
+    assert value_score_from_proto(msg).segment == "AT_RISK"

@@ -1,0 +1,120 @@
+"""CandidateIndex and Retriever on a real bundle: filters are applied inside the search."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from services.common.bundle import Bundle
+from services.common.errors import InvalidArgument, NotFound
+from services.common.types import FilterSpec
+from services.feature.store import InMemoryFeatureStore
+from services.retrieval.retriever import Retriever
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_bundle) -> Bundle:
+    return Bundle.load(tiny_bundle)
+
+
+@pytest.fixture(scope="module", params=[0, 1_000_000], ids=["faiss-selector", "exact"])
+def retriever(bundle, request) -> Retriever:
+    return Retriever.from_bundle(bundle, exact_below=request.param, max_k=200)
+
+
+@pytest.fixture(scope="module")
+def user(bundle):
+    store = InMemoryFeatureStore.from_bundle(bundle)
+    busiest = max(store.users.ids.tolist(), key=lambda u: store.get_user(u).event_count)
+    return store.get_user(busiest)
+
+
+def _tag_sets(retriever, indices):
+    return [set(retriever.catalog.by_index(i).tags) for i in indices.tolist()]
+
+
+def _rare_tag(retriever) -> str:
+    counts = retriever.index.tag_masks.sum(axis=1)
+    return retriever.index.tags[int(np.argmin(np.where(counts >= 12, counts, 1 << 30)))]
+
+
+def test_unfiltered_results_are_sorted_and_unique(retriever, user):
+    found = retriever.retrieve(user, 20)
+    assert len(found) == 20
+    assert np.all(np.diff(found.scores) <= 1e-6)
+    assert len(set(found.item_indices.tolist())) == 20 and (found.item_indices > 0).all()
+
+
+def test_include_tag_still_returns_k_items_all_tagged(retriever, user):
+    tag = _rare_tag(retriever)
+    found = retriever.retrieve(user, 10, FilterSpec(include_tags=(tag,)))
+    assert len(found) == 10
+    assert all(tag in tags for tags in _tag_sets(retriever, found.item_indices))
+
+
+def test_exclude_tags_are_never_returned(retriever, user):
+    banned = retriever.index.tags[:2]
+    found = retriever.retrieve(user, 30, FilterSpec(exclude_tags=banned))
+    assert len(found) == 30
+    assert not any(set(banned) & tags for tags in _tag_sets(retriever, found.item_indices))
+
+
+def test_exclude_seen_drops_every_seen_item(retriever, user):
+    k = min(50, retriever.index.n_rows - 1 - user.seen.size)
+    found = retriever.retrieve(user, k, FilterSpec(exclude_seen=True))
+    assert len(found) == k
+    assert not np.isin(found.item_indices, user.seen).any()
+
+
+def test_exclude_items_are_dropped_and_replaced(retriever, user):
+    top = retriever.retrieve(user, 5)
+    dropped = retriever.catalog.vocab.ids_of(top.item_indices[:2])
+    found = retriever.retrieve(user, 5, FilterSpec(exclude_items=tuple(dropped)))
+    assert len(found) == 5
+    assert not np.isin(found.item_indices, top.item_indices[:2]).any()
+    np.testing.assert_array_equal(found.item_indices[:3], top.item_indices[2:])
+
+
+def test_filtered_search_matches_exact_scoring(retriever, user):
+    tag = _rare_tag(retriever)
+    found = retriever.retrieve(user, 10, FilterSpec(include_tags=(tag,)))
+    rows = np.flatnonzero(retriever.index.tag_mask([tag]))
+    scores = retriever.index.embeddings[rows] @ retriever.user_embedding(user)
+    np.testing.assert_allclose(found.scores, np.sort(scores)[::-1][:10], rtol=1e-4, atol=1e-5)
+
+
+def test_unknown_tag_is_invalid(retriever, user):
+    with pytest.raises(InvalidArgument, match="unknown tags"):
+        retriever.retrieve(user, 5, FilterSpec(include_tags=("no-such-tag",)))
+
+
+@pytest.mark.parametrize("k", [0, -1, 201])
+def test_k_out_of_range_is_invalid(retriever, user, k):
+    with pytest.raises(InvalidArgument):
+        retriever.retrieve(user, k)
+
+
+def test_similar_excludes_the_item_itself(retriever):
+    item_id = retriever.catalog.vocab.ids[0]
+    found = retriever.similar(item_id, 10)
+    assert len(found) == 10
+    assert retriever.catalog.index(item_id) not in found.item_indices
+
+
+def test_similar_unknown_item_is_not_found(retriever):
+    with pytest.raises(NotFound):
+        retriever.similar("no-such-item", 10)
+
+
+def test_tag_affinities_are_a_distribution(retriever, user):
+    pairs = retriever.tag_affinities(user, len(retriever.index.tags))
+    affinities = [a for _, a in pairs]
+    assert sum(affinities) == pytest.approx(1.0, abs=1e-5)
+    assert affinities == sorted(affinities, reverse=True)
+
+
+def test_cold_user_tag_affinities_follow_popularity(retriever, bundle):
+    cold = InMemoryFeatureStore.from_bundle(bundle).get_user("nobody-ever")
+    pairs = retriever.tag_affinities(cold, 3)
+    popularity = retriever.index.tag_masks @ retriever.catalog.popularity
+    assert pairs[0][0] == retriever.index.tags[int(np.argmax(popularity))]

@@ -1,0 +1,96 @@
+"""RetrievalService over gRPC (real server on port 0, real bundle)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import numpy as np
+import pytest
+
+from recserve.v1 import common_pb2, retrieval_pb2, retrieval_pb2_grpc
+from services.common import convert
+from services.common.bundle import Bundle
+from services.common.server import create_server
+from services.feature.store import InMemoryFeatureStore
+from services.retrieval.config import SERVICE_NAME
+from services.retrieval.retriever import Retriever
+from services.retrieval.servicer import register
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_bundle) -> Bundle:
+    return Bundle.load(tiny_bundle)
+
+
+@pytest.fixture(scope="module")
+def retriever(bundle) -> Retriever:
+    return Retriever.from_bundle(bundle, max_k=100)
+
+
+@pytest.fixture(scope="module")
+def user_msg(bundle) -> common_pb2.UserFeatures:
+    store = InMemoryFeatureStore.from_bundle(bundle)
+    return convert.user_state_to_proto(store.get_user(store.users.ids[0]), bundle.version)
+
+
+def call(retriever, method: str, request):
+    async def scenario():
+        server, port = await create_server(register(retriever), service_names=[SERVICE_NAME])
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                stub = retrieval_pb2_grpc.RetrievalServiceStub(channel)
+                return await getattr(stub, method)(request)
+        finally:
+            await server.stop(None)
+
+    return asyncio.run(scenario())
+
+
+def status_of(retriever, method: str, request) -> grpc.StatusCode:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        call(retriever, method, request)
+    return caught.value.code()
+
+
+def test_retrieve_returns_k_candidates_without_seen(retriever, user_msg):
+    request = retrieval_pb2.RetrieveRequest(
+        user=user_msg, k=10, filters=common_pb2.Filters(exclude_seen=True)
+    )
+    found = call(retriever, "Retrieve", request)
+    assert len(found.item_indices) == len(found.scores) == 10
+    assert not np.isin(list(found.item_indices), list(user_msg.seen)).any()
+    assert found.bundle_version == retriever.bundle_version
+
+
+def test_retrieve_similar_returns_neighbours(retriever):
+    item_id = retriever.catalog.vocab.ids[0]
+    request = retrieval_pb2.RetrieveSimilarRequest(item_id=item_id, k=5)
+    found = call(retriever, "RetrieveSimilar", request)
+    assert len(found.item_indices) == 5 and 1 not in found.item_indices
+
+
+def test_tag_affinities_rpc(retriever, user_msg):
+    request = retrieval_pb2.TagAffinitiesRequest(user=user_msg, k=3)
+    response = call(retriever, "TagAffinities", request)
+    assert len(response.tags) == len(response.affinities) == 3
+    assert set(response.tags) <= set(retriever.index.tags)
+
+
+@pytest.mark.parametrize("k", [0, 101])
+def test_bad_k_is_invalid_argument(retriever, user_msg, k):
+    request = retrieval_pb2.RetrieveRequest(user=user_msg, k=k)
+    assert status_of(retriever, "Retrieve", request) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_out_of_range_history_is_invalid_argument(retriever, user_msg):
+    msg = common_pb2.UserFeatures()
+    msg.CopyFrom(user_msg)
+    msg.history[:] = [10**9]
+    request = retrieval_pb2.RetrieveRequest(user=msg, k=5)
+    assert status_of(retriever, "Retrieve", request) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_similar_unknown_item_is_not_found(retriever):
+    request = retrieval_pb2.RetrieveSimilarRequest(item_id="no-such-item", k=5)
+    assert status_of(retriever, "RetrieveSimilar", request) == grpc.StatusCode.NOT_FOUND

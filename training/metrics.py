@@ -1,0 +1,152 @@
+"""Offline metrics recorded in the manifest (pure functions) and the two evaluations using them.
+
+Retrieval: per test user, rank all items except row 0 and the user's training items; the
+relevant set is the user's held-out items. Ranking: every held-out event scored with the
+history the feature service would have served at that moment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from services.common.features import pad_history, sliding_histories
+from training.encode import EncodedCatalog
+from training.models import Ranker, UserTower
+
+
+def recall_at_k(ranked: np.ndarray, relevant: Sequence[set[int]], k: int) -> float:
+    """ranked int[U, >=k] item rows best first; mean over users of |top-k ∩ relevant| / |relevant|."""
+    scores = [len(set(row[:k].tolist()) & rel) / len(rel) for row, rel in zip(ranked, relevant, strict=True)]
+    return float(np.mean(scores))
+
+
+def ndcg_at_k(ranked: np.ndarray, relevant: Sequence[set[int]], k: int) -> float:
+    """Binary-relevance NDCG@k averaged over users."""
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    scores = []
+    for row, rel in zip(ranked, relevant, strict=True):
+        gains = np.fromiter((item in rel for item in row[:k]), dtype=np.float64, count=k)
+        ideal = discounts[: min(len(rel), k)].sum()
+        scores.append(float(gains @ discounts) / ideal)
+    return float(np.mean(scores))
+
+
+def auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC via the rank-sum (Mann-Whitney) statistic, ties counted as half."""
+    labels = np.asarray(labels, dtype=bool)
+    ranks = pd.Series(np.asarray(scores, dtype=np.float64)).rank(method="average").to_numpy()
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def logloss(labels: np.ndarray, probs: np.ndarray, eps: float = 1e-7) -> float:
+    p = np.clip(np.asarray(probs, dtype=np.float64), eps, 1 - eps)
+    y = np.asarray(labels, dtype=np.float64)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def rmse(targets: np.ndarray, predictions: np.ndarray) -> float:
+    diff = np.asarray(targets, dtype=np.float64) - np.asarray(predictions, dtype=np.float64)
+    return float(np.sqrt(np.mean(diff**2)))
+
+
+def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    top = np.argpartition(-scores, k, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(top, order, axis=1)
+
+
+@torch.no_grad()
+def evaluate_retrieval(
+    user_tower: UserTower,
+    item_embeddings: np.ndarray,
+    catalog: EncodedCatalog,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    k_recall: int = 20,
+    k_ndcg: int = 10,
+) -> dict[str, float]:
+    """train/test: indexed events sorted by (user, time). Also reports popularity and random
+    baselines under the same exclusions."""
+    seen = train.groupby("user_index")["item_index"].apply(list).to_dict()
+    held = test.groupby("user_index")["item_index"].apply(set).to_dict()
+    users, histories, relevant = [], [], []
+    for user, items in held.items():
+        past = seen.get(user, [])
+        rel = items - set(past)
+        if rel:
+            users.append(user)
+            histories.append(pad_history(past[::-1], catalog.spec.history_len))
+            relevant.append(rel)
+    user_index = np.asarray(users, dtype=np.int64)
+    user_tower.eval()
+    queries = user_tower(
+        torch.from_numpy(user_index),
+        torch.from_numpy(catalog.user_profiles[user_index]),
+        torch.from_numpy(np.stack(histories)),
+    ).numpy()
+    popularity = np.bincount(train["item_index"], minlength=catalog.n_items).astype(np.float64)
+    exclude = np.zeros((len(users), catalog.n_items), dtype=bool)
+    exclude[:, 0] = True
+    for row, user in enumerate(users):
+        exclude[row, seen.get(user, [])] = True
+    k = max(k_recall, k_ndcg)
+    model_scores = np.where(exclude, -np.inf, queries @ item_embeddings.T)
+    popular_scores = np.where(exclude, -np.inf, np.broadcast_to(popularity, exclude.shape))
+    ranked, popular = _top_k(model_scores, k), _top_k(popular_scores, k)
+    n_candidates = (~exclude).sum(axis=1)
+    return {
+        f"recall_at_{k_recall}": recall_at_k(ranked, relevant, k_recall),
+        f"ndcg_at_{k_ndcg}": ndcg_at_k(ranked, relevant, k_ndcg),
+        f"popularity_recall_at_{k_recall}": recall_at_k(popular, relevant, k_recall),
+        f"popularity_ndcg_at_{k_ndcg}": ndcg_at_k(popular, relevant, k_ndcg),
+        f"random_recall_at_{k_recall}": float(np.mean(k_recall / n_candidates)),
+        "n_users": len(users),
+    }
+
+
+def heldout_ranking_inputs(
+    catalog: EncodedCatalog, train: pd.DataFrame, test: pd.DataFrame
+) -> dict[str, np.ndarray]:
+    """Held-out events with the history before each (over train + test, sorted by user/time)."""
+    full = pd.concat([train.assign(_test=False), test.assign(_test=True)])
+    full = full.sort_values(["user_index", "timestamp", "_test"], kind="stable")
+    users = full["user_index"].to_numpy(np.int64)
+    history = sliding_histories(users, full["item_index"].to_numpy(np.int64), catalog.spec.history_len)
+    rows = full["_test"].to_numpy(bool)
+    return {
+        "user_index": users[rows],
+        "profile": catalog.user_profiles[users[rows]],
+        "history": history[rows],
+        "items": full["item_index"].to_numpy(np.int64)[rows][:, None],
+        "ratings": full["rating"].to_numpy(np.float32)[rows],
+    }
+
+
+@torch.no_grad()
+def evaluate_ranker(
+    ranker: Ranker, heldout: dict[str, np.ndarray], threshold: float = 4.0, batch_size: int = 4096
+) -> dict[str, float]:
+    ranker.eval()
+    names = ("user_index", "profile", "history", "items")
+    probs, preds = [], []
+    for start in range(0, len(heldout["items"]), batch_size):
+        p, r = ranker(*(torch.from_numpy(heldout[n][start : start + batch_size]) for n in names))
+        probs.append(p[:, 0].numpy())
+        preds.append(r[:, 0].numpy())
+    prob, pred = np.concatenate(probs), np.concatenate(preds)
+    ratings = heldout["ratings"]
+    labels = ratings >= threshold
+    return {
+        "auc": auc(labels, prob),
+        "logloss": logloss(labels, prob),
+        "rmse": rmse(ratings, pred),
+        "positive_rate": float(labels.mean()),
+        "n_events": len(ratings),
+    }

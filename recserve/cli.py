@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -42,8 +43,8 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     cells = [[str(c) for c in row] for row in rows]
     widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
     line = "  ".join(f"{{:{w}}}" for w in widths)
-    return "\n".join([line.format(*headers), line.format(*("-" * w for w in widths))] +
-                     [line.format(*row) for row in cells])  # fmt: skip
+    rows_ = [headers, ["-" * w for w in widths], *cells]
+    return "\n".join(line.format(*row).rstrip() for row in rows_)
 
 
 def _clip(text: str, width: int) -> str:
@@ -165,6 +166,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     names = ", ".join(f"{n}={p}" for n, p in launcher.ports.items())
     print(f"recserve: {args.mode} mode SERVING ({names}); gateway {launcher.gateway_target}")
     print("press Ctrl-C to stop")
+    # Ctrl-C or SIGTERM (docker stop, systemd) both mean: stop the services cleanly.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _interrupt)
     try:
         while not (exited := launcher.exited()):
             time.sleep(0.5)
@@ -194,7 +198,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             reply = client.recommend(args.user, args.k)
             took_ms = (time.perf_counter() - t0) * 1e3
         print_recommendations(reply, f"Top {len(reply.items)} for user {args.user}")
-        print(f"answered in {took_ms:.1f} ms through {' -> '.join(launcher.ports)}")
+        via = "every stage in-process" if args.mode == "embedded" else ", ".join(launcher.ports)
+        print(f"answered in {took_ms:.1f} ms ({via})")
     except grpc.RpcError as exc:
         print(f"recserve demo: {exc.code().name}: {exc.details()}", file=sys.stderr)
         _report_exits(launcher.stop())
@@ -204,6 +209,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not failed:
         print(f"stopped {len(codes)} services cleanly (logs in {log_dir})")
     return failed
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _report_exits(codes: dict[str, int]) -> int:

@@ -19,8 +19,11 @@ from training.models import Ranker, UserTower
 
 
 def recall_at_k(ranked: np.ndarray, relevant: Sequence[set[int]], k: int) -> float:
-    """ranked int[U, >=k] item rows best first; mean over users of |top-k ∩ relevant| / |relevant|."""
-    scores = [len(set(row[:k].tolist()) & rel) / len(rel) for row, rel in zip(ranked, relevant, strict=True)]
+    """ranked int[U, >=k] item rows, best first: mean of |top-k ∩ relevant| / |relevant|."""
+    scores = [
+        len(set(row[:k].tolist()) & rel) / len(rel)
+        for row, rel in zip(ranked, relevant, strict=True)
+    ]
     return float(np.mean(scores))
 
 
@@ -118,7 +121,9 @@ def heldout_ranking_inputs(
     full = pd.concat([train.assign(_test=False), test.assign(_test=True)])
     full = full.sort_values(["user_index", "timestamp", "_test"], kind="stable")
     users = full["user_index"].to_numpy(np.int64)
-    history = sliding_histories(users, full["item_index"].to_numpy(np.int64), catalog.spec.history_len)
+    history = sliding_histories(
+        users, full["item_index"].to_numpy(np.int64), catalog.spec.history_len
+    )
     rows = full["_test"].to_numpy(bool)
     return {
         "user_index": users[rows],
@@ -131,8 +136,14 @@ def heldout_ranking_inputs(
 
 @torch.no_grad()
 def evaluate_ranker(
-    ranker: Ranker, heldout: dict[str, np.ndarray], threshold: float = 4.0, batch_size: int = 4096
+    ranker: Ranker,
+    heldout: dict[str, np.ndarray],
+    train_mean_rating: float,
+    threshold: float = 4.0,
+    batch_size: int = 4096,
 ) -> dict[str, float]:
+    """AUC/logloss of P(rating >= threshold) and RMSE of the rating on held-out events; also the
+    RMSE of always predicting the training mean rating, as a baseline."""
     ranker.eval()
     names = ("user_index", "profile", "history", "items")
     probs, preds = [], []
@@ -147,6 +158,7 @@ def evaluate_ranker(
         "auc": auc(labels, prob),
         "logloss": logloss(labels, prob),
         "rmse": rmse(ratings, pred),
+        "rmse_train_mean_baseline": rmse(ratings, np.full_like(ratings, train_mean_rating)),
         "positive_rate": float(labels.mean()),
         "n_events": len(ratings),
     }

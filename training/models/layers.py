@@ -6,6 +6,7 @@ P = profile fields. Item index 0 is padding / unknown everywhere.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -16,7 +17,7 @@ from torch import nn
 def mlp(sizes: Sequence[int], *, final_activation: bool = False) -> nn.Sequential:
     """Linear layers of the given widths with ReLU between them."""
     layers: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         layers.append(nn.Linear(n_in, n_out))
         if i < len(sizes) - 2 or final_activation:
             layers.append(nn.ReLU())
@@ -51,7 +52,11 @@ class ItemFeatureArch(nn.Module):
 
     def forward(self, items: torch.Tensor) -> torch.Tensor:
         return torch.cat(
-            [self.item_id(items), self.tags(self.item_tags[items]), self.year(self.item_years[items])],
+            [
+                self.item_id(items),
+                self.tags(self.item_tags[items]),
+                self.year(self.item_years[items]),
+            ],
             dim=-1,
         )
 

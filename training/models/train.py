@@ -35,8 +35,8 @@ class FitConfig:
 def make_examples(catalog: EncodedCatalog, indexed: pd.DataFrame) -> Batch:
     """Indexed events sorted by (user, time) -> tensors user_index [N], profile [N, P],
     history [N, H], items [N], ratings [N] (NaN ratings become 0)."""
-    users = indexed["user_index"].to_numpy(np.int64)
-    items = indexed["item_index"].to_numpy(np.int64)
+    users = indexed["user_index"].to_numpy(np.int64, copy=True)
+    items = indexed["item_index"].to_numpy(np.int64, copy=True)
     history = sliding_histories(users, items, catalog.spec.history_len)
     ratings = np.nan_to_num(indexed["rating"].to_numpy(np.float32), nan=0.0)
     return {
@@ -59,7 +59,9 @@ def fit(
 ) -> dict[str, float | list[float]]:
     """Adam(W) over shuffled mini-batches; returns per-epoch mean losses and seconds."""
     generator = torch.Generator().manual_seed(config.seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
     n = len(examples["items"])
     n_batches = (n + config.batch_size - 1) // config.batch_size
     losses: list[float] = []
@@ -68,8 +70,14 @@ def fit(
     for epoch in range(config.epochs):
         order = torch.randperm(n, generator=generator)
         total = 0.0
-        bar = tqdm(range(n_batches), desc=f"{desc} epoch {epoch + 1}/{config.epochs}",
-                   disable=not progress, leave=False, unit="batch")  # fmt: skip
+        bar = tqdm(
+            range(n_batches),
+            desc=f"{desc} epoch {epoch + 1}/{config.epochs}",
+            disable=None if progress else True,  # None: no bar unless a TTY
+            mininterval=0.5,
+            leave=False,
+            unit="batch",
+        )
         for b in bar:
             rows = order[b * config.batch_size : (b + 1) * config.batch_size]
             batch = {k: v[rows] for k, v in examples.items()}

@@ -48,7 +48,7 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
 def top_decile_capture(actual: np.ndarray, predicted: np.ndarray) -> float:
     """Share of the actual total made by the 10% of customers ranked highest by `predicted`."""
     actual = np.asarray(actual, np.float64)
-    k = max(1, int(round(0.1 * actual.size)))
+    k = max(1, round(0.1 * actual.size))
     top = np.argsort(-np.asarray(predicted, np.float64), kind="stable")[:k]
     total = actual.sum()
     return float(actual[top].sum() / total) if total > 0 else float("nan")

@@ -16,7 +16,8 @@ from typing import Protocol
 import numpy as np
 
 from services.common.errors import Unavailable
-from services.common.types import CandidateList, Event, FilterSpec, ItemInfo, RankScores, UserState
+from services.common.types import CandidateList, Event, FilterSpec, RankScores, UserState
+from services.uservalue.scorer import ValueScore
 
 # (distinct active days int64[A], value per day float32[A]) of one user.
 Activity = tuple[np.ndarray, np.ndarray]
@@ -26,18 +27,6 @@ class DeadlineExceeded(Unavailable):
     """A stage did not answer within its deadline (the pipeline degrades as for Unavailable)."""
 
     code = "DEADLINE_EXCEEDED"
-
-
-@dataclass(frozen=True, slots=True)
-class ValueScore:
-    """Value and propensity of one user over `horizon_weeks` (see common.proto UserValue)."""
-
-    user_id: str
-    p_active: float
-    expected_transactions: float
-    expected_value: float
-    segment: str  # "NEW", "HIGH_VALUE", "ACTIVE", "AT_RISK", "DORMANT"
-    horizon_weeks: float
 
 
 class FeatureStage(Protocol):
@@ -88,7 +77,6 @@ __all__ = [
     "Activity",
     "DeadlineExceeded",
     "FeatureStage",
-    "ItemInfo",
     "RankingStage",
     "RetrievalStage",
     "Stages",

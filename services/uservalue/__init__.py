@@ -1,0 +1,1 @@
+"""User-value service: P(active), expected transactions and value, and a segment per user."""

@@ -1,0 +1,172 @@
+"""User-value scoring domain: activity -> value features -> user_value.onnx -> ValueScore.
+
+No grpc, no torch. Features come from services.common.value_features (the training code).
+
+Segments (thresholds live in manifest["value"]["segment_thresholds"], written by training):
+    NEW         no active day on or before as_of_day (nothing to judge from)
+    DORMANT     p_active <  dormant_p_active            (CDNOW default 0.15)
+    AT_RISK     p_active <  at_risk_p_active            (CDNOW default 0.35)
+    HIGH_VALUE  expected_value >= high_value_expected_value (90th percentile of the predicted
+                value over the training customers at the manifest's as_of_day)
+    ACTIVE      everything else
+checked in that order. as_of_day 0 means the scorer's clock: the latest of the manifest's
+as_of_day, the snapshot's last active day and the last day in this call's live activities.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from services.common.bundle import Bundle
+from services.common.errors import BundleError, InvalidArgument
+from services.common.features import daily_activity
+from services.common.onnx import create_session
+from services.common.value_features import VALUE_FEATURE_NAMES, value_features_batch
+
+MAX_USERS_PER_CALL = 1000
+MAX_USER_ID_LENGTH = 256
+SEGMENTS: tuple[str, ...] = ("NEW", "HIGH_VALUE", "ACTIVE", "AT_RISK", "DORMANT")
+OUTPUT_NAMES: tuple[str, ...] = ("p_active", "expected_transactions", "expected_value")
+
+Activity = tuple[np.ndarray, np.ndarray]  # (days int64[n] ascending, values float32[n])
+_EMPTY: Activity = (np.zeros(0, np.int64), np.zeros(0, np.float32))
+
+
+@dataclass(frozen=True)
+class ValueScore:
+    user_id: str
+    p_active: float
+    expected_transactions: float
+    expected_value: float
+    segment: str
+    horizon_weeks: float
+
+
+@dataclass(frozen=True)
+class SegmentThresholds:
+    dormant_p_active: float
+    at_risk_p_active: float
+    high_value_expected_value: float
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SegmentThresholds:
+        return cls(
+            float(data["dormant_p_active"]),
+            float(data["at_risk_p_active"]),
+            float(data["high_value_expected_value"]),
+        )
+
+    def segment(self, has_activity: bool, p_active: float, expected_value: float) -> str:
+        if not has_activity:
+            return "NEW"
+        if p_active < self.dormant_p_active:
+            return "DORMANT"
+        if p_active < self.at_risk_p_active:
+            return "AT_RISK"
+        if expected_value >= self.high_value_expected_value:
+            return "HIGH_VALUE"
+        return "ACTIVE"
+
+
+def activity_snapshot(interactions_parquet: Path) -> dict[str, Activity]:
+    """Per-user (days, value per day) from an event log in the canonical schema."""
+    table = pq.read_table(interactions_parquet, columns=["user_id", "timestamp", "value"])
+    frame = table.to_pandas()
+    snapshot: dict[str, Activity] = {}
+    for user_id, group in frame.groupby("user_id", sort=False):
+        snapshot[str(user_id)] = daily_activity(
+            group["timestamp"].to_numpy(), group["value"].to_numpy()
+        )
+    return snapshot
+
+
+def _check_activity(user_id: str, activity: Activity) -> Activity:
+    days = np.asarray(activity[0])
+    values = np.asarray(activity[1])
+    if days.ndim != 1 or values.ndim != 1 or days.size != values.size:
+        raise InvalidArgument(f"activity of {user_id!r}: {days.size} days but {values.size} values")
+    if days.size and not np.issubdtype(days.dtype, np.integer):
+        raise InvalidArgument(f"activity of {user_id!r}: days must be integers")
+    if not np.all(np.isfinite(values)):
+        raise InvalidArgument(f"activity of {user_id!r}: values must be finite")
+    if np.any(np.diff(days) <= 0):
+        raise InvalidArgument(f"activity of {user_id!r}: days must be strictly ascending")
+    return days.astype(np.int64), values.astype(np.float32)
+
+
+class UserValueScorer:
+    """Scores batches of users with one ONNX Runtime call. Thread-safe (read-only state)."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        value_manifest: Mapping[str, Any],
+        snapshot: Mapping[str, Activity] | None = None,
+        *,
+        prefer_gpu: bool = False,
+    ) -> None:
+        names = list(value_manifest.get("feature_names", VALUE_FEATURE_NAMES))
+        if names != list(VALUE_FEATURE_NAMES):
+            raise BundleError("user_value.onnx was trained on different value features")
+        self.horizon_weeks = float(value_manifest["horizon_weeks"])
+        self.as_of_day = int(value_manifest["as_of_day"])
+        self.unit = str(value_manifest.get("unit", ""))
+        self.thresholds = SegmentThresholds.from_json(value_manifest["segment_thresholds"])
+        self._session, self.provider = create_session(Path(model_path), prefer_gpu=prefer_gpu)
+        self._snapshot = dict(snapshot or {})
+        last_days = [int(d[-1]) for d, _ in self._snapshot.values() if len(d)]
+        self.snapshot_last_day = max(last_days, default=0)
+
+    @classmethod
+    def from_bundle(cls, bundle: Bundle, *, prefer_gpu: bool = False) -> UserValueScorer:
+        if "value" not in bundle.manifest:
+            raise BundleError(f"bundle {bundle.version} has no manifest['value'] section")
+        snapshot = activity_snapshot(bundle.path("interactions.parquet"))
+        return cls(
+            bundle.path("user_value.onnx"),
+            bundle.manifest["value"],
+            snapshot,
+            prefer_gpu=prefer_gpu,
+        )
+
+    def score(
+        self,
+        user_ids: Sequence[str],
+        activities: Mapping[str, Activity] | None = None,
+        as_of_day: int = 0,
+    ) -> list[ValueScore]:
+        """Scores aligned with user_ids. Live `activities` override the bundle snapshot; a user
+        in neither is scored as NEW."""
+        if not user_ids:
+            raise InvalidArgument("user_ids is empty")
+        if len(user_ids) > MAX_USERS_PER_CALL:
+            raise InvalidArgument(f"at most {MAX_USERS_PER_CALL} users per call")
+        if any(not uid or len(uid) > MAX_USER_ID_LENGTH for uid in user_ids):
+            raise InvalidArgument("user ids must be non-empty and at most 256 characters")
+        if as_of_day < 0:
+            raise InvalidArgument(f"as_of_day must be >= 0, got {as_of_day}")
+        live = {uid: _check_activity(uid, act) for uid, act in (activities or {}).items()}
+        if as_of_day == 0:
+            live_last = max((int(d[-1]) for d, _ in live.values() if d.size), default=0)
+            as_of_day = max(self.as_of_day, self.snapshot_last_day, live_last)
+        rows = [live.get(uid) or self._snapshot.get(uid, _EMPTY) for uid in user_ids]
+        features = value_features_batch(rows, as_of_day)
+        p, n, v = self._session.run(list(OUTPUT_NAMES), {"features": features})
+        has_activity = features[:, VALUE_FEATURE_NAMES.index("has_activity")] > 0
+        out = []
+        for i, uid in enumerate(user_ids):
+            pa, nt, ev = float(p[i]), float(n[i]), float(v[i])
+            if not has_activity[i]:  # the net never saw users without history
+                pa, nt, ev = 0.0, 0.0, 0.0
+            if not all(map(math.isfinite, (pa, nt, ev))):
+                raise BundleError("user_value.onnx produced a non-finite score")
+            segment = self.thresholds.segment(bool(has_activity[i]), pa, ev)
+            out.append(ValueScore(uid, pa, nt, ev, segment, self.horizon_weeks))
+        return out

@@ -1,0 +1,158 @@
+"""services.uservalue.scorer.UserValueScorer against a hand-built user_value.onnx whose outputs
+are simple functions of the value features, so every segment can be forced."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from services.common.bundle import Bundle
+from services.common.errors import InvalidArgument
+from services.common.features import SECONDS_PER_DAY
+from services.common.value_features import VALUE_FEATURE_NAMES
+from services.uservalue.scorer import MAX_USERS_PER_CALL, UserValueScorer
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper  # noqa: E402
+
+AS_OF = 200
+SECTION = {
+    "horizon_weeks": 39.0,
+    "as_of_day": AS_OF,
+    "unit": "USD",
+    "feature_names": list(VALUE_FEATURE_NAMES),
+    "segment_thresholds": {
+        "dormant_p_active": 0.2,
+        "at_risk_p_active": 0.5,
+        "high_value_expected_value": 50.0,
+    },
+}
+# user -> (days, values) in the bundle's interaction log
+SNAPSHOT = {
+    "dormant": ([10], [5.0]),  # nothing in the last 13 weeks: p = sigmoid(-2) = 0.12
+    "at_risk": ([150], [5.0]),  # 1 day in 13 weeks: p = sigmoid(2 ln 2 - 2) = 0.35
+    "active": ([150, 160], [5.0, 5.0]),  # 2 days: p = 0.55, value = 10 ln 11 = 24
+    "high": ([150, 160], [100.0, 100.0]),  # value = 10 ln 201 = 53
+}
+
+
+def write_model(path: Path) -> None:
+    """p_active = sigmoid(2 log_days_13w - 2), transactions = log_frequency,
+    value = 10 log_value_13w."""
+    col = {n: i for i, n in enumerate(VALUE_FEATURE_NAMES)}
+    w = np.zeros((len(VALUE_FEATURE_NAMES), 3), np.float32)
+    w[col["log_days_13w"], 0] = 2.0
+    w[col["log_frequency"], 1] = 1.0
+    w[col["log_value_13w"], 2] = 10.0
+    b = np.array([-2.0, 0.0, 0.0], np.float32)
+    nodes = [
+        helper.make_node("MatMul", ["features", "W"], ["xw"]),
+        helper.make_node("Add", ["xw", "b"], ["z"]),
+        *(helper.make_node("Gather", ["z", f"i{k}"], [f"g{k}"], axis=1) for k in range(3)),
+        helper.make_node("Sigmoid", ["g0"], ["p_active"]),
+        helper.make_node("Identity", ["g1"], ["expected_transactions"]),
+        helper.make_node("Identity", ["g2"], ["expected_value"]),
+    ]
+    inits = [
+        helper.make_tensor("W", TensorProto.FLOAT, w.shape, w.ravel()),
+        helper.make_tensor("b", TensorProto.FLOAT, b.shape, b),
+        *(helper.make_tensor(f"i{k}", TensorProto.INT64, [], [k]) for k in range(3)),
+    ]
+    out = [
+        helper.make_tensor_value_info(n, TensorProto.FLOAT, ["B"])
+        for n in ("p_active", "expected_transactions", "expected_value")
+    ]
+    inp = [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["B", w.shape[0]])]
+    graph = helper.make_graph(nodes, "value", inp, out, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Bundle:
+    root = tmp_path_factory.mktemp("value_bundle")
+    write_model(root / "user_value.onnx")
+    users, ts, values = [], [], []
+    for user, (days, vals) in SNAPSHOT.items():
+        for day, value in zip(days, vals, strict=True):
+            for part in (0.25, 0.75):  # two events per day: one transaction of the summed value
+                users.append(user)
+                ts.append(day * SECONDS_PER_DAY + 3600)
+                values.append(value * part)
+    table = pa.table(
+        {
+            "user_id": users,
+            "item_id": ["cd"] * len(users),
+            "timestamp": ts,
+            "rating": [float("nan")] * len(users),
+            "value": values,
+        }
+    )
+    pq.write_table(table, root / "interactions.parquet")
+    files = {"user_value.onnx": "-", "interactions.parquet": "-"}
+    return Bundle(root=root, manifest={"version": "v-test", "files": files, "value": SECTION})
+
+
+@pytest.fixture(scope="module")
+def scorer(bundle) -> UserValueScorer:
+    return UserValueScorer.from_bundle(bundle)
+
+
+def test_segments_follow_the_documented_thresholds(scorer):
+    ids = ["dormant", "at_risk", "active", "high", "stranger"]
+    scores = scorer.score(ids)
+    assert [s.user_id for s in scores] == ids
+    assert [s.segment for s in scores] == ["DORMANT", "AT_RISK", "ACTIVE", "HIGH_VALUE", "NEW"]
+    assert scores[0].p_active == pytest.approx(1 / (1 + math.exp(2)), rel=1e-5)
+    assert scores[3].expected_value == pytest.approx(10 * math.log(201), rel=1e-5)
+    assert scores[3].expected_transactions == pytest.approx(math.log(2), rel=1e-5)
+    assert all(s.horizon_weeks == 39.0 for s in scores)
+
+
+def test_new_user_scores_zero(scorer):
+    (score,) = scorer.score(["stranger"])
+    assert (score.p_active, score.expected_transactions, score.expected_value) == (0, 0, 0)
+
+
+def test_live_activity_overrides_the_snapshot(scorer):
+    live = {"dormant": (np.array([170, 180]), np.array([100.0, 100.0], np.float32))}
+    (score,) = scorer.score(["dormant"], live)
+    assert score.segment == "HIGH_VALUE"
+
+
+def test_as_of_day_zero_follows_the_latest_live_day(scorer):
+    live = {"late": (np.array([250, 260]), np.array([5.0, 5.0], np.float32))}
+    late, _ = scorer.score(["late", "dormant"], live)
+    assert late.segment == "ACTIVE"  # scored as of day 260, so both days count
+    assert scorer.score(["late"], live, as_of_day=255)[0].expected_transactions == 0.0
+
+
+def test_activity_after_an_explicit_as_of_day_is_ignored(scorer):
+    assert scorer.score(["active"], as_of_day=100)[0].segment == "NEW"
+
+
+def test_provider_is_reported(scorer):
+    assert scorer.provider == "CPUExecutionProvider"
+
+
+@pytest.mark.parametrize(
+    ("ids", "activities"),
+    [
+        ([], None),
+        ([""], None),
+        (["u"] * (MAX_USERS_PER_CALL + 1), None),
+        (["u"], {"u": (np.array([1, 2]), np.array([1.0], np.float32))}),
+        (["u"], {"u": (np.array([1, 2]), np.array([1.0, np.nan], np.float32))}),
+        (["u"], {"u": (np.array([2, 1]), np.array([1.0, 1.0], np.float32))}),
+    ],
+    ids=["empty", "empty-id", "too-many", "mismatched", "nan", "descending"],
+)
+def test_bad_input_is_invalid_argument(scorer, ids, activities):
+    with pytest.raises(InvalidArgument):
+        scorer.score(ids, activities)

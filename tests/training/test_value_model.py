@@ -1,0 +1,132 @@
+"""training.value: protocol labels and windows, metrics, ONNX parity, the CDNOW benchmark."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from services.common.features import SECONDS_PER_DAY
+from services.common.value_features import N_VALUE_FEATURES
+from training.data.schema import make_events
+from training.value.export import OUTPUT_NAMES, export_value_model, parity_max_abs_error
+from training.value.metrics import auc, top_decile_capture
+from training.value.model import ValueNet
+from training.value.protocol import (
+    CDNOW_PROTOCOL,
+    active_by,
+    customer_days,
+    training_windows,
+    window_labels,
+)
+
+CDNOW_DIR = Path(__file__).resolve().parents[2] / "data" / "cdnow"
+
+
+def tiny_log():
+    # user a: days 10, 10 (two events, one transaction), 20, 35; user b: day 30; user c: day 41.
+    rows = [
+        ("a", 10, 5.0),
+        ("a", 10, 7.0),
+        ("a", 20, 3.0),
+        ("a", 35, 4.0),
+        ("b", 30, 9.0),
+        ("c", 41, 2.0),
+    ]
+    users, days, values = zip(*rows, strict=True)
+    ts = np.array(days) * SECONDS_PER_DAY + 3600
+    return customer_days(make_events(users, ["cd"] * len(rows), ts, value=np.array(values)))
+
+
+def test_one_customer_day_is_one_transaction():
+    data = tiny_log()
+    assert list(data.user_ids) == ["a", "b", "c"]
+    a = data.owner == 0
+    np.testing.assert_array_equal(data.days[a], [10, 20, 35])
+    np.testing.assert_allclose(data.values[a], [12.0, 3.0, 4.0])
+
+
+def test_window_labels_count_days_after_the_cut_off_up_to_the_horizon():
+    labels = window_labels(tiny_log(), cut_off_day=20, horizon_weeks=2)  # days 21..34
+    np.testing.assert_array_equal(labels.transactions, [0, 1, 0])
+    np.testing.assert_allclose(labels.spend, [0.0, 9.0, 0.0])
+    labels = window_labels(tiny_log(), cut_off_day=20, horizon_weeks=3)  # days 21..41
+    np.testing.assert_array_equal(labels.transactions, [1, 1, 1])
+    np.testing.assert_array_equal(labels.any_purchase, [1, 1, 1])
+
+
+def test_only_customers_active_by_the_cut_off_are_customers():
+    np.testing.assert_array_equal(active_by(tiny_log(), 30), [True, True, False])
+
+
+def test_training_windows_never_reach_into_the_holdout():
+    protocol = CDNOW_PROTOCOL
+    windows = training_windows(protocol)
+    assert len({h for _, h in windows}) > 1
+    for cut_off, horizon in windows:
+        assert protocol.calibration_start_day < cut_off
+        assert cut_off + 7 * horizon <= protocol.as_of_day
+
+
+def test_cdnow_protocol_is_39_plus_39_weeks():
+    p = CDNOW_PROTOCOL
+    assert p.describe()["calibration"] == "1997-01-01..1997-09-30"
+    assert p.describe()["holdout"] == "1997-10-01..1998-06-30"
+    assert p.calibration_weeks == 39 and p.horizon_weeks == 39
+
+
+def test_auc_and_top_decile_capture():
+    assert auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.3, 0.4])) == 1.0
+    assert auc(np.array([0, 1]), np.array([0.5, 0.5])) == 0.5
+    actual = np.r_[np.zeros(9), 10.0, np.ones(10)]  # customer 9 spends 10 of 20
+    assert top_decile_capture(actual, actual) == pytest.approx(11 / 20)
+
+
+def test_onnx_export_matches_torch(tmp_path):
+    torch.manual_seed(0)
+    x = torch.randn(512, N_VALUE_FEATURES)
+    net = ValueNet(x.mean(0), x.std(0), rate_scale=0.05, spend_scale=35.0, horizon_weeks=39)
+    path = tmp_path / "user_value.onnx"
+    export_value_model(net, path, N_VALUE_FEATURES)
+    error = parity_max_abs_error(net, path, torch.randn(37, N_VALUE_FEATURES).numpy())
+    assert error <= 1e-4
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    assert [i.name for i in graph.input] == ["features"]
+    assert [o.name for o in graph.output] == list(OUTPUT_NAMES)
+
+
+def test_exported_outputs_are_consistent():
+    torch.manual_seed(1)
+    x = torch.randn(64, N_VALUE_FEATURES)
+    net = ValueNet(x.mean(0), x.std(0), rate_scale=0.05, spend_scale=35.0, horizon_weeks=39).eval()
+    p, n, v = net(x)
+    assert ((p > 0) & (p < 1)).all() and (n > 0).all() and (v > 0).all()
+    # P(any) can never exceed the expected count (Markov's inequality).
+    assert (p <= n + 1e-6).all()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (CDNOW_DIR / "CDNOW_master.txt").is_file(), reason="run `make data`")
+def test_cdnow_model_beats_rate_extrapolation(tmp_path):
+    from training.data import load_cdnow
+    from training.value import build_value_model
+
+    result = build_value_model(load_cdnow(CDNOW_DIR), tmp_path, progress=False)
+    model, baseline = result.metrics["model"], result.metrics["rate_baseline"]
+    assert result.metrics["n_customers"] == 23_570
+    assert result.onnx_path == tmp_path / "user_value.onnx" and result.onnx_path.is_file()
+    assert model["p_active_auc"] > baseline["p_active_auc"]
+    # Overall Spearman favours the baseline's tie of all one-time buyers at 0 (see build.py);
+    # the model must beat the classical models' 0.42 and out-rank the baseline among repeaters.
+    assert model["spend_spearman"] > 0.43
+    repeat = result.metrics["spend_spearman_repeat_buyers"]
+    assert repeat["model"] > repeat["rate_baseline"]
+    assert model["spend_mae"] < baseline["spend_mae"]
+    section = result.manifest_section
+    assert section["horizon_weeks"] == 39 and section["unit"] == "USD"
+    assert section["as_of_day"] == CDNOW_PROTOCOL.as_of_day
+    assert section["parity_max_abs_error"] <= 1e-4

@@ -1,0 +1,64 @@
+"""`python -m training train [--data-dir data] [--artifacts artifacts] [--tiny] [--seed 0] ...`
+
+Trains every model on the real data, publishes artifacts/<version> and prints its path and
+offline metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from training.pipeline import TrainConfig, build_bundle
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training")
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train all models and publish a bundle")
+    train.add_argument("--data-dir", type=Path, default=Path("data"))
+    train.add_argument("--artifacts", type=Path, default=Path("artifacts"))
+    train.add_argument("--version", default=None, help="bundle name (default: UTC timestamp)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--tiny", action="store_true", help="quick preset (a few epochs)")
+    train.add_argument("--retrieval-epochs", type=int, default=None)
+    train.add_argument("--ranker-epochs", type=int, default=None)
+    train.add_argument("--value-epochs", type=int, default=None)
+    train.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def config_from_args(argv: list[str] | None = None) -> TrainConfig:
+    args = _parser().parse_args(argv)
+    return TrainConfig(
+        data_dir=args.data_dir,
+        artifacts_dir=args.artifacts,
+        version=args.version,
+        seed=args.seed,
+        tiny=args.tiny,
+        progress=not args.no_progress,
+        retrieval_epochs=args.retrieval_epochs,
+        ranker_epochs=args.ranker_epochs,
+        value_epochs=args.value_epochs,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = config_from_args(argv)
+    start = time.perf_counter()
+    bundle_dir = build_bundle(config)
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    print(f"bundle: {bundle_dir} ({time.perf_counter() - start:.1f}s)")
+    metrics = manifest["metrics"]
+    print(json.dumps({"retrieval": metrics["retrieval"], "ranker": metrics["ranker"]}, indent=2))
+    value = metrics.get("user_value", {}).get("model")
+    if value is not None:
+        print(json.dumps({"user_value": value}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""ONNX export of the user tower and the ranker, and the ORT-vs-torch parity check.
+
+Input/output names and shapes are the contract in docs/bundle.md. Each file is self-contained
+(weights and item side-feature buffers inlined as constants, no external data).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+
+OPSET = 17
+PARITY_TOLERANCE = 1e-4
+
+USER_TOWER_INPUTS = ("user_index", "profile", "history")
+USER_TOWER_OUTPUTS = ("embedding",)
+RANKER_INPUTS = ("user_index", "profile", "history", "items")
+RANKER_OUTPUTS = ("p_positive", "rating")
+
+
+class ParityError(RuntimeError):
+    """ONNX Runtime and torch disagree by more than the tolerance."""
+
+
+def _export(
+    module: nn.Module,
+    path: Path,
+    sample: dict[str, np.ndarray],
+    input_names: tuple[str, ...],
+    output_names: tuple[str, ...],
+    dynamic_axes: dict[str, dict[int, str]],
+) -> Path:
+    module.eval()
+    args = tuple(torch.from_numpy(sample[name]) for name in input_names)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(
+            module,
+            args,
+            str(path),
+            dynamo=False,
+            input_names=list(input_names),
+            output_names=list(output_names),
+            dynamic_axes=dynamic_axes,
+            opset_version=OPSET,
+            do_constant_folding=True,
+        )
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    return path
+
+
+def export_user_tower(tower: nn.Module, path: Path, sample: dict[str, np.ndarray]) -> Path:
+    """user_index int64[B], profile int64[B,P], history int64[B,H] -> embedding float32[B,D]."""
+    batch = {0: "B"}
+    axes = {name: batch for name in (*USER_TOWER_INPUTS, *USER_TOWER_OUTPUTS)}
+    return _export(tower, path, sample, USER_TOWER_INPUTS, USER_TOWER_OUTPUTS, axes)
+
+
+def export_ranker(ranker: nn.Module, path: Path, sample: dict[str, np.ndarray]) -> Path:
+    """... + items int64[B,N] -> p_positive float32[B,N], rating float32[B,N]."""
+    axes: dict[str, dict[int, str]] = {n: {0: "B"} for n in ("user_index", "profile", "history")}
+    axes.update({n: {0: "B", 1: "N"} for n in ("items", *RANKER_OUTPUTS)})
+    return _export(ranker, path, sample, RANKER_INPUTS, RANKER_OUTPUTS, axes)
+
+
+@torch.no_grad()
+def parity_max_abs_error(
+    module: nn.Module,
+    path: Path,
+    inputs: dict[str, np.ndarray],
+    tolerance: float = PARITY_TOLERANCE,
+) -> float:
+    """Max |ORT(CPU) - torch| over every output on `inputs`; raises ParityError above tolerance."""
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    onnx_out = session.run(None, {name: inputs[name] for name in names})
+    module.eval()
+    torch_out = module(*(torch.from_numpy(inputs[name]) for name in names))
+    if isinstance(torch_out, torch.Tensor):
+        torch_out = (torch_out,)
+    error = 0.0
+    for got, want in zip(onnx_out, torch_out, strict=True):
+        if got.shape != tuple(want.shape):
+            raise ParityError(f"{path.name}: ORT shape {got.shape} != torch {tuple(want.shape)}")
+        error = max(error, float(np.max(np.abs(got - want.numpy()))))
+    if not error <= tolerance:
+        raise ParityError(f"{path.name}: ORT vs torch max abs error {error:.3g} > {tolerance:g}")
+    return error
+
+
+def _dtype(onnx_type: str) -> str:
+    name = onnx_type.removeprefix("tensor(").removesuffix(")")
+    return {"float": "float32", "double": "float64"}.get(name, name)
+
+
+def describe_onnx(path: Path) -> dict[str, Any]:
+    """Input/output names, element types and shapes (symbolic axes as names) of an ONNX file."""
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def _io(args: list[Any]) -> list[dict[str, Any]]:
+        return [{"name": a.name, "dtype": _dtype(a.type), "shape": list(a.shape)} for a in args]
+
+    return {"inputs": _io(session.get_inputs()), "outputs": _io(session.get_outputs())}

@@ -1,0 +1,300 @@
+"""End-to-end training: data -> split -> two-tower + ranker -> metrics -> ONNX (parity-checked)
+-> FAISS index -> user-value model -> bundle published under artifacts/<version>.
+
+    bundle_dir = build_bundle(TrainConfig(tiny=True))
+
+The served models are the ones trained on the train split (the metrics describe exactly them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from services.common.features import SECONDS_PER_DAY
+from training.bundle import BundleWriter, write_tables
+from training.data import InteractionData, load_cdnow, load_movielens
+from training.encode import EncodedCatalog, build_catalog, index_events
+from training.export import describe_onnx, export_ranker, export_user_tower, parity_max_abs_error
+from training.index import build_item_index, save_index, tag_centroids
+from training.metrics import evaluate_ranker, evaluate_retrieval, heldout_ranking_inputs
+from training.models import ItemTower, Ranker, RankerConfig, TwoTower, TwoTowerConfig, UserTower
+from training.models.ranker import ranker_loss
+from training.models.train import Batch, FitConfig, fit, make_examples
+from training.split import temporal_split
+
+TORCH_THREADS = 2
+# value_epochs None in FULL_EPOCHS: the user-value model's own default.
+FULL_EPOCHS: dict[str, int | None] = {
+    "retrieval_epochs": 8,
+    "ranker_epochs": 4,
+    "value_epochs": None,
+}
+TINY_EPOCHS: dict[str, int | None] = {"retrieval_epochs": 2, "ranker_epochs": 1, "value_epochs": 2}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data_dir: Path = Path("data")
+    artifacts_dir: Path = Path("artifacts")
+    version: str | None = None  # default: UTC timestamp
+    seed: int = 0
+    # Epochs: None means the preset's default (FULL_EPOCHS, or TINY_EPOCHS when tiny=True).
+    retrieval_epochs: int | None = None
+    ranker_epochs: int | None = None
+    value_epochs: int | None = None
+    retrieval_batch_size: int = 1024
+    ranker_batch_size: int = 512
+    retrieval_lr: float = 3e-3
+    ranker_lr: float = 2e-3
+    temperature: float = 0.07
+    user_dropout: float = 0.1
+    history_len: int = 50
+    embedding_dim: int = 64
+    test_fraction: float = 0.1
+    tiny: bool = False  # quick preset for tests: fewer epochs, same data and code paths
+    progress: bool = True
+
+    def resolved(self) -> TrainConfig:
+        """Every epoch count filled in from the preset (explicit values win)."""
+        preset = TINY_EPOCHS if self.tiny else FULL_EPOCHS
+        return dataclasses.replace(
+            self, **{k: v for k, v in preset.items() if getattr(self, k) is None}
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self).items()
+        }
+
+
+class _Steps:
+    """Seconds per pipeline step, printed one line per step when progress is on."""
+
+    def __init__(self, progress: bool) -> None:
+        self.progress = progress
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - start, 3)
+        if self.progress:
+            tqdm.write(f"[train] {name}: {self.seconds[name]:.1f}s")
+
+
+def _subset(arrays: dict[str, np.ndarray], rows: slice | np.ndarray) -> dict[str, np.ndarray]:
+    return {k: np.ascontiguousarray(v[rows]) for k, v in arrays.items()}
+
+
+def _parity_inputs(
+    heldout: dict[str, np.ndarray], n_items: int, seed: int
+) -> dict[str, np.ndarray]:
+    """Held-out rows (plus one cold-start row: unknown user, empty history) with N=20 random
+    candidates, for the ORT-vs-torch parity check."""
+    rng = np.random.default_rng(seed)
+    rows = rng.choice(len(heldout["items"]), size=min(255, len(heldout["items"])), replace=False)
+    out = _subset(heldout, np.sort(rows))
+    out["user_index"][0] = 0
+    out["history"][0] = 0
+    out["items"] = rng.integers(0, n_items, size=(len(rows), 20), dtype=np.int64)
+    out.pop("ratings")
+    return out
+
+
+def _train_two_tower(
+    cfg: TrainConfig, catalog: EncodedCatalog, train: pd.DataFrame, examples: Batch
+) -> tuple[TwoTower, dict[str, Any]]:
+    spec = catalog.spec
+    model_cfg = TwoTowerConfig(embedding_dim=cfg.embedding_dim, temperature=cfg.temperature)
+    user = UserTower(
+        catalog.n_users,
+        catalog.n_items,
+        spec.profile_cardinalities,
+        catalog.item_tags,
+        catalog.item_years,
+        spec.n_year_buckets,
+        model_cfg,
+    )
+    item = ItemTower(
+        catalog.n_items, catalog.item_tags, catalog.item_years, spec.n_year_buckets, model_cfg
+    )
+    counts = np.bincount(train["item_index"], minlength=catalog.n_items) + 1.0  # +1: smoothing
+    model = TwoTower(user, item, np.log(counts / counts.sum()), cfg.temperature)
+    fit_cfg = FitConfig(
+        int(cfg.retrieval_epochs or 0),
+        cfg.retrieval_batch_size,
+        cfg.retrieval_lr,
+        user_dropout=cfg.user_dropout,
+        seed=cfg.seed,
+    )
+    info = fit(
+        model,
+        lambda b: model.loss(b["user_index"], b["profile"], b["history"], b["items"]),
+        examples,
+        fit_cfg,
+        desc="two-tower",
+        progress=cfg.progress,
+    )
+    return model, {
+        "model": dataclasses.asdict(model_cfg),
+        "fit": dataclasses.asdict(fit_cfg),
+        **info,
+    }
+
+
+def _train_ranker(
+    cfg: TrainConfig, catalog: EncodedCatalog, examples: Batch
+) -> tuple[Ranker, dict[str, Any]]:
+    spec = catalog.spec
+    model_cfg = RankerConfig()
+    ranker = Ranker(
+        catalog.n_users,
+        catalog.n_items,
+        spec.profile_cardinalities,
+        catalog.item_tags,
+        catalog.item_years,
+        spec.n_year_buckets,
+        model_cfg,
+    )
+    fit_cfg = FitConfig(
+        int(cfg.ranker_epochs or 0),
+        cfg.ranker_batch_size,
+        cfg.ranker_lr,
+        weight_decay=1e-4,
+        user_dropout=cfg.user_dropout,
+        seed=cfg.seed + 1,
+    )
+    per_item = {**examples, "items": examples["items"].unsqueeze(1)}  # [B] -> [B, N=1]
+    info = fit(
+        ranker,
+        lambda b: ranker_loss(
+            ranker,
+            b["user_index"],
+            b["profile"],
+            b["history"],
+            b["items"],
+            b["ratings"],
+            model_cfg.positive_threshold,
+        ),
+        per_item,
+        fit_cfg,
+        desc="ranker",
+        progress=cfg.progress,
+    )
+    return ranker, {
+        "model": dataclasses.asdict(model_cfg),
+        "fit": dataclasses.asdict(fit_cfg),
+        **info,
+    }
+
+
+def _value_section(
+    cdnow: InteractionData, out_dir: Path, cfg: TrainConfig, as_of_day: int
+) -> tuple[dict[str, Any], dict[str, Any], float]:
+    from training.value import build_value_model  # owned by the user-value model
+
+    result = build_value_model(
+        cdnow, out_dir, seed=cfg.seed, epochs=cfg.value_epochs, progress=cfg.progress
+    )
+    section = dict(result.manifest_section)
+    parity = getattr(result, "parity_max_abs_error", section.get("parity_max_abs_error"))
+    section["model_as_of_day"] = section.get("as_of_day")
+    section["as_of_day"] = as_of_day  # serving scores "now" = the end of the shipped event log
+    return section, dict(result.metrics), float(parity)
+
+
+def build_bundle(config: TrainConfig) -> Path:
+    """Train everything on real data and publish artifacts/<version>; returns the bundle dir."""
+    cfg = config.resolved()
+    torch.set_num_threads(TORCH_THREADS)
+    torch.manual_seed(cfg.seed)
+    steps = _Steps(cfg.progress)
+    with steps("load data"):
+        movielens = load_movielens(cfg.data_dir / "ml-100k")
+        cdnow = load_cdnow(cfg.data_dir / "cdnow")
+    with steps("split + features"):
+        catalog = build_catalog(movielens, cfg.history_len)
+        split = temporal_split(movielens.events, cfg.test_fraction)
+        train, test = index_events(catalog, split.train), index_events(catalog, split.test)
+        examples = make_examples(catalog, train)
+        heldout = heldout_ranking_inputs(catalog, train, test)
+    with steps("train two-tower"):
+        two_tower, tt_info = _train_two_tower(cfg, catalog, train, examples)
+        item_embeddings = two_tower.item_embeddings(catalog.n_items)
+    with steps("train ranker"):
+        ranker, rk_info = _train_ranker(cfg, catalog, examples)
+    with steps("evaluate"):
+        metrics: dict[str, Any] = {
+            "retrieval": evaluate_retrieval(
+                two_tower.user_tower, item_embeddings, catalog, train, test
+            ),
+            "ranker": evaluate_ranker(ranker, heldout, float(train["rating"].mean())),
+        }
+    with BundleWriter(cfg.artifacts_dir, cfg.version) as writer:
+        out = writer.dir
+        parity_in = _parity_inputs(heldout, catalog.n_items, cfg.seed)
+        sample = _subset(_parity_inputs(heldout, catalog.n_items, cfg.seed + 1), slice(1, 4))
+        with steps("export onnx"):
+            export_user_tower(two_tower.user_tower, out / "user_tower.onnx", sample)
+            export_ranker(ranker, out / "ranker.onnx", sample)
+            parity = {
+                "user_tower.onnx": parity_max_abs_error(
+                    two_tower.user_tower, out / "user_tower.onnx", parity_in
+                ),
+                "ranker.onnx": parity_max_abs_error(ranker, out / "ranker.onnx", parity_in),
+            }
+        with steps("faiss index"):
+            item_index = build_item_index(item_embeddings)
+            save_index(item_index, out / "items.faiss")
+            np.save(out / "item_embeddings.npy", item_embeddings, allow_pickle=False)
+            centroids = tag_centroids(item_embeddings, catalog.item_tags)
+            np.save(out / "tag_centroids.npy", centroids, allow_pickle=False)
+        with steps("tables"):
+            write_tables(out, catalog, movielens.items, movielens.users, split.train)
+        as_of_day = int(split.train["timestamp"].max()) // SECONDS_PER_DAY
+        with steps("train user-value"):
+            value, metrics["user_value"], parity["user_value.onnx"] = _value_section(
+                cdnow, out, cfg, as_of_day
+            )
+        models = {
+            name: {**describe_onnx(out / name), "parity_max_abs_error": err}
+            for name, err in parity.items()
+        }
+        fields = {
+            "data": {
+                "source": movielens.source,
+                "sha256": movielens.sha256,
+                "n_events": movielens.n_events,
+                "split": split.describe(),
+                "value_source": cdnow.source,
+                "value_sha256": cdnow.sha256,
+            },
+            "metrics": metrics,
+            "feature_spec": catalog.spec.to_json(),
+            "embedding_dim": cfg.embedding_dim,
+            "index_type": item_index.index_type,
+            "models": models,
+            "value": value,
+            "training": {
+                "config": cfg.to_json(),
+                "torch_threads": TORCH_THREADS,
+                "two_tower": tt_info,
+                "ranker": rk_info,
+                "seconds": steps.seconds,
+            },
+        }
+        with steps("publish"):
+            bundle_dir = writer.publish(fields)
+    return bundle_dir

@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+# Before anything imports torch: waiting OpenMP threads sleep instead of spinning, so training
+# on a busy 2-core box does not collapse (see training/pipeline.py).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from training.data import InteractionData, fetch_all, load_cdnow, load_movielens
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,1 +1,1 @@
-"""Offline training: data, models, ONNX export, FAISS index, artifact bundles. Needs the [train] extra."""
+"""Offline training: data, models, ONNX export, FAISS index, bundles (needs the [train] extra)."""

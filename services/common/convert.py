@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -24,6 +24,7 @@ from services.common.types import (
     ItemInfo,
     RankScores,
     UserState,
+    ValueScore,
 )
 
 _KIND_TO_PB = {
@@ -211,17 +212,6 @@ def rank_scores_from_proto(msg: ranking_pb2.RankResponse) -> RankScores:
 # --- user value -------------------------------------------------------------------------------
 
 
-class ValueScoreLike(Protocol):
-    """services.uservalue.scorer.ValueScore (duck-typed: common never imports a service)."""
-
-    user_id: str
-    p_active: float
-    expected_transactions: float
-    expected_value: float
-    segment: str
-    horizon_weeks: float
-
-
 def segment_to_proto(name: str) -> int:
     """ "HIGH_VALUE" (or "SEGMENT_HIGH_VALUE", any case) -> common_pb2.SEGMENT_HIGH_VALUE."""
     key = str(getattr(name, "name", name)).upper()
@@ -232,7 +222,7 @@ def segment_to_proto(name: str) -> int:
         return common_pb2.SEGMENT_UNSPECIFIED
 
 
-def user_value_to_proto(score: ValueScoreLike) -> common_pb2.UserValue:
+def user_value_to_proto(score: ValueScore) -> common_pb2.UserValue:
     return common_pb2.UserValue(
         user_id=score.user_id,
         p_active=float(score.p_active),
@@ -240,6 +230,21 @@ def user_value_to_proto(score: ValueScoreLike) -> common_pb2.UserValue:
         expected_value=float(score.expected_value),
         segment=segment_to_proto(score.segment),
         horizon_weeks=float(score.horizon_weeks),
+    )
+
+
+def user_value_from_proto(msg: common_pb2.UserValue) -> ValueScore:
+    try:
+        segment = common_pb2.Segment.Name(msg.segment).removeprefix("SEGMENT_")
+    except ValueError:  # a newer server's segment this client does not know yet
+        segment = "UNSPECIFIED"
+    return ValueScore(
+        user_id=msg.user_id,
+        p_active=float(msg.p_active),
+        expected_transactions=float(msg.expected_transactions),
+        expected_value=float(msg.expected_value),
+        segment=segment,
+        horizon_weeks=float(msg.horizon_weeks),
     )
 
 

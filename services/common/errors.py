@@ -22,6 +22,12 @@ class Unavailable(RecserveError):
     code = "UNAVAILABLE"
 
 
+class DeadlineExceeded(Unavailable):
+    """A dependency did not answer in time (callers degrade as for Unavailable)."""
+
+    code = "DEADLINE_EXCEEDED"
+
+
 class ResourceExhausted(RecserveError):
     code = "RESOURCE_EXHAUSTED"
 

@@ -91,3 +91,16 @@ class RankScores:
 
     p_positive: np.ndarray  # float32[N]
     rating: np.ndarray  # float32[N]
+
+
+@dataclass(frozen=True, slots=True)
+class ValueScore:
+    """A user's value over `horizon_weeks`; segment is a common.proto Segment name without the
+    prefix ("NEW", "HIGH_VALUE", "ACTIVE", "AT_RISK", "DORMANT")."""
+
+    user_id: str
+    p_active: float
+    expected_transactions: float
+    expected_value: float
+    segment: str
+    horizon_weeks: float

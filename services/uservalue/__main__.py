@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 import sys
 
-from services.uservalue.scorer import UserValueScorer
-
 from services.common.logging import setup_logging
 from services.common.server import create_server, run_main, serve
 from services.uservalue.config import SERVICE_NAME, UserValueConfig
+from services.uservalue.scorer import UserValueScorer
 from services.uservalue.servicer import register
 
 log = logging.getLogger("services.uservalue")

@@ -1,6 +1,7 @@
 """User-value scoring domain: activity -> value features -> user_value.onnx -> ValueScore.
 
-No grpc, no torch. Features come from services.common.value_features (the training code).
+No grpc, no torch. Features come from
+services.common.value_features (the training code).
 
 Segments (thresholds live in manifest["value"]["segment_thresholds"], written by training):
     NEW         no active day on or before as_of_day (nothing to judge from)
@@ -28,6 +29,7 @@ from services.common.bundle import Bundle
 from services.common.errors import BundleError, InvalidArgument
 from services.common.features import daily_activity
 from services.common.onnx import create_session
+from services.common.types import ValueScore
 from services.common.value_features import VALUE_FEATURE_NAMES, value_features_batch
 
 MAX_USERS_PER_CALL = 1000
@@ -37,16 +39,6 @@ OUTPUT_NAMES: tuple[str, ...] = ("p_active", "expected_transactions", "expected_
 
 Activity = tuple[np.ndarray, np.ndarray]  # (days int64[n] ascending, values float32[n])
 _EMPTY: Activity = (np.zeros(0, np.int64), np.zeros(0, np.float32))
-
-
-@dataclass(frozen=True)
-class ValueScore:
-    user_id: str
-    p_active: float
-    expected_transactions: float
-    expected_value: float
-    segment: str
-    horizon_weeks: float
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import grpc
-from services.uservalue.scorer import UserValueScorer
 
 from recserve.v1 import uservalue_pb2, uservalue_pb2_grpc
 from services.common import convert
 from services.common.errors import InvalidArgument
+from services.uservalue.scorer import UserValueScorer
 
 
 class UserValueServicer(uservalue_pb2_grpc.UserValueServiceServicer):

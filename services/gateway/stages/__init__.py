@@ -15,18 +15,18 @@ from typing import Protocol
 
 import numpy as np
 
-from services.common.errors import Unavailable
-from services.common.types import CandidateList, Event, FilterSpec, RankScores, UserState
-from services.uservalue.scorer import ValueScore
+from services.common.errors import DeadlineExceeded
+from services.common.types import (
+    CandidateList,
+    Event,
+    FilterSpec,
+    RankScores,
+    UserState,
+    ValueScore,
+)
 
 # (distinct active days int64[A], value per day float32[A]) of one user.
 Activity = tuple[np.ndarray, np.ndarray]
-
-
-class DeadlineExceeded(Unavailable):
-    """A stage did not answer within its deadline (the pipeline degrades as for Unavailable)."""
-
-    code = "DEADLINE_EXCEEDED"
 
 
 class FeatureStage(Protocol):

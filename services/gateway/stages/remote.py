@@ -15,7 +15,6 @@ import grpc
 import numpy as np
 
 from recserve.v1 import (
-    common_pb2,
     feature_pb2,
     feature_pb2_grpc,
     ranking_pb2,
@@ -140,22 +139,7 @@ class RemoteUserValue(_Client):
             user_ids=list(user_ids), activities=convert.activities_to_proto(activities or {})
         )
         reply = await self.call(self._stub.Score, request)
-        return [value_score_from_proto(v) for v in reply.values]
-
-
-def value_score_from_proto(msg: common_pb2.UserValue) -> ValueScore:
-    try:
-        segment = common_pb2.Segment.Name(msg.segment).removeprefix("SEGMENT_")
-    except ValueError:  # a newer server's segment this client does not know yet
-        segment = "UNSPECIFIED"
-    return ValueScore(
-        user_id=msg.user_id,
-        p_active=float(msg.p_active),
-        expected_transactions=float(msg.expected_transactions),
-        expected_value=float(msg.expected_value),
-        segment=segment,
-        horizon_weeks=float(msg.horizon_weeks),
-    )
+        return [convert.user_value_from_proto(v) for v in reply.values]
 
 
 def connect(settings: GatewaySettings, spec: FeatureSpec) -> Stages:

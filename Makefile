@@ -11,6 +11,8 @@ USER_ID ?= 196
 K ?= 10
 TRAIN_ARGS ?=
 PYTEST_ARGS ?=
+# torch: without PASSIVE, OpenMP threads spin and a loaded 2-core box trains up to 50x slower.
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: help install data train export serve serve-embedded demo recommend test lint fmt protos clean
 

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 
 from recserve.v1 import ranking_pb2, ranking_pb2_grpc
+from services.common.convert import user_value_from_proto
 from services.common.errors import InvalidArgument, Unavailable
 from services.common.features import FeatureSpec
 from services.common.server import create_server
 from services.common.types import UserState
 from services.gateway.config import Backend, GatewaySettings
 from services.gateway.stages import DeadlineExceeded
-from services.gateway.stages.remote import RemoteRanking, connect, value_score_from_proto
+from services.gateway.stages.remote import RemoteRanking, connect
 from services.launcher import free_port
 
 USER = UserState("u1", True, 1, np.zeros(3, np.int64), np.array([5, 2, 0], np.int64))
@@ -108,4 +109,4 @@ def test_value_scores_come_back_with_segment_names():
     from recserve.v1 import common_pb2
 
     msg = common_pb2.UserValue(user_id="u", p_active=0.5, segment=common_pb2.SEGMENT_AT_RISK)
-    assert value_score_from_proto(msg).segment == "AT_RISK"
+    assert user_value_from_proto(msg).segment == "AT_RISK"

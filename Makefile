@@ -14,18 +14,22 @@ PYTEST_ARGS ?=
 # torch: without PASSIVE, OpenMP threads spin and a loaded 2-core box trains up to 50x slower.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: help install data train export serve serve-embedded demo recommend test lint fmt protos clean
+.PHONY: help install lock data train export serve serve-embedded demo recommend test lint fmt protos clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml requirements/lock.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[train,dev]"
+	$(PY) -m pip install -q -c requirements/lock.txt -e ".[train,dev]"
 	@touch $@
 
 install: $(VENV)/.installed  ## create .venv and install recserve with the train and dev extras
+
+lock: install  ## rewrite requirements/lock.txt from the installed environment
+	{ sed -n 1,2p requirements/lock.txt; $(PY) -m pip freeze --exclude-editable | grep -v '^recserve' | sed 's/+cpu$$//'; } > requirements/lock.tmp
+	mv requirements/lock.tmp requirements/lock.txt
 
 data: install  ## fetch MovieLens-100K and CDNOW (checksums verified)
 	$(PY) -m training.data fetch --data-dir $(DATA_DIR)

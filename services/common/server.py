@@ -20,6 +20,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.common.config import ServerSettings
 from services.common.errors import BundleError, ConfigError
 from services.common.interceptors import ErrorInterceptor
 
@@ -103,6 +104,32 @@ async def serve(server: grpc.aio.Server, *, grace: float) -> None:
     await server.stop(grace)
     terminated.cancel()
     log.info("stopped")
+
+
+async def create_server_from_settings(
+    register: Callable[[grpc.aio.Server], None],
+    settings: ServerSettings,
+    service_name: str,
+    *,
+    port: int | None = None,
+) -> tuple[grpc.aio.Server, int]:
+    """create_server() with a service's ServerSettings (port overrides settings.port)."""
+    return await create_server(
+        register,
+        host=settings.host,
+        port=settings.port if port is None else port,
+        service_names=[service_name],
+        max_message_bytes=settings.max_message_bytes,
+        reuse_port=settings.reuse_port,
+    )
+
+
+async def serve_settings(
+    register: Callable[[grpc.aio.Server], None], settings: ServerSettings, service_name: str
+) -> None:
+    """Start a server from ServerSettings and serve until SIGTERM/SIGINT (a service's last step)."""
+    server, _port = await create_server_from_settings(register, settings, service_name)
+    await serve(server, grace=settings.grace_s)
 
 
 def run_main(service_name: str, main: Callable[[], Awaitable[None]]) -> int:

@@ -6,7 +6,7 @@ import logging
 import sys
 
 from services.common.logging import setup_logging
-from services.common.server import create_server, run_main, serve
+from services.common.server import run_main, serve_settings
 from services.feature.config import SERVICE_NAME, FeatureConfig
 from services.feature.servicer import register
 from services.feature.store import InMemoryFeatureStore
@@ -22,15 +22,7 @@ async def main() -> None:
         bundle, max_batch=config.max_events, max_ids=config.max_ids
     )
     log.info("bundle %s loaded from %s", bundle.version, bundle.root)
-    server, _port = await create_server(
-        register(store),
-        host=config.server.host,
-        port=config.server.port,
-        service_names=[SERVICE_NAME],
-        max_message_bytes=config.server.max_message_bytes,
-        reuse_port=config.server.reuse_port,
-    )
-    await serve(server, grace=config.server.grace_s)
+    await serve_settings(register(store), config.server, SERVICE_NAME)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 
 from services.common.bundle import Bundle
-from services.common.server import create_server
+from services.common.server import create_server_from_settings
 from services.gateway.catalog import GatewayCatalog
 from services.gateway.config import GatewaySettings
 from services.gateway.pipeline import Pipeline
@@ -35,11 +35,6 @@ async def start_gateway(
     settings: GatewaySettings, pipeline: Pipeline, *, port: int | None = None
 ) -> tuple[grpc.aio.Server, int]:
     """Started server and its bound port (port=0: any free port; None: the configured one)."""
-    return await create_server(
-        register(pipeline),
-        host=settings.server.host,
-        port=settings.server.port if port is None else port,
-        service_names=[SERVICE_NAME],
-        max_message_bytes=settings.server.max_message_bytes,
-        reuse_port=settings.server.reuse_port,
+    return await create_server_from_settings(
+        register(pipeline), settings.server, SERVICE_NAME, port=port
     )

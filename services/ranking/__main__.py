@@ -8,7 +8,7 @@ import sys
 from services.common.errors import ConfigError
 from services.common.logging import setup_logging
 from services.common.onnx import CUDA
-from services.common.server import create_server, run_main, serve
+from services.common.server import run_main, serve_settings
 from services.ranking.config import SERVICE_NAME, RankingConfig
 from services.ranking.ranker import OnnxRanker
 from services.ranking.servicer import register
@@ -29,15 +29,7 @@ async def main() -> None:
     if config.device == "cuda" and ranker.provider != CUDA:
         raise ConfigError(f"RECSERVE_RANKING_DEVICE=cuda but onnxruntime gave {ranker.provider}")
     log.info("bundle %s loaded; ranking on %s", bundle.version, ranker.provider)
-    server, _port = await create_server(
-        register(ranker),
-        host=config.server.host,
-        port=config.server.port,
-        service_names=[SERVICE_NAME],
-        max_message_bytes=config.server.max_message_bytes,
-        reuse_port=config.server.reuse_port,
-    )
-    await serve(server, grace=config.server.grace_s)
+    await serve_settings(register(ranker), config.server, SERVICE_NAME)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import logging
 import sys
 
 from services.common.logging import setup_logging
-from services.common.server import create_server, run_main, serve
+from services.common.server import run_main, serve_settings
 from services.retrieval.config import SERVICE_NAME, RetrievalConfig
 from services.retrieval.retriever import Retriever
 from services.retrieval.servicer import register
@@ -33,15 +33,7 @@ async def main() -> None:
         bundle.manifest.get("index_type", "?"),
         retriever.provider,
     )
-    server, _port = await create_server(
-        register(retriever),
-        host=config.server.host,
-        port=config.server.port,
-        service_names=[SERVICE_NAME],
-        max_message_bytes=config.server.max_message_bytes,
-        reuse_port=config.server.reuse_port,
-    )
-    await serve(server, grace=config.server.grace_s)
+    await serve_settings(register(retriever), config.server, SERVICE_NAME)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import logging
 import sys
 
 from services.common.logging import setup_logging
-from services.common.server import create_server, run_main, serve
+from services.common.server import run_main, serve_settings
 from services.uservalue.config import SERVICE_NAME, UserValueConfig
 from services.uservalue.scorer import UserValueScorer
 from services.uservalue.servicer import register
@@ -20,15 +20,8 @@ async def main() -> None:
     bundle = config.bundle.load()
     scorer = UserValueScorer.from_bundle(bundle)
     log.info("bundle %s loaded; user-value model on %s", bundle.version, scorer.provider)
-    server, _port = await create_server(
-        register(scorer, bundle.version, config.max_users),
-        host=config.server.host,
-        port=config.server.port,
-        service_names=[SERVICE_NAME],
-        max_message_bytes=config.server.max_message_bytes,
-        reuse_port=config.server.reuse_port,
-    )
-    await serve(server, grace=config.server.grace_s)
+    servicer = register(scorer, bundle.version, config.max_users)
+    await serve_settings(servicer, config.server, SERVICE_NAME)
 
 
 if __name__ == "__main__":

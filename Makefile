@@ -22,7 +22,7 @@ help:  ## list the targets
 $(VENV)/.installed: pyproject.toml requirements/lock.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c requirements/lock.txt -e ".[train,dev]"
+	$(PY) -m pip install -q -c requirements/lock.txt -e ".[train,eval,dev]"
 	@touch $@
 
 install: $(VENV)/.installed  ## create .venv and install recserve with the train and dev extras

@@ -10,11 +10,14 @@ VERSION ?= latest
 USER_ID ?= 196
 K ?= 10
 TRAIN_ARGS ?=
+LOADTEST_ARGS ?= --slo-p99-ms 50 --start 100 --factor 1.5 --max-rate 4000 --duration 10
+BENCH_ARGS ?=
 PYTEST_ARGS ?=
+EVAL_ARGS ?=
 # torch: without PASSIVE, OpenMP threads spin and a loaded 2-core box trains up to 50x slower.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: help install lock data train export serve serve-embedded demo recommend test lint fmt protos clean
+.PHONY: help install lock data train export serve serve-embedded demo recommend test lint fmt protos clean eval eval-byo eval-external loadtest bench eval-value
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -37,7 +40,20 @@ data: install  ## fetch MovieLens-100K and CDNOW (checksums verified)
 train: data  ## train all models, export ONNX (parity-checked), build FAISS, write artifacts/<version>/
 	$(PY) -m training train --data-dir $(DATA_DIR) --artifacts $(ARTIFACTS) $(TRAIN_ARGS)
 
+EXT_VENV ?= .venv-external
+$(EXT_VENV)/.installed: training/external/requirements.txt
+	@test -x $(EXT_VENV)/bin/python || $(PYTHON) -m venv $(EXT_VENV)
+	$(EXT_VENV)/bin/python -m pip install -q torch==2.13.0
+	$(EXT_VENV)/bin/python -m pip install -q -r training/external/requirements.txt
+	@touch $@
+
+eval-external: data $(EXT_VENV)/.installed  ## implicit, Surprise, RecBole on our splits -> reports/external_baselines.json
+	$(EXT_VENV)/bin/python -m training.external.baselines --data-dir $(DATA_DIR) --out reports/external_baselines.json
+
 export: train  ## export happens inside `train` (ONNX + parity check); kept as an alias
+
+eval-value: data  ## user value on CDNOW vs BG/NBD and Pareto/NBD: reports/value.md + value_*.png
+	$(PY) -m training.value report --data-dir $(DATA_DIR) --report-dir reports --tsv $(ARTIFACTS)/value_predictions.tsv
 
 serve: install  ## run the five services as separate processes until Ctrl-C
 	$(VENV)/bin/recserve serve --mode split --artifacts $(ARTIFACTS) --version $(VERSION)
@@ -50,6 +66,21 @@ demo: train  ## fresh machine -> install, data, train, export, start 5 services,
 
 recommend: install  ## ask a running gateway: make recommend USER_ID=196 K=10
 	$(VENV)/bin/recserve recommend --user $(USER_ID) -k $(K)
+
+loadtest: install  ## step-schedule load test of embedded recserve on loopback -> loadtest-results/
+	@test -f $(ARTIFACTS)/LATEST || $(MAKE) train
+	$(PY) -m loadtest step --launch embedded --artifacts $(ARTIFACTS) --version $(VERSION) \
+	  --out loadtest-results $(LOADTEST_ARGS)
+
+bench: install  ## plumbing limit vs recserve split/embedded, stage floors, FAISS choice -> bench-results/
+	@test -f $(ARTIFACTS)/LATEST || $(MAKE) train
+	$(PY) -m bench --artifacts $(ARTIFACTS) --version $(VERSION) --out bench-results $(BENCH_ARGS)
+
+eval: data  ## offline evaluation from scratch: splits, references, ours (3 ways), tags, 5-fold ratings -> reports/eval.md
+	nice $(PY) -m training.evaluate run --data-dir $(DATA_DIR) $(EVAL_ARGS)
+
+eval-byo: data  ## bring your own split: make eval-byo TRAIN=train.tsv TEST=test.tsv (TSV user item rating timestamp)
+	$(PY) -m training.evaluate byo --train $(TRAIN) --test $(TEST) --data-dir $(DATA_DIR) --out $(or $(OUT),runs/eval/byo)
 
 test: data  ## lint + the whole test suite (exit code 5, "no tests", counts as failure)
 	$(VENV)/bin/ruff check .

@@ -142,21 +142,28 @@ def evaluate_ranker(
     threshold: float = 4.0,
     batch_size: int = 4096,
 ) -> dict[str, float]:
-    """AUC/logloss of P(rating >= threshold) and RMSE of the rating on held-out events; also the
-    RMSE of always predicting the training mean rating, as a baseline."""
+    """On held-out (rated) events: AUC/logloss of the exported P(positive) (the joint
+    P(interact) x P(rating >= threshold | interact)) and of the conditional factor alone
+    (`*_given_interaction`: every held-out event was interacted with, so this is the
+    probability these labels ask about), RMSE of the rating, and the RMSE of always predicting
+    the training mean rating, as a baseline."""
     ranker.eval()
     names = ("user_index", "profile", "history", "items")
-    probs, preds = [], []
+    probs, likes, preds = [], [], []
     for start in range(0, len(heldout["items"]), batch_size):
-        p, r = ranker(*(torch.from_numpy(heldout[n][start : start + batch_size]) for n in names))
-        probs.append(p[:, 0].numpy())
-        preds.append(r[:, 0].numpy())
-    prob, pred = np.concatenate(probs), np.concatenate(preds)
+        batch = (torch.from_numpy(heldout[n][start : start + batch_size]) for n in names)
+        interact, like, rating = ranker.logits(*batch)
+        probs.append((torch.sigmoid(interact) * torch.sigmoid(like))[:, 0].numpy())
+        likes.append(torch.sigmoid(like)[:, 0].numpy())
+        preds.append(rating[:, 0].numpy())
+    prob, like_prob, pred = np.concatenate(probs), np.concatenate(likes), np.concatenate(preds)
     ratings = heldout["ratings"]
     labels = ratings >= threshold
     return {
         "auc": auc(labels, prob),
         "logloss": logloss(labels, prob),
+        "auc_given_interaction": auc(labels, like_prob),
+        "logloss_given_interaction": logloss(labels, like_prob),
         "rmse": rmse(ratings, pred),
         "rmse_train_mean_baseline": rmse(ratings, np.full_like(ratings, train_mean_rating)),
         "positive_rate": float(labels.mean()),

@@ -9,6 +9,7 @@ from services.common.config import (
     Env,
     ServerSettings,
     env_choice,
+    env_float,
     env_int,
 )
 
@@ -22,6 +23,8 @@ class RankingConfig:
     device: str  # auto (CUDA if it loads, else CPU) | cpu | cuda (CUDA required)
     max_candidates: int
     intra_op_threads: int
+    max_batch: int  # requests merged into one ONNX Runtime call (1 = no batching)
+    max_delay_ms: float  # how long a batch that is not full waits for more (0 = never)
 
     @property
     def prefer_gpu(self) -> bool:
@@ -38,5 +41,11 @@ class RankingConfig:
             ),
             intra_op_threads=env_int(
                 "RECSERVE_RANKING_THREADS", 1, min_value=1, max_value=64, env=env
+            ),
+            max_batch=env_int(
+                "RECSERVE_RANKING_MAX_BATCH", 16, min_value=1, max_value=1024, env=env
+            ),
+            max_delay_ms=env_float(
+                "RECSERVE_RANKING_MAX_DELAY_MS", 0.0, min_value=0.0, max_value=100.0, env=env
             ),
         )

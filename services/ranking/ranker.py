@@ -62,15 +62,55 @@ class OnnxRanker:
             max_candidates=max_candidates,
         )
 
-    def rank(self, user: UserState, item_indices: np.ndarray) -> RankScores:
-        """item_indices int64[N] (order kept) -> RankScores aligned with them."""
+    def prepare(self, user: UserState, item_indices: np.ndarray) -> tuple[dict, np.ndarray]:
+        """Validate one request -> (user feeds, items int64[N]); InvalidArgument when bad."""
         items = np.asarray(item_indices, dtype=np.int64).reshape(-1)
         if items.size > self.max_candidates:
             raise InvalidArgument(
                 f"{items.size} candidates; at most {self.max_candidates} per call"
             )
         self.inputs.check_items(items, "candidate item index")
-        feeds = self.inputs.feeds(user)
+        return self.inputs.feeds(user), items
+
+    def rank_prepared(self, prepared: list[tuple[dict, np.ndarray]]) -> list[RankScores]:
+        """B prepared requests -> one ONNX Runtime call over int64[B, max N] (shorter candidate
+        lists padded with item 0, the unknown item; the padding is cut off again)."""
+        width = max(items.size for _, items in prepared)
+        if width == 0:
+            empty = np.zeros(0, dtype=np.float32)
+            return [RankScores(p_positive=empty, rating=empty.copy()) for _ in prepared]
+        items = np.zeros((len(prepared), width), dtype=np.int64)
+        for row, (_, its) in enumerate(prepared):
+            items[row, : its.size] = its
+        feeds = {
+            name: np.concatenate([f[name] for f, _ in prepared])
+            for name in ("user_index", "profile", "history")
+        }
+        feeds["items"] = items
+        p_positive, rating = self._session.run(_OUTPUTS, feeds)
+        return [
+            RankScores(
+                p_positive=p_positive[row, : its.size].astype(np.float32),
+                rating=rating[row, : its.size].astype(np.float32),
+            )
+            for row, (_, its) in enumerate(prepared)
+        ]
+
+    def warm_up(self, max_batch: int = 1, n_candidates: int = 200) -> None:
+        """Run every batch size once so the first real requests do not pay ORT's lazy set-up."""
+        user = UserState("warm-up", False, 0, np.zeros(0, np.int64), np.zeros(0, np.int64))
+        items = np.arange(1, min(n_candidates, self.inputs.n_item_rows - 1) + 1, dtype=np.int64)
+        one = self.prepare(user, items)
+        size = 1
+        while True:
+            self.rank_prepared([one] * size)
+            if size >= max_batch:
+                break
+            size = min(size * 2, max_batch)
+
+    def rank(self, user: UserState, item_indices: np.ndarray) -> RankScores:
+        """item_indices int64[N] (order kept) -> RankScores aligned with them."""
+        feeds, items = self.prepare(user, item_indices)
         if items.size == 0:
             empty = np.zeros(0, dtype=np.float32)
             return RankScores(p_positive=empty, rating=empty.copy())

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from services.common.bundle import Bundle
 from services.common.errors import BundleError, InvalidArgument
-from services.common.features import daily_activity
+from services.common.features import SECONDS_PER_DAY
 from services.common.onnx import create_session
 from services.common.types import ValueScore
 from services.common.value_features import VALUE_FEATURE_NAMES, value_features_batch
@@ -68,15 +68,31 @@ class SegmentThresholds:
 
 
 def activity_snapshot(interactions_parquet: Path) -> dict[str, Activity]:
-    """Per-user (days, value per day) from an event log in the canonical schema."""
+    """Per-user (days, value per day) from an event log in the canonical schema: the
+    aggregation of services.common.features.daily_activity, vectorised over all users."""
     table = pq.read_table(interactions_parquet, columns=["user_id", "timestamp", "value"])
-    frame = table.to_pandas()
-    snapshot: dict[str, Activity] = {}
-    for user_id, group in frame.groupby("user_id", sort=False):
-        snapshot[str(user_id)] = daily_activity(
-            group["timestamp"].to_numpy(), group["value"].to_numpy()
+    users = np.asarray(table.column("user_id").to_pylist(), dtype=object).astype(str)
+    days = table.column("timestamp").to_numpy().astype(np.int64) // SECONDS_PER_DAY
+    values = np.nan_to_num(table.column("value").to_numpy(zero_copy_only=False), nan=0.0)
+    if users.size == 0:
+        return {}
+    uids, owner = np.unique(users, return_inverse=True)
+    order = np.lexsort((days, owner))
+    owner, days, values = owner[order], days[order], values.astype(np.float64)[order]
+    new_day = np.r_[True, (owner[1:] != owner[:-1]) | (days[1:] != days[:-1])]
+    starts = np.flatnonzero(new_day)
+    day_owner, day = owner[starts], days[starts]
+    day_value = np.add.reduceat(values, starts).astype(np.float32)
+    cuts = np.flatnonzero(np.diff(day_owner)) + 1
+    return {
+        str(uid): (d, v)
+        for uid, d, v in zip(
+            uids[day_owner[np.r_[0, cuts]]],
+            np.split(day, cuts),
+            np.split(day_value, cuts),
+            strict=True,
         )
-    return snapshot
+    }
 
 
 def _check_activity(user_id: str, activity: Activity) -> Activity:

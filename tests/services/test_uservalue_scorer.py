@@ -156,3 +156,16 @@ def test_provider_is_reported(scorer):
 def test_bad_input_is_invalid_argument(scorer, ids, activities):
     with pytest.raises(InvalidArgument):
         scorer.score(ids, activities)
+
+
+def test_snapshot_matches_daily_activity_per_user(bundle):
+    from services.common.features import daily_activity
+    from services.uservalue.scorer import activity_snapshot
+
+    snapshot = activity_snapshot(bundle.path("interactions.parquet"))
+    frame = pq.read_table(bundle.path("interactions.parquet")).to_pandas()
+    assert set(snapshot) == set(SNAPSHOT)
+    for user, group in frame.groupby("user_id"):
+        days, values = daily_activity(group["timestamp"].to_numpy(), group["value"].to_numpy())
+        np.testing.assert_array_equal(snapshot[user][0], days)
+        np.testing.assert_allclose(snapshot[user][1], values, rtol=1e-6)

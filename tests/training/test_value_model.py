@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from services.common.features import SECONDS_PER_DAY
-from services.common.value_features import N_VALUE_FEATURES
+from services.common.value_features import N_VALUE_FEATURES, VALUE_FEATURE_NAMES
 from training.data.schema import make_events
 from training.value.export import OUTPUT_NAMES, export_value_model, parity_max_abs_error
 from training.value.metrics import auc, top_decile_capture
@@ -22,6 +22,7 @@ from training.value.protocol import (
     window_labels,
 )
 
+AGE = VALUE_FEATURE_NAMES.index("log_t_weeks")
 CDNOW_DIR = Path(__file__).resolve().parents[2] / "data" / "cdnow"
 
 
@@ -87,7 +88,9 @@ def test_auc_and_top_decile_capture():
 def test_onnx_export_matches_torch(tmp_path):
     torch.manual_seed(0)
     x = torch.randn(512, N_VALUE_FEATURES)
-    net = ValueNet(x.mean(0), x.std(0), rate_scale=0.05, spend_scale=35.0, horizon_weeks=39)
+    net = ValueNet(
+        x.mean(0), x.std(0), rate_scale=0.05, spend_scale=35.0, horizon_weeks=39, age_column=AGE
+    )
     path = tmp_path / "user_value.onnx"
     export_value_model(net, path, N_VALUE_FEATURES)
     error = parity_max_abs_error(net, path, torch.randn(37, N_VALUE_FEATURES).numpy())
@@ -102,7 +105,9 @@ def test_onnx_export_matches_torch(tmp_path):
 def test_exported_outputs_are_consistent():
     torch.manual_seed(1)
     x = torch.randn(64, N_VALUE_FEATURES)
-    net = ValueNet(x.mean(0), x.std(0), rate_scale=0.05, spend_scale=35.0, horizon_weeks=39).eval()
+    net = ValueNet(
+        x.mean(0), x.std(0), rate_scale=0.05, spend_scale=35.0, horizon_weeks=39, age_column=AGE
+    ).eval()
     p, n, v = net(x)
     assert ((p > 0) & (p < 1)).all() and (n > 0).all() and (v > 0).all()
     # P(any) can never exceed the expected count (Markov's inequality).
@@ -111,21 +116,24 @@ def test_exported_outputs_are_consistent():
 
 @pytest.mark.slow
 @pytest.mark.skipif(not (CDNOW_DIR / "CDNOW_master.txt").is_file(), reason="run `make data`")
-def test_cdnow_model_beats_rate_extrapolation(tmp_path):
+def test_cdnow_model_against_the_classical_models(tmp_path):
     from training.data import load_cdnow
     from training.value import build_value_model
 
     result = build_value_model(load_cdnow(CDNOW_DIR), tmp_path, progress=False)
-    model, baseline = result.metrics["model"], result.metrics["rate_baseline"]
-    assert result.metrics["n_customers"] == 23_570
+    m = result.metrics
+    model, baseline = m["model"], m["rate_baseline"]
+    assert m["n_customers"] == 23_570
     assert result.onnx_path == tmp_path / "user_value.onnx" and result.onnx_path.is_file()
-    assert model["p_active_auc"] > baseline["p_active_auc"]
-    # Overall Spearman favours the baseline's tie of all one-time buyers at 0 (see build.py);
-    # the model must beat the classical models' 0.42 and out-rank the baseline among repeaters.
-    assert model["spend_spearman"] > 0.43
-    repeat = result.metrics["spend_spearman_repeat_buyers"]
-    assert repeat["model"] > repeat["rate_baseline"]
+    # Ranking metrics beat both classical models (the issue's targets are higher still).
+    for classical in ("bg_nbd", "pareto_nbd"):
+        for key in ("spend_spearman", "spend_top_decile_capture", "p_active_auc"):
+            assert model[key] > m[classical][key], (classical, key)
     assert model["spend_mae"] < baseline["spend_mae"]
+    repeat = m["spend_spearman_repeat_buyers"]
+    assert repeat["model"] > repeat["rate_baseline"]
+    # Honest training cannot see the holdout's seasonality: the total is low, but not -30%.
+    assert -0.25 < model["spend_total_error"] < 0.05
     section = result.manifest_section
     assert section["horizon_weeks"] == 39 and section["unit"] == "USD"
     assert section["as_of_day"] == CDNOW_PROTOCOL.as_of_day

@@ -1,5 +1,11 @@
 """Multi-task ranking model: P(rating >= 4) and the rating itself, for N candidates per user.
 
+P(positive) is factorised: P(interact | user, item) x P(rating >= 4 | interact). The interact
+logit learns from hard negatives (unrated retrieved items, label 0; every rated item is label
+1) and carries the retrieval score; the "likes" logit and the rating learn from rated items
+only, so P(positive) still orders the items a user rated (AUC among rated items) while the
+product re-ranks unrated retrieved candidates.
+
 Shapes: B = batch, N = candidates, H = history length, P = profile fields, F = item features.
 Ranker.forward is the exported graph; the training loss lives in `ranker_loss`.
 """
@@ -26,14 +32,46 @@ class RankerConfig:
     attention_dim: int = 32
     hidden_dims: tuple[int, ...] = (128, 64)
     positive_threshold: float = 4.0
+    # Negatives per training example for P(interact) (label 0): items the retrieval model ranks
+    # high for the user but the user never rated, plus items drawn by popularity. Without them
+    # the ranker only ever sees rated items and cannot rank unrated retrieved candidates.
+    hard_negatives: int = 16
+    sampled_negatives: int = 0
+
+
+class RetrievalScore(nn.Module):
+    """Frozen retrieval model inside the ranker: (user_index, profile, history, items [B, N])
+    -> cosine of the user-tower query and each candidate's item embedding, float[B, N]."""
+
+    def __init__(self, user_tower: nn.Module, item_embeddings: np.ndarray) -> None:
+        super().__init__()
+        self.user_tower = user_tower
+        self.register_buffer("item_embeddings", torch.as_tensor(item_embeddings))
+        self.requires_grad_(False)
+
+    def forward(
+        self,
+        user_index: torch.Tensor,
+        profile: torch.Tensor,
+        history: torch.Tensor,
+        items: torch.Tensor,
+    ) -> torch.Tensor:
+        query = self.user_tower(user_index, profile, history)  # [B, D]
+        return torch.matmul(self.item_embeddings[items], query.unsqueeze(-1)).squeeze(-1)
+
+    def train(self, mode: bool = True) -> RetrievalScore:
+        return super().train(False)  # frozen: dropout/batch statistics never change
 
 
 class Ranker(nn.Module):
     """(user_index [B], profile [B, P], history [B, H], items [B, N]) ->
     (p_positive float32[B, N], rating float32[B, N] in [1, 5]).
 
-    Each candidate attends over the history (target attention). The rating head blends the
-    interaction MLP with user and item biases: rating = 1 + 4 * sigmoid(z + b_u + b_i + b).
+    Each candidate attends over the history (target attention). Three heads share the MLP:
+    p_positive = sigmoid(interact) * sigmoid(likes); the rating head blends the MLP with user
+    and item biases: rating = 1 + 4 * sigmoid(z + b_u + b_i + b). With `retrieval`, the
+    (frozen) two-tower score of each candidate is one more input and a learned multiple of it
+    is added to the interact logit.
     """
 
     def __init__(
@@ -45,8 +83,10 @@ class Ranker(nn.Module):
         item_years: np.ndarray,
         n_year_buckets: int,
         config: RankerConfig,
+        retrieval: RetrievalScore | None = None,
     ) -> None:
         super().__init__()
+        self.retrieval = retrieval
         self.user_id = nn.Embedding(n_users, config.user_id_dim)
         self.profile = ProfileArch(profile_cardinalities, config.profile_dim)
         self.item_features = ItemFeatureArch(
@@ -55,8 +95,10 @@ class Ranker(nn.Module):
         f = self.item_features.out_dim
         self.attention = TargetAttention(f, config.attention_dim)
         user_width = config.user_id_dim + self.profile.out_dim + f
-        self.over = mlp([user_width + 3 * f, *config.hidden_dims], final_activation=True)
-        self.heads = nn.Linear(config.hidden_dims[-1], 2)  # [positive logit, rating logit]
+        n_scores = 0 if retrieval is None else 1
+        self.over = mlp([user_width + 3 * f + n_scores, *config.hidden_dims], final_activation=True)
+        self.retrieval_weight = nn.Parameter(torch.full((1,), 1.0 / 0.07))
+        self.heads = nn.Linear(config.hidden_dims[-1], 3)  # [interact, likes, rating] logits
         self.user_bias = nn.Embedding(n_users, 1)
         self.item_bias = nn.Embedding(n_items, 1)
         self.global_bias = nn.Parameter(torch.zeros(1))
@@ -69,8 +111,8 @@ class Ranker(nn.Module):
         profile: torch.Tensor,
         history: torch.Tensor,
         items: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(positive logit float[B, N], rating float[B, N])."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(interact logit float[B, N], likes logit float[B, N], rating float[B, N])."""
         mask = (history > 0).to(torch.float32)
         hist = self.item_features(history)  # [B, H, F]
         cand = self.item_features(items)  # [B, N, F]
@@ -79,11 +121,18 @@ class Ranker(nn.Module):
             [self.user_id(user_index), self.profile(profile), masked_mean(hist, mask)], dim=-1
         )
         user = user.unsqueeze(1).expand(-1, items.shape[1], -1)
-        hidden = self.over(torch.cat([user, cand, attended, cand * attended], dim=-1))
-        heads = self.heads(hidden)  # [B, N, 2]
+        parts = [user, cand, attended, cand * attended]
+        score = None
+        if self.retrieval is not None:
+            score = self.retrieval(user_index, profile, history, items)  # [B, N]
+            parts.append(score.unsqueeze(-1))
+        heads = self.heads(self.over(torch.cat(parts, dim=-1)))  # [B, N, 3]
         bias = self.user_bias(user_index) + self.item_bias(items).squeeze(-1) + self.global_bias
-        rating = 1.0 + 4.0 * torch.sigmoid(heads[..., 1] + bias)
-        return heads[..., 0], rating
+        rating = 1.0 + 4.0 * torch.sigmoid(heads[..., 2] + bias)
+        interact = heads[..., 0]
+        if score is not None:
+            interact = interact + self.retrieval_weight * score
+        return interact, heads[..., 1], rating
 
     def forward(
         self,
@@ -92,8 +141,8 @@ class Ranker(nn.Module):
         history: torch.Tensor,
         items: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        logit, rating = self.logits(user_index, profile, history, items)
-        return torch.sigmoid(logit), rating
+        interact, likes, rating = self.logits(user_index, profile, history, items)
+        return torch.sigmoid(interact) * torch.sigmoid(likes), rating
 
 
 def ranker_loss(
@@ -104,9 +153,20 @@ def ranker_loss(
     items: torch.Tensor,
     ratings: torch.Tensor,
     threshold: float = 4.0,
+    negatives: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """BCE on rating >= threshold plus MSE on the rating; items int64[B, 1], ratings float[B]."""
-    logit, rating = model.logits(user_index, profile, history, items)
-    positive = (ratings >= threshold).to(torch.float32)
-    bce = F.binary_cross_entropy_with_logits(logit[:, 0], positive)
-    return bce + F.mse_loss(rating[:, 0], ratings)
+    """BCE(interact) + BCE(likes: rating >= threshold) + MSE(rating); items int64[B, 1] are the
+    rated items (interact label 1), ratings float[B].
+
+    negatives int64[B, M] (optional): unrated items, interact label 0; they add nothing to the
+    likes and rating losses, which see rated items only.
+    """
+    if negatives is not None:
+        items = torch.cat([items, negatives], dim=1)
+    interact, likes, rating = model.logits(user_index, profile, history, items)
+    labels = torch.zeros_like(interact)
+    labels[:, 0] = 1.0
+    bce_interact = F.binary_cross_entropy_with_logits(interact, labels)
+    liked = (ratings >= threshold).to(torch.float32)
+    bce_likes = F.binary_cross_entropy_with_logits(likes[:, 0], liked)
+    return bce_interact + bce_likes + F.mse_loss(rating[:, 0], ratings)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import torch
 
 from services.common.value_features import VALUE_FEATURE_NAMES, value_features_flat
 from training.data.schema import InteractionData
+from training.value.classical import BgNbd, GammaGamma, ParetoNbd, rfm_at
 from training.value.export import export_value_model, parity_max_abs_error
 from training.value.metrics import ValuePredictions, evaluate, rate_extrapolation, spearman
 from training.value.model import ValueLoss, ValueNet
@@ -43,10 +44,25 @@ HIGH_VALUE_QUANTILE = 0.9
 
 
 @dataclass(frozen=True)
+class Holdout:
+    """Per-customer holdout truth and every model's predictions (for the report).
+
+    curves: model -> float[horizon] expected cumulative repeat transactions over all customers
+    after 1..horizon weeks of the holdout."""
+
+    user_ids: np.ndarray
+    transactions: np.ndarray
+    spend: np.ndarray
+    predictions: dict[str, ValuePredictions]
+    curves: dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
 class ValueModelResult:
     onnx_path: Path
     metrics: dict[str, Any]
     manifest_section: dict[str, Any]
+    holdout: Holdout | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +128,7 @@ def train_net(
         rate_scale=float((n / h).mean()),
         spend_scale=float(s.sum() / n.sum().clamp_min(1.0)),
         horizon_weeks=horizon_weeks,
+        age_column=VALUE_FEATURE_NAMES.index("log_t_weeks"),
     )
     loss_fn = ValueLoss()
     opt = torch.optim.Adam(net.parameters(), lr=LEARNING_RATE, weight_decay=1e-5)
@@ -162,6 +179,35 @@ def predict(net: ValueNet, features: np.ndarray) -> ValuePredictions:
     return ValuePredictions(transactions=t, spend=v, p_active=p)
 
 
+def net_curve(net: ValueNet, features: np.ndarray, weeks: np.ndarray) -> np.ndarray:
+    """Expected cumulative transactions summed over customers after each of `weeks`."""
+    with torch.no_grad():
+        rate, decay, shape, _, age = net.parameters_of(torch.from_numpy(features))
+        return np.array(
+            [
+                float(net.outcomes(rate, decay, shape, age, torch.tensor(float(w)))[0].sum())
+                for w in weeks
+            ]
+        )
+
+
+def classical_predictions(
+    data: CustomerDays, protocol: ValueProtocol, weeks: np.ndarray
+) -> tuple[dict[str, ValuePredictions], dict[str, np.ndarray], dict[str, Any]]:
+    """BG/NBD and Pareto/NBD (+ Gamma-Gamma) fitted on the calibration period only."""
+    _, rfm = rfm_at(data, protocol.as_of_day)
+    gg = GammaGamma.fit(rfm)
+    per_txn = gg.expected_value(rfm)
+    preds, curves, params = {}, {}, {"gamma_gamma": asdict(gg)}
+    for name, cls in (("bg_nbd", BgNbd), ("pareto_nbd", ParetoNbd)):
+        fitted = cls.fit(rfm)
+        n = fitted.expected(rfm, protocol.horizon_weeks)
+        preds[name] = ValuePredictions(n, n * per_txn, fitted.p_any(rfm, protocol.horizon_weeks))
+        curves[name] = np.array([fitted.expected(rfm, float(w)).sum() for w in weeks])
+        params[name] = asdict(fitted)
+    return preds, curves, params
+
+
 def build_value_model(
     cdnow: InteractionData,
     out_dir: Path,
@@ -192,6 +238,10 @@ def build_value_model(
     actual_n, actual_s = holdout.transactions[owners], holdout.spend[owners]
     model_pred = predict(net, eval_features)
     baseline = rate_extrapolation(eval_features, protocol.horizon_weeks)
+    weeks = np.arange(1, int(protocol.horizon_weeks) + 1)
+    classical, curves, classical_params = classical_predictions(data, protocol, weeks)
+    curves["model"] = net_curve(net, eval_features, weeks)
+    curves["rate_baseline"] = baseline.transactions.sum() * weeks / protocol.horizon_weeks
     repeat = eval_features[:, VALUE_FEATURE_NAMES.index("log_frequency")] > 0
 
     onnx_path = out_dir / ONNX_NAME
@@ -210,6 +260,8 @@ def build_value_model(
         "holdout_active_share": float((actual_n > 0).mean()),
         "model": evaluate(actual_n, actual_s, model_pred),
         "rate_baseline": evaluate(actual_n, actual_s, baseline),
+        **{name: evaluate(actual_n, actual_s, pred) for name, pred in classical.items()},
+        "classical_parameters": classical_params,
         # The baseline ties every one-time buyer (60% of CDNOW) at 0, which Spearman rewards;
         # among repeat buyers no such tie exists, so this compares the rankings themselves.
         "spend_spearman_repeat_buyers": {
@@ -228,4 +280,11 @@ def build_value_model(
         "source": cdnow.source,
         "training_windows": [list(w) for w in training_windows(protocol)],
     }
-    return ValueModelResult(onnx_path=onnx_path, metrics=metrics, manifest_section=section)
+    holdout_data = Holdout(
+        user_ids=data.user_ids[owners],
+        transactions=actual_n.astype(np.float64),
+        spend=actual_s.astype(np.float64),
+        predictions={"model": model_pred, **classical, "rate_baseline": baseline},
+        curves=curves,
+    )
+    return ValueModelResult(onnx_path, metrics, section, holdout_data)

@@ -33,6 +33,7 @@ class ValueNet(nn.Module):
         rate_scale: float,
         spend_scale: float,
         horizon_weeks: float,
+        age_column: int,
         hidden: int = 64,
         dropout: float = 0.1,
     ) -> None:
@@ -51,29 +52,45 @@ class ValueNet(nn.Module):
             nn.SiLU(),
         )
         self.process = nn.Linear(hidden, 4)  # rate, decay, shape, spend (pre-activation)
+        self.age_column = age_column
+        self.age_offset = nn.Parameter(torch.tensor(1.5))  # softplus -> ~1.7 weeks
 
     def parameters_of(self, features: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """features float[B, F] -> (rate, decay, shape, spend_per_transaction), each float[B]."""
         z = self.process(self.body((features - self.feature_mean) / self.feature_std))
         rate = F.softplus(z[:, 0]) * self.rate_scale
-        decay = F.softplus(z[:, 1] - 3.0) + MIN_DECAY
+        decay = F.softplus(z[:, 1] - 1.0) + MIN_DECAY
         shape = F.softplus(z[:, 2]) + MIN_SHAPE
         spend = torch.exp(z[:, 3].clamp(-8.0, 8.0)) * self.spend_scale
-        return rate, decay, shape, spend
+        age = torch.expm1(features[:, self.age_column]).clamp_min(0.0) + F.softplus(self.age_offset)
+        return rate, decay, shape, spend, age
 
     @staticmethod
     def outcomes(
-        rate: torch.Tensor, decay: torch.Tensor, shape: torch.Tensor, horizon: torch.Tensor
+        rate: torch.Tensor,
+        decay: torch.Tensor,
+        shape: torch.Tensor,
+        age: torch.Tensor,
+        horizon: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(expected transactions, P(any)) over `horizon` weeks (scalar or float[B])."""
-        mu = rate * (1.0 - torch.exp(-decay * horizon)) / decay
+        """(expected transactions, P(any)) over `horizon` weeks (scalar or float[B]).
+
+        The rate ages as a power law, rate(tau) = rate * (age / (age + tau)) ** decay, so young
+        customers slow down fast and old ones hardly at all; integrated over the horizon:
+        mu = rate * age * (1 - u ** (decay - 1)) / (decay - 1) with u = age / (age + h)."""
+        log_u = torch.log(age / (age + horizon))
+        km1 = decay - 1.0
+        near_one = km1.abs() < 1e-4
+        safe = torch.where(near_one, torch.ones_like(km1), km1)
+        integral = torch.where(near_one, -log_u, -torch.expm1(km1 * log_u) / safe)
+        mu = rate * age * integral
         p_active = 1.0 - torch.exp(-shape * torch.log(1.0 + mu / shape))
         return mu, p_active
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """features float[B, F] -> p_active, expected_transactions, expected_value: float[B]."""
-        rate, decay, shape, spend = self.parameters_of(features)
-        mu, p_active = self.outcomes(rate, decay, shape, self.horizon_weeks)
+        rate, decay, shape, spend, age = self.parameters_of(features)
+        mu, p_active = self.outcomes(rate, decay, shape, age, self.horizon_weeks)
         return p_active, mu, mu * spend
 
 
@@ -96,8 +113,8 @@ class ValueLoss(nn.Module):
         count: torch.Tensor,
         spend: torch.Tensor,
     ) -> torch.Tensor:
-        rate, decay, shape, per_txn = net.parameters_of(features)
-        mu, p_active = net.outcomes(rate, decay, shape, horizon)
+        rate, decay, shape, per_txn, age = net.parameters_of(features)
+        mu, p_active = net.outcomes(rate, decay, shape, age, horizon)
         log_nb = (
             torch.lgamma(count + shape)
             - torch.lgamma(shape)

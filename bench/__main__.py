@@ -1,0 +1,244 @@
+"""python -m bench: the plumbing limit, recserve split and embedded, stage floors, ratios.
+
+Every system is driven by the same harness (loadtest) in the same run, one after another, on
+this machine: the step schedule finds each one's highest rate with p99 <= the SLO; ratios are
+taken against the plumbing stand-in measured minutes earlier. Writes bench.json + bench.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from bench.topology import start_embedded, start_plumbing, start_split
+from loadtest.runner import LoadSpec, TrafficConfig, run
+from loadtest.steps import find_max_rate, geometric_rates
+from services.common.bundle import Bundle, resolve_bundle_dir
+
+
+def _log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def _steps(name: str, target: str, args, traffic: TrafficConfig, slo: float) -> dict:
+    spec = LoadSpec(
+        target=target,
+        schedule="poisson",
+        duration_s=args.duration,
+        warmup_s=args.warmup,
+        processes=args.load_processes,
+        default_deadline_ms=1000.0,
+        seed=1,
+    )
+    rates = geometric_rates(args.start, args.factor, args.max_rate)
+    _log(f"{name}: step schedule {rates[0]:g}..{rates[-1]:g}/s, p99 SLO {slo:g} ms")
+    out = find_max_rate(
+        spec,
+        traffic,
+        rates,
+        slo,
+        refine=args.refine,
+        on_step=lambda s: _log(
+            f"  {name} {s['rate']:g}/s: p99 "
+            f"{s['latency_ms'].get('p99', 0):.1f} ms "
+            f"-> {s['verdict']}"
+        ),
+    )
+    out.pop("_recorders")
+    return out
+
+
+def _at_rate(target: str, rate: float, args, traffic: TrafficConfig) -> dict:
+    spec = LoadSpec(
+        target=target,
+        schedule="poisson",
+        rate=rate,
+        duration_s=args.duration,
+        warmup_s=args.warmup,
+        processes=args.load_processes,
+        seed=2,
+    )
+    s = run(spec, traffic).summary()
+    s.pop("timeline")
+    return s
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("--artifacts", default="artifacts")
+    p.add_argument("--version", default="latest")
+    p.add_argument("--out", default="bench-results")
+    p.add_argument(
+        "--systems",
+        default="plumbing,split,embedded",
+        help="comma list of plumbing, split, embedded",
+    )
+    p.add_argument("--slo-p99-ms", type=float, default=50.0, help="split/plumbing SLO")
+    p.add_argument("--embedded-slo-p99-ms", type=float, default=20.0)
+    p.add_argument("--gateways", type=int, default=2, help="embedded gateway processes")
+    p.add_argument("--mix", default="recommend=1", help="request mix (default: Recommend only)")
+    p.add_argument("--duration", type=float, default=8.0)
+    p.add_argument("--warmup", type=float, default=2.0)
+    p.add_argument("--start", type=float, default=100.0)
+    p.add_argument("--factor", type=float, default=1.4)
+    p.add_argument("--max-rate", type=float, default=4000.0)
+    p.add_argument("--refine", type=int, default=2)
+    p.add_argument("--load-processes", type=int, default=1)
+    p.add_argument("--stages", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument(
+        "--retrieval-items",
+        type=int,
+        default=1_000_000,
+        help="synthetic catalog size for the index comparison (0 = skip)",
+    )
+    p.add_argument("--hnsw", action="store_true", help="also build HNSW32 (slow at 1M items)")
+    args = p.parse_args(argv)
+    command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    bundle_dir = resolve_bundle_dir(Path(args.artifacts), args.version)
+    traffic = TrafficConfig(bundle_dir=str(bundle_dir), mix=args.mix, unknown_users=0.05, k=20)
+    systems = args.systems.split(",")
+    result: dict = {
+        "command": command,
+        "bundle": str(bundle_dir),
+        "started": time.ctime(),
+        "slo_p99_ms": args.slo_p99_ms,
+        "embedded_slo_p99_ms": args.embedded_slo_p99_ms,
+        "mix": args.mix,
+        "candidates": 200,
+        "k": 20,
+        "systems": {},
+    }
+
+    def save() -> None:
+        (out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
+        (out / "bench.md").write_text(markdown(result))
+
+    if args.stages:
+        from bench.stages import stage_costs
+
+        _log("in-process stage costs")
+        result["stages"] = stage_costs(Bundle.load(bundle_dir))
+        save()
+    if args.retrieval_items:
+        from bench.retrieval import compare_indexes
+
+        _log(f"index comparison on {args.retrieval_items} synthetic items")
+        result["retrieval_index"] = compare_indexes(n=args.retrieval_items, with_hnsw=args.hnsw)
+        save()
+    starters = {
+        "plumbing": lambda: start_plumbing(bundle_dir, out / "logs" / "plumbing"),
+        "split": lambda: start_split(Path(args.artifacts), args.version, out / "logs" / "split"),
+        "embedded": lambda: start_embedded(
+            Path(args.artifacts), args.version, out / "logs" / "embedded", gateways=args.gateways
+        ),
+    }
+    for name in systems:
+        slo = args.embedded_slo_p99_ms if name == "embedded" else args.slo_p99_ms
+        with starters[name]() as group:
+            result["systems"][name] = _steps(name, group.target, args, traffic, slo)
+        save()
+    plumb, split = result["systems"].get("plumbing"), result["systems"].get("split")
+    if plumb and split and plumb["max_rate"] and split["max_rate"]:
+        half = round(split["max_rate"] / 2, 1)
+        _log(f"half-rate comparison at {half:g}/s")
+        halves = {}
+        for name in ("plumbing", "split"):
+            with starters[name]() as group:
+                halves[name] = _at_rate(group.target, half, args, traffic)
+        result["half_rate"] = {
+            "rate": half,
+            **halves,
+            "p99_ratio": round(
+                halves["split"]["latency_ms"]["p99"] / halves["plumbing"]["latency_ms"]["p99"], 2
+            ),
+        }
+        result["split_vs_plumbing_max_rate"] = round(split["max_rate"] / plumb["max_rate"], 3)
+    save()
+    print(markdown(result))
+    return 0
+
+
+def markdown(r: dict) -> str:
+    lines = [
+        "# recserve benchmark",
+        "",
+        f"Command: `{r['command']}`  ",
+        f"Bundle: `{r['bundle']}`, "
+        f"{r['candidates']} candidates, k = {r['k']}, mix `{r['mix']}`, started {r['started']}.",
+        "",
+    ]
+    if r["systems"]:
+        lines += [
+            "## Highest rate meeting the p99 SLO (open loop, Poisson arrivals)",
+            "",
+            "| system | SLO p99 | max rate (req/s) | p50 / p99 at that rate (ms) |",
+            "|---|---|---|---|",
+        ]
+        for name, s in r["systems"].items():
+            best = next((x for x in s["steps"] if x["rate"] == s["max_rate"]), None)
+            lat = best["latency_ms"] if best else {}
+            lines.append(
+                f"| {name} | {s['slo_p99_ms']:g} ms | {s['max_rate']} | "
+                f"{lat.get('p50', '–')} / {lat.get('p99', '–')} |"
+            )
+        lines.append("")
+    if "split_vs_plumbing_max_rate" in r:
+        h = r["half_rate"]
+        lines += [
+            f"Split / plumbing max rate: **{r['split_vs_plumbing_max_rate']}** (target >= 0.7).",
+            f"At half split's max rate ({h['rate']:g}/s): p99 split "
+            f"{h['split']['latency_ms']['p99']} ms vs plumbing "
+            f"{h['plumbing']['latency_ms']['p99']} ms, ratio **{h['p99_ratio']}** "
+            "(target <= 2).",
+            "",
+        ]
+    if "stages" in r:
+        lines += [
+            "## In-process stage costs (one call at a time)",
+            "",
+            "| stage | p50 ms | p99 ms | mean ms |",
+            "|---|---|---|---|",
+        ]
+        for name, s in r["stages"].items():
+            lines.append(f"| {name} | {s['p50_ms']} | {s['p99_ms']} | {s['mean_ms']} |")
+        lines.append("")
+    if "retrieval_index" in r:
+        ri = r["retrieval_index"]
+        lines += [
+            f"## FAISS index choice: {ri['n_items']:,} clustered synthetic items, "
+            f"D = {ri['dim']}, recall@{ri['k']} vs exact, single query, 1 thread",
+            "",
+            "| index | recall | build s | memory MB | p50 ms | p99 ms |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row in ri["rows"]:
+            lines.append(
+                f"| {row['index']} | {row['recall_at_k']} | {row['build_s']} | "
+                f"{row['memory_mb']} | {row['p50_ms']} | {row['p99_ms']} |"
+            )
+        lines.append("")
+    for name, s in r["systems"].items():
+        lines += [
+            f"### steps: {name}",
+            "",
+            "| rate | answered/s | p50 | p99 | max | verdict |",
+            "|---|---|---|---|---|---|",
+        ]
+        for x in s["steps"]:
+            lat = x["latency_ms"]
+            lines.append(
+                f"| {x['rate']:g} | {x['achieved_rps']} | {lat.get('p50')} | "
+                f"{lat.get('p99')} | {lat.get('max')} | {x['verdict']} |"
+            )
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""In-process stage costs on a bundle: the floor under any serving topology.
+
+feature lookup (1 user + N items), user tower, FAISS search for N candidates, ranking N
+candidates (one user, and batched over B users as the ranking service's micro-batcher does).
+Each is timed call by call (perf_counter) after a warm-up; p50/p99 in milliseconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from services.common.bundle import Bundle
+
+
+def time_calls(fn: Callable[[], object], n: int = 2000, warmup: int = 50) -> dict[str, float]:
+    for _ in range(warmup):
+        fn()
+    samples = np.empty(n)
+    for i in range(n):
+        t0 = time.perf_counter()
+        fn()
+        samples[i] = time.perf_counter() - t0
+    ms = samples * 1000
+    return {
+        "n": n,
+        "p50_ms": round(float(np.percentile(ms, 50)), 4),
+        "p99_ms": round(float(np.percentile(ms, 99)), 4),
+        "mean_ms": round(float(ms.mean()), 4),
+    }
+
+
+def stage_costs(
+    bundle: Bundle, n_candidates: int = 200, n: int = 2000, batch: int = 8
+) -> dict[str, dict]:
+    from services.feature.store import InMemoryFeatureStore
+    from services.ranking.ranker import OnnxRanker
+    from services.retrieval.retriever import Retriever
+
+    store = InMemoryFeatureStore.from_bundle(bundle)
+    retriever = Retriever.from_bundle(bundle)
+    ranker = OnnxRanker.from_bundle(bundle, prefer_gpu=False)
+    rng = np.random.default_rng(0)
+    users = store.users.ids
+    n_items = len(store.catalog) - 1
+    item_ids = store.catalog.vocab.ids
+    pick = lambda: str(users[rng.integers(len(users))])  # noqa: E731
+    cands = rng.choice(np.arange(1, n_items + 1), size=min(n_candidates, n_items), replace=False)
+    cand_ids = [str(item_ids[i - 1]) for i in cands.tolist()]
+    state = store.get_user(pick())
+    query = retriever.user_embedding(state)
+    out = {
+        "feature_lookup_user": time_calls(lambda: store.get_user(pick()), n),
+        f"feature_lookup_user_plus_{len(cands)}_items": time_calls(
+            lambda: (store.get_user(pick()), store.catalog.indices(cand_ids)), n
+        ),
+        "user_tower": time_calls(lambda: retriever.user_embedding(state), n),
+        f"faiss_search_{n_candidates}": time_calls(
+            lambda: retriever.index.search(query, n_candidates), n
+        ),
+        f"user_tower_plus_search_{n_candidates}": time_calls(
+            lambda: retriever.retrieve(state, n_candidates), n
+        ),
+        f"rank_{len(cands)}": time_calls(lambda: ranker.rank(state, cands), n),
+    }
+    if batch > 1:  # what the micro-batcher does with `batch` concurrent requests
+        prepared = [ranker.prepare(store.get_user(pick()), cands) for _ in range(batch)]
+        res = time_calls(lambda: ranker.rank_prepared(prepared), max(n // batch, 50))
+        res["per_request_ms"] = round(res["mean_ms"] / batch, 4)
+        out[f"rank_{len(cands)}_batch_{batch}"] = res
+    return out

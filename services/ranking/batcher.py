@@ -1,0 +1,80 @@
+"""Dynamic micro-batching: concurrent Rank requests merged into one ONNX Runtime call.
+
+Each request is validated on arrival (a bad one fails alone), then queued. One worker takes up
+to `max_batch` queued requests, waits at most `max_delay_s` for more when the batch is not full,
+and scores them in a single session.run on a dedicated thread (ONNX Runtime releases the GIL,
+so the event loop keeps receiving requests, which form the next batch meanwhile). With
+max_delay_s = 0 the batching is purely opportunistic: no request ever waits for company.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from services.common.types import RankScores, UserState
+from services.ranking.ranker import OnnxRanker
+
+
+class RankBatcher:
+    def __init__(self, ranker: OnnxRanker, *, max_batch: int = 16, max_delay_s: float = 0.0):
+        if max_batch < 1 or max_delay_s < 0:
+            raise ValueError("max_batch >= 1 and max_delay_s >= 0")
+        self.ranker = ranker
+        self.max_batch = max_batch
+        self.max_delay_s = max_delay_s
+        self._queue: list[tuple[tuple[dict, np.ndarray], asyncio.Future]] = []
+        self._wake: asyncio.Event | None = None
+        self._worker: asyncio.Task | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ort-rank")
+        self.batches = 0  # ORT calls made
+        self.requests = 0  # requests scored
+
+    async def rank(self, user: UserState, item_indices: np.ndarray) -> RankScores:
+        prepared = self.ranker.prepare(user, item_indices)  # InvalidArgument: this one only
+        loop = asyncio.get_running_loop()
+        if self._worker is None:
+            self._wake = asyncio.Event()
+            self._worker = loop.create_task(self._run())
+        future = loop.create_future()
+        self._queue.append((prepared, future))
+        self._wake.set()
+        return await future
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                if len(self._queue) < self.max_batch and self.max_delay_s > 0:
+                    await asyncio.sleep(self.max_delay_s)  # let concurrent requests join
+                batch = self._queue[: self.max_batch]
+                del self._queue[: self.max_batch]
+                batch = [(p, f) for p, f in batch if not f.done()]  # cancelled: skip
+                if not batch:
+                    continue
+                try:
+                    scores = await loop.run_in_executor(
+                        self._executor, self.ranker.rank_prepared, [p for p, _ in batch]
+                    )
+                except Exception as exc:  # handed to every waiting caller
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                self.batches += 1
+                self.requests += len(batch)
+                for (_, future), result in zip(batch, scores, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+        self._executor.shutdown(wait=False)

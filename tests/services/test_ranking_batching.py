@@ -1,0 +1,125 @@
+"""Dynamic micro-batching in the ranking service: concurrent requests share one ONNX Runtime
+call, answers equal one-at-a-time ranking, a bad request fails alone, batches stay bounded."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from services.common.bundle import Bundle
+from services.common.errors import InvalidArgument
+from services.feature.store import InMemoryFeatureStore
+from services.ranking.batcher import RankBatcher
+from services.ranking.ranker import OnnxRanker
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_bundle) -> Bundle:
+    return Bundle.load(tiny_bundle)
+
+
+@pytest.fixture(scope="module")
+def ranker(bundle) -> OnnxRanker:
+    return OnnxRanker.from_bundle(bundle, prefer_gpu=False)
+
+
+@pytest.fixture(scope="module")
+def users(bundle):
+    store = InMemoryFeatureStore.from_bundle(bundle)
+    return [store.get_user(u) for u in store.users.ids[:12].tolist()] + [
+        store.get_user("never-seen-user")
+    ]
+
+
+def _requests(ranker, users):
+    rng = np.random.default_rng(0)
+    n_items = ranker.inputs.n_item_rows - 1
+    return [(u, rng.integers(1, n_items + 1, size=int(rng.integers(1, 60)))) for u in users]
+
+
+def test_batched_answers_equal_one_at_a_time_ranking(ranker, users):
+    requests = _requests(ranker, users)
+
+    async def scenario():
+        batcher = RankBatcher(ranker, max_batch=8)
+        try:
+            return await asyncio.gather(*(batcher.rank(u, i) for u, i in requests)), batcher
+        finally:
+            await batcher.close()
+
+    answers, batcher = asyncio.run(scenario())
+    for (user, items), got in zip(requests, answers, strict=True):
+        want = ranker.rank(user, items)
+        assert got.p_positive.shape == items.shape
+        np.testing.assert_allclose(got.p_positive, want.p_positive, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(got.rating, want.rating, rtol=1e-4, atol=1e-5)
+    assert batcher.requests == len(requests)
+    assert batcher.batches < len(requests)  # concurrent requests were merged
+    assert batcher.batches >= -(-len(requests) // 8)  # never more than max_batch per call
+
+
+def test_a_bad_request_fails_alone(ranker, users):
+    bad_items = np.array([ranker.inputs.n_item_rows + 5], dtype=np.int64)
+
+    async def scenario():
+        batcher = RankBatcher(ranker, max_batch=4, max_delay_s=0.002)
+        try:
+            return await asyncio.gather(
+                batcher.rank(users[0], np.array([1, 2, 3])),
+                batcher.rank(users[1], bad_items),
+                batcher.rank(users[2], np.array([4, 5])),
+                return_exceptions=True,
+            )
+        finally:
+            await batcher.close()
+
+    good1, bad, good2 = asyncio.run(scenario())
+    assert isinstance(bad, InvalidArgument)
+    assert good1.p_positive.size == 3 and good2.p_positive.size == 2
+
+
+def test_empty_candidate_lists_in_a_batch(ranker, users):
+    out = ranker.rank_prepared(
+        [ranker.prepare(users[0], np.zeros(0, np.int64)), ranker.prepare(users[1], np.array([7]))]
+    )
+    assert out[0].p_positive.size == 0 and out[1].p_positive.size == 1
+
+
+def test_warm_up_runs_every_batch_size(ranker):
+    ranker.warm_up(max_batch=5)  # 1, 2, 4, 5: no error, no state change
+
+
+def test_the_service_batches_over_grpc(bundle, ranker, users):
+    """Through a real server on port 0: answers match the in-process ranker."""
+    import grpc
+
+    from recserve.v1 import ranking_pb2, ranking_pb2_grpc
+    from services.common import convert
+    from services.common.server import create_server
+    from services.ranking.servicer import register
+
+    requests = _requests(ranker, users)
+
+    async def scenario():
+        batcher = RankBatcher(ranker, max_batch=8)
+        names = ["recserve.v1.RankingService"]
+        server, port = await create_server(register(ranker, batcher), port=0, service_names=names)
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                stub = ranking_pb2_grpc.RankingServiceStub(channel)
+                calls = [
+                    stub.Rank(ranking_pb2.RankRequest(user=convert.user_state_to_proto(u),
+                                                      item_indices=i.tolist()), timeout=10)
+                    for u, i in requests
+                ]  # fmt: skip
+                return await asyncio.gather(*calls)
+        finally:
+            await server.stop(0)
+            await batcher.close()
+
+    replies = asyncio.run(scenario())
+    for (user, items), reply in zip(requests, replies, strict=True):
+        want = ranker.rank(user, items)
+        np.testing.assert_allclose(reply.p_positive, want.p_positive, rtol=1e-4, atol=1e-5)

@@ -1,0 +1,107 @@
+"""python -m training.evaluate {run, report, byo, score}
+
+run     splits → references → ours (retrieval, two-stage, gateway) → tags → 5-fold ratings
+        → reports/eval.json, eval_metrics.json, eval.md, *.png      (`make eval`)
+report  rewrite eval.md and the PNGs from an existing eval.json
+byo     --train FILE --test FILE: train ours on that train file; export our top-100 lists and
+        rating predictions for its test users as TSV (and score them)
+score   --topk FILE / --predictions FILE --split DIR: score any system's TSV answers
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads (training/pipeline.py)
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.evaluate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="the whole evaluation and report")
+    run.add_argument("--data-dir", type=Path, default=Path("data"))
+    run.add_argument("--out", type=Path, default=Path("reports"))
+    run.add_argument("--splits", type=Path, default=Path("data/splits"))
+    run.add_argument("--artifacts", type=Path, default=Path("runs/eval/artifacts"))
+    run.add_argument("--folds", type=int, default=5, help="rating CV folds trained for ours")
+    run.add_argument("--tiny", action="store_true", help="tiny bundles (smoke test)")
+    run.add_argument("--no-gateway", action="store_true")
+    run.add_argument("--train", type=Path, help="bring your own split: train TSV (with --test)")
+    run.add_argument("--test", type=Path, help="bring your own split: test TSV")
+    run.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 when the two-stage answer is worse than retrieval alone",
+    )
+
+    report = sub.add_parser("report", help="eval.md + PNGs from reports/eval.json")
+    report.add_argument("--out", type=Path, default=Path("reports"))
+
+    byo = sub.add_parser("byo", help="train on your train TSV, export answers for your test TSV")
+    byo.add_argument("--train", type=Path, required=True)
+    byo.add_argument("--test", type=Path, required=True)
+    byo.add_argument("--out", type=Path, default=Path("runs/eval/byo"))
+    byo.add_argument("--data-dir", type=Path, default=Path("data"))
+    byo.add_argument("--artifacts", type=Path, default=Path("runs/eval/artifacts"))
+    byo.add_argument("--tiny", action="store_true")
+
+    score = sub.add_parser("score", help="score TSV answers of any system")
+    score.add_argument("--split", type=Path, required=True, help="dir with train.tsv, test.tsv")
+    score.add_argument("--topk", type=Path, help="TSV user item rank")
+    score.add_argument("--predictions", type=Path, help="TSV user item prediction")
+    score.add_argument("--data-dir", type=Path, default=Path("data"))
+    args = parser.parse_args(argv)
+
+    if args.command == "byo" or (args.command == "run" and args.train is not None):
+        if args.command == "run" and args.test is None:
+            parser.error("--train needs --test")
+        from training.evaluate.run import bring_your_own
+
+        out = args.out if args.command == "byo" else Path("runs/eval/byo")
+        scores = bring_your_own(args.train, args.test, out, args.data_dir, args.artifacts,
+                                tiny=args.tiny)  # fmt: skip
+        print(json.dumps(scores, indent=2))
+        print(f"answers: {out}/topk.tsv (user item rank), {out}/predictions.tsv "
+              "(user item prediction)")  # fmt: skip
+        return 0
+    if args.command == "score":
+        if args.topk is None and args.predictions is None:
+            parser.error("give --topk and/or --predictions")
+        from training.evaluate.run import score_files
+
+        print(json.dumps(score_files(args.split, args.topk, args.predictions, args.data_dir),
+                         indent=2))  # fmt: skip
+        return 0
+
+    from training.evaluate.report import write_report
+
+    if args.command == "report":
+        results = json.loads((args.out / "eval.json").read_text())
+        print(write_report(results, args.out))
+        return 0
+    from training.evaluate.run import EvalConfig, run_eval
+
+    cfg = EvalConfig(data_dir=args.data_dir, out_dir=args.out, splits_dir=args.splits,
+                     artifacts_dir=args.artifacts, folds=args.folds, tiny=args.tiny,
+                     gateway=not args.no_gateway)  # fmt: skip
+    results = run_eval(cfg)
+    path = write_report(results, args.out)
+    print(f"[eval] wrote {path} in {results['meta']['seconds']['total']:.0f}s")
+    if not results["checks"]["two_stage_not_worse"]:
+        print("[eval] WARNING: the two-stage answer is worse than retrieval alone", file=sys.stderr)
+        if args.strict:
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

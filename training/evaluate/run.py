@@ -1,0 +1,334 @@
+"""The whole offline evaluation (`make eval`): splits → references → ours → tags → ratings →
+reports/eval.json (+ eval.md and PNGs via training.evaluate.report).
+
+    results = run_eval(EvalConfig())
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from training.data import InteractionData, load_movielens
+from training.evaluate import references as R
+from training.evaluate import scoring as S
+from training.evaluate.io import write_predictions, write_topk
+from training.evaluate.rating import cross_validate, ours_fold_predictor
+from training.evaluate.splits import (
+    N_FOLDS,
+    TopKSplit,
+    rating_folds,
+    topk_split,
+    write_splits,
+)
+from training.evaluate.tags import evaluate_tags
+
+K = 100
+COLD_THRESHOLD = 30  # training events; ML-100K users have >= 20 ratings, so >= 16 in train
+KNN_GRID = (50, 100, 200, 400, 800, 1682)
+ALS_GRID = (
+    {"factors": 64, "reg": 10.0, "alpha": 10.0},
+    {"factors": 64, "reg": 50.0, "alpha": 5.0},
+    {"factors": 128, "reg": 50.0, "alpha": 10.0},
+    {"factors": 128, "reg": 100.0, "alpha": 20.0},
+)
+TUNE_METRIC = "ndcg@10"
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    data_dir: Path = Path("data")
+    out_dir: Path = Path("reports")
+    splits_dir: Path = Path("data/splits")
+    artifacts_dir: Path = Path("runs/eval/artifacts")
+    folds: int = N_FOLDS  # rating CV folds trained for ours (0 = references only)
+    seed: int = 0
+    tiny: bool = False  # quick preset for tests: tiny bundles
+    gateway: bool = True  # also score the answer through a running gateway
+    max_users: int | None = None  # score only the first N test users (tests)
+
+
+def _log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, name: str, fn: Callable[[], Any]) -> Any:
+        start = time.perf_counter()
+        out = fn()
+        self.seconds[name] = round(time.perf_counter() - start, 1)
+        _log(f"[eval] {name}: {self.seconds[name]:.1f}s")
+        return out
+
+
+def tune_references(
+    split: TopKSplit, items: pd.DataFrame, seed: int = 0
+) -> tuple[dict[str, R.TopKModel], dict[str, Any]]:
+    """Hyper-parameters picked on fit → valid (the end of train), never on test."""
+    data = R.Interactions.from_events(split.fit, items["item_id"].astype(str).tolist())
+    relevant = S.relevant_items(split.fit, split.valid)
+    users = sorted(relevant)
+    log: dict[str, Any] = {"metric": TUNE_METRIC, "knn": {}, "als": {}}
+
+    def score(model: R.TopKModel) -> float:
+        rec = R.recommend(model.fit(data), data, users, 10)
+        return S.M.ndcg_at_k(rec, relevant, 10)
+
+    for n in KNN_GRID:
+        log["knn"][str(n)] = score(R.ItemKNN(n))
+    for params in ALS_GRID:
+        log["als"][json.dumps(params)] = score(R.ImplicitALS(**params, seed=seed))
+    best_n = max(KNN_GRID, key=lambda n: log["knn"][str(n)])
+    best_als = max(ALS_GRID, key=lambda p: log["als"][json.dumps(p)])
+    log["best"] = {"item_knn": {"neighbours": best_n}, "implicit_als": best_als}
+    models: dict[str, R.TopKModel] = {
+        "popularity": R.Popularity(),
+        "item_knn": R.ItemKNN(best_n),
+        "implicit_als": R.ImplicitALS(**best_als, seed=seed),
+    }
+    return models, log
+
+
+def reference_lists(
+    models: Mapping[str, R.TopKModel], train: pd.DataFrame, items: pd.DataFrame, users: list[str]
+) -> dict[str, dict[str, list[str]]]:
+    data = R.Interactions.from_events(train, items["item_id"].astype(str).tolist())
+    return {name: R.recommend(m.fit(data), data, users, K) for name, m in models.items()}
+
+
+def score_systems(
+    lists: Mapping[str, Mapping[str, Sequence[str]]],
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    items: pd.DataFrame,
+) -> dict[str, Any]:
+    relevant = S.relevant_items(train, test)
+    groups = S.split_users(train, sorted(relevant), COLD_THRESHOLD)
+    out: dict[str, Any] = {"systems": {}, "curves": {}, "cold_warm": {}}
+    for name, rec in lists.items():
+        out["systems"][name] = S.score_topk(rec, relevant, train, items)
+        out["curves"][name] = S.topk_curves(rec, relevant)
+        out["cold_warm"][name] = {
+            group: {
+                m: S.M.ndcg_at_k(rec, {u: relevant[u] for u in users}, 10)
+                if m == "ndcg@10"
+                else S.M.recall_at_k(rec, {u: relevant[u] for u in users}, 20)
+                for m in ("recall@20", "ndcg@10")
+            }
+            for group, users in groups.items()
+        }
+    out["cold_warm_users"] = {g: len(u) for g, u in groups.items()}
+    out["cold_threshold"] = COLD_THRESHOLD
+    return out
+
+
+def _agreement(a: Mapping[str, Sequence[str]], b: Mapping[str, Sequence[str]]) -> float:
+    """Share of users whose two lists are identical."""
+    users = list(a)
+    return float(np.mean([list(a[u]) == list(b.get(u, ())) for u in users])) if users else 0.0
+
+
+def manifest_metrics(results: Mapping[str, Any]) -> dict[str, Any]:
+    """The compact block a bundle manifest records (metrics.evaluation)."""
+    topk = results["topk"]["systems"]
+    ours = topk.get("two_stage", {})
+    out: dict[str, Any] = {
+        "protocol": "per-user temporal 80/20 (full ranking, train items excluded); "
+        "rating: 5-fold random CV",
+        "two_stage": {m: ours.get(m) for m in ("recall@20", "ndcg@10", "hit_rate@10")},
+        "retrieval": {m: topk.get("retrieval", {}).get(m) for m in ("recall@20", "ndcg@10")},
+        "best_reference": results["topk"].get("best_reference"),
+        "two_stage_not_worse_than_retrieval": results["checks"].get("two_stage_not_worse"),
+    }
+    prob = results.get("probability", {})
+    out["ranker"] = {
+        "auc": prob.get("auc"),
+        "log_loss": prob.get("log_loss"),
+        "ece": prob.get("ece"),
+    }
+    rating = results.get("rating", {}).get("systems", {}).get("ours")
+    if rating:
+        out["rating"] = {
+            "rmse": rating["rmse"],
+            "mae": rating["mae"],
+            "folds": rating["rmse_folds"],
+        }
+    out["bundles"] = results["meta"].get("bundles")
+    return out
+
+
+def run_eval(cfg: EvalConfig) -> dict[str, Any]:
+    from training.evaluate.ours import OurModel, gateway_answers, train_bundle
+
+    clock = _Clock()
+    total = time.perf_counter()
+    data = load_movielens(cfg.data_dir / "ml-100k")
+    items = data.items
+    split = topk_split(data.events)
+    folds = rating_folds(data.events, N_FOLDS, cfg.seed)
+    split_meta = clock(
+        "write splits",
+        lambda: write_splits(
+            cfg.splits_dir, split, folds, {"seed": cfg.seed, "source": data.source,
+                                           "data_sha256": data.sha256},
+        ),
+    )  # fmt: skip
+    relevant = S.relevant_items(split.train, split.test)
+    users = sorted(relevant)[: cfg.max_users] if cfg.max_users else sorted(relevant)
+    test = split.test[split.test["user_id"].isin(set(users))]
+
+    models, tuning = clock("tune references on valid", lambda: tune_references(split, items))
+    lists = clock("references on test", lambda: reference_lists(models, split.train, items, users))
+
+    bundle = clock(
+        "train ours on train split",
+        lambda: train_bundle(
+            split.train, data, cfg.artifacts_dir, "topk", data_dir=cfg.data_dir, tiny=cfg.tiny
+        ),
+    )
+    ours = OurModel.load(bundle)
+    lists["retrieval"] = clock("ours: retrieval", lambda: ours.retrieve(users, K))
+    lists["two_stage"] = clock("ours: two-stage", lambda: ours.two_stage(users, K))
+    if cfg.gateway:
+        lists["gateway"] = clock("ours: gateway", lambda: gateway_answers(bundle, users, K))
+    topk = score_systems(lists, split.train, test, items)
+    refs = ("popularity", "item_knn", "implicit_als")
+    best_ref = max(refs, key=lambda n: topk["systems"][n]["ndcg@10"])
+    topk["best_reference"] = best_ref
+    topk["tuning"] = tuning
+
+    out_dir = Path(cfg.out_dir)
+    write_topk(lists["two_stage"], cfg.splits_dir / "answers" / "ours_topk.tsv")
+
+    preds = ours.predict(test[["user_id", "item_id", "rating"]])
+    probability = S.score_probabilities(preds["rating"].to_numpy(), preds["p_positive"].to_numpy())
+    probability["rating_on_topk_test"] = S.score_ratings(
+        preds["rating"].to_numpy(), preds["prediction"].to_numpy()
+    )
+
+    tags = clock(
+        "tags",
+        lambda: evaluate_tags(split.train, test, items, ours.tag_affinities(users)),
+    )
+    rating_summary, rating_preds = clock(
+        "rating 5-fold CV",
+        lambda: cross_validate(
+            folds,
+            data,
+            ours_fold_predictor(
+                data, cfg.artifacts_dir, data_dir=cfg.data_dir, tiny=cfg.tiny, log=_log
+            )
+            if cfg.folds
+            else None,
+            cfg.seed,
+            log=_log,
+            ours_folds=cfg.folds,
+        ),
+    )
+    ours_rows = rating_preds[rating_preds["system"] == "ours"]
+    if len(ours_rows):
+        write_predictions(ours_rows, cfg.splits_dir / "answers" / "ours_rating_predictions.tsv")
+
+    two, ret = topk["systems"]["two_stage"], topk["systems"]["retrieval"]
+    checks = {
+        "two_stage_not_worse": bool(
+            two["recall@20"] >= ret["recall@20"] - 1e-9 and two["ndcg@10"] >= ret["ndcg@10"] - 1e-9
+        ),
+        "gateway_matches_two_stage": _agreement(lists["two_stage"], lists["gateway"])
+        if "gateway" in lists
+        else None,
+    }
+    results: dict[str, Any] = {
+        "meta": {
+            "config": {k: str(v) for k, v in asdict(cfg).items()},
+            "data": {"source": data.source, "sha256": data.sha256, "n_events": data.n_events},
+            "split": split_meta,
+            "bundles": {"topk": bundle.name},
+            "seconds": clock.seconds,
+        },
+        "topk": topk,
+        "checks": checks,
+        "probability": probability,
+        "tags": tags,
+        "rating": rating_summary,
+    }
+    results["meta"]["seconds"]["total"] = round(time.perf_counter() - total, 1)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "eval.json").write_text(json.dumps(results, indent=1, default=float) + "\n")
+    (out_dir / "eval_metrics.json").write_text(
+        json.dumps(manifest_metrics(results), indent=2, default=float) + "\n"
+    )
+    return results
+
+
+def bring_your_own(
+    train_path: Path,
+    test_path: Path,
+    out_dir: Path,
+    data_dir: Path = Path("data"),
+    artifacts_dir: Path = Path("runs/eval/artifacts"),
+    *,
+    tiny: bool = False,
+) -> dict[str, Any]:
+    """Train ours on an external train file; export our top-100 lists and rating predictions for
+    its test users (and score them, and the references, on its test file)."""
+    from training.evaluate.io import read_events
+    from training.evaluate.ours import OurModel, train_bundle
+
+    train, test = read_events(Path(train_path)), read_events(Path(test_path))
+    movielens = load_movielens(Path(data_dir) / "ml-100k")
+    data = InteractionData(train, movielens.items, movielens.users, "byo", "")
+    bundle = train_bundle(train, data, artifacts_dir, "byo", data_dir=data_dir, tiny=tiny)
+    ours = OurModel.load(bundle)
+    users = sorted(test["user_id"].astype(str).unique())
+    top = ours.two_stage(users, K)
+    preds = ours.predict(test[["user_id", "item_id", "rating"]])
+    out_dir = Path(out_dir)
+    write_topk(top, out_dir / "topk.tsv")
+    write_predictions(preds, out_dir / "predictions.tsv")
+    lists = {"ours": top, **reference_lists(
+        {"popularity": R.Popularity(), "item_knn": R.ItemKNN(200)}, train, movielens.items, users
+    )}  # fmt: skip
+    scores = {n: S.score_topk(rec, S.relevant_items(train, test), train, movielens.items)
+              for n, rec in lists.items()}  # fmt: skip
+    rated = preds["rating"].notna().to_numpy()
+    if rated.any():
+        scores["ours"].update(
+            S.score_ratings(
+                preds["rating"].to_numpy()[rated], preds["prediction"].to_numpy()[rated]
+            )
+        )
+    (out_dir / "scores.json").write_text(json.dumps(scores, indent=2) + "\n")
+    return scores
+
+
+def score_files(
+    split_dir: Path,
+    topk_path: Path | None,
+    predictions_path: Path | None,
+    data_dir: Path = Path("data"),
+) -> dict[str, Any]:
+    """Score another system's TSV answers against <split_dir>/{train,test}.tsv."""
+    from training.evaluate.io import read_events, read_predictions, read_topk
+
+    train = read_events(Path(split_dir) / "train.tsv")
+    test = read_events(Path(split_dir) / "test.tsv")
+    items = load_movielens(Path(data_dir) / "ml-100k").items
+    out: dict[str, Any] = {}
+    if topk_path is not None:
+        out.update(S.score_topk(read_topk(topk_path), S.relevant_items(train, test), train, items))
+    if predictions_path is not None:
+        pred = read_predictions(predictions_path)
+        merged = test.merge(pred, on=["user_id", "item_id"], how="left")
+        out.update(S.score_ratings(merged["rating"].to_numpy(), merged["prediction"].to_numpy()))
+    return out

@@ -71,6 +71,7 @@ def build_canned(bundle: Bundle, n_candidates: int = 200, k: int = 20) -> Canned
     )
     ranks.p_positive.extend(scores.tolist())
     ranks.rating.extend((scores * 4 + 1).tolist())
+    ranks.p_interact.extend(scores.tolist())
     value = convert.user_value_to_proto(
         convert.ValueScore(state.user_id, 0.5, 1.2, 30.0, "ACTIVE", 39.0)
     )
@@ -84,7 +85,9 @@ def build_canned(bundle: Bundle, n_candidates: int = 200, k: int = 20) -> Canned
                 tags=list(info.tags),
                 score=0.5,
                 predicted_rating=3.5,
-                stage_scores=gateway_pb2.StageScores(retrieval=0.5, ranking=0.5, rating=3.5),
+                stage_scores=gateway_pb2.StageScores(
+                    retrieval=0.5, ranking=0.5, rating=3.5, interaction=0.5
+                ),
             )
         )
     predict = gateway_pb2.PredictRatingsResponse(

@@ -22,7 +22,7 @@ PARITY_TOLERANCE = 1e-4
 USER_TOWER_INPUTS = ("user_index", "profile", "history")
 USER_TOWER_OUTPUTS = ("embedding",)
 RANKER_INPUTS = ("user_index", "profile", "history", "items")
-RANKER_OUTPUTS = ("p_positive", "rating")
+RANKER_OUTPUTS = ("p_positive", "rating", "p_interact")
 
 
 class ParityError(RuntimeError):
@@ -64,7 +64,8 @@ def export_user_tower(tower: nn.Module, path: Path, sample: dict[str, np.ndarray
 
 
 def export_ranker(ranker: nn.Module, path: Path, sample: dict[str, np.ndarray]) -> Path:
-    """... + items int64[B,N] -> p_positive float32[B,N], rating float32[B,N]."""
+    """... + items int64[B,N] -> p_positive float32[B,N], rating float32[B,N],
+    p_interact float32[B,N]."""
     axes: dict[str, dict[int, str]] = {n: {0: "B"} for n in ("user_index", "profile", "history")}
     axes.update({n: {0: "B", 1: "N"} for n in ("items", *RANKER_OUTPUTS)})
     return _export(ranker, path, sample, RANKER_INPUTS, RANKER_OUTPUTS, axes)
@@ -77,21 +78,31 @@ def parity_max_abs_error(
     inputs: dict[str, np.ndarray],
     tolerance: float = PARITY_TOLERANCE,
 ) -> float:
-    """Max |ORT(CPU) - torch| over every output on `inputs`; raises ParityError above tolerance."""
+    """Max |ORT(CPU) - torch| over every output on `inputs` (the ONNX outputs in order against
+    the module's returned tensors, same count); raises ParityError above tolerance."""
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
-    onnx_out = session.run(None, {name: inputs[name] for name in names})
+    outputs = [o.name for o in session.get_outputs()]
+    onnx_out = session.run(outputs, {name: inputs[name] for name in names})
     module.eval()
     torch_out = module(*(torch.from_numpy(inputs[name]) for name in names))
     if isinstance(torch_out, torch.Tensor):
         torch_out = (torch_out,)
-    error = 0.0
-    for got, want in zip(onnx_out, torch_out, strict=True):
+    if len(torch_out) != len(outputs):
+        raise ParityError(f"{path.name}: {len(outputs)} ONNX outputs, torch gives {len(torch_out)}")
+    error, worst = 0.0, outputs[0]
+    for name, got, want in zip(outputs, onnx_out, torch_out, strict=True):
         if got.shape != tuple(want.shape):
-            raise ParityError(f"{path.name}: ORT shape {got.shape} != torch {tuple(want.shape)}")
-        error = max(error, float(np.max(np.abs(got - want.numpy()))))
+            raise ParityError(
+                f"{path.name}: {name}: ORT shape {got.shape} != torch {tuple(want.shape)}"
+            )
+        diff = float(np.max(np.abs(got - want.numpy()))) if got.size else 0.0
+        if diff > error or np.isnan(diff):
+            error, worst = diff, name
     if not error <= tolerance:
-        raise ParityError(f"{path.name}: ORT vs torch max abs error {error:.3g} > {tolerance:g}")
+        raise ParityError(
+            f"{path.name}: ORT vs torch max abs error {error:.3g} > {tolerance:g} (in {worst})"
+        )
     return error
 
 

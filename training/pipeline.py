@@ -75,8 +75,9 @@ class TrainConfig:
     # Measured on validation (two-stage Recall@20 / NDCG@10), one P(positive) logit: 4+4 from
     # top-100: .227/.189; 8+2 from top-300: .254/.223; 16+0 from top-1000: .257/.229
     # (retrieval alone: .264/.236). Factorised P(interact) x P(likes | interact), 16+0 from
-    # top-1000: .250/.217 (P(interact) alone would give .273/.247, but P(positive) must be
-    # P(rating >= 4): the likes factor costs top-K, since any held-out interaction counts).
+    # top-1000: .250/.217, P(interact) alone .273/.247: the likes factor costs top-K, since any
+    # held-out interaction counts. So ranker.onnx exports p_interact too and serving orders
+    # by it; p_positive (P(rating >= 4)) and the rating are reported alongside.
     ranker_hard_negatives: int = 16
     ranker_sampled_negatives: int = 0
     hard_negative_pool: int = 1000

@@ -28,14 +28,16 @@ class RecommendRequest(_message.Message):
     def __init__(self, user_id: _Optional[str] = ..., k: _Optional[int] = ..., filters: _Optional[_Union[_common_pb2.Filters, _Mapping]] = ..., context: _Optional[_Union[RecommendContext, _Mapping]] = ...) -> None: ...
 
 class StageScores(_message.Message):
-    __slots__ = ("retrieval", "ranking", "rating")
+    __slots__ = ("retrieval", "ranking", "rating", "interaction")
     RETRIEVAL_FIELD_NUMBER: _ClassVar[int]
     RANKING_FIELD_NUMBER: _ClassVar[int]
     RATING_FIELD_NUMBER: _ClassVar[int]
+    INTERACTION_FIELD_NUMBER: _ClassVar[int]
     retrieval: float
     ranking: float
     rating: float
-    def __init__(self, retrieval: _Optional[float] = ..., ranking: _Optional[float] = ..., rating: _Optional[float] = ...) -> None: ...
+    interaction: float
+    def __init__(self, retrieval: _Optional[float] = ..., ranking: _Optional[float] = ..., rating: _Optional[float] = ..., interaction: _Optional[float] = ...) -> None: ...
 
 class RecommendedItem(_message.Message):
     __slots__ = ("item_id", "title", "tags", "score", "predicted_rating", "stage_scores")

@@ -16,13 +16,15 @@ class RankRequest(_message.Message):
     def __init__(self, user: _Optional[_Union[_common_pb2.UserFeatures, _Mapping]] = ..., item_indices: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class RankResponse(_message.Message):
-    __slots__ = ("p_positive", "rating", "bundle_version", "execution_provider")
+    __slots__ = ("p_positive", "rating", "bundle_version", "execution_provider", "p_interact")
     P_POSITIVE_FIELD_NUMBER: _ClassVar[int]
     RATING_FIELD_NUMBER: _ClassVar[int]
     BUNDLE_VERSION_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    P_INTERACT_FIELD_NUMBER: _ClassVar[int]
     p_positive: _containers.RepeatedScalarFieldContainer[float]
     rating: _containers.RepeatedScalarFieldContainer[float]
     bundle_version: str
     execution_provider: str
-    def __init__(self, p_positive: _Optional[_Iterable[float]] = ..., rating: _Optional[_Iterable[float]] = ..., bundle_version: _Optional[str] = ..., execution_provider: _Optional[str] = ...) -> None: ...
+    p_interact: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, p_positive: _Optional[_Iterable[float]] = ..., rating: _Optional[_Iterable[float]] = ..., bundle_version: _Optional[str] = ..., execution_provider: _Optional[str] = ..., p_interact: _Optional[_Iterable[float]] = ...) -> None: ...

@@ -202,11 +202,16 @@ def rank_scores_to_proto(
     )
     msg.p_positive.extend(scores.p_positive.tolist())
     msg.rating.extend(scores.rating.tolist())
+    msg.p_interact.extend(scores.p_interact.tolist())
     return msg
 
 
 def rank_scores_from_proto(msg: ranking_pb2.RankResponse) -> RankScores:
-    return RankScores(p_positive=_f32(msg.p_positive), rating=_f32(msg.rating))
+    """A response without p_interact (a ranking service from before that field) orders by its
+    p_positive, as that service's gateway did."""
+    p_positive = _f32(msg.p_positive)
+    p_interact = _f32(msg.p_interact) if len(msg.p_interact) else p_positive.copy()
+    return RankScores(p_positive=p_positive, rating=_f32(msg.rating), p_interact=p_interact)
 
 
 # --- user value -------------------------------------------------------------------------------

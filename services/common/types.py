@@ -87,10 +87,12 @@ class CandidateList:
 
 @dataclass(frozen=True, slots=True)
 class RankScores:
-    """Aligned with the ranked item indices."""
+    """Aligned with the ranked item indices. p_interact orders a recommendation list;
+    p_positive and rating describe each item."""
 
-    p_positive: np.ndarray  # float32[N]
-    rating: np.ndarray  # float32[N]
+    p_positive: np.ndarray  # float32[N]: P(rating >= 4)
+    rating: np.ndarray  # float32[N]: predicted rating in [1, 5]
+    p_interact: np.ndarray  # float32[N]: P(the user interacts with the item)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,9 @@
 
     validate → features(user, recent items)
              → [candidates: retrieval top-N, or popular items for a cold user] ∥ [user value]
-             → ranking → sort by P(positive) → top k (+ titles, tags, user value, version)
+             → ranking → sort by P(interact) → top k (+ titles, tags, user value, version)
+
+Each item also carries the ranker's P(rating >= 4) and predicted rating (its stage scores).
 
 A stage that is down or too slow degrades the answer instead of failing it, and the response
 says so in `fallbacks`: ranking → retrieval order; retrieval → popular items (filters still
@@ -102,11 +104,16 @@ class Pipeline:
     def _top_k(
         self, candidates: CandidateList, ranks: RankScores | None, k: int, *, by_model: bool
     ) -> list[RankedItem]:
-        """Sort by the ranking model's P(positive) (by_model) or keep the candidates' order."""
+        """Sort by the ranking model's P(interact) (by_model) or keep the candidates' order.
+
+        P(interact) orders the list: ordering by P(positive) = P(interact) x P(rating >= 4 |
+        interact) loses Recall / NDCG against retrieval alone, since any interaction counts."""
         n = len(candidates)
-        p_positive = ranks.p_positive if ranks is not None else np.zeros(n, np.float32)
-        rating = ranks.rating if ranks is not None else np.zeros(n, np.float32)
-        score = p_positive if ranks is not None and by_model else candidates.scores
+        zeros = np.zeros(n, np.float32)
+        p_interact = ranks.p_interact if ranks is not None else zeros
+        p_positive = ranks.p_positive if ranks is not None else zeros
+        rating = ranks.rating if ranks is not None else zeros
+        score = p_interact if ranks is not None and by_model else candidates.scores
         order = np.argsort(-score, kind="stable")[:k]
         rows = candidates.item_indices[order]
         return [
@@ -118,6 +125,7 @@ class Pipeline:
                 predicted_rating=float(rating[j]),
                 retrieval_score=float(candidates.scores[j]),
                 ranking_score=float(p_positive[j]),
+                interaction_score=float(p_interact[j]),
             )
             for j, row in zip(order.tolist(), rows.tolist(), strict=True)
         ]

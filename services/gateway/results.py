@@ -15,7 +15,8 @@ class RankedItem:
     score: float  # what the list is sorted by
     predicted_rating: float  # 1..5; 0 when no rating was predicted
     retrieval_score: float  # candidate source's score: embedding inner product or popularity
-    ranking_score: float  # ranking model's P(positive); 0 when ranking was skipped
+    ranking_score: float  # ranking model's P(rating >= 4); 0 when ranking was skipped
+    interaction_score: float  # ranking model's P(interact), the list order when ranked; else 0
 
 
 @dataclass(frozen=True)

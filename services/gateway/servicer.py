@@ -100,6 +100,7 @@ def _items(items: Iterable[RankedItem]) -> list[gateway_pb2.RecommendedItem]:
                 retrieval=item.retrieval_score,
                 ranking=item.ranking_score,
                 rating=item.predicted_rating,
+                interaction=item.interaction_score,
             ),
         )
         for item in items

@@ -1,7 +1,10 @@
 """OnnxRanker: scores candidate items for one user with ranker.onnx.
 
-Inputs user_index int64[1], profile int64[1, P], history int64[1, H], items int64[1, N];
-outputs p_positive float32[1, N] (P(rating >= 4)) and rating float32[1, N] (in [1, 5]).
+Inputs user_index int64[B], profile int64[B, P], history int64[B, H], items int64[B, N];
+outputs p_positive float32[B, N] (P(rating >= 4)), rating float32[B, N] (in [1, 5]) and
+p_interact float32[B, N] (P(interact), the order of a recommendation list). A ranker.onnx
+without p_interact (a bundle from before that output) is still served: its p_positive stands
+in for p_interact.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from services.common.vocab import Vocabulary
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_CANDIDATES = 1_000
-_OUTPUTS = ["p_positive", "rating"]
+_OUTPUTS = ["p_positive", "rating", "p_interact"]
+_LEGACY_OUTPUTS = ["p_positive", "rating"]
 
 
 class OnnxRanker:
@@ -38,6 +42,14 @@ class OnnxRanker:
         self.bundle_version = bundle_version
         self.provider = provider
         self.max_candidates = max_candidates
+        names = {o.name for o in session.get_outputs()}
+        self.has_p_interact = "p_interact" in names
+        self._outputs = _OUTPUTS if self.has_p_interact else _LEGACY_OUTPUTS
+        if not self.has_p_interact:
+            log.warning(
+                "ranker.onnx of bundle %s has no p_interact output: ordering by p_positive",
+                bundle_version,
+            )
 
     @classmethod
     def from_bundle(
@@ -77,8 +89,7 @@ class OnnxRanker:
         lists padded with item 0, the unknown item; the padding is cut off again)."""
         width = max(items.size for _, items in prepared)
         if width == 0:
-            empty = np.zeros(0, dtype=np.float32)
-            return [RankScores(p_positive=empty, rating=empty.copy()) for _ in prepared]
+            return [_empty() for _ in prepared]
         items = np.zeros((len(prepared), width), dtype=np.int64)
         for row, (_, its) in enumerate(prepared):
             items[row, : its.size] = its
@@ -87,14 +98,23 @@ class OnnxRanker:
             for name in ("user_index", "profile", "history")
         }
         feeds["items"] = items
-        p_positive, rating = self._session.run(_OUTPUTS, feeds)
+        p_positive, rating, p_interact = self._run(feeds)
         return [
             RankScores(
                 p_positive=p_positive[row, : its.size].astype(np.float32),
                 rating=rating[row, : its.size].astype(np.float32),
+                p_interact=p_interact[row, : its.size].astype(np.float32),
             )
             for row, (_, its) in enumerate(prepared)
         ]
+
+    def _run(self, feeds: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """-> (p_positive, rating, p_interact), each float[B, N]; p_interact = p_positive for a
+        ranker.onnx without that output."""
+        out = self._session.run(self._outputs, feeds)
+        if self.has_p_interact:
+            return out[0], out[1], out[2]
+        return out[0], out[1], out[0]
 
     def warm_up(self, max_batch: int = 1, n_candidates: int = 200) -> None:
         """Run every batch size once so the first real requests do not pay ORT's lazy set-up."""
@@ -112,11 +132,19 @@ class OnnxRanker:
         """item_indices int64[N] (order kept) -> RankScores aligned with them."""
         feeds, items = self.prepare(user, item_indices)
         if items.size == 0:
-            empty = np.zeros(0, dtype=np.float32)
-            return RankScores(p_positive=empty, rating=empty.copy())
+            return _empty()
         feeds["items"] = items.reshape(1, -1)
-        p_positive, rating = self._session.run(_OUTPUTS, feeds)
+        p_positive, rating, p_interact = self._run(feeds)
         return RankScores(
             p_positive=p_positive[0].astype(np.float32, copy=False),
             rating=rating[0].astype(np.float32, copy=False),
+            p_interact=p_interact[0].astype(np.float32),  # a copy: may alias p_positive
         )
+
+
+def _empty() -> RankScores:
+    return RankScores(
+        p_positive=np.zeros(0, np.float32),
+        rating=np.zeros(0, np.float32),
+        p_interact=np.zeros(0, np.float32),
+    )

@@ -86,10 +86,25 @@ def test_candidates_and_scores_round_trip():
     cands = CandidateList(np.array([3, 1]), np.array([0.5, 0.25], dtype=np.float32))
     back = convert.candidates_from_proto(convert.candidates_to_proto(cands, "v"))
     np.testing.assert_array_equal(back.item_indices, [3, 1])
-    scores = RankScores(np.array([0.1], np.float32), np.array([4.5], np.float32))
+    scores = RankScores(
+        np.array([0.1], np.float32), np.array([4.5], np.float32), np.array([0.3], np.float32)
+    )
     msg = convert.rank_scores_to_proto(scores, "v", "CPUExecutionProvider")
     assert msg.execution_provider == "CPUExecutionProvider"
-    np.testing.assert_allclose(convert.rank_scores_from_proto(msg).rating, [4.5])
+    back = convert.rank_scores_from_proto(msg)
+    np.testing.assert_allclose(back.rating, [4.5])
+    np.testing.assert_allclose(back.p_positive, [0.1])
+    np.testing.assert_allclose(back.p_interact, [0.3])
+    assert back.p_interact.dtype == np.float32
+
+
+def test_rank_response_without_p_interact_falls_back_to_p_positive():
+    """A ranking service from before the field: its answer is ordered by p_positive."""
+    from recserve.v1 import ranking_pb2
+
+    msg = ranking_pb2.RankResponse(p_positive=[0.2, 0.7], rating=[3.0, 4.5])
+    back = convert.rank_scores_from_proto(msg)
+    np.testing.assert_allclose(back.p_interact, [0.2, 0.7])
 
 
 def test_user_value_segment_name_maps_to_enum():

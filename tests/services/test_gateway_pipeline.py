@@ -100,12 +100,20 @@ class FakeRetrieval:
 
 
 class FakeRanking:
-    """P(positive) high for indices ≡ 1 (mod 4); rating = 1 + 4 * P."""
+    """P(interact) high for indices ≡ 1 (mod 4); P(positive) high for indices ≡ 2 (mod 4), so
+    the order the gateway must use (P(interact)) differs from P(positive) and from retrieval's;
+    rating = 1 + 4 * P(positive)."""
 
     async def rank(self, user: UserState, item_indices: np.ndarray) -> RankScores:
         items = np.asarray(item_indices, dtype=np.int64)
-        p = np.where(items % 4 == 1, 0.9, 0.2).astype(np.float32) + items.astype(np.float32) / 1000
-        return RankScores(p_positive=p, rating=(1 + 4 * p).astype(np.float32))
+        tie = items.astype(np.float32) / 1000
+        p_interact = np.where(items % 4 == 1, 0.9, 0.2).astype(np.float32) + tie
+        p_positive = np.where(items % 4 == 2, 0.15, 0.05).astype(np.float32) + tie
+        return RankScores(
+            p_positive=p_positive,
+            rating=(1 + 4 * p_positive).astype(np.float32),
+            p_interact=p_interact,
+        )
 
 
 class FakeUserValue:
@@ -166,7 +174,7 @@ def test_recommend_returns_k_distinct_items_sorted_by_ranking_score():
     assert scores == sorted(scores, reverse=True)
     # Ranking prefers i9 and i5 (≡ 1 mod 4) over retrieval's favourites i12, i11, i10.
     assert ids(answer)[:2] == ["i9", "i5"]
-    assert answer.items[0].ranking_score == pytest.approx(answer.items[0].score)
+    assert answer.items[0].interaction_score == pytest.approx(answer.items[0].score)
     assert answer.model_version == "test-v1"
     assert not answer.cold_start and answer.fallbacks == ()
 
@@ -176,6 +184,23 @@ def test_items_carry_titles_tags_rating_and_stage_scores():
     assert item.title == "Title 9" and item.tags == ("Comedy", "Action")
     assert 1.0 <= item.predicted_rating <= 5.0
     assert item.retrieval_score == pytest.approx(0.09)
+    assert item.interaction_score == pytest.approx(0.909)  # P(interact): the order
+    assert item.ranking_score == pytest.approx(0.059)  # P(rating >= 4)
+    assert item.predicted_rating == pytest.approx(1 + 4 * 0.059)
+
+
+def test_recommend_orders_by_p_interact_not_p_positive():
+    """P(positive) would put i10 and i6 (≡ 2 mod 4) first; the answer follows P(interact)."""
+    answer = run(make_pipeline().recommend("u1", 8, UNSEEN))
+    got = ids(answer)
+    assert got[:3] == ["i9", "i5", "i12"]  # ≡ 1 (mod 4) first, then P(interact) ties by index
+    by_p_positive = sorted(answer.items, key=lambda item: -item.ranking_score)
+    assert [item.item_id for item in by_p_positive][:2] == ["i10", "i6"]
+    assert got != [item.item_id for item in by_p_positive]
+    assert [item.score for item in answer.items] == [
+        item.interaction_score for item in answer.items
+    ]
+    assert all(item.ranking_score < item.interaction_score for item in answer.items)
 
 
 def test_recommend_attaches_the_user_value():
@@ -240,6 +265,8 @@ def test_ranking_down_returns_retrieval_order_and_says_so():
     answer = run(make_pipeline(ranking=Down()).recommend("u1", 4, UNSEEN))
     assert answer.fallbacks == ("ranking_unavailable",)
     assert ids(answer) == ["i12", "i11", "i10", "i9"]
+    assert all(item.score == item.retrieval_score for item in answer.items)
+    assert all(item.interaction_score == item.ranking_score == 0 for item in answer.items)
 
 
 def test_ranking_too_slow_is_flagged_as_deadline_exceeded():

@@ -23,7 +23,8 @@ USER = UserState("u1", True, 1, np.zeros(3, np.int64), np.array([5, 2, 0], np.in
 
 
 class StandInRanking(ranking_pb2_grpc.RankingServiceServicer):
-    """p_positive = index / 100; sleeps `delay` seconds; rejects index 999."""
+    """p_positive = index / 100, p_interact = 1 - index / 100; sleeps `delay` seconds; rejects
+    index 999."""
 
     def __init__(self, delay: float = 0.0) -> None:
         self.delay = delay
@@ -35,7 +36,9 @@ class StandInRanking(ranking_pb2_grpc.RankingServiceServicer):
             raise InvalidArgument("item index 999 out of range")
         self.seen_history = list(request.user.history)
         p = [i / 100 for i in request.item_indices]
-        return ranking_pb2.RankResponse(p_positive=p, rating=[1 + 4 * x for x in p])
+        return ranking_pb2.RankResponse(
+            p_positive=p, rating=[1 + 4 * x for x in p], p_interact=[1 - x for x in p]
+        )
 
 
 async def _with_ranking(servicer, scenario, deadline_s: float = 1.0):
@@ -57,6 +60,7 @@ def test_rank_over_grpc_returns_aligned_domain_scores():
         _with_ranking(servicer, lambda stage: stage.rank(USER, np.array([7, 3], np.int64)))
     )
     assert scores.p_positive.tolist() == pytest.approx([0.07, 0.03])
+    assert scores.p_interact.tolist() == pytest.approx([0.93, 0.97])
     assert scores.rating.dtype == np.float32
     assert servicer.seen_history == [5, 2], "history travels without its 0 padding"
 

@@ -55,6 +55,7 @@ def test_batched_answers_equal_one_at_a_time_ranking(ranker, users):
         assert got.p_positive.shape == items.shape
         np.testing.assert_allclose(got.p_positive, want.p_positive, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(got.rating, want.rating, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(got.p_interact, want.p_interact, rtol=1e-4, atol=1e-5)
     assert batcher.requests == len(requests)
     assert batcher.batches < len(requests)  # concurrent requests were merged
     assert batcher.batches >= -(-len(requests) // 8)  # never more than max_batch per call
@@ -84,7 +85,8 @@ def test_empty_candidate_lists_in_a_batch(ranker, users):
     out = ranker.rank_prepared(
         [ranker.prepare(users[0], np.zeros(0, np.int64)), ranker.prepare(users[1], np.array([7]))]
     )
-    assert out[0].p_positive.size == 0 and out[1].p_positive.size == 1
+    assert out[0].p_positive.size == out[0].p_interact.size == 0
+    assert out[1].p_positive.size == out[1].p_interact.size == 1
 
 
 def test_warm_up_runs_every_batch_size(ranker):
@@ -123,3 +125,4 @@ def test_the_service_batches_over_grpc(bundle, ranker, users):
     for (user, items), reply in zip(requests, replies, strict=True):
         want = ranker.rank(user, items)
         np.testing.assert_allclose(reply.p_positive, want.p_positive, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(reply.p_interact, want.p_interact, rtol=1e-4, atol=1e-5)

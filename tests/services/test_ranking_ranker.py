@@ -39,9 +39,12 @@ def user(bundle):
 def test_scores_align_with_candidates_and_stay_in_range(ranker, user):
     items = np.arange(1, 51, dtype=np.int64)
     scores = ranker.rank(user, items)
-    assert scores.p_positive.shape == scores.rating.shape == (50,)
-    assert scores.p_positive.dtype == np.float32
+    assert scores.p_positive.shape == scores.rating.shape == scores.p_interact.shape == (50,)
+    assert scores.p_positive.dtype == scores.p_interact.dtype == np.float32
     assert ((scores.p_positive >= 0) & (scores.p_positive <= 1)).all()
+    # P(positive) = P(interact) x P(rating >= 4 | interact) <= P(interact)
+    assert ranker.has_p_interact
+    assert (scores.p_positive <= scores.p_interact + 1e-6).all()
     assert ((scores.rating >= 1) & (scores.rating <= 5)).all()
 
 
@@ -57,7 +60,32 @@ def test_provider_is_reported(ranker):
 
 
 def test_empty_candidates_give_empty_scores(ranker, user):
-    assert ranker.rank(user, np.zeros(0, dtype=np.int64)).p_positive.size == 0
+    empty = ranker.rank(user, np.zeros(0, dtype=np.int64))
+    assert empty.p_positive.size == empty.rating.size == empty.p_interact.size == 0
+
+
+def test_a_ranker_onnx_without_p_interact_orders_by_p_positive(bundle, ranker, user, tmp_path):
+    """An older bundle's ranker.onnx (outputs p_positive, rating only) is still served."""
+    import onnx
+
+    from services.common.onnx import create_session
+    from services.ranking.ranker import OnnxRanker
+
+    model = onnx.load(str(bundle.path("ranker.onnx")))
+    keep = [o for o in model.graph.output if o.name != "p_interact"]
+    del model.graph.output[:]
+    model.graph.output.extend(keep)
+    path = tmp_path / "ranker.onnx"
+    onnx.save(model, str(path))
+    session, provider = create_session(path, prefer_gpu=False)
+    legacy = OnnxRanker(session, ranker.inputs, bundle_version="old", provider=provider)
+    assert not legacy.has_p_interact
+    items = np.arange(1, 31, dtype=np.int64)
+    old, new = legacy.rank(user, items), ranker.rank(user, items)
+    np.testing.assert_allclose(old.p_positive, new.p_positive, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(old.p_interact, old.p_positive)
+    (batched,) = legacy.rank_prepared([legacy.prepare(user, items)])
+    np.testing.assert_array_equal(batched.p_interact, batched.p_positive)
 
 
 @pytest.mark.parametrize("bad", [-1, 10**9])
@@ -90,6 +118,8 @@ def test_rank_rpc_reports_scores_and_provider(ranker, user):
     response = _rank_over_grpc(ranker, request)
     expected = ranker.rank(user, np.array([3, 1, 2]))
     np.testing.assert_allclose(response.p_positive, expected.p_positive, rtol=1e-6)
+    np.testing.assert_allclose(response.p_interact, expected.p_interact, rtol=1e-6)
+    np.testing.assert_allclose(response.rating, expected.rating, rtol=1e-6)
     assert response.execution_provider == ranker.provider
     assert response.bundle_version == ranker.bundle_version
 

@@ -81,7 +81,49 @@ def test_exported_io_follows_the_bundle_contract(user_tower, ranker, heldout, tm
     assert rank["outputs"] == [
         {"name": "p_positive", "dtype": "float32", "shape": ["B", "N"]},
         {"name": "rating", "dtype": "float32", "shape": ["B", "N"]},
+        {"name": "p_interact", "dtype": "float32", "shape": ["B", "N"]},
     ]
+
+
+def test_ranker_onnx_has_three_outputs_each_matching_torch(ranker, heldout, tmp_path) -> None:
+    """p_positive, rating and p_interact by name, each within 1e-4 of torch; p_interact is
+    sigmoid(interact logit) and p_positive = p_interact * sigmoid(likes logit)."""
+    path = export_ranker(ranker, tmp_path / "ranker.onnx", _sample(heldout))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["p_positive", "rating", "p_interact"]
+    feeds = {k: heldout[k] for k in ("user_index", "profile", "history", "items")}
+    names = ["p_interact", "p_positive", "rating"]
+    got = dict(zip(names, session.run(names, feeds), strict=True))
+    with torch.no_grad():
+        args = [torch.from_numpy(feeds[k]) for k in feeds]
+        interact, likes, rating = ranker.logits(*args)
+    want = {
+        "p_interact": torch.sigmoid(interact).numpy(),
+        "p_positive": (torch.sigmoid(interact) * torch.sigmoid(likes)).numpy(),
+        "rating": rating.numpy(),
+    }
+    for name, value in want.items():
+        assert got[name].shape == heldout["items"].shape, name
+        np.testing.assert_allclose(got[name], value, rtol=0, atol=1e-4, err_msg=name)
+    assert not np.allclose(got["p_interact"], got["p_positive"])
+    assert parity_max_abs_error(ranker, path, heldout) <= 1e-4
+
+
+def test_parity_check_covers_every_ranker_output(ranker, heldout, tmp_path) -> None:
+    """A difference in p_interact alone is caught and named."""
+
+    class Shifted(torch.nn.Module):
+        def __init__(self, inner: Ranker) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *args):
+            p, rating, p_interact = self.inner(*args)
+            return p, rating, p_interact + 0.01
+
+    path = export_ranker(ranker, tmp_path / "ranker.onnx", _sample(heldout))
+    with pytest.raises(ParityError, match="in p_interact"):
+        parity_max_abs_error(Shifted(ranker), path, heldout)
 
 
 def test_parity_check_raises_when_onnx_and_torch_disagree(ranker, heldout, tmp_path) -> None:

@@ -36,31 +36,35 @@ def inputs(ml_catalog, ml_split) -> dict[str, torch.Tensor]:
 
 def test_outputs_are_probabilities_and_ratings_per_candidate(ranker, inputs) -> None:
     with torch.no_grad():
-        p, rating = ranker(**inputs)
-    assert p.shape == rating.shape == (5, 30)
+        p, rating, p_interact = ranker(**inputs)
+    assert p.shape == rating.shape == p_interact.shape == (5, 30)
     assert ((p > 0) & (p < 1)).all()
+    assert ((p_interact > 0) & (p_interact < 1)).all() and (p <= p_interact).all()
     assert ((rating >= 1) & (rating <= 5)).all()
 
 
 def test_a_candidates_scores_do_not_depend_on_the_other_candidates(ranker, inputs) -> None:
     with torch.no_grad():
-        p_all, r_all = ranker(**inputs)
+        p_all, r_all, i_all = ranker(**inputs)
         flipped = {**inputs, "items": inputs["items"].flip(1)}
-        p_flip, r_flip = ranker(**flipped)
+        p_flip, r_flip, i_flip = ranker(**flipped)
         single = {**inputs, "items": inputs["items"][:, :1]}
-        p_one, r_one = ranker(**single)
+        p_one, r_one, i_one = ranker(**single)
     torch.testing.assert_close(p_all, p_flip.flip(1))
     torch.testing.assert_close(r_all, r_flip.flip(1))
+    torch.testing.assert_close(i_all, i_flip.flip(1))
     torch.testing.assert_close(p_all[:, :1], p_one)
     torch.testing.assert_close(r_all[:, :1], r_one)
+    torch.testing.assert_close(i_all[:, :1], i_one)
 
 
 def test_empty_history_and_unknown_user_give_finite_scores(ranker, inputs) -> None:
     cold = {**inputs, "user_index": torch.zeros(5, dtype=torch.long),
             "history": torch.zeros_like(inputs["history"])}  # fmt: skip
     with torch.no_grad():
-        p, rating = ranker(**cold)
+        p, rating, p_interact = ranker(**cold)
     assert torch.isfinite(p).all() and torch.isfinite(rating).all()
+    assert torch.isfinite(p_interact).all()
 
 
 def _bce(p: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -70,7 +74,8 @@ def _bce(p: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 def test_p_positive_is_p_interact_times_p_likes(ranker, inputs) -> None:
     with torch.no_grad():
         interact, likes, rating = ranker.logits(**inputs)
-        p, rating_out = ranker(**inputs)
+        p, rating_out, p_interact = ranker(**inputs)
+    torch.testing.assert_close(p_interact, torch.sigmoid(interact))
     torch.testing.assert_close(p, torch.sigmoid(interact) * torch.sigmoid(likes))
     torch.testing.assert_close(rating, rating_out)
 
@@ -117,9 +122,11 @@ def test_ranker_with_retrieval_score_adds_it_to_the_positive_logit(ml_catalog, i
     model = Ranker(ml_catalog.n_users, ml_catalog.n_items, spec.profile_cardinalities, *side,
                    RankerConfig(), retrieval).eval()  # fmt: skip
     with torch.no_grad():
-        p, rating = model(**inputs)
+        p, rating, p_interact = model(**inputs)
         scores = retrieval(**inputs)
-    assert p.shape == rating.shape == scores.shape == (5, 30)
+        interact, _, _ = model.logits(**inputs)
+    assert p.shape == rating.shape == p_interact.shape == scores.shape == (5, 30)
+    torch.testing.assert_close(p_interact, torch.sigmoid(interact))
     assert not any(param.requires_grad for param in retrieval.parameters())
 
 

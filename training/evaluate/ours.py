@@ -2,7 +2,7 @@
 way the services ask it.
 
     retrieval   feature store state → Retriever (user tower ONNX + FAISS), exclude seen, top k
-    two_stage   retrieval top-N (N = the gateway's candidates, 200) → OnnxRanker P(positive)
+    two_stage   retrieval top-N (N = the gateway's candidates, 200) → OnnxRanker P(interact)
     gateway     the answer of a running gateway (services.launcher, embedded mode) over gRPC
 
 The feature store is built from the bundle's interactions.parquet (= the train events), so
@@ -113,7 +113,7 @@ class OurModel:
     def two_stage(
         self, user_ids: Sequence[str], k: int = 100, candidates: int = CANDIDATES
     ) -> dict[str, list[str]]:
-        """Retrieval top-N, re-ranked by the ranker's P(positive) (the gateway's order)."""
+        """Retrieval top-N, re-ranked by the ranker's P(interact) (the gateway's order)."""
         out = {}
         for user_id in user_ids:
             user = self.user(user_id)
@@ -121,7 +121,7 @@ class OurModel:
                 out[str(user_id)] = self._popular(user, k)
                 continue
             found = self.retriever.retrieve(user, max(candidates, k), EXCLUDE_SEEN)
-            scores = self.ranker.rank(user, found.item_indices).p_positive
+            scores = self.ranker.rank(user, found.item_indices).p_interact
             order = np.argsort(-scores, kind="stable")[:k]
             out[str(user_id)] = self._ids(found.item_indices[order])
         return out

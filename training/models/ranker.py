@@ -1,10 +1,12 @@
-"""Multi-task ranking model: P(rating >= 4) and the rating itself, for N candidates per user.
+"""Multi-task ranking model: P(interact), P(rating >= 4) and the rating itself, for N
+candidates per user.
 
 P(positive) is factorised: P(interact | user, item) x P(rating >= 4 | interact). The interact
 logit learns from hard negatives (unrated retrieved items, label 0; every rated item is label
 1) and carries the retrieval score; the "likes" logit and the rating learn from rated items
-only, so P(positive) still orders the items a user rated (AUC among rated items) while the
-product re-ranks unrated retrieved candidates.
+only, so P(positive) still orders the items a user rated (AUC among rated items). P(interact)
+is exported on its own too: it is what the serving path orders candidates by (ordering by the
+product costs top-K, since any held-out interaction counts, liked or not).
 
 Shapes: B = batch, N = candidates, H = history length, P = profile fields, F = item features.
 Ranker.forward is the exported graph; the training loss lives in `ranker_loss`.
@@ -65,13 +67,13 @@ class RetrievalScore(nn.Module):
 
 class Ranker(nn.Module):
     """(user_index [B], profile [B, P], history [B, H], items [B, N]) ->
-    (p_positive float32[B, N], rating float32[B, N] in [1, 5]).
+    (p_positive float32[B, N], rating float32[B, N] in [1, 5], p_interact float32[B, N]).
 
     Each candidate attends over the history (target attention). Three heads share the MLP:
-    p_positive = sigmoid(interact) * sigmoid(likes); the rating head blends the MLP with user
-    and item biases: rating = 1 + 4 * sigmoid(z + b_u + b_i + b). With `retrieval`, the
-    (frozen) two-tower score of each candidate is one more input and a learned multiple of it
-    is added to the interact logit.
+    p_interact = sigmoid(interact), p_positive = sigmoid(interact) * sigmoid(likes); the rating
+    head blends the MLP with user and item biases: rating = 1 + 4 * sigmoid(z + b_u + b_i + b).
+    With `retrieval`, the (frozen) two-tower score of each candidate is one more input and a
+    learned multiple of it is added to the interact logit.
     """
 
     def __init__(
@@ -140,9 +142,11 @@ class Ranker(nn.Module):
         profile: torch.Tensor,
         history: torch.Tensor,
         items: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """-> (p_positive, rating, p_interact); the order of ranker.onnx's outputs."""
         interact, likes, rating = self.logits(user_index, profile, history, items)
-        return torch.sigmoid(interact) * torch.sigmoid(likes), rating
+        p_interact = torch.sigmoid(interact)
+        return p_interact * torch.sigmoid(likes), rating, p_interact
 
 
 def ranker_loss(

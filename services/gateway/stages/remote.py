@@ -122,7 +122,8 @@ class RemoteRanking(_Client):
         request = ranking_pb2.RankRequest(user=convert.user_state_to_proto(user))
         request.item_indices.extend(np.asarray(item_indices, dtype=np.int64).tolist())
         scores = convert.rank_scores_from_proto(await self.call(self._stub.Rank, request))
-        if len(scores.p_positive) != len(item_indices) or len(scores.rating) != len(item_indices):
+        n = len(item_indices)
+        if not len(scores.p_positive) == len(scores.rating) == len(scores.p_interact) == n:
             raise Unavailable("ranking service: answer not aligned with the candidates")
         return scores
 

@@ -19,12 +19,14 @@ def _timestamp(record: logging.LogRecord) -> str:
     return f"{base}.{int(record.msecs):03d}Z"
 
 
-class JsonFormatter(logging.Formatter):
+class _RecordFormatter(logging.Formatter):
+    """Turns a record into the fields every recserve log line carries."""
+
     def __init__(self, service: str) -> None:
         super().__init__()
         self._service = service
 
-    def format(self, record: logging.LogRecord) -> str:
+    def fields(self, record: logging.LogRecord) -> dict[str, object]:
         entry: dict[str, object] = {
             "ts": _timestamp(record),
             "level": record.levelname,
@@ -35,27 +37,18 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return entry
 
 
-class KeyValueFormatter(logging.Formatter):
-    def __init__(self, service: str) -> None:
-        super().__init__()
-        self._service = service
-
+class JsonFormatter(_RecordFormatter):
     def format(self, record: logging.LogRecord) -> str:
-        fields = {
-            "ts": _timestamp(record),
-            "level": record.levelname,
-            "service": self._service,
-            "logger": record.name,
-            "msg": record.getMessage(),
-            **_extra_fields(record),
-        }
-        if record.exc_info:
-            fields["exc"] = self.formatException(record.exc_info)
+        return json.dumps(self.fields(record), default=str)
+
+
+class KeyValueFormatter(_RecordFormatter):
+    def format(self, record: logging.LogRecord) -> str:
         # json.dumps quotes and escapes values (newlines included): one record, one line.
-        return " ".join(f"{k}={json.dumps(v, default=str)}" for k, v in fields.items())
+        return " ".join(f"{k}={json.dumps(v, default=str)}" for k, v in self.fields(record).items())
 
 
 def setup_logging(service_name: str, level: str | int = "INFO", fmt: str = "json") -> None:

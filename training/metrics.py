@@ -15,48 +15,20 @@ import torch
 
 from services.common.features import pad_history, sliding_histories
 from training.encode import EncodedCatalog
+from training.evaluate import metrics as M
+from training.evaluate.metrics import auc, rmse
+from training.evaluate.metrics import log_loss as logloss
 from training.models import Ranker, UserTower
 
 
 def recall_at_k(ranked: np.ndarray, relevant: Sequence[set[int]], k: int) -> float:
     """ranked int[U, >=k] item rows, best first: mean of |top-k ∩ relevant| / |relevant|."""
-    scores = [
-        len(set(row[:k].tolist()) & rel) / len(rel)
-        for row, rel in zip(ranked, relevant, strict=True)
-    ]
-    return float(np.mean(scores))
+    return M.recall_at_k(dict(enumerate(ranked.tolist())), dict(enumerate(relevant)), k)
 
 
 def ndcg_at_k(ranked: np.ndarray, relevant: Sequence[set[int]], k: int) -> float:
-    """Binary-relevance NDCG@k averaged over users."""
-    discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    scores = []
-    for row, rel in zip(ranked, relevant, strict=True):
-        gains = np.fromiter((item in rel for item in row[:k]), dtype=np.float64, count=k)
-        ideal = discounts[: min(len(rel), k)].sum()
-        scores.append(float(gains @ discounts) / ideal)
-    return float(np.mean(scores))
-
-
-def auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """ROC AUC via the rank-sum (Mann-Whitney) statistic, ties counted as half."""
-    labels = np.asarray(labels, dtype=bool)
-    ranks = pd.Series(np.asarray(scores, dtype=np.float64)).rank(method="average").to_numpy()
-    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def logloss(labels: np.ndarray, probs: np.ndarray, eps: float = 1e-7) -> float:
-    p = np.clip(np.asarray(probs, dtype=np.float64), eps, 1 - eps)
-    y = np.asarray(labels, dtype=np.float64)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
-
-
-def rmse(targets: np.ndarray, predictions: np.ndarray) -> float:
-    diff = np.asarray(targets, dtype=np.float64) - np.asarray(predictions, dtype=np.float64)
-    return float(np.sqrt(np.mean(diff**2)))
+    """Binary-relevance NDCG@k averaged over users (rows of `ranked`)."""
+    return M.ndcg_at_k(dict(enumerate(ranked.tolist())), dict(enumerate(relevant)), k)
 
 
 def _top_k(scores: np.ndarray, k: int) -> np.ndarray:

@@ -100,3 +100,9 @@ def test_calibration_curve_bins_and_ece():
     assert cal.predicted.tolist() == pytest.approx([0.1, 0.9])
     assert cal.observed.tolist() == pytest.approx([0.0, 1.0])
     assert cal.ece == pytest.approx((2 * 0.1 + 3 * 0.1) / 5)
+
+
+def test_average_ranks_share_the_mean_rank_on_ties() -> None:
+    from training.evaluate.metrics import average_ranks
+
+    assert average_ranks(np.array([0.3, 0.1, 0.3, 0.2])).tolist() == [3.5, 1.0, 3.5, 2.0]

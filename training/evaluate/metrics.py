@@ -160,16 +160,27 @@ def mae(truth: np.ndarray, predicted: np.ndarray) -> float:
     return float(np.mean(np.abs(diff)))
 
 
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties sharing their mean rank (scipy's rankdata "average")."""
+    x = np.asarray(values, dtype=np.float64)
+    order = np.argsort(x, kind="mergesort")
+    ordered = x[order]
+    starts_group = np.r_[True, ordered[1:] != ordered[:-1]]
+    starts = np.flatnonzero(starts_group)
+    ends = np.r_[starts[1:], x.size]
+    ranks = np.empty(x.size, dtype=np.float64)
+    ranks[order] = ((starts + ends + 1) / 2.0)[np.cumsum(starts_group) - 1]
+    return ranks
+
+
 def auc(labels: np.ndarray, probs: np.ndarray) -> float:
     """ROC AUC by the rank-sum (Mann-Whitney U) statistic; ties count one half. NaN when only
     one class is present."""
-    from scipy.stats import rankdata
-
     y = np.asarray(labels, dtype=bool)
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     if n_pos == 0 or n_neg == 0:
         return float("nan")
-    ranks = rankdata(np.asarray(probs, dtype=np.float64))
+    ranks = average_ranks(probs)
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 

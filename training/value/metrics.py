@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from services.common.value_features import VALUE_FEATURE_NAMES
+from training.evaluate.metrics import auc, average_ranks, mae, rmse
 
 
 @dataclass(frozen=True)
@@ -20,29 +20,9 @@ class ValuePredictions:
     p_active: np.ndarray
 
 
-def mae(actual: np.ndarray, predicted: np.ndarray) -> float:
-    return float(np.mean(np.abs(np.asarray(actual, np.float64) - predicted)))
-
-
-def rmse(actual: np.ndarray, predicted: np.ndarray) -> float:
-    return float(np.sqrt(np.mean((np.asarray(actual, np.float64) - predicted) ** 2)))
-
-
 def spearman(actual: np.ndarray, predicted: np.ndarray) -> float:
     """Rank correlation with average ranks for ties."""
-    a = pd.Series(np.asarray(actual, np.float64)).rank().to_numpy()
-    p = pd.Series(np.asarray(predicted, np.float64)).rank().to_numpy()
-    return float(np.corrcoef(a, p)[0, 1])
-
-
-def auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """ROC AUC via the Mann-Whitney statistic (ties count one half)."""
-    labels = np.asarray(labels) > 0
-    ranks = pd.Series(np.asarray(scores, np.float64)).rank().to_numpy()
-    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return float(np.corrcoef(average_ranks(actual), average_ranks(predicted))[0, 1])
 
 
 def top_decile_capture(actual: np.ndarray, predicted: np.ndarray) -> float:

@@ -17,6 +17,16 @@ from services.common.types import ItemInfo
 from services.common.vocab import Vocabulary
 
 
+def tag_masks(tags: Sequence[str], item_tags: Sequence[Sequence[str]]) -> np.ndarray:
+    """bool[T, rows]: [t, i] is True when item row i carries tags[t] (tags not in `tags` are
+    ignored). The one place the item x tag matrix behind every tag filter is built."""
+    position = {t: j for j, t in enumerate(tags)}
+    masks = np.zeros((len(position), len(item_tags)), dtype=bool)
+    for row, names in enumerate(item_tags):
+        masks[[position[t] for t in names if t in position], row] = True
+    return masks
+
+
 class ItemCatalog:
     """Row i (1..n) describes item index i; row 0 is the unknown item."""
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from services.common.bundle import Bundle
-from services.common.catalog import ItemCatalog
+from services.common.catalog import ItemCatalog, tag_masks
 from services.common.types import FilterSpec, ItemInfo
 
 NO_FILTERS = FilterSpec()
@@ -44,10 +44,7 @@ class GatewayCatalog:
     ) -> GatewayCatalog:
         """infos[i] describes item index i; infos[0] is the unknown item."""
         names = tuple(dict.fromkeys([*tag_names, *(t for info in infos for t in info.tags)]))
-        column = {t: j for j, t in enumerate(names)}
-        matrix = np.zeros((len(infos), len(names)), dtype=bool)
-        for row, info in enumerate(infos):
-            matrix[row, [column[t] for t in info.tags]] = True
+        matrix = np.ascontiguousarray(tag_masks(names, [info.tags for info in infos]).T)
         popularity = np.array([info.popularity for info in infos], dtype=np.int64)
         popularity[0] = -1  # the unknown row sorts last and is dropped below
         # Most popular first; ties broken by item index so the order is deterministic.

@@ -13,6 +13,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from services.common.catalog import tag_masks
 from services.common.errors import InvalidArgument
 from services.common.types import CandidateList, FilterSpec
 
@@ -38,11 +39,7 @@ class CandidateIndex:
         self.tags = tuple(tags)
         self._tag_pos = {t: i for i, t in enumerate(self.tags)}
         self.tag_masks = np.zeros((len(self.tags), self.n_rows), dtype=bool)  # bool[T, n + 1]
-        for row, item_tags_ in enumerate(item_tags):
-            for tag in item_tags_:
-                pos = self._tag_pos.get(tag)
-                if pos is not None:
-                    self.tag_masks[pos, row] = True
+        self.tag_masks[:, : len(item_tags)] = tag_masks(self.tags, item_tags)
         self._base = _base_index(index)
         # Optional: below this many eligible items, score them exactly instead of asking FAISS
         # (0 = always FAISS with the selector; exact search is then only the fallback when an

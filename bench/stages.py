@@ -1,7 +1,8 @@
 """In-process stage costs on a bundle: the floor under any serving topology.
 
 feature lookup (1 user + N items), user tower, FAISS search for N candidates, ranking N
-candidates (one user, and batched over B users as the ranking service's micro-batcher does).
+candidates (one user, and batched over B users as the ranking service's micro-batcher does),
+and the whole embedded Recommend pipeline without gRPC.
 Each is timed call by call (perf_counter) after a warm-up; p50/p99 in milliseconds.
 """
 
@@ -65,9 +66,35 @@ def stage_costs(
         ),
         f"rank_{len(cands)}": time_calls(lambda: ranker.rank(state, cands), n),
     }
+    out["pipeline_recommend_k20"] = _pipeline_recommend(bundle, pick, n_candidates, n)
     if batch > 1:  # what the micro-batcher does with `batch` concurrent requests
         prepared = [ranker.prepare(store.get_user(pick()), cands) for _ in range(batch)]
         res = time_calls(lambda: ranker.rank_prepared(prepared), max(n // batch, 50))
         res["per_request_ms"] = round(res["mean_ms"] / batch, 4)
         out[f"rank_{len(cands)}_batch_{batch}"] = res
     return out
+
+
+def _pipeline_recommend(
+    bundle: Bundle, pick: Callable[[], str], n_candidates: int, n: int
+) -> dict[str, float]:
+    """The whole embedded Recommend path (features -> retrieval ∥ user value -> ranking ->
+    top 20), called in-process without gRPC: what the gateway costs beyond its stages."""
+    import asyncio
+    from dataclasses import replace
+
+    from services.common.types import FilterSpec
+    from services.gateway.app import build_pipeline
+    from services.gateway.config import GatewaySettings
+
+    settings = GatewaySettings.from_env({"RECSERVE_MODE": "embedded"})
+    settings = replace(settings, limits=replace(settings.limits, candidates=n_candidates))
+    pipeline = build_pipeline(settings, bundle)
+    loop = asyncio.new_event_loop()
+    filters = FilterSpec(exclude_seen=True)
+    try:
+        return time_calls(
+            lambda: loop.run_until_complete(pipeline.recommend(pick(), 20, filters)), n
+        )
+    finally:
+        loop.close()

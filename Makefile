@@ -17,7 +17,7 @@ EVAL_ARGS ?=
 # torch: without PASSIVE, OpenMP threads spin and a loaded 2-core box trains up to 50x slower.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: help install lock data train export serve serve-embedded demo recommend test lint fmt protos clean eval eval-byo eval-external loadtest bench eval-value
+.PHONY: help install lock data train export serve serve-embedded demo recommend test lint fmt protos clean eval eval-byo eval-external loadtest bench eval-value ab-report
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -81,6 +81,9 @@ eval: data  ## offline evaluation from scratch: splits, references, ours (3 ways
 
 eval-byo: data  ## bring your own split: make eval-byo TRAIN=train.tsv TEST=test.tsv (TSV user item rating timestamp)
 	$(PY) -m training.evaluate byo --train $(TRAIN) --test $(TEST) --data-dir $(DATA_DIR) --out $(or $(OUT),runs/eval/byo)
+
+ab-report: data  ## A/B report from logs: make ab-report EXPOSURES=... FEEDBACK=... EXPERIMENTS=... (none given: MovieLens replay)
+	$(PY) -m training.experiments $(if $(EXPOSURES),--exposures $(EXPOSURES) --feedback $(FEEDBACK) --config $(EXPERIMENTS),--simulate --data-dir $(DATA_DIR)) --out reports/ab
 
 test: data  ## lint + the whole test suite (exit code 5, "no tests", counts as failure)
 	$(VENV)/bin/ruff check .

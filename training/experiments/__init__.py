@@ -1,0 +1,1 @@
+"""Online experiment analysis: exposures joined with feedback, per-arm metrics (ab-report)."""

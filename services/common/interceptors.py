@@ -1,25 +1,48 @@
-"""Cross-cutting RPC behaviour for every grpc.aio server: error mapping and access logging.
+"""Cross-cutting RPC behaviour for every grpc.aio server: error mapping, request ids and
+sampled access logs.
 
 Domain code raises services.common.errors.RecserveError subclasses; this interceptor turns
 them into `context.abort(grpc.StatusCode[exc.code], message)`. Anything else becomes INTERNAL
 with a generic message: the stack trace goes to the log, never to the client.
+
+Request ids: a caller may send `x-request-id` (printable ASCII, at most 64 characters); otherwise
+one is made up. It is on every log line written while serving the call and comes back in the
+trailing metadata. Access log (logger "recserve.access"): every failed call, and a sample of the
+successful ones (RECSERVE_ACCESS_LOG_SAMPLE, default 0.01; 1 logs all, 0 none).
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
+import random
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 
+from services.common.config import env_float
 from services.common.errors import RecserveError
+from services.common.logging import REQUEST_ID
 
 log = logging.getLogger("recserve.rpc")
+access_log = logging.getLogger("recserve.access")
 
 INTERNAL_MESSAGE = "internal error"
+REQUEST_ID_KEY = "x-request-id"
+MAX_REQUEST_ID = 64
+
+
+def request_id_of(context: grpc.aio.ServicerContext) -> str:
+    """The caller's x-request-id when it is sane, else a new random one."""
+    for key, value in context.invocation_metadata() or ():
+        if key == REQUEST_ID_KEY and isinstance(value, str):
+            if 0 < len(value) <= MAX_REQUEST_ID and value.isascii() and value.isprintable():
+                return value
+            break
+    return uuid.uuid4().hex[:16]
 
 
 def _status_of(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
@@ -29,11 +52,16 @@ def _status_of(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
     return grpc.StatusCode.OK if code in (None, 0) else grpc.StatusCode.UNKNOWN
 
 
-def _wrap_unary(method: str, inner: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+def _wrap_unary(
+    method: str, inner: Callable[..., Any], access_sample: float
+) -> Callable[..., Awaitable[Any]]:
     is_coroutine = inspect.iscoroutinefunction(inner)
 
     async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
         start = time.perf_counter()
+        request_id = request_id_of(context)
+        token = REQUEST_ID.set(request_id)
+        context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
         try:
             result = inner(request, context)
             return await result if is_coroutine else result
@@ -49,23 +77,38 @@ def _wrap_unary(method: str, inner: Callable[..., Any]) -> Callable[..., Awaitab
             log.exception("rpc %s failed", method)
             await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
         finally:
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug(
-                    "rpc method=%s status=%s latency_ms=%.3f",
-                    method,
-                    _status_of(context).name,
-                    (time.perf_counter() - start) * 1e3,
+            status = _status_of(context)
+            if status is not grpc.StatusCode.OK or (
+                access_sample > 0 and random.random() < access_sample
+            ):
+                access_log.info(
+                    "rpc",
+                    extra={
+                        "method": method,
+                        "status": status.name,
+                        "latency_ms": round((time.perf_counter() - start) * 1e3, 3),
+                        "peer": context.peer(),
+                        "sampled": status is grpc.StatusCode.OK,
+                    },
                 )
+            REQUEST_ID.reset(token)
 
     return handler
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Maps domain errors to gRPC statuses and logs method/status/latency at DEBUG.
+    """Maps domain errors to gRPC statuses, sets the request id, writes the access log.
 
     Only unary-unary handlers are wrapped (every recserve RPC is unary); streaming handlers
     such as health Watch and reflection pass through untouched.
     """
+
+    def __init__(self, access_sample: float | None = None) -> None:
+        self.access_sample = (
+            env_float("RECSERVE_ACCESS_LOG_SAMPLE", 0.01, min_value=0.0, max_value=1.0)
+            if access_sample is None
+            else access_sample
+        )
 
     async def intercept_service(
         self,
@@ -76,7 +119,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or handler.unary_unary is None:
             return handler
         return grpc.unary_unary_rpc_method_handler(
-            _wrap_unary(handler_call_details.method, handler.unary_unary),
+            _wrap_unary(handler_call_details.method, handler.unary_unary, self.access_sample),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )

@@ -1,11 +1,32 @@
-"""One log line per record, JSON (default) or key=value, with the service name on every line."""
+"""One log line per record, JSON (default) or key=value, with the service name on every line.
+
+The request id of the RPC being served (services.common.interceptors sets it from the
+`x-request-id` metadata, or makes one up) is on every line logged while serving it.
+"""
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import sys
 import time
+
+REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+_base_factory = logging.getLogRecordFactory()
+
+
+def _record_with_request_id(*args: object, **kwargs: object) -> logging.LogRecord:
+    """Stamps the serving RPC's request id on the record when it is created (not when it is
+    formatted, which may happen later or elsewhere)."""
+    record = _base_factory(*args, **kwargs)
+    request_id = REQUEST_ID.get()
+    if request_id:
+        record.request_id = request_id
+    return record
+
+
+logging.setLogRecordFactory(_record_with_request_id)
 
 _RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 

@@ -1,0 +1,100 @@
+"""Request ids and the sampled access log of the shared server interceptor."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from recserve.v1 import feature_pb2, feature_pb2_grpc
+from services.common.errors import NotFound
+from services.common.interceptors import ErrorInterceptor
+from services.common.logging import REQUEST_ID, JsonFormatter
+from services.common.server import create_server
+from services.feature.servicer import register
+
+SERVICE = "recserve.v1.FeatureService"
+
+
+class MissingUserStore:
+    """get_user logs one line (so the request id shows up there) and answers NOT_FOUND."""
+
+    bundle_version = "test"
+
+    def get_user(self, user_id, recent_items=()):
+        logging.getLogger("test.store").info("lookup %s", user_id)
+        raise NotFound(f"unknown user {user_id!r}")
+
+
+async def _get_user(metadata=()) -> tuple[grpc.aio.AioRpcError, dict[str, str]]:
+    server, port = await create_server(
+        register(MissingUserStore()), port=0, service_names=[SERVICE]
+    )
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = feature_pb2_grpc.FeatureServiceStub(channel)
+            call = stub.GetUser(feature_pb2.GetUserRequest(user_id="u1"), metadata=metadata)
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await call
+            return err.value, dict(await call.trailing_metadata() or ())
+    finally:
+        await server.stop(None)
+
+
+async def _health_checks(n: int) -> None:
+    server, port = await create_server(
+        register(MissingUserStore()), port=0, service_names=[SERVICE]
+    )
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            for _ in range(n):
+                await stub.Check(health_pb2.HealthCheckRequest(service=""))
+    finally:
+        await server.stop(None)
+
+
+def _access(caplog) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "recserve.access"]
+
+
+def test_caller_request_id_is_logged_and_returned(caplog, monkeypatch) -> None:
+    monkeypatch.setenv("RECSERVE_ACCESS_LOG_SAMPLE", "0")
+    caplog.set_level(logging.INFO)
+    err, trailers = asyncio.run(_get_user(metadata=(("x-request-id", "req-42"),)))
+    assert err.code() is grpc.StatusCode.NOT_FOUND
+    assert trailers["x-request-id"] == "req-42"
+    store_line = next(r for r in caplog.records if r.name == "test.store")
+    assert '"request_id": "req-42"' in JsonFormatter("feature").format(store_line)
+    (access,) = _access(caplog)  # a failed call is logged even with sampling off
+    assert access.status == "NOT_FOUND" and access.method.endswith("/GetUser")
+    assert access.latency_ms >= 0 and access.sampled is False
+    assert REQUEST_ID.get() == ""  # reset after the call
+
+
+@pytest.mark.parametrize("bad", ["", "x" * 65])
+def test_insane_request_ids_are_replaced(bad: str) -> None:
+    _, trailers = asyncio.run(_get_user(metadata=(("x-request-id", bad),)))
+    rid = trailers["x-request-id"]
+    assert rid != bad and len(rid) == 16 and int(rid, 16) >= 0
+
+
+@pytest.mark.parametrize(("rate", "expected"), [("0", 0), ("1", 5)])
+def test_successful_calls_are_sampled(caplog, monkeypatch, rate: str, expected: int) -> None:
+    monkeypatch.setenv("RECSERVE_ACCESS_LOG_SAMPLE", rate)
+    caplog.set_level(logging.INFO)
+    asyncio.run(_health_checks(5))
+    records = _access(caplog)
+    assert len(records) == expected
+    assert all(r.status == "OK" and r.sampled for r in records)
+
+
+def test_access_log_sample_rate_is_validated(monkeypatch) -> None:
+    monkeypatch.setenv("RECSERVE_ACCESS_LOG_SAMPLE", "0.25")
+    assert ErrorInterceptor().access_sample == 0.25
+    monkeypatch.setenv("RECSERVE_ACCESS_LOG_SAMPLE", "2")
+    with pytest.raises(Exception, match="RECSERVE_ACCESS_LOG_SAMPLE"):
+        ErrorInterceptor()

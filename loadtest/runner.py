@@ -29,6 +29,7 @@ from loadtest.schedule import arrivals
 from loadtest.targets import check_target
 from loadtest.traffic import DEFAULT_MIX, Population, Traffic, parse_mix
 from recserve.v1 import gateway_pb2_grpc
+from services.common.security import outgoing_channel_from_env
 
 MAX_DURATION_S = 3600.0
 MAX_REQUESTS = 20_000_000
@@ -250,7 +251,8 @@ class _Worker:
 
     async def run(self, ready: Callable[[], None] | None = None) -> None:
         loop = asyncio.get_running_loop()
-        async with grpc.aio.insecure_channel(self.spec.target) as channel:
+        # TLS and API key from RECSERVE_TLS_CA/_CLIENT_CERT/_CLIENT_KEY and RECSERVE_API_KEY.
+        async with outgoing_channel_from_env(self.spec.target) as channel:
             with contextlib.suppress(asyncio.TimeoutError):  # a dead target shows as errors
                 await asyncio.wait_for(channel.channel_ready(), 3.0)
             if ready is not None:

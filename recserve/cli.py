@@ -10,6 +10,9 @@
     recserve demo [--user 196] [-k 10]      # start 5 processes, recommend, stop them
 
 The gateway address is --target, else $RECSERVE_TARGET, else 127.0.0.1:50051.
+A secured gateway (docs/security.md): --tls-ca/--tls-cert/--tls-key/--tls-server-name and
+--api-key, else $RECSERVE_TLS_CA, $RECSERVE_TLS_CLIENT_CERT, $RECSERVE_TLS_CLIENT_KEY,
+$RECSERVE_TLS_SERVER_NAME and $RECSERVE_API_KEY (--tls alone: TLS verified by system roots).
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
-from recserve.client import DEFAULT_TARGET, EVENT_TYPES, FeedbackEvent, RecserveClient
+from recserve.client import DEFAULT_TARGET, EVENT_TYPES, ClientTLS, FeedbackEvent, RecserveClient
 from recserve.v1 import common_pb2
+from services.common.errors import ConfigError
 
 
 def _csv(value: str) -> list[str]:
@@ -157,10 +161,10 @@ def cmd_feedback(client: RecserveClient, args: argparse.Namespace) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     from services.launcher import DEFAULT_PORTS, Launcher, LaunchError
 
-    launcher = Launcher(args.artifacts, args.version, mode=args.mode, ports=DEFAULT_PORTS)
     try:
+        launcher = Launcher(args.artifacts, args.version, mode=args.mode, ports=DEFAULT_PORTS)
         launcher.start(timeout=args.start_timeout)
-    except LaunchError as exc:
+    except (LaunchError, ConfigError) as exc:
         print(f"recserve serve: {exc}", file=sys.stderr)
         return 1
     names = ", ".join(f"{n}={p}" for n, p in launcher.ports.items())
@@ -183,17 +187,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from services.launcher import Launcher, LaunchError
 
     log_dir = tempfile.mkdtemp(prefix="recserve-demo-")
-    launcher = Launcher(args.artifacts, args.version, mode=args.mode, log_dir=log_dir)
     start = time.perf_counter()
     try:
+        launcher = Launcher(args.artifacts, args.version, mode=args.mode, log_dir=log_dir)
+        client = _client(args, launcher.gateway_target)
         launcher.start(timeout=args.start_timeout)
-    except LaunchError as exc:
+    except (LaunchError, ConfigError) as exc:
         print(f"recserve demo: {exc}\n(logs in {log_dir})", file=sys.stderr)
         return 1
     ports = ", ".join(f"{n}:{p}" for n, p in launcher.ports.items())
     print(f"started {len(launcher.ports)} services in {time.perf_counter() - start:.1f}s ({ports})")
     try:
-        with RecserveClient(launcher.gateway_target, timeout=args.timeout) as client:
+        with client:
             t0 = time.perf_counter()
             reply = client.recommend(args.user, args.k)
             took_ms = (time.perf_counter() - t0) * 1e3
@@ -209,6 +214,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not failed:
         print(f"stopped {len(codes)} services cleanly (logs in {log_dir})")
     return failed
+
+
+def _client(args: argparse.Namespace, target: str) -> RecserveClient:
+    """A client with the security flags (or their environment defaults); ConfigError if bad."""
+    tls = None
+    if args.tls or args.tls_ca or args.tls_cert or args.tls_key:
+        tls = ClientTLS.from_files(args.tls_ca, args.tls_cert, args.tls_key, args.tls_server_name)
+    return RecserveClient(target, timeout=args.timeout, tls=tls, api_key=args.api_key)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -229,7 +242,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recserve", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    client_opts = argparse.ArgumentParser(add_help=False)
+    env = os.environ.get
+    security_opts = argparse.ArgumentParser(add_help=False)
+    sec = security_opts.add_argument_group("security (docs/security.md)")
+    sec.add_argument("--tls", action="store_true", help="dial TLS (system roots unless --tls-ca)")
+    sec.add_argument("--tls-ca", default=env("RECSERVE_TLS_CA"), metavar="PEM")
+    sec.add_argument("--tls-cert", default=env("RECSERVE_TLS_CLIENT_CERT"), metavar="PEM")
+    sec.add_argument("--tls-key", default=env("RECSERVE_TLS_CLIENT_KEY"), metavar="PEM")
+    sec.add_argument("--tls-server-name", default=env("RECSERVE_TLS_SERVER_NAME"))
+    sec.add_argument("--api-key", default=env("RECSERVE_API_KEY"), help="sent as a bearer token")
+
+    client_opts = argparse.ArgumentParser(add_help=False, parents=[security_opts])
     client_opts.add_argument("--target", default=os.environ.get("RECSERVE_TARGET", DEFAULT_TARGET))
     client_opts.add_argument("--timeout", type=float, default=5.0, help="seconds per call")
     client_opts.add_argument("--json", action="store_true", help="print the reply as JSON")
@@ -282,7 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=("split", "embedded"), default="split")
     p.set_defaults(run=cmd_serve)
 
-    p = sub.add_parser("demo", parents=[run_opts], help="start 5 services, recommend, stop")
+    p = sub.add_parser(
+        "demo", parents=[run_opts, security_opts], help="start 5 services, recommend, stop"
+    )
     p.add_argument("--mode", choices=("split", "embedded"), default="split")
     p.add_argument("--user", default="196")
     p.add_argument("-k", type=int, default=10)
@@ -296,13 +321,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if hasattr(args, "run"):
         return args.run(args)
     try:
-        with RecserveClient(args.target, timeout=args.timeout) as client:
+        with _client(args, args.target) as client:
             args.func(client, args)
     except grpc.RpcError as exc:
         hint = " (is the gateway running? `recserve serve`)" if _unreachable(exc) else ""
         print(f"recserve: {exc.code().name}: {exc.details()}{hint}", file=sys.stderr)
         return 1
-    except ValueError as exc:
+    except (ValueError, ConfigError) as exc:
         print(f"recserve: {exc}", file=sys.stderr)
         return 2
     return 0

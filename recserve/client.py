@@ -6,7 +6,11 @@
             print(item.title, item.score)
 
 Methods return the recserve.v1 response messages; errors raise grpc.RpcError with the
-server's status (INVALID_ARGUMENT, NOT_FOUND, UNAVAILABLE, ...).
+server's status (INVALID_ARGUMENT, NOT_FOUND, UNAVAILABLE, UNAUTHENTICATED, ...).
+
+A secured gateway (docs/security.md):
+    tls = ClientTLS.from_files(ca="ca.pem", cert="client.pem", key="client.key")  # mTLS
+    RecserveClient("gateway:50051", tls=tls, api_key="...")
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from dataclasses import dataclass
 import grpc
 
 from recserve.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+from services.common.security import ClientTLS, auth_metadata, sync_channel
+
+__all__ = ["ClientTLS", "FeedbackEvent", "RecserveClient"]
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 
@@ -53,13 +60,25 @@ class FeedbackEvent:
 
 
 class RecserveClient:
-    """One channel, reused by every call; `timeout` (seconds) is each call's deadline."""
+    """One channel, reused by every call; `timeout` (seconds) is each call's deadline.
 
-    def __init__(self, target: str = DEFAULT_TARGET, timeout: float = 5.0) -> None:
+    tls: dial TLS (mutual TLS when it holds a client certificate); None = plaintext.
+    api_key: sent as `authorization: Bearer <key>` on every call.
+    """
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        timeout: float = 5.0,
+        *,
+        tls: ClientTLS | None = None,
+        api_key: str | None = None,
+    ) -> None:
         self.target = target
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(target)
+        self._channel = sync_channel(target, tls=tls)
         self._stub = gateway_pb2_grpc.GatewayStub(self._channel)
+        self._metadata = auth_metadata(api_key) if api_key else None
 
     def wait_ready(self, timeout: float = 10.0) -> None:
         """Block until the channel is connected (raises grpc.FutureTimeoutError)."""
@@ -88,13 +107,13 @@ class RecserveClient:
             ),
             context=gateway_pb2.RecommendContext(recent_items=list(recent_items), time=time_s),
         )
-        return self._stub.Recommend(request, timeout=self.timeout)
+        return self._stub.Recommend(request, timeout=self.timeout, metadata=self._metadata)
 
     def predict_ratings(
         self, user_id: str, item_ids: Sequence[str]
     ) -> gateway_pb2.PredictRatingsResponse:
         request = gateway_pb2.PredictRatingsRequest(user_id=user_id, item_ids=list(item_ids))
-        return self._stub.PredictRatings(request, timeout=self.timeout)
+        return self._stub.PredictRatings(request, timeout=self.timeout, metadata=self._metadata)
 
     def similar_items(
         self,
@@ -114,22 +133,22 @@ class RecserveClient:
                 exclude_items=list(exclude_items),
             ),
         )
-        return self._stub.SimilarItems(request, timeout=self.timeout)
+        return self._stub.SimilarItems(request, timeout=self.timeout, metadata=self._metadata)
 
     def recommend_tags(self, user_id: str, k: int = 5) -> gateway_pb2.RecommendTagsResponse:
         request = gateway_pb2.RecommendTagsRequest(user_id=user_id, k=k)
-        return self._stub.RecommendTags(request, timeout=self.timeout)
+        return self._stub.RecommendTags(request, timeout=self.timeout, metadata=self._metadata)
 
     def score_users(self, user_ids: Sequence[str]) -> gateway_pb2.ScoreUsersResponse:
         request = gateway_pb2.ScoreUsersRequest(user_ids=list(user_ids))
-        return self._stub.ScoreUsers(request, timeout=self.timeout)
+        return self._stub.ScoreUsers(request, timeout=self.timeout, metadata=self._metadata)
 
     def feedback(
         self, events: Iterable[FeedbackEvent | common_pb2.Event]
     ) -> gateway_pb2.FeedbackResponse:
         messages = [e if isinstance(e, common_pb2.Event) else e.to_proto() for e in events]
         request = gateway_pb2.FeedbackRequest(events=messages)
-        return self._stub.Feedback(request, timeout=self.timeout)
+        return self._stub.Feedback(request, timeout=self.timeout, metadata=self._metadata)
 
     def close(self) -> None:
         self._channel.close()

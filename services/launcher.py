@@ -4,6 +4,10 @@ reports SERVING over grpc.health.v1, and stopped with SIGTERM (SIGKILL after a t
 
     with Launcher(artifacts="artifacts", mode="split") as running:   # 5 processes
         RecserveClient(running.gateway_target).recommend("196")
+
+Security settings (RECSERVE_TLS_*, RECSERVE_*API_KEY*, see docs/security.md) pass through to
+every service in the environment; the launcher's own health probes dial TLS with the client
+side of them (RECSERVE_TLS_CA, RECSERVE_TLS_CLIENT_CERT/KEY), read and checked at construction.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 from typing import IO
 
 from services.common.healthcheck import check
+from services.common.security import ClientTLS
 
 BACKENDS = ("feature", "retrieval", "ranking", "uservalue")
 DEFAULT_PORTS = {"gateway": 50051, "feature": 50052, "retrieval": 50053, "ranking": 50054,
@@ -88,6 +93,7 @@ class Launcher:
             "RECSERVE_ARTIFACTS": str(Path(artifacts).resolve()),
             "RECSERVE_BUNDLE_VERSION": version,
         }
+        self.probe_tls = ClientTLS.from_env(self.base_env)  # ConfigError on a bad setting
         self.processes: dict[str, Process] = {}
 
     @property
@@ -142,7 +148,7 @@ class Launcher:
                         f"{name} exited with code {proc.popen.returncode} during start-up\n"
                         f"{proc.log_tail()}"
                     )
-                if check(proc.target, timeout=1.0):
+                if check(proc.target, timeout=1.0, tls=self.probe_tls):
                     waiting.remove(name)
             if waiting and time.monotonic() > deadline:
                 tails = "\n".join(f"[{n}]\n{self.processes[n].log_tail()}" for n in waiting)

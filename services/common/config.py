@@ -9,11 +9,12 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.common.bundle import Bundle, resolve_bundle_dir
 from services.common.errors import ConfigError
+from services.common.security import SecuritySettings
 
 Env = Mapping[str, str]
 
@@ -123,7 +124,8 @@ def load_bundle_from_env(env: Env | None = None, verify: bool = True) -> Bundle:
 
 @dataclass(frozen=True)
 class ServerSettings:
-    """What every gRPC server reads: where to listen, how to stop, how to log."""
+    """What every gRPC server reads: where to listen, how to stop, how to log, and its security
+    (TLS, API keys: services.common.security, off by default)."""
 
     host: str
     port: int
@@ -132,6 +134,7 @@ class ServerSettings:
     reuse_port: bool
     log_level: str
     log_format: str
+    security: SecuritySettings = field(default_factory=SecuritySettings)
 
     @classmethod
     def from_env(cls, port_var: str, default_port: int, env: Env | None = None) -> ServerSettings:
@@ -147,4 +150,5 @@ class ServerSettings:
                 "RECSERVE_LOG_LEVEL", "info", ("debug", "info", "warning", "error"), env
             ).upper(),
             log_format=env_choice("RECSERVE_LOG_FORMAT", "json", ("json", "text"), env),
+            security=SecuritySettings.from_env(env),
         )

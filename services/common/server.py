@@ -23,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 from services.common.config import ServerSettings
 from services.common.errors import BundleError, ConfigError
 from services.common.interceptors import ErrorInterceptor
+from services.common.security import SecuritySettings
 
 log = logging.getLogger(__name__)
 
@@ -43,19 +44,26 @@ async def create_server(
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     reuse_port: bool = False,
+    security: SecuritySettings | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """Build, bind and start a grpc.aio server; returns (server, bound port).
 
     `register(server)` adds the service's servicers. Health reports SERVING for "" and each
     of `service_names` (full names, e.g. "recserve.v1.FeatureService"); reflection lists them.
     port=0 binds an ephemeral port (tests). Must be awaited inside the running event loop.
+    `security` (default: off) adds TLS / mutual TLS on the port and the API-key interceptor,
+    which runs before every other interceptor (health stays open; see docs/security.md).
     """
+    security = security if security is not None else SecuritySettings()
+    security.check_services(service_names)
+    auth = security.auth_interceptor()
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.so_reuseport", 1 if reuse_port else 0),
     ]
-    server = grpc.aio.server(interceptors=[ErrorInterceptor(), *interceptors], options=options)
+    chain = [*([auth] if auth is not None else []), ErrorInterceptor(), *interceptors]
+    server = grpc.aio.server(interceptors=chain, options=options)
     register(server)
 
     health_servicer = health.aio.HealthServicer()
@@ -67,11 +75,21 @@ async def create_server(
     reflection.enable_server_reflection(
         (*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    bound = server.add_insecure_port(f"{host}:{port}")
+    address = f"{host}:{port}"
+    if security.server_tls is None:
+        bound = server.add_insecure_port(address)
+    else:
+        bound = server.add_secure_port(address, security.server_tls.credentials())
     if bound == 0:
         raise ConfigError(f"cannot bind {host}:{port}")
     await server.start()
-    log.info("listening on %s:%d services=%s", host, bound, ",".join(service_names))
+    log.info(
+        "listening on %s:%d services=%s %s",
+        host,
+        bound,
+        ",".join(service_names),
+        security.describe(),
+    )
     return server, bound
 
 
@@ -121,6 +139,7 @@ async def create_server_from_settings(
         service_names=[service_name],
         max_message_bytes=settings.max_message_bytes,
         reuse_port=settings.reuse_port,
+        security=settings.security,
     )
 
 

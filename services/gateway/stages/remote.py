@@ -27,6 +27,7 @@ from recserve.v1 import (
 from services.common import convert
 from services.common.errors import InvalidArgument, NotFound, RecserveError, Unavailable
 from services.common.features import FeatureSpec
+from services.common.security import SecuritySettings, aio_channel
 from services.common.types import CandidateList, Event, FilterSpec, RankScores, UserState
 from services.gateway.config import Backend, GatewaySettings
 from services.gateway.stages import Activity, DeadlineExceeded, Stages, ValueScore
@@ -51,13 +52,24 @@ def domain_error(stage: str, exc: grpc.aio.AioRpcError) -> RecserveError:
     return Unavailable(f"{stage} service: {code.name.lower()}: {details}")
 
 
+def backend_channel(backend: Backend, security: SecuritySettings | None) -> grpc.aio.Channel:
+    """TLS per RECSERVE_TLS_CA/_CLIENT_CERT/_CLIENT_KEY; RECSERVE_INTERNAL_API_KEY on every call."""
+    security = security if security is not None else SecuritySettings()
+    return aio_channel(
+        backend.address,
+        tls=security.client_tls,
+        api_key=security.outgoing_key,
+        options=_CHANNEL_OPTIONS,
+    )
+
+
 class _Client:
     """One backend: its channel, its deadline, and the error mapping."""
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, security: SecuritySettings | None = None) -> None:
         self.name = backend.name
         self.deadline_s = backend.deadline_s
-        self.channel = grpc.aio.insecure_channel(backend.address, options=_CHANNEL_OPTIONS)
+        self.channel = backend_channel(backend, security)
 
     async def call(self, rpc: Any, request: Any) -> Any:
         try:
@@ -70,8 +82,10 @@ class _Client:
 
 
 class RemoteFeatures(_Client):
-    def __init__(self, backend: Backend, spec: FeatureSpec) -> None:
-        super().__init__(backend)
+    def __init__(
+        self, backend: Backend, spec: FeatureSpec, security: SecuritySettings | None = None
+    ) -> None:
+        super().__init__(backend, security)
         self._stub = feature_pb2_grpc.FeatureServiceStub(self.channel)
         self._shape = {"history_len": spec.history_len, "profile_len": len(spec.profile_fields)}
 
@@ -91,8 +105,8 @@ class RemoteFeatures(_Client):
 
 
 class RemoteRetrieval(_Client):
-    def __init__(self, backend: Backend) -> None:
-        super().__init__(backend)
+    def __init__(self, backend: Backend, security: SecuritySettings | None = None) -> None:
+        super().__init__(backend, security)
         self._stub = retrieval_pb2_grpc.RetrievalServiceStub(self.channel)
 
     async def retrieve(self, user: UserState, k: int, filters: FilterSpec) -> CandidateList:
@@ -114,8 +128,8 @@ class RemoteRetrieval(_Client):
 
 
 class RemoteRanking(_Client):
-    def __init__(self, backend: Backend) -> None:
-        super().__init__(backend)
+    def __init__(self, backend: Backend, security: SecuritySettings | None = None) -> None:
+        super().__init__(backend, security)
         self._stub = ranking_pb2_grpc.RankingServiceStub(self.channel)
 
     async def rank(self, user: UserState, item_indices: np.ndarray) -> RankScores:
@@ -129,8 +143,8 @@ class RemoteRanking(_Client):
 
 
 class RemoteUserValue(_Client):
-    def __init__(self, backend: Backend) -> None:
-        super().__init__(backend)
+    def __init__(self, backend: Backend, security: SecuritySettings | None = None) -> None:
+        super().__init__(backend, security)
         self._stub = uservalue_pb2_grpc.UserValueServiceStub(self.channel)
 
     async def score(
@@ -145,9 +159,10 @@ class RemoteUserValue(_Client):
 
 def connect(settings: GatewaySettings, spec: FeatureSpec) -> Stages:
     """gRPC clients for the four backends (channels connect lazily, on the first call)."""
+    security = settings.server.security
     return Stages(
-        features=RemoteFeatures(settings.feature, spec),
-        retrieval=RemoteRetrieval(settings.retrieval),
-        ranking=RemoteRanking(settings.ranking),
-        uservalue=RemoteUserValue(settings.uservalue),
+        features=RemoteFeatures(settings.feature, spec, security),
+        retrieval=RemoteRetrieval(settings.retrieval, security),
+        ranking=RemoteRanking(settings.ranking, security),
+        uservalue=RemoteUserValue(settings.uservalue, security),
     )

@@ -20,10 +20,7 @@ PICKLE_MODULES = frozenset({"pickle", "cPickle", "_pickle", "cloudpickle", "dill
 PICKLE_METHODS = frozenset({"read_pickle", "to_pickle"})
 # Known findings awaiting their owner's fix, path -> why. Each must still be found (no stale
 # entries), so the list can only shrink. See docs/security.md, "Open findings".
-PENDING: dict[str, str] = {
-    "training/external/baselines.py": "torch.load(weights_only=False) of a RecBole checkpoint "
-    "the script wrote itself (own venv, not a serving path)",
-}
+PENDING: dict[str, str] = {}
 
 
 def _keyword(call: ast.Call, name: str) -> object:

@@ -258,11 +258,18 @@ def _recbole_fit(
     init_seed(config["seed"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    best: dict[str, Any] = {}
+
+    def keep_best_in_memory(*_args: Any, **_kwargs: Any) -> None:
+        # RecBole saves a pickled checkpoint at each new best validation score; keep a copy of
+        # the weights instead, so nothing is ever unpickled (docs/security.md).
+        best["state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    trainer._save_checkpoint = keep_best_in_memory
     trainer.fit(train_data, valid_data if valid else None, saved=valid, show_progress=False)
     best_epoch = len(trainer.train_loss_dict) - (trainer.cur_step if valid else 0)
-    if valid:  # back to the best validation epoch
-        checkpoint = torch.load(trainer.saved_model_file, weights_only=False)
-        model.load_state_dict(checkpoint["state_dict"])
+    if valid and "state" in best:  # back to the best validation epoch
+        model.load_state_dict(best["state"])
     return model, dataset, best_epoch
 
 

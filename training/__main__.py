@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from training import distributed
 from training.pipeline import TrainConfig, build_bundle
 
 
@@ -48,8 +49,14 @@ def config_from_args(argv: list[str] | None = None) -> TrainConfig:
 
 def main(argv: list[str] | None = None) -> int:
     config = config_from_args(argv)
+    ctx = distributed.init_from_env()  # under torchrun: DDP over WORLD_SIZE processes
     start = time.perf_counter()
-    bundle_dir = build_bundle(config)
+    try:
+        bundle_dir = build_bundle(config)
+    finally:
+        distributed.shutdown()
+    if ctx is not None and not ctx.is_main:
+        return 0
     manifest = json.loads((bundle_dir / "manifest.json").read_text())
     print(f"bundle: {bundle_dir} ({time.perf_counter() - start:.1f}s)")
     metrics = manifest["metrics"]

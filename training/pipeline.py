@@ -28,7 +28,8 @@ import torch
 from tqdm import tqdm
 
 from services.common.features import SECONDS_PER_DAY, pad_history
-from training.bundle import BundleWriter, write_tables
+from training import distributed
+from training.bundle import BundleWriter, new_version, write_tables
 from training.data import InteractionData, load_cdnow, load_movielens
 from training.encode import EncodedCatalog, build_catalog, index_events
 from training.export import describe_onnx, export_ranker, export_user_tower, parity_max_abs_error
@@ -313,7 +314,12 @@ def build_bundle_from_events(
     `value_data` (default: CDNOW under config.data_dir). interactions.parquet = `train`.
     """
     cfg = config.resolved()
-    torch.set_num_threads(TORCH_THREADS)
+    if distributed.current() is not None:  # every rank names the bundle rank 0 publishes
+        cfg = dataclasses.replace(
+            cfg, version=distributed.broadcast_str(cfg.version or new_version())
+        )
+    ctx = distributed.current()
+    torch.set_num_threads(max(1, TORCH_THREADS // (ctx.world_size if ctx else 1)))
     torch.manual_seed(cfg.seed)
     steps = _Steps(cfg.progress)
     with steps("load data"):
@@ -335,6 +341,9 @@ def build_bundle_from_events(
         ranker, rk_info = _train_ranker(
             cfg, catalog, train_ix, examples, two_tower, item_embeddings
         )
+    if not distributed.is_main():  # rank 0 evaluates, exports and publishes; the others wait
+        distributed.barrier()
+        return cfg.artifacts_dir / cfg.version
     metrics: dict[str, Any] = {}
     if valid_ix is not None:
         with steps("evaluate"):
@@ -397,6 +406,7 @@ def build_bundle_from_events(
         }
         with steps("publish"):
             bundle_dir = writer.publish(fields)
+    distributed.barrier()
     return bundle_dir
 
 

@@ -17,6 +17,7 @@ from torch import nn
 from tqdm import tqdm
 
 from services.common.features import sliding_histories
+from training import distributed
 from training.encode import EncodedCatalog
 
 Batch = dict[str, torch.Tensor]
@@ -48,6 +49,19 @@ def make_examples(catalog: EncodedCatalog, indexed: pd.DataFrame) -> Batch:
     }
 
 
+class _LossModule(nn.Module):
+    """The loss as a module's forward, so DistributedDataParallel sees (and syncs) every
+    parameter the loss uses, whatever model methods loss_fn calls."""
+
+    def __init__(self, model: nn.Module, loss_fn: Callable[[Batch], torch.Tensor]) -> None:
+        super().__init__()
+        self.model = model
+        self._loss_fn = loss_fn
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        return self._loss_fn(batch)
+
+
 def fit(
     model: nn.Module,
     loss_fn: Callable[[Batch], torch.Tensor],
@@ -57,8 +71,19 @@ def fit(
     desc: str,
     progress: bool = True,
 ) -> dict[str, float | list[float]]:
-    """Adam(W) over shuffled mini-batches; returns per-epoch mean losses and seconds."""
+    """Adam(W) over shuffled mini-batches; returns per-epoch mean losses and seconds.
+
+    Under torchrun (training.distributed) the model is wrapped in DistributedDataParallel and
+    every rank takes its interleaved share of each global batch: same seed, same permutation,
+    same global batch size and step count as one process; DDP averages the gradients."""
+    ctx = distributed.current()
     generator = torch.Generator().manual_seed(config.seed)
+    step: nn.Module = _LossModule(model, loss_fn)
+    if ctx is not None:
+        model.to(ctx.device)
+        step = nn.parallel.DistributedDataParallel(
+            step, device_ids=[ctx.local_rank] if ctx.backend == "nccl" else None
+        )
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
@@ -80,18 +105,25 @@ def fit(
         )
         for b in bar:
             rows = order[b * config.batch_size : (b + 1) * config.batch_size]
-            batch = {k: v[rows] for k, v in examples.items()}
+            drop = None
             if config.user_dropout > 0:
                 drop = torch.rand(len(rows), generator=generator) < config.user_dropout
+            if ctx is not None:  # this rank's share of the global batch
+                share = slice(ctx.rank, None, ctx.world_size)
+                rows, drop = rows[share], (drop[share] if drop is not None else None)
+            batch = {k: v[rows] for k, v in examples.items()}
+            if drop is not None:
                 batch["user_index"] = batch["user_index"].masked_fill(drop, 0)
-            loss = loss_fn(batch)
+            if ctx is not None and ctx.device.type != "cpu":
+                batch = {k: v.to(ctx.device, non_blocking=True) for k, v in batch.items()}
+            loss = step(batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total += float(loss.detach())
             bar.set_postfix(loss=f"{total / (b + 1):.4f}")
-        losses.append(total / n_batches)
-        if progress:
+        losses.append(distributed.mean_across_ranks(total / n_batches))
+        if progress and distributed.is_main():
             tqdm.write(f"  {desc} epoch {epoch + 1}/{config.epochs}: loss {losses[-1]:.4f}")
-    model.eval()
+    model.to("cpu").eval()
     return {"epoch_losses": losses, "seconds": time.perf_counter() - start}

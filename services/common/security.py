@@ -32,6 +32,7 @@ from typing import Any
 
 import grpc
 
+from services.common import tracing
 from services.common.errors import ConfigError
 
 log = logging.getLogger("recserve.security")
@@ -374,7 +375,8 @@ def aio_channel(
     options: Sequence[tuple[str, Any]] = (),
 ) -> grpc.aio.Channel:
     """A grpc.aio channel: TLS when `tls` is set; `api_key` sent on every unary call."""
-    interceptors = [_KeyInterceptor(api_key)] if api_key else None
+    chain = [*tracing.client_interceptors(), *([_KeyInterceptor(api_key)] if api_key else [])]
+    interceptors = chain or None
     if tls is None:
         return grpc.aio.insecure_channel(target, options=list(options), interceptors=interceptors)
     return grpc.aio.secure_channel(

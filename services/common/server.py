@@ -20,6 +20,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.common import tracing
 from services.common.config import ServerSettings
 from services.common.errors import BundleError, ConfigError
 from services.common.interceptors import ErrorInterceptor
@@ -62,7 +63,12 @@ async def create_server(
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.so_reuseport", 1 if reuse_port else 0),
     ]
-    chain = [*([auth] if auth is not None else []), ErrorInterceptor(), *interceptors]
+    chain = [
+        *tracing.server_interceptors(),  # outermost: the span sees the final status
+        *([auth] if auth is not None else []),
+        ErrorInterceptor(),
+        *interceptors,
+    ]
     server = grpc.aio.server(interceptors=chain, options=options)
     register(server)
 
@@ -154,7 +160,8 @@ async def serve_settings(
 def run_main(service_name: str, main: Callable[[], Awaitable[None]]) -> int:
     """Run a service's async main; invalid config or a bad bundle -> one stderr line, exit 2."""
     try:
-        asyncio.run(main())
+        with tracing.traced_process(service_name):
+            asyncio.run(main())
     except (ConfigError, BundleError) as exc:
         print(f"{service_name}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG

@@ -4,7 +4,7 @@ validation and the assembly of a UserState. Stores differ only in where live eve
 (services.feature.store: process memory; services.feature.redis_store: Redis).
 
 Base state is encoded exactly as training encodes it (events stably sorted by user then time;
-history = most recent first). A live event is folded in with `UserRecord.apply`, the one
+history = most recent first). A live event is folded in with `UserRecord.apply_many`, the one
 definition of how an event changes a user's state.
 """
 
@@ -74,20 +74,29 @@ class UserRecord:
         return UserRecord(self.history, self.seen, self.days, self.values, self.event_count)
 
     def apply(self, item_index: int, day: int, value: float) -> None:
-        if item_index > 0:
-            self.history = frozen(np.concatenate(([item_index], self.history[:-1])))
-            pos = int(np.searchsorted(self.seen, item_index))
-            if pos == self.seen.size or self.seen[pos] != item_index:
-                self.seen = frozen(np.insert(self.seen, pos, item_index))
-        pos = int(np.searchsorted(self.days, day))
-        if pos < self.days.size and self.days[pos] == day:
-            values = self.values.copy()
-            values[pos] += value
-            self.values = frozen(values)
-        else:
-            self.days = frozen(np.insert(self.days, pos, day))
-            self.values = frozen(np.insert(self.values, pos, np.float32(value)))
-        self.event_count += 1
+        self.apply_many([item_index], [day], [value])
+
+    def apply_many(
+        self, item_indices: Sequence[int], days: Sequence[int], values: Sequence[float]
+    ) -> None:
+        """Events in order (item index, 0 = unknown item; day; activity value). The one
+        definition of how events change a user's state: known items shift into the front of
+        history and join seen; each day's activity accumulates in float32, event by event."""
+        items = np.asarray(item_indices, dtype=np.int64)
+        known = items[items > 0]
+        if known.size:
+            recent = np.concatenate((known[::-1], self.history))
+            self.history = frozen(pad_history(recent, self.history.size))
+            self.seen = frozen(np.union1d(self.seen, known))
+        if items.size:  # np.add.at adds in order, in float32: as one `+=` per event would
+            day_arr = np.asarray(days, dtype=np.int64)
+            all_days = np.union1d(self.days, day_arr)
+            totals = np.zeros(all_days.size, dtype=np.float32)
+            totals[np.searchsorted(all_days, self.days)] = self.values
+            add = np.asarray(values, dtype=np.float32)
+            np.add.at(totals, np.searchsorted(all_days, day_arr), add)
+            self.days, self.values = frozen(all_days), frozen(totals)
+        self.event_count += len(items)
 
 
 def validate_event(event: Event) -> None:

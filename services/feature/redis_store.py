@@ -12,7 +12,7 @@ bundle was built, so those live in Redis (layout in docs/feature_store.md):
 apply_events runs one Lua script (atomic in Redis: XADD + RPUSH per event) and returns only
 after Redis replied, which with appendonly yes + appendfsync always means after the AOF was
 fsynced. get_user costs one round trip (LRANGE): the base record plus the live entries folded in
-with UserRecord.apply in order, so the answer equals InMemoryFeatureStore's for the same bundle
+with UserRecord.apply_many in order, so the answer equals InMemoryFeatureStore's for the same bundle
 and events. Each replica caches folded records (LRU) and fetches only entries it has not folded
 yet; the first entry fetched must equal the last one folded, else the cache is dropped (the list
 was reset) and the whole list is read again.
@@ -256,9 +256,8 @@ class RedisFeatureStore(BundleFeatures):
             return base
         record = base.copy() if base is not None else UserRecord.empty(self.spec.history_len)
         parts = [e.split(" ", 3) for e in new]
-        items = self.catalog.indices([p[3] for p in parts]).tolist()
-        for (_id, day, value, _item), item in zip(parts, items, strict=True):
-            record.apply(item, int(day), float(value))
+        items = self.catalog.indices([p[3] for p in parts])
+        record.apply_many(items, [int(p[1]) for p in parts], [float(p[2]) for p in parts])
         with self._lock:
             self._cache[user_id] = _Folded(record, count + len(new), new[-1])
             self._cache.move_to_end(user_id)

@@ -89,13 +89,20 @@ class InMemoryFeatureStore(BundleFeatures):
         """Validates the whole batch first (all or nothing), then applies in order.
         Events for unknown items still count as activity but stay out of history and seen."""
         items = self._check_batch(events)
+        by_user: dict[str, list[int]] = {}
+        for i, event in enumerate(events):
+            by_user.setdefault(event.user_id, []).append(i)
         history_len = self.spec.history_len
         with self._lock:
-            for event, item in zip(events, items, strict=True):
-                rec = self._records.get(event.user_id)
+            for user_id, rows in by_user.items():  # users are independent; order kept per user
+                rec = self._records.get(user_id)
                 if rec is None:
-                    rec = self._records[event.user_id] = UserRecord.empty(history_len)
-                rec.apply(item, event_day(event), activity_value(event))
+                    rec = self._records[user_id] = UserRecord.empty(history_len)
+                rec.apply_many(
+                    [items[i] for i in rows],
+                    [event_day(events[i]) for i in rows],
+                    [activity_value(events[i]) for i in rows],
+                )
             self.events_applied += len(events)
             self.unknown_item_events += items.count(0)
         return len(events)

@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
-from services.common.config import BundleSettings, Env, ServerSettings, env_int
+from services.common.config import (
+    BundleSettings,
+    Env,
+    ServerSettings,
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_str,
+)
+from services.common.errors import ConfigError
 
 SERVICE_NAME = "recserve.v1.FeatureService"
 
@@ -23,4 +34,42 @@ class FeatureConfig:
             bundle=BundleSettings.from_env(env),
             max_ids=env_int("RECSERVE_FEATURE_MAX_IDS", 1_000, min_value=1, env=env),
             max_events=env_int("RECSERVE_FEATURE_MAX_EVENTS", 10_000, min_value=1, env=env),
+        )
+
+
+# --- Feature store backend (memory | redis) -------------------------------------------------
+BACKENDS = ("memory", "redis")
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """RECSERVE_FEATURE_BACKEND: "memory" (one replica, default) or "redis" (live user state
+    shared by several replicas; see docs/feature_store.md). The RECSERVE_REDIS_* settings are
+    read and checked whatever the backend, so a typo fails at start-up either way."""
+
+    backend: str
+    redis_url: str  # RECSERVE_REDIS_URL
+    redis_prefix: str  # RECSERVE_REDIS_PREFIX: key namespace, e.g. one per deployment
+    redis_timeout_s: float  # RECSERVE_REDIS_TIMEOUT_SECONDS: connect and per-command timeout
+    redis_allow_non_durable: bool  # RECSERVE_REDIS_ALLOW_NON_DURABLE: skip the AOF check (dev)
+
+    @classmethod
+    def from_env(cls, env: Env | None = None) -> StoreConfig:
+        url = env_str("RECSERVE_REDIS_URL", "redis://127.0.0.1:6379/0", env)
+        if urlsplit(url).scheme not in _REDIS_SCHEMES:
+            raise ConfigError(
+                f"RECSERVE_REDIS_URL must start with one of {', '.join(_REDIS_SCHEMES)}://"
+            )
+        prefix = env_str("RECSERVE_REDIS_PREFIX", "recserve", env)
+        if any(c.isspace() for c in prefix):
+            raise ConfigError(f"RECSERVE_REDIS_PREFIX={prefix!r} must not contain whitespace")
+        return cls(
+            backend=env_choice("RECSERVE_FEATURE_BACKEND", "memory", BACKENDS, env),
+            redis_url=url,
+            redis_prefix=prefix,
+            redis_timeout_s=env_float(
+                "RECSERVE_REDIS_TIMEOUT_SECONDS", 1.0, min_value=0.001, max_value=60.0, env=env
+            ),
+            redis_allow_non_durable=env_bool("RECSERVE_REDIS_ALLOW_NON_DURABLE", False, env),
         )

@@ -1,0 +1,270 @@
+"""Feature store for several replicas: bundle state in process memory, live user state in Redis.
+
+Every replica holds the same bundle (catalog, profiles, base per-user state; see
+services.feature.bundle_state). What replicas must share is the live events applied since the
+bundle was built, so those live in Redis (layout in docs/feature_store.md):
+
+    {prefix}:{bundle_version}:user:{user_id}  LIST, one entry per live event, oldest first:
+                                              "<stream id> <day> <activity value> <item_id>"
+    {prefix}:events                           STREAM, every event (the log for retraining):
+                                              bundle, user, item, kind, ts, rating, value
+
+apply_events runs one Lua script (atomic in Redis: XADD + RPUSH per event) and returns only
+after Redis replied, which with appendonly yes + appendfsync always means after the AOF was
+fsynced. get_user costs one round trip (LRANGE): the base record plus the live entries folded in
+with UserRecord.apply_many in order, so the answer equals InMemoryFeatureStore's for the same bundle
+and events. Each replica caches folded records (LRU) and fetches only entries it has not folded
+yet; the first entry fetched must equal the last one folded, else the cache is dropped (the list
+was reset) and the whole list is read again.
+
+Calls are synchronous (redis.Redis over a connection pool): the async servicer calls them on
+the event loop, which blocks it for one loopback round trip (see docs/feature_store.md).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from services.common.bundle import Bundle
+from services.common.catalog import ItemCatalog
+from services.common.errors import ConfigError, RecserveError, Unavailable
+from services.common.features import FeatureSpec
+from services.common.types import Event, UserState
+from services.common.vocab import Vocabulary
+from services.feature.bundle_state import (
+    DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_IDS,
+    BundleFeatures,
+    UserRecord,
+    activity_value,
+    event_day,
+)
+
+DEFAULT_CACHE_USERS = 100_000
+_FIELDS_PER_EVENT = 7
+
+# KEYS[1] = stream, KEYS[1 + i] = list of event i's user.
+# ARGV[1] = bundle version; event i: user, item, kind, ts, rating, value, list entry suffix.
+_APPLY_LUA = """
+local n = #KEYS - 1
+for i = 1, n do
+  local b = 1 + (i - 1) * 7
+  local id = redis.call('XADD', KEYS[1], '*', 'bundle', ARGV[1], 'user', ARGV[b + 1],
+    'item', ARGV[b + 2], 'kind', ARGV[b + 3], 'ts', ARGV[b + 4], 'rating', ARGV[b + 5],
+    'value', ARGV[b + 6])
+  redis.call('RPUSH', KEYS[i + 1], id .. ' ' .. ARGV[b + 7])
+end
+return n
+"""
+
+# Replies that mean "Redis cannot serve this now" rather than "we sent a bad command".
+_UNAVAILABLE_REPLIES = ("OOM", "READONLY", "MASTERDOWN", "LOADING", "MISCONF", "BUSY", "NOREPL")
+
+
+def redacted(url: str) -> str:
+    """The URL without user and password (for logs and error messages)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def redis_client(url: str, timeout_s: float = 1.0, max_connections: int = 64) -> redis.Redis:
+    """A client over a connection pool; one immediate retry on a broken connection (a pooled
+    socket left over from a Redis restart), none on timeouts."""
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+        max_connections=max_connections,
+    )
+
+
+def check_durable(client: redis.Redis, where: str) -> None:
+    """ConfigError unless Redis runs with appendonly yes + appendfsync always (then a write is
+    on disk before Redis replies, so acknowledged = durable)."""
+    try:
+        config = client.config_get("append*")
+    except redis.ConnectionError as exc:
+        raise ConfigError(f"Redis at {where} is unreachable: {exc}") from None
+    except redis.RedisError as exc:
+        raise ConfigError(
+            f"cannot read the persistence settings of Redis at {where}: {exc}; "
+            "set RECSERVE_REDIS_ALLOW_NON_DURABLE=1 to skip the check"
+        ) from None
+    appendonly, appendfsync = config.get("appendonly"), config.get("appendfsync")
+    if appendonly != "yes" or appendfsync != "always":
+        raise ConfigError(
+            f"Redis at {where} has appendonly={appendonly} appendfsync={appendfsync}; acknowledged "
+            "events are durable only with appendonly yes + appendfsync always "
+            "(set RECSERVE_REDIS_ALLOW_NON_DURABLE=1 for a non-durable dev setup)"
+        )
+
+
+@contextmanager
+def redis_errors() -> Iterator[None]:
+    """Redis failures -> domain errors: unreachable / refusing -> Unavailable, else INTERNAL."""
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise Unavailable(f"feature store (Redis) unavailable: {type(exc).__name__}") from exc
+    except redis.ResponseError as exc:
+        if str(exc).startswith(_UNAVAILABLE_REPLIES):
+            raise Unavailable(f"feature store (Redis) refused: {exc}") from exc
+        raise RecserveError(f"feature store (Redis) error: {exc}") from exc
+    except redis.RedisError as exc:
+        raise Unavailable(f"feature store (Redis) unavailable: {type(exc).__name__}") from exc
+
+
+@dataclass(slots=True, frozen=True)
+class _Folded:
+    record: UserRecord  # base + the first `count` live entries; never mutated
+    count: int
+    last: str  # the last entry folded (stream ids make entries unique)
+
+
+class RedisFeatureStore(BundleFeatures):
+    """Same answers as InMemoryFeatureStore; live state shared by every replica through Redis."""
+
+    def __init__(
+        self,
+        spec: FeatureSpec,
+        bundle_version: str,
+        users: Vocabulary,
+        profiles: np.ndarray,
+        catalog: ItemCatalog,
+        records: dict[str, UserRecord],
+        *,
+        client: redis.Redis,
+        prefix: str = "recserve",
+        max_batch: int = DEFAULT_MAX_BATCH,
+        max_ids: int = DEFAULT_MAX_IDS,
+        cache_users: int = DEFAULT_CACHE_USERS,
+    ) -> None:
+        super().__init__(
+            spec, bundle_version, users, profiles, catalog, records,
+            max_batch=max_batch, max_ids=max_ids,
+        )  # fmt: skip
+        if not client.get_encoder().decode_responses:
+            raise ConfigError("RedisFeatureStore needs a client with decode_responses=True")
+        self._client = client
+        self.prefix = prefix
+        self.stream_key = f"{prefix}:events"
+        self._user_prefix = f"{prefix}:{bundle_version}:user:"
+        self._apply = client.register_script(_APPLY_LUA)
+        self._cache: OrderedDict[str, _Folded] = OrderedDict()
+        self._cache_users = cache_users
+        self._lock = threading.Lock()
+        self.events_applied = 0
+        self.unknown_item_events = 0
+
+    @classmethod
+    def connect(
+        cls, bundle: Bundle, url: str, *, prefix: str = "recserve", timeout_s: float = 1.0,
+        require_durable: bool = True, **kwargs: Any,
+    ) -> RedisFeatureStore:  # fmt: skip
+        """Bundle + a new pooled client for `url`; ConfigError when Redis is unreachable or
+        (require_durable) not configured so that acknowledged writes survive a crash."""
+        client = redis_client(url, timeout_s)
+        where = redacted(url)
+        if require_durable:
+            check_durable(client, where)
+        else:
+            try:
+                client.ping()
+            except redis.RedisError as exc:
+                raise ConfigError(f"Redis at {where} is unreachable: {exc}") from None
+        return cls.from_bundle(bundle, client=client, prefix=prefix, **kwargs)
+
+    def user_key(self, user_id: str) -> str:
+        return self._user_prefix + user_id
+
+    def get_user(self, user_id: str, recent_items: Sequence[str] = ()) -> UserState:
+        """See BundleFeatures._state for unknown users and recent_items."""
+        self._check_get_user(user_id, recent_items)
+        return self._state(user_id, self._records_of([user_id])[0], recent_items)
+
+    def get_users(self, user_ids: Sequence[str]) -> list[UserState]:
+        """One pipelined round trip for the whole batch."""
+        self._check_ids(user_ids, "user ids")
+        records = self._records_of(user_ids)
+        return [self._state(u, r) for u, r in zip(user_ids, records, strict=True)]
+
+    def apply_events(self, events: Sequence[Event]) -> int:
+        """Validates the whole batch first (all or nothing), then appends every event to its
+        user's list and to the stream in one atomic script. Returns after Redis acknowledged."""
+        items = self._check_batch(events)
+        if not events:
+            return 0
+        keys = [self.stream_key, *(self.user_key(e.user_id) for e in events)]
+        args: list[str] = [self.bundle_version]
+        for e in events:
+            entry = f"{event_day(e)} {activity_value(e)!r} {e.item_id}"
+            args += [e.user_id, e.item_id, e.kind.value, str(e.timestamp), repr(float(e.rating)),
+                     repr(float(e.value)), entry]  # fmt: skip
+        with redis_errors():
+            self._apply(keys=keys, args=args)
+        with self._lock:
+            self.events_applied += len(events)
+            self.unknown_item_events += items.count(0)
+        return len(events)
+
+    def _records_of(self, user_ids: Sequence[str]) -> list[UserRecord | None]:
+        with self._lock:
+            cached = [self._cache.get(u) for u in user_ids]
+            for user_id, folded in zip(user_ids, cached, strict=True):
+                if folded is not None:
+                    self._cache.move_to_end(user_id)
+        starts = [0 if c is None else c.count - 1 for c in cached]
+        replies = self._lrange(user_ids, starts)
+        out: list[UserRecord | None] = []
+        for user_id, folded, entries in zip(user_ids, cached, replies, strict=True):
+            if folded is not None and (not entries or entries[0] != folded.last):
+                self._forget(user_id)  # the list was reset or replaced: read it all again
+                folded, entries = None, self._lrange([user_id], [0])[0]
+            out.append(self._fold(user_id, folded, entries))
+        return out
+
+    def _lrange(self, user_ids: Sequence[str], starts: Sequence[int]) -> list[list[str]]:
+        with redis_errors():
+            if len(user_ids) == 1:
+                return [self._client.lrange(self.user_key(user_ids[0]), starts[0], -1)]
+            pipe = self._client.pipeline(transaction=False)
+            for user_id, start in zip(user_ids, starts, strict=True):
+                pipe.lrange(self.user_key(user_id), start, -1)
+            return pipe.execute()
+
+    def _fold(self, user_id: str, folded: _Folded | None, entries: list[str]) -> UserRecord | None:
+        if folded is None:
+            base, count, new = self._records.get(user_id), 0, entries
+        else:
+            base, count, new = folded.record, folded.count, entries[1:]
+        if not new:
+            return base
+        record = base.copy() if base is not None else UserRecord.empty(self.spec.history_len)
+        parts = [e.split(" ", 3) for e in new]
+        items = self.catalog.indices([p[3] for p in parts])
+        record.apply_many(items, [int(p[1]) for p in parts], [float(p[2]) for p in parts])
+        with self._lock:
+            self._cache[user_id] = _Folded(record, count + len(new), new[-1])
+            self._cache.move_to_end(user_id)
+            while len(self._cache) > self._cache_users:
+                self._cache.popitem(last=False)
+        return record
+
+    def _forget(self, user_id: str) -> None:
+        with self._lock:
+            self._cache.pop(user_id, None)

@@ -3,13 +3,17 @@
 `FeatureStore` is the seam between the in-memory store here (one replica) and a shared store
 (Redis, several replicas). Initial state comes from the bundle's interactions.parquet, exactly as
 training encodes it (events stably sorted by user then time; history = most recent first).
-Live events update it immediately; the next get_user sees them.
+Live events update it immediately; the next get_user sees them. With an event log attached
+(services.feature.snapshot.open_durable_store) a batch is applied only after it is durable, on
+the log's writer thread and in log order, so `position` always names the log prefix the
+in-memory state reflects.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -30,6 +34,7 @@ from services.common.features import (
 )
 from services.common.types import Event, EventKind, ItemInfo, UserState
 from services.common.vocab import Vocabulary
+from services.feature.eventlog import EventLog, LogPosition, encode_events
 
 DEFAULT_MAX_BATCH = 10_000
 DEFAULT_MAX_IDS = 1_000
@@ -46,6 +51,8 @@ class FeatureStore(Protocol):
     def get_items(self, item_ids: Sequence[str]) -> list[ItemInfo]: ...
 
     def apply_events(self, events: Sequence[Event]) -> int: ...
+
+    def submit_events(self, events: Sequence[Event]) -> Future: ...
 
 
 def activity_value(event: Event) -> float:
@@ -129,6 +136,9 @@ class InMemoryFeatureStore:
         self.max_ids = max_ids
         self.events_applied = 0
         self.unknown_item_events = 0
+        self._log: EventLog | None = None
+        self.position: LogPosition | None = None  # log prefix reflected in memory
+        self.after_apply: Callable[[int], None] | None = None  # called with events applied
 
     @classmethod
     def from_bundle(
@@ -194,13 +204,46 @@ class InMemoryFeatureStore:
         return self.catalog.by_ids(item_ids)
 
     def apply_events(self, events: Sequence[Event]) -> int:
-        """Validates the whole batch first (all or nothing), then applies in order.
+        """Blocking form of submit_events: returns once the batch is durable and applied."""
+        return int(self.submit_events(events).result())
+
+    def submit_events(self, events: Sequence[Event]) -> Future:
+        """Validates the whole batch first (all or nothing, InvalidArgument raised here), then
+        appends it to the event log (if attached) and applies it in order once durable; the
+        future resolves to the number of events (Unavailable if the log cannot write).
         Events for unknown items still count as activity but stay out of history and seen."""
         if len(events) > self.max_batch:
             raise InvalidArgument(f"{len(events)} events in one batch; at most {self.max_batch}")
         for event in events:
             _validate(event)
         items = self.catalog.indices([e.item_id for e in events]).tolist()
+        done: Future = Future()
+        done.set_running_or_notify_cancel()  # a cancelled caller cannot un-log the batch
+        if self._log is None:
+            self._apply(events, items, None)
+            done.set_result(len(events))
+            return done
+        logged = self._log.append(
+            encode_events(events), lambda end: self._apply(events, items, end)
+        )
+        logged.add_done_callback(lambda f: _chain(f, done, len(events)))
+        return done
+
+    def replay(self, events: Sequence[Event], end: LogPosition) -> None:
+        """Re-apply a logged batch at start-up (validated when it was first accepted)."""
+        self._apply(events, self.catalog.indices([e.item_id for e in events]).tolist(), end)
+
+    def attach_log(self, log: EventLog) -> None:
+        """From now on every batch is made durable in `log` before it is applied."""
+        self._log = log
+        if self.position is None:
+            self.position = log.end
+
+    @property
+    def event_log(self) -> EventLog | None:
+        return self._log
+
+    def _apply(self, events: Sequence[Event], items: list[int], end: LogPosition | None) -> None:
         history_len = self.spec.history_len
         with self._lock:
             for event, item in zip(events, items, strict=True):
@@ -211,13 +254,47 @@ class InMemoryFeatureStore:
                 rec.apply(item, event.timestamp // SECONDS_PER_DAY, activity_value(event))
             self.events_applied += len(events)
             self.unknown_item_events += items.count(0)
-        return len(events)
+            if end is not None:
+                self.position = end
+        if self.after_apply is not None:
+            self.after_apply(len(events))
+
+    def export_state(self) -> tuple[dict[str, tuple[np.ndarray, ...]], LogPosition | None]:
+        """A consistent copy of every user's arrays (history, seen, days, values, [count]) and
+        the log position they reflect. Arrays are immutable, so only references are copied."""
+        with self._lock:
+            state = {
+                user: (r.history, r.seen, r.days, r.values, np.array([r.event_count]))
+                for user, r in self._records.items()
+            }
+            return state, self.position
+
+    def import_state(self, state: dict[str, tuple[np.ndarray, ...]], position: LogPosition) -> None:
+        """Replace the per-user state (a snapshot's) and the log position it reflects."""
+        records = {
+            user: _UserRecord(
+                history=_frozen(history), seen=_frozen(seen), days=_frozen(days),
+                values=_frozen(values), event_count=int(count[0]),
+            )
+            for user, (history, seen, days, values, count) in state.items()
+        }  # fmt: skip
+        with self._lock:
+            self._records = records
+            self.position = position
 
     def _check_ids(self, ids: Sequence[str], what: str) -> None:
         if len(ids) > self.max_ids:
             raise InvalidArgument(f"{len(ids)} {what}; at most {self.max_ids} per call")
         if any(not i for i in ids):
             raise InvalidArgument(f"empty id among {what}")
+
+
+def _chain(logged: Future, done: Future, count: int) -> None:
+    exc = logged.exception()
+    if exc is not None:
+        done.set_exception(exc)
+    else:
+        done.set_result(count)
 
 
 def _load_profiles(bundle: Bundle, spec: FeatureSpec, users: Vocabulary) -> np.ndarray:

@@ -219,3 +219,53 @@ def test_one_writer_per_directory(tmp_path):
 def test_unknown_fsync_mode_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="fsync"):
         LogSettings(tmp_path, fsync="sometimes")
+
+
+def test_the_log_reads_back_as_canonical_training_events(tmp_path):
+    from training.data.feedback import read_feedback
+
+    events = [
+        Event("u1", "i1", EventKind.RATING, 30, rating=4.0),
+        Event("u1", "i2", EventKind.PURCHASE, 10, value=12.5),
+        Event("u2", "i1", EventKind.VIEW, 20),
+    ]
+    ends = write(tmp_path, [events[:2], events[2:]])
+    frame, end = read_feedback(tmp_path)
+    assert end == ends[-1]
+    assert list(frame.columns) == ["user_id", "item_id", "timestamp", "rating", "value"]
+    assert frame["timestamp"].tolist() == [10, 20, 30]  # canonical order: time, then user
+    assert frame["item_id"].tolist() == ["i2", "i1", "i1"]
+    assert frame["value"].tolist() == [12.5, 1.0, 1.0]
+    assert frame["rating"].isna().tolist() == [True, True, False]
+    assert frame["rating"].iloc[2] == 4.0
+    assert read_feedback(tmp_path, ends[0])[0]["user_id"].tolist() == ["u2"]
+    empty, none = read_feedback(tmp_path / "nothing-here")
+    assert len(empty) == 0 and none is None
+
+
+def test_retrain_plan_puts_feedback_on_known_items_in_train_and_records_the_position(tmp_path):
+    import pandas as pd
+
+    from training.data.feedback import plan_retrain, read_feedback
+    from training.data.schema import InteractionData, make_events
+
+    base_events = make_events(
+        ["a", "a", "a", "b", "b"], ["i1", "i2", "i3", "i1", "i2"], [1, 2, 3, 1, 2]
+    )
+    items = pd.DataFrame(
+        {"item_id": ["i1", "i2", "i3"], "title": ["x"] * 3, "tags": [[]] * 3, "year": [0] * 3}
+    )
+    users = pd.DataFrame({"user_id": [], "age": [], "gender": [], "occupation": []})
+    base = InteractionData(base_events, items, users, "toy", "0" * 64)
+    ends = write(
+        tmp_path,
+        [[Event("new", "i3", EventKind.CLICK, 100), Event("a", "gone", EventKind.VIEW, 101)]],
+    )
+    plan = plan_retrain(base, *read_feedback(tmp_path), test_fraction=0.3)
+    assert plan.split_info["feedback_log"] == {"segment": ends[0].segment, "offset": ends[0].offset}
+    assert plan.split_info["feedback_events"] == 1
+    assert plan.split_info["feedback_dropped_unknown_items"] == 1
+    assert ("new", "i3") in set(zip(plan.train["user_id"], plan.train["item_id"], strict=True))
+    assert "gone" not in set(plan.train["item_id"]) | set(plan.data.events["item_id"])
+    assert len(plan.train) + len(plan.valid) == len(base_events) + 1
+    assert plan.data.sha256 != base.sha256 and "new" in set(plan.data.events["user_id"])

@@ -269,3 +269,21 @@ def test_retrain_plan_puts_feedback_on_known_items_in_train_and_records_the_posi
     assert "gone" not in set(plan.train["item_id"]) | set(plan.data.events["item_id"])
     assert len(plan.train) + len(plan.valid) == len(base_events) + 1
     assert plan.data.sha256 != base.sha256 and "new" in set(plan.data.events["user_id"])
+
+
+def test_a_failed_write_fails_its_batch_with_unavailable_and_stops_the_log(tmp_path):
+    import os
+
+    from services.common.errors import Unavailable
+
+    log = EventLog(LogSettings(tmp_path))
+    os.close(log._fd)
+    log._fd = os.open(os.devnull, os.O_RDONLY)  # every write now fails (EBADF), like EIO
+    try:
+        with pytest.raises(Unavailable, match="write failed"):
+            log.append(encode_events(batch(0))).result(timeout=30)
+        with pytest.raises(Unavailable):
+            log.append(encode_events(batch(1)))
+    finally:
+        log.close()
+    assert logged(tmp_path) == []

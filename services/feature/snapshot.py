@@ -170,13 +170,17 @@ class Durability:
                 log.info("deleted %d log segments covered by the snapshot", len(removed))
         return path
 
+    def wait(self) -> None:
+        """Until a background snapshot in progress (if any) is written."""
+        running = self._running
+        if running is not None:
+            running.join()
+
     def close(self) -> None:
         """Drain the log (everything queued becomes durable and applied), snapshot if anything
         changed since the last one, release the directory."""
         self.log.close()
-        running = self._running
-        if running is not None:
-            running.join()
+        self.wait()
         if self.store.position != self.last_snapshot:
             self.snapshot()
         self.store.after_apply = None

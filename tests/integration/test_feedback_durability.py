@@ -20,9 +20,16 @@ import pytest
 from recserve.client import FeedbackEvent, RecserveClient
 from recserve.v1 import common_pb2, feature_pb2, feature_pb2_grpc
 from services.common.bundle import Bundle
+from services.common.types import Event, EventKind
 from services.common.vocab import Vocabulary
 from services.feature.config import DurabilitySettings
-from services.feature.eventlog import LogSettings, read_events
+from services.feature.eventlog import (
+    EventLog,
+    LogSettings,
+    encode_events,
+    read_events,
+    segment_path,
+)
 from services.feature.snapshot import SNAPSHOT_NAME, open_durable_store
 from services.gateway.app import build_pipeline, start_gateway
 from services.gateway.config import GatewaySettings
@@ -180,3 +187,29 @@ def test_embedded_feedback_changes_next_recommend_and_survives_restart(
         assert item_index in state.seen and state.history[0] == item_index
     finally:
         closer.close()
+
+
+def test_a_corrupt_log_stops_the_service_at_start_naming_file_and_offset(artifacts, tmp_path):
+    log_dir = tmp_path / "log"
+    event_log = EventLog(LogSettings(log_dir))
+    ends = [
+        event_log.append(encode_events([Event("u", str(i), EventKind.VIEW, 1)])).result(30)
+        for i in range(3)
+    ]
+    event_log.close()
+    path = segment_path(log_dir, ends[0].segment)
+    data = bytearray(path.read_bytes())
+    data[ends[0].offset + 14] ^= 0xFF  # the second record's payload
+    path.write_bytes(bytes(data))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECSERVE_")}
+    env.update(
+        RECSERVE_ARTIFACTS=str(artifacts),
+        RECSERVE_FEATURE_PORT="0",
+        RECSERVE_FEATURE_LOG_DIR=str(log_dir),
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "services.feature"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert str(path) in done.stderr and f"offset {ends[0].offset}" in done.stderr

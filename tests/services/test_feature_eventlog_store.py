@@ -98,6 +98,7 @@ def test_snapshot_plus_replay_equals_live_state(bundle, ids, tmp_path):
     live = state_of(store, touched)
     end = store.position
     durability.log.close()  # crash-like stop: the tail after the last snapshot is log only
+    durability.wait()  # a background snapshot may still be writing
     assert durability.snapshots >= 1
     state, snap_at = read_snapshot(tmp_path, bundle.version)
     assert snap_at <= end and len(state) >= len(users)

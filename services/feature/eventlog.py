@@ -239,6 +239,7 @@ class EventLog:
         self.truncated_bytes = 0
         self._failed: Exception | None = None
         self._closed = False
+        self._state_lock = threading.Lock()
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._segment, self._size = self._recover()
         self._fd = os.open(segment_path(self.directory, self._segment), os.O_WRONLY | os.O_APPEND)
@@ -296,17 +297,19 @@ class EventLog:
         if len(payload) > MAX_RECORD_BYTES:
             raise InvalidArgument(f"record of {len(payload)} bytes; at most {MAX_RECORD_BYTES}")
         future: Future = Future()
-        if self._closed or self._failed is not None:
-            raise Unavailable(f"event log {self.directory} is closed or failed: {self._failed}")
-        self._queue.put(_Append(frame(payload), future, on_durable))
+        with self._state_lock:  # nothing can be queued behind the writer's stop marker
+            if self._closed or self._failed is not None:
+                raise Unavailable(f"event log {self.directory} is closed or failed: {self._failed}")
+            self._queue.put(_Append(frame(payload), future, on_durable))
         return future
 
     def close(self) -> None:
         """Commit what is queued, stop the writer and release the directory."""
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.put(_STOP)
+        with self._state_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(_STOP)
         self._thread.join()
         os.close(self._fd)
         os.close(self._lock_fd)

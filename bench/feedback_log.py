@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -124,6 +128,68 @@ def recovery(bundle_dir: Path, directory: Path, n_events: int) -> dict:
     return timings
 
 
+def service(artifacts: Path, directory: Path, fsync: str, threads: int, seconds: float) -> dict:
+    """End to end: `python -m services.feature` on `artifacts` with this fsync mode; `threads`
+    clients send one-event ApplyEvents back to back; -> acknowledged/s, p50/p99 ms."""
+    import grpc
+
+    from recserve.v1 import common_pb2, feature_pb2, feature_pb2_grpc
+    from services.launcher import free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECSERVE_")}
+    env.update(
+        RECSERVE_ARTIFACTS=str(artifacts), RECSERVE_FEATURE_PORT=str(port),
+        RECSERVE_FEATURE_LOG_DIR=str(directory), RECSERVE_FEATURE_FSYNC=fsync,
+        RECSERVE_LOG_LEVEL="warning",
+    )  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "services.feature"], env=env)
+    try:
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        grpc.channel_ready_future(channel).result(timeout=120)
+        stub = feature_pb2_grpc.FeatureServiceStub(channel)
+        requests = [
+            feature_pb2.ApplyEventsRequest(
+                events=[
+                    common_pb2.Event(
+                        user_id=f"bench-{t}", item_id="1", type=common_pb2.EVENT_TYPE_CLICK
+                    )
+                ]
+            )
+            for t in range(threads)
+        ]
+        for request in requests:  # warm-up (channel, first fsync)
+            stub.ApplyEvents(request, timeout=30)
+        latencies: list[list[float]] = [[] for _ in range(threads)]
+        stop_at = time.perf_counter() + seconds
+
+        def client(t: int) -> None:
+            while time.perf_counter() < stop_at:
+                start = time.perf_counter()
+                stub.ApplyEvents(requests[t], timeout=30)
+                latencies[t].append(time.perf_counter() - start)
+
+        workers = [threading.Thread(target=client, args=(t,)) for t in range(threads)]
+        begin = time.perf_counter()
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        elapsed = time.perf_counter() - begin
+        channel.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    lat = np.concatenate([np.asarray(x) for x in latencies]) * 1000.0
+    return {
+        "fsync": fsync,
+        "threads": threads,
+        "acks_per_s": round(lat.size / elapsed),
+        "p50_ms": round(float(np.percentile(lat, 50)), 3),
+        "p99_ms": round(float(np.percentile(lat, 99)), 3),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.feedback_log")
     parser.add_argument("--dir", type=Path, default=Path("state"), help="parent of the scratch log")
@@ -131,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     parser.add_argument("--bundle", type=Path, default=None, help="also time store recovery")
     parser.add_argument("--events", type=int, default=50_000, help="events for --bundle")
+    parser.add_argument(
+        "--service", type=Path, default=None, help="artifacts dir: also time ApplyEvents end to end"
+    )
     args = parser.parse_args(argv)
     args.dir.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="bench-feedback-log-", dir=args.dir))
@@ -152,6 +221,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.bundle is not None:
             rec = recovery(args.bundle, scratch / "recovery", args.events)
             print(f"store recovery: {rec}")
+        if args.service is not None:
+            for i, (fsync, threads) in enumerate([("always", 16), ("group", 16), ("group", 1)]):
+                row = service(args.service, scratch / f"svc{i}", fsync, threads, args.seconds)
+                rows.append({"service": True, **row})
+                print(f"feature service ApplyEvents: {row}", flush=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     if args.json is not None:

@@ -287,3 +287,12 @@ def test_a_failed_write_fails_its_batch_with_unavailable_and_stops_the_log(tmp_p
     finally:
         log.close()
     assert logged(tmp_path) == []
+
+
+def test_retrain_cli_refuses_a_missing_log_and_names_it(tmp_path, capsys):
+    from training.data.__main__ import main
+
+    assert main(["retrain", "--log-dir", str(tmp_path / "absent")]) == 1
+    assert str(tmp_path / "absent") in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["fetch", "--unknown-flag"])  # the fetch command keeps its own arguments

@@ -14,10 +14,12 @@ LOADTEST_ARGS ?= --slo-p99-ms 50 --start 100 --factor 1.5 --max-rate 4000 --dura
 BENCH_ARGS ?=
 PYTEST_ARGS ?=
 EVAL_ARGS ?=
+FEEDBACK_LOG ?= state/feature-log
+RETRAIN_ARGS ?=
 # torch: without PASSIVE, OpenMP threads spin and a loaded 2-core box trains up to 50x slower.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: help install lock data train export serve serve-embedded demo recommend test lint fmt protos clean eval eval-byo eval-external loadtest bench eval-value ab-report
+.PHONY: help install lock data train retrain export serve serve-embedded demo recommend test lint fmt protos clean eval eval-byo eval-external loadtest bench eval-value ab-report
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -39,6 +41,10 @@ data: install  ## fetch MovieLens-100K and CDNOW (checksums verified)
 
 train: data  ## train all models, export ONNX (parity-checked), build FAISS, write artifacts/<version>/
 	$(PY) -m training train --data-dir $(DATA_DIR) --artifacts $(ARTIFACTS) $(TRAIN_ARGS)
+
+retrain: data  ## base data + logged feedback (FEEDBACK_LOG=state/feature-log) -> a new bundle
+	$(PY) -m training.data retrain --data-dir $(DATA_DIR) --log-dir $(FEEDBACK_LOG) \
+	  --artifacts $(ARTIFACTS) $(RETRAIN_ARGS)
 
 EXT_VENV ?= .venv-external
 $(EXT_VENV)/.installed: training/external/requirements.txt

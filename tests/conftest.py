@@ -10,6 +10,10 @@ import pytest
 # Before anything imports torch: waiting OpenMP threads sleep instead of spinning, so training
 # on a busy 2-core box does not collapse (see training/pipeline.py).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# In-process embedded gateways built from the environment keep feedback in memory only: several
+# per test process would contend for one event-log directory. Durable stores get a tmp dir from
+# their own tests (tests/services/test_feature_eventlog*.py, test_feedback_durability.py).
+os.environ.setdefault("RECSERVE_FEATURE_LOG_DIR", "none")
 
 from training.data import InteractionData, fetch_all, load_cdnow, load_movielens
 

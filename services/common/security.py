@@ -32,7 +32,6 @@ from typing import Any
 
 import grpc
 
-from services.common import tracing
 from services.common.errors import ConfigError
 
 log = logging.getLogger("recserve.security")
@@ -375,6 +374,8 @@ def aio_channel(
     options: Sequence[tuple[str, Any]] = (),
 ) -> grpc.aio.Channel:
     """A grpc.aio channel: TLS when `tls` is set; `api_key` sent on every unary call."""
+    from services.common import tracing  # here: tracing -> config -> security at import time
+
     chain = [*tracing.client_interceptors(), *([_KeyInterceptor(api_key)] if api_key else [])]
     interceptors = chain or None
     if tls is None:

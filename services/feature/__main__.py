@@ -1,4 +1,9 @@
-"""python -m services.feature: config -> bundle -> store (memory or redis) -> serve."""
+"""python -m services.feature: config -> bundle -> store -> serve.
+
+The store is in memory (default: snapshot + event log replay; feedback is acknowledged only once
+it is in the event log, see docs/feedback.md; on SIGTERM the log is drained and a snapshot is
+written before the process exits) or in Redis (RECSERVE_FEATURE_BACKEND=redis, several replicas;
+Redis's append-only file is the durable log, see docs/feature_store.md)."""
 
 from __future__ import annotations
 
@@ -11,15 +16,19 @@ from services.common.server import run_main, serve_settings
 from services.feature.config import SERVICE_NAME, FeatureConfig, StoreConfig
 from services.feature.redis_store import RedisFeatureStore
 from services.feature.servicer import register
-from services.feature.store import FeatureStore, InMemoryFeatureStore
+from services.feature.snapshot import Durability, open_durable_store
+from services.feature.store import FeatureStore
 
 log = logging.getLogger("services.feature")
 
 
-def build_store(config: FeatureConfig, store_config: StoreConfig, bundle: Bundle) -> FeatureStore:
+def build_store(
+    config: FeatureConfig, store_config: StoreConfig, bundle: Bundle
+) -> tuple[FeatureStore, Durability | None]:
+    """The configured store, and the in-memory store's event log + snapshots (None for Redis)."""
     limits = {"max_batch": config.max_events, "max_ids": config.max_ids}
     if store_config.backend == "redis":
-        return RedisFeatureStore.connect(
+        store = RedisFeatureStore.connect(
             bundle,
             store_config.redis_url,
             prefix=store_config.redis_prefix,
@@ -27,7 +36,8 @@ def build_store(config: FeatureConfig, store_config: StoreConfig, bundle: Bundle
             require_durable=not store_config.redis_allow_non_durable,
             **limits,
         )
-    return InMemoryFeatureStore.from_bundle(bundle, **limits)
+        return store, None
+    return open_durable_store(bundle, config.durability, **limits)
 
 
 async def main() -> None:
@@ -35,9 +45,13 @@ async def main() -> None:
     store_config = StoreConfig.from_env()
     setup_logging("feature", config.server.log_level, config.server.log_format)
     bundle = config.bundle.load()
-    store = build_store(config, store_config, bundle)
+    store, durability = build_store(config, store_config, bundle)
     log.info("bundle %s loaded from %s", bundle.version, bundle.root)
-    await serve_settings(register(store), config.server, SERVICE_NAME)
+    try:
+        await serve_settings(register(store), config.server, SERVICE_NAME)
+    finally:
+        if durability is not None:
+            durability.close()
 
 
 if __name__ == "__main__":

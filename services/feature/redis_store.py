@@ -26,6 +26,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -168,6 +169,7 @@ class RedisFeatureStore(BundleFeatures):
         self._cache: OrderedDict[str, _Folded] = OrderedDict()
         self._cache_users = cache_users
         self._lock = threading.Lock()
+        self._writer = ThreadPoolExecutor(max_workers=4, thread_name_prefix="redis-write")
         self.events_applied = 0
         self.unknown_item_events = 0
 
@@ -202,6 +204,12 @@ class RedisFeatureStore(BundleFeatures):
         self._check_ids(user_ids, "user ids")
         records = self._records_of(user_ids)
         return [self._state(u, r) for u, r in zip(user_ids, records, strict=True)]
+
+    def submit_events(self, events: Sequence[Event]) -> Future:
+        """apply_events on a worker thread, so the server's event loop never waits for Redis's
+        fsync; a bad batch still raises InvalidArgument right here, before anything is sent."""
+        self._check_batch(events)
+        return self._writer.submit(self.apply_events, events)
 
     def apply_events(self, events: Sequence[Event]) -> int:
         """Validates the whole batch first (all or nothing), then appends every event to its

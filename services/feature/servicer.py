@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 
 from recserve.v1 import common_pb2, feature_pb2, feature_pb2_grpc
@@ -38,7 +40,9 @@ class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
         self, request: feature_pb2.ApplyEventsRequest, context: grpc.aio.ServicerContext
     ) -> feature_pb2.ApplyEventsResponse:
         events = convert.events_from_proto(request.events)
-        return feature_pb2.ApplyEventsResponse(accepted=self._store.apply_events(events))
+        # Resolves once the batch is in the event log (durable) and applied in memory.
+        accepted = await asyncio.wrap_future(self._store.submit_events(events))
+        return feature_pb2.ApplyEventsResponse(accepted=accepted)
 
 
 def register(store: FeatureStore):

@@ -4,13 +4,17 @@
 in services.feature.redis_store (several replicas). Both start from the same bundle state
 (services.feature.bundle_state: initial state from the bundle's interactions.parquet, exactly as
 training encodes it) and fold live events in with the same code, so they answer identically.
-Live events update it immediately; the next get_user sees them.
+Live events update it immediately; the next get_user sees them. With an event log attached
+(services.feature.snapshot.open_durable_store) a batch is applied only after it is durable, on
+the log's writer thread and in log order, so `position` always names the log prefix the
+in-memory state reflects.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from typing import Protocol
 
 import numpy as np
@@ -26,7 +30,9 @@ from services.feature.bundle_state import (
     UserRecord,
     activity_value,
     event_day,
+    frozen,
 )
+from services.feature.eventlog import EventLog, LogPosition, encode_events
 
 __all__ = [
     "DEFAULT_MAX_BATCH",
@@ -48,6 +54,8 @@ class FeatureStore(Protocol):
     def get_items(self, item_ids: Sequence[str]) -> list[ItemInfo]: ...
 
     def apply_events(self, events: Sequence[Event]) -> int: ...
+
+    def submit_events(self, events: Sequence[Event]) -> Future: ...
 
 
 class InMemoryFeatureStore(BundleFeatures):
@@ -72,6 +80,9 @@ class InMemoryFeatureStore(BundleFeatures):
         self._lock = threading.Lock()
         self.events_applied = 0
         self.unknown_item_events = 0
+        self._log: EventLog | None = None
+        self.position: LogPosition | None = None  # log prefix reflected in memory
+        self.after_apply: Callable[[int], None] | None = None  # called with events applied
 
     def get_user(self, user_id: str, recent_items: Sequence[str] = ()) -> UserState:
         """See BundleFeatures._state for unknown users and recent_items."""
@@ -86,9 +97,42 @@ class InMemoryFeatureStore(BundleFeatures):
         return [self.get_user(u) for u in user_ids]
 
     def apply_events(self, events: Sequence[Event]) -> int:
-        """Validates the whole batch first (all or nothing), then applies in order.
+        """Blocking form of submit_events: returns once the batch is durable and applied."""
+        return int(self.submit_events(events).result())
+
+    def submit_events(self, events: Sequence[Event]) -> Future:
+        """Validates the whole batch first (all or nothing, InvalidArgument raised here), then
+        appends it to the event log (if attached) and applies it in order once durable; the
+        future resolves to the number of events (Unavailable if the log cannot write).
         Events for unknown items still count as activity but stay out of history and seen."""
         items = self._check_batch(events)
+        done: Future = Future()
+        done.set_running_or_notify_cancel()  # a cancelled caller cannot un-log the batch
+        if self._log is None:
+            self._apply(events, items, None)
+            done.set_result(len(events))
+            return done
+        logged = self._log.append(
+            encode_events(events), lambda end: self._apply(events, items, end)
+        )
+        logged.add_done_callback(lambda f: _chain(f, done, len(events)))
+        return done
+
+    def replay(self, events: Sequence[Event], end: LogPosition) -> None:
+        """Re-apply a logged batch at start-up (validated when it was first accepted)."""
+        self._apply(events, self.catalog.indices([e.item_id for e in events]).tolist(), end)
+
+    def attach_log(self, log: EventLog) -> None:
+        """From now on every batch is made durable in `log` before it is applied."""
+        self._log = log
+        if self.position is None:
+            self.position = log.end
+
+    @property
+    def event_log(self) -> EventLog | None:
+        return self._log
+
+    def _apply(self, events: Sequence[Event], items: list[int], end: LogPosition | None) -> None:
         by_user: dict[str, list[int]] = {}
         for i, event in enumerate(events):
             by_user.setdefault(event.user_id, []).append(i)
@@ -105,4 +149,38 @@ class InMemoryFeatureStore(BundleFeatures):
                 )
             self.events_applied += len(events)
             self.unknown_item_events += items.count(0)
-        return len(events)
+            if end is not None:
+                self.position = end
+        if self.after_apply is not None:
+            self.after_apply(len(events))
+
+    def export_state(self) -> tuple[dict[str, tuple[np.ndarray, ...]], LogPosition | None]:
+        """A consistent copy of every user's arrays (history, seen, days, values, [count]) and
+        the log position they reflect. Arrays are immutable, so only references are copied."""
+        with self._lock:
+            state = {
+                user: (r.history, r.seen, r.days, r.values, np.array([r.event_count]))
+                for user, r in self._records.items()
+            }
+            return state, self.position
+
+    def import_state(self, state: dict[str, tuple[np.ndarray, ...]], position: LogPosition) -> None:
+        """Replace the per-user state (a snapshot's) and the log position it reflects."""
+        records = {
+            user: UserRecord(
+                history=frozen(history), seen=frozen(seen), days=frozen(days),
+                values=frozen(values), event_count=int(count[0]),
+            )
+            for user, (history, seen, days, values, count) in state.items()
+        }  # fmt: skip
+        with self._lock:
+            self._records = records
+            self.position = position
+
+
+def _chain(logged: Future, done: Future, count: int) -> None:
+    exc = logged.exception()
+    if exc is not None:
+        done.set_exception(exc)
+    else:
+        done.set_result(count)

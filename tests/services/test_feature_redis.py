@@ -268,7 +268,9 @@ def test_feature_service_replicas_over_grpc(tiny_bundle, bundle, redis_server, p
         "RECSERVE_REDIS_PREFIX": prefix,
     }
     config, store_config = FeatureConfig.from_env(env), StoreConfig.from_env(env)
-    replicas = [build_store(config, store_config, bundle) for _ in range(2)]
+    built = [build_store(config, store_config, bundle) for _ in range(2)]
+    assert all(durability is None for _, durability in built)  # Redis is the durable log
+    replicas = [store for store, _ in built]
     assert all(isinstance(r, RedisFeatureStore) for r in replicas)
     user_id, item_id = busy_users[2], str(replicas[0].catalog.vocab.ids[9])
     dead = RedisFeatureStore.from_bundle(

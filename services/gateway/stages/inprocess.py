@@ -7,13 +7,19 @@ than it saves on a 2-core machine, and one process per core is the way to scale 
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from services.common.bundle import Bundle
 from services.common.types import CandidateList, Event, FilterSpec, RankScores, UserState
 from services.gateway.stages import Activity, Stages, ValueScore
+
+if TYPE_CHECKING:
+    from services.feature.config import DurabilitySettings
 
 
 class InProcessFeatures:
@@ -27,7 +33,8 @@ class InProcessFeatures:
         return self._store.get_users(list(user_ids))
 
     async def apply_events(self, events: Sequence[Event]) -> int:
-        return int(self._store.apply_events(events))
+        # Validation errors raise here; the await ends once the batch is durable and applied.
+        return int(await asyncio.wrap_future(self._store.submit_events(events)))
 
 
 class InProcessRetrieval:
@@ -62,16 +69,28 @@ class InProcessUserValue:
         return list(self._scorer.score(list(user_ids), activities))
 
 
-def build_in_process(bundle: Bundle, *, prefer_gpu: bool = True) -> Stages:
-    """Load every domain object from one verified bundle (embedded mode)."""
+def build_in_process(
+    bundle: Bundle, *, prefer_gpu: bool = True, durability: DurabilitySettings | None = None
+) -> Stages:
+    """Load every domain object from one verified bundle (embedded mode).
+
+    The feature store is durable as in the feature service: snapshot + event log replay at
+    start, feedback acknowledged once logged. `durability` defaults to the RECSERVE_FEATURE_*
+    log settings from the environment (services.feature.config.DurabilitySettings); the log is
+    drained and snapshotted at interpreter exit."""
     # Imported here so split mode never loads FAISS or the ONNX models into the gateway.
-    from services.feature.store import InMemoryFeatureStore
+    from services.feature.config import DurabilitySettings
+    from services.feature.snapshot import open_durable_store
     from services.ranking.ranker import OnnxRanker
     from services.retrieval.retriever import Retriever
     from services.uservalue.scorer import UserValueScorer
 
+    settings = durability if durability is not None else DurabilitySettings.from_env()
+    store, durable = open_durable_store(bundle, settings)
+    if durable is not None:
+        atexit.register(durable.close)
     return Stages(
-        features=InProcessFeatures(InMemoryFeatureStore.from_bundle(bundle)),
+        features=InProcessFeatures(store),
         retrieval=InProcessRetrieval(Retriever.from_bundle(bundle)),
         ranking=InProcessRanking(OnnxRanker.from_bundle(bundle, prefer_gpu=prefer_gpu)),
         uservalue=InProcessUserValue(UserValueScorer.from_bundle(bundle)),

@@ -1,0 +1,229 @@
+"""Snapshots of the live per-user state, and start-up recovery: bundle -> snapshot -> log replay.
+
+A snapshot is `<log dir>/snapshot.npz` (numpy, allow_pickle=False), written atomically (temp
+file, fsync, os.replace, fsync of the directory). It holds every user's history, seen items,
+daily activity and event count, the bundle version its item indices belong to, and the log
+position it reflects. It is used only with the same bundle version; otherwise recovery starts
+from the bundle's own state and replays the log from the position the bundle was trained up to
+(manifest data.split.feedback_log, written by `make retrain`) or from the beginning.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from services.common.bundle import Bundle
+from services.feature.config import DurabilitySettings
+from services.feature.eventlog import (
+    EventLog,
+    LogCorruptError,
+    LogPosition,
+    delete_segments_before,
+    read_events,
+)
+from services.feature.store import InMemoryFeatureStore
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_NAME = "snapshot.npz"
+SNAPSHOT_FORMAT = 1
+BUNDLE_LOG_KEY = "feedback_log"  # manifest data.split[...] = {"segment": s, "offset": o}
+
+State = dict[str, tuple[np.ndarray, ...]]
+
+
+def _concat(parts: list[np.ndarray], dtype: type) -> tuple[np.ndarray, np.ndarray]:
+    offsets = np.zeros(len(parts) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([p.size for p in parts])
+    flat = np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+    return flat, offsets
+
+
+def write_snapshot(
+    directory: Path, bundle_version: str, state: State, position: LogPosition
+) -> Path:
+    directory = Path(directory)
+    users = sorted(state)
+    rows = [state[u] for u in users]
+    seen, seen_off = _concat([r[1] for r in rows], np.int64)
+    days, days_off = _concat([r[2] for r in rows], np.int64)
+    values, _ = _concat([r[3] for r in rows], np.float32)
+    history_len = rows[0][0].size if rows else 0
+    arrays = {
+        "format": np.array(SNAPSHOT_FORMAT, dtype=np.int64),
+        "bundle_version": np.array(bundle_version),
+        "position": np.array(position, dtype=np.int64),
+        "users": np.array(users, dtype=str),
+        "history": np.stack([r[0] for r in rows]) if rows else np.zeros((0, history_len)),
+        "seen": seen, "seen_offsets": seen_off,
+        "days": days, "days_offsets": days_off, "values": values,
+        "event_count": np.array([int(r[4][0]) for r in rows], dtype=np.int64),
+    }  # fmt: skip
+    target = directory / SNAPSHOT_NAME
+    tmp = directory / f".{SNAPSHOT_NAME}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return target
+
+
+def read_snapshot(directory: Path, bundle_version: str) -> tuple[State, LogPosition] | None:
+    """(state, position), or None when there is no snapshot or it is for another bundle."""
+    path = Path(directory) / SNAPSHOT_NAME
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if int(z["format"]) != SNAPSHOT_FORMAT:
+                raise LogCorruptError(f"snapshot {path}: unknown format {int(z['format'])}")
+            if str(z["bundle_version"]) != bundle_version:
+                log.info("snapshot %s is for bundle %s: ignored", path, z["bundle_version"])
+                return None
+            data = {k: z[k] for k in z.files}
+    except (OSError, ValueError, KeyError) as exc:
+        raise LogCorruptError(f"snapshot {path} is unreadable: {exc}") from exc
+    so, do = data["seen_offsets"], data["days_offsets"]
+    state: State = {
+        str(user): (
+            data["history"][i].copy(),
+            data["seen"][so[i] : so[i + 1]].copy(),
+            data["days"][do[i] : do[i + 1]].copy(),
+            data["values"][do[i] : do[i + 1]].copy(),
+            data["event_count"][i : i + 1].copy(),
+        )
+        for i, user in enumerate(data["users"].tolist())
+    }
+    segment, offset = (int(v) for v in data["position"])
+    return state, LogPosition(segment, offset)
+
+
+def bundle_log_position(bundle: Bundle) -> LogPosition | None:
+    """The log prefix a bundle was retrained on (its interactions already hold those events)."""
+    entry: Any = bundle.manifest.get("data", {}).get("split", {}).get(BUNDLE_LOG_KEY)
+    if not entry:
+        return None
+    return LogPosition(int(entry["segment"]), int(entry["offset"]))
+
+
+class Durability:
+    """Owns a store's event log and its snapshots (every N events, and on close)."""
+
+    def __init__(self, store: InMemoryFeatureStore, log_: EventLog, settings: DurabilitySettings):
+        self.store = store
+        self.log = log_
+        self.settings = settings
+        self.snapshots = 0
+        self.last_snapshot: LogPosition | None = None
+        self._since = 0
+        self._lock = threading.Lock()
+        self._running: threading.Thread | None = None
+        store.after_apply = self._count
+
+    def _count(self, n: int) -> None:
+        every = self.settings.snapshot_every
+        with self._lock:
+            self._since += n
+            if not every or self._since < every or self._running is not None:
+                return
+            self._since = 0
+            self._running = threading.Thread(
+                target=self._background, name="feature-snapshot", daemon=True
+            )
+            self._running.start()
+
+    def _background(self) -> None:
+        try:
+            self.snapshot()
+        except Exception:  # the log still has everything; retry at next N
+            log.exception("feature snapshot failed")
+        finally:
+            with self._lock:
+                self._running = None
+
+    def snapshot(self) -> Path:
+        state, position = self.store.export_state()
+        start = time.perf_counter()
+        path = write_snapshot(self.log.directory, self.store.bundle_version, state, position)
+        self.snapshots += 1
+        self.last_snapshot = position
+        log.info(
+            "snapshot of %d users at log %s in %.3fs",
+            len(state), tuple(position), time.perf_counter() - start,
+        )  # fmt: skip
+        if not self.settings.keep_segments:
+            removed = delete_segments_before(self.log.directory, position.segment)
+            if removed:
+                log.info("deleted %d log segments covered by the snapshot", len(removed))
+        return path
+
+    def wait(self) -> None:
+        """Until a background snapshot in progress (if any) is written."""
+        running = self._running
+        if running is not None:
+            running.join()
+
+    def close(self) -> None:
+        """Drain the log (everything queued becomes durable and applied), snapshot if anything
+        changed since the last one, release the directory."""
+        self.log.close()
+        self.wait()
+        if self.store.position != self.last_snapshot:
+            self.snapshot()
+        self.store.after_apply = None
+
+
+def recover(store: InMemoryFeatureStore, bundle: Bundle, directory: Path) -> dict[str, Any]:
+    """Load the snapshot (if it matches the bundle), replay the log after it; -> summary."""
+    start = time.perf_counter()
+    snap = read_snapshot(directory, bundle.version)
+    position = bundle_log_position(bundle)
+    if snap is not None:
+        state, position = snap
+        store.import_state(state, position)
+    batches = events = 0
+    for end, batch in read_events(directory, position):
+        store.replay(batch, end)
+        batches += 1
+        events += len(batch)
+    return {
+        "snapshot": snap is not None,
+        "from": tuple(position) if position else None,
+        "replayed_batches": batches,
+        "replayed_events": events,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+
+
+def open_durable_store(
+    bundle: Bundle, settings: DurabilitySettings, **store_kwargs: int
+) -> tuple[InMemoryFeatureStore, Durability | None]:
+    """bundle -> snapshot -> log replay -> a store that logs before it applies.
+    With durability off (no log dir), a plain in-memory store and None."""
+    store = InMemoryFeatureStore.from_bundle(bundle, **store_kwargs)
+    if settings.log is None:
+        log.warning("feature event log disabled: feedback is lost on restart")
+        return store, None
+    event_log = EventLog(settings.log)  # locks the directory and truncates a torn tail
+    try:
+        summary = recover(store, bundle, settings.log.directory)
+        store.events_applied = 0
+        store.attach_log(event_log)
+    except BaseException:
+        event_log.close()
+        raise
+    log.info("feature state recovered from %s: %s", settings.log.directory, summary)
+    return store, Durability(store, event_log, settings)

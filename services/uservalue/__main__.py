@@ -6,6 +6,7 @@ import logging
 import sys
 
 from services.common.logging import setup_logging
+from services.common.reload import ModelHolder, ReloadSettings, make_watcher
 from services.common.server import run_main, serve_settings
 from services.uservalue.config import SERVICE_NAME, UserValueConfig
 from services.uservalue.scorer import UserValueScorer
@@ -20,8 +21,18 @@ async def main() -> None:
     bundle = config.bundle.load()
     scorer = UserValueScorer.from_bundle(bundle)
     log.info("bundle %s loaded; user-value model on %s", bundle.version, scorer.provider)
-    servicer = register(scorer, bundle.version, config.max_users)
-    await serve_settings(servicer, config.server, SERVICE_NAME)
+    holder = ModelHolder(scorer, bundle.version)
+    watcher = make_watcher(
+        config.bundle, ReloadSettings.from_env(), holder, UserValueScorer.from_bundle,
+        name="uservalue", expected_spec=bundle.feature_spec,
+    )  # fmt: skip
+    try:
+        await serve_settings(
+            register(holder, bundle.version, config.max_users), config.server, SERVICE_NAME
+        )
+    finally:
+        if watcher is not None:
+            await watcher.stop()
 
 
 if __name__ == "__main__":

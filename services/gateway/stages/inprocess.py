@@ -20,6 +20,11 @@ class InProcessFeatures:
     def __init__(self, store) -> None:
         self._store = store
 
+    @property
+    def store(self):
+        """The feature store (a hot reload hands its live state to the next bundle's store)."""
+        return self._store
+
     async def get_user(self, user_id: str, recent_items: Sequence[str] = ()) -> UserState:
         return self._store.get_user(user_id, recent_items=tuple(recent_items))
 

@@ -168,8 +168,9 @@ def test_holder_grace_period_and_retirement() -> None:
     holder.expire(now=time.monotonic() + 11)
     assert holder.get("v1") is None and retired == ["a"]
     holder.swap("v3", "c")
-    holder.swap("v4", "d")  # v3 skipped its grace: retired at once
-    assert retired == ["a", "b", "c"] and holder.resolve("v3") == ("v3", "c")
+    holder.swap("v4", "d")  # only one previous version is held: b leaves at once
+    assert retired == ["a", "b"] and holder.resolve("v3") == ("v3", "c")
+    assert holder.resolve("v2") is None
 
 
 def test_reload_settings_from_env() -> None:

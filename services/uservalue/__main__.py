@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
+from services.common.bundle import Bundle
 from services.common.logging import setup_logging
 from services.common.reload import ModelHolder, ReloadSettings, make_watcher
 from services.common.server import run_main, serve_settings
@@ -23,7 +24,7 @@ async def main() -> None:
     log.info("bundle %s loaded; user-value model on %s", bundle.version, scorer.provider)
     holder = ModelHolder(scorer, bundle.version)
     watcher = make_watcher(
-        config.bundle, ReloadSettings.from_env(), holder, UserValueScorer.from_bundle,
+        config.bundle, ReloadSettings.from_env(), holder, build_warm,
         name="uservalue", expected_spec=bundle.feature_spec,
     )  # fmt: skip
     try:
@@ -33,6 +34,13 @@ async def main() -> None:
     finally:
         if watcher is not None:
             await watcher.stop()
+
+
+def build_warm(bundle: Bundle) -> UserValueScorer:
+    """A new bundle's scorer, its ONNX session already run once (hot reload builds it)."""
+    scorer = UserValueScorer.from_bundle(bundle)
+    scorer.score(["warm-up"])
+    return scorer
 
 
 if __name__ == "__main__":

@@ -59,6 +59,16 @@ def wait_for_version(client: RecserveClient, user: str, version: str, timeout: f
     raise AssertionError(f"still serving {last!r}, not {version!r}, after {timeout}s")
 
 
+def wait_for_logs(running: Launcher, needle: str, timeout: float) -> dict[str, str]:
+    """Every process's log, once each holds `needle` (or the timeout passed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        logs = {name: proc.log_path.read_text() for name, proc in running.processes.items()}
+        if all(needle in text for text in logs.values()) or time.monotonic() > deadline:
+            return logs
+        time.sleep(0.2)
+
+
 def run_switch(artifacts: Path, second: Path, mode: str, tmp_path: Path) -> None:
     first = (artifacts / "LATEST").read_text().strip()
     env = {
@@ -114,6 +124,14 @@ def run_switch(artifacts: Path, second: Path, mode: str, tmp_path: Path) -> None
         wait_for_version(client, user, first, timeout=30.0)
         back = client.recommend(user, k=10)
         assert not back.fallbacks and [it.item_id for it in back.items]
+        logs = wait_for_logs(running, f"-> {first} in", timeout=30.0)
+    # No stage degraded during either switch (a fallback would have hidden a failure), and
+    # every process switched forward and back exactly once, refusing nothing.
+    assert "degrading" not in logs["gateway"]
+    for name, text in logs.items():
+        assert text.count(f"-> {second.name} in") == 1, name
+        assert text.count(f"-> {first} in") == 1, name
+        assert "refused bundle" not in text, name
 
 
 @pytest.mark.timeout(600)

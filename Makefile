@@ -19,7 +19,7 @@ RETRAIN_ARGS ?=
 # torch: without PASSIVE, OpenMP threads spin and a loaded 2-core box trains up to 50x slower.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: help install lock data train retrain export serve serve-embedded demo recommend test lint fmt protos clean eval eval-byo eval-external loadtest bench eval-value ab-report
+.PHONY: help install lock data train retrain export serve serve-embedded demo recommend test lint fmt protos clean eval eval-byo eval-external loadtest bench eval-value ab-report publish rollback bundles
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -69,6 +69,16 @@ serve-embedded: install  ## run the gateway with every stage in-process
 
 demo: train  ## fresh machine -> install, data, train, export, start 5 services, recommend, stop
 	$(VENV)/bin/recserve demo --artifacts $(ARTIFACTS) --user $(USER_ID) -k $(K)
+
+publish: install  ## validate a bundle dir and make it live (hot reload): make publish BUNDLE=path/to/<version>
+	@test -n "$(BUNDLE)" || { echo "usage: make publish BUNDLE=path/to/<version>" >&2; exit 2; }
+	$(VENV)/bin/recserve bundle --artifacts $(ARTIFACTS) publish $(BUNDLE)
+
+rollback: install  ## make the previously live bundle live again (or TO=<version>)
+	$(VENV)/bin/recserve bundle --artifacts $(ARTIFACTS) rollback $(if $(TO),--to $(TO))
+
+bundles: install  ## list the bundles under $(ARTIFACTS), the live one marked
+	$(VENV)/bin/recserve bundle --artifacts $(ARTIFACTS) list
 
 recommend: install  ## ask a running gateway: make recommend USER_ID=196 K=10
 	$(VENV)/bin/recserve recommend --user $(USER_ID) -k $(K)

@@ -8,6 +8,7 @@
     recserve feedback --user 196 --item 50 --type rating --rating 5
     recserve serve [--mode split|embedded] [--artifacts DIR] [--version latest]
     recserve demo [--user 196] [-k 10]      # start 5 processes, recommend, stop them
+    recserve bundle list|publish DIR|rollback [--to VERSION] [--artifacts DIR]
 
 The gateway address is --target, else $RECSERVE_TARGET, else 127.0.0.1:50051.
 A secured gateway (docs/security.md): --tls-ca/--tls-cert/--tls-key/--tls-server-name and
@@ -25,6 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import grpc
 from google.protobuf.json_format import MessageToDict
@@ -313,7 +315,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--timeout", type=float, default=10.0, help="seconds for the call")
     p.set_defaults(run=cmd_demo)
+    add_bundle_commands(sub)
     return parser
+
+
+# --- bundle publishing (hot reload: services follow artifacts/LATEST) --------------------------
+
+
+def add_bundle_commands(sub) -> None:
+    bundle = sub.add_parser("bundle", help="list, publish or roll back artifact bundles")
+    bundle.add_argument(
+        "--artifacts", default=os.environ.get("RECSERVE_ARTIFACTS", "artifacts"), metavar="DIR"
+    )
+    actions = bundle.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="bundles under --artifacts, the live one marked")
+    p = actions.add_parser("publish", help="validate a bundle directory and make it live")
+    p.add_argument("source", metavar="VERSION_DIR")
+    p = actions.add_parser("rollback", help="make the previously live bundle live again")
+    p.add_argument("--to", default=None, metavar="VERSION", help="this version instead")
+    bundle.set_defaults(run=cmd_bundle)
+
+
+def cmd_bundle(args: argparse.Namespace) -> int:
+    from services.common import publish as pub
+    from services.common.errors import BundleError
+
+    artifacts = Path(args.artifacts)
+    try:
+        if args.action == "list":
+            rows = [
+                ("*" if b.latest else "", b.version, b.created_at)
+                for b in pub.list_bundles(artifacts)
+            ]
+            print(_table(("live", "version", "created_at"), rows))
+        elif args.action == "publish":
+            print(f"published {pub.publish(artifacts, Path(args.source)).version}")
+        else:
+            print(f"rolled back to {pub.rollback(artifacts, args.to).version}")
+    except BundleError as exc:
+        print(f"recserve bundle: refused: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -31,7 +31,9 @@ from services.common.bundle import (
     sha256_file,
 )
 from services.common.errors import BundleError
+from services.common.features import FeatureSpec
 from training.encode import EncodedCatalog
+from training.export import PARITY_FILE, write_parity_samples
 
 
 def new_version(now: datetime | None = None) -> str:
@@ -98,6 +100,16 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def _parity_limits(out_dir: Path, fields: dict[str, Any]) -> dict[str, Any]:
+    spec = FeatureSpec.from_json(fields["feature_spec"])
+    return {
+        "n_users": int(np.load(out_dir / "user_ids.npy", allow_pickle=False).size),
+        "n_items": int(np.load(out_dir / "item_ids.npy", allow_pickle=False).size),
+        "history_len": spec.history_len,
+        "profile_cardinalities": spec.profile_cardinalities,
+    }
+
+
 class BundleWriter:
     """Stages a bundle under artifacts/.staging-<version>-*/ and publishes it atomically."""
 
@@ -132,6 +144,10 @@ class BundleWriter:
         missing = sorted(set(REQUIRED_FILES) - set(names))
         if missing:
             raise BundleError(f"cannot publish bundle {self.version}: missing {missing}")
+        if PARITY_FILE not in names and "feature_spec" in fields:
+            # ONNX parity samples the services re-check before a hot reload
+            write_parity_samples(self.dir, _parity_limits(self.dir, fields))
+            names = sorted([*names, PARITY_FILE])
         manifest = {
             "schema_version": MANIFEST_SCHEMA_VERSION,
             "version": self.version,

@@ -119,3 +119,57 @@ def describe_onnx(path: Path) -> dict[str, Any]:
         return [{"name": a.name, "dtype": _dtype(a.type), "shape": list(a.shape)} for a in args]
 
     return {"inputs": _io(session.get_inputs()), "outputs": _io(session.get_outputs())}
+
+
+# --- parity samples stored in the bundle (services re-check them before a hot reload) ---------
+
+PARITY_FILE = "parity.npz"  # services.common.reload.PARITY_FILE
+PARITY_BATCH = 8
+PARITY_CANDIDATES = 16
+
+
+def _sample_input(
+    name: str, dtype: str, shape: list[Any], rng: np.random.Generator, limits: dict[str, Any]
+) -> np.ndarray:
+    """A valid input of this name: indices inside their vocabularies, floats in [0, 2)."""
+    dims = [d if isinstance(d, int) and d > 0 else None for d in shape]
+    if name == "user_index":
+        return rng.integers(0, limits["n_users"] + 1, size=PARITY_BATCH, dtype=np.int64)
+    if name == "profile":
+        cards = limits["profile_cardinalities"]
+        return np.stack([rng.integers(0, c, size=PARITY_BATCH) for c in cards], 1).astype(np.int64)
+    if name == "history":
+        size = (PARITY_BATCH, limits["history_len"])
+        return rng.integers(0, limits["n_items"] + 1, size=size, dtype=np.int64)
+    if name == "items":
+        size = (PARITY_BATCH, PARITY_CANDIDATES)
+        return rng.integers(0, limits["n_items"] + 1, size=size, dtype=np.int64)
+    size = tuple(PARITY_BATCH if d is None else d for d in dims)
+    if dtype.startswith("int"):
+        return np.zeros(size, dtype=dtype)
+    return rng.uniform(0.0, 2.0, size=size).astype(dtype)
+
+
+def write_parity_samples(out_dir: Path, limits: dict[str, Any], seed: int = 0) -> Path:
+    """parity.npz: for every *.onnx in out_dir, sample inputs and ORT's (CPU) outputs on them,
+    keys "<file>:in:<name>" / "<file>:out:<name>" (no pickle). A service re-runs the models on
+    the inputs before switching to the bundle and refuses it when the outputs differ.
+
+    limits: n_users, n_items, history_len, profile_cardinalities."""
+    rng = np.random.default_rng(seed)
+    arrays: dict[str, np.ndarray] = {}
+    for path in sorted(Path(out_dir).glob("*.onnx")):
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        feeds = {
+            i.name: _sample_input(i.name, _dtype(i.type), list(i.shape), rng, limits)
+            for i in session.get_inputs()
+        }
+        outputs = [o.name for o in session.get_outputs()]
+        for name, value in feeds.items():
+            arrays[f"{path.name}:in:{name}"] = value
+        for name, value in zip(outputs, session.run(outputs, feeds), strict=True):
+            arrays[f"{path.name}:out:{name}"] = value
+    target = Path(out_dir) / PARITY_FILE
+    with open(target, "wb") as fh:
+        np.savez(fh, **arrays)
+    return target

@@ -55,7 +55,7 @@ def user_state_to_proto(state: UserState, bundle_version: str = "") -> common_pb
         known=state.known,
         user_index=int(state.user_index),
         event_count=int(state.event_count),
-        bundle_version=bundle_version,
+        bundle_version=bundle_version or state.bundle_version,
     )
     msg.profile.extend(np.asarray(state.profile, dtype=np.int64).tolist())
     msg.history.extend(history[history > 0].tolist())
@@ -91,6 +91,7 @@ def user_state_from_proto(
         activity_days=days,
         activity_values=values,
         event_count=int(msg.event_count),
+        bundle_version=msg.bundle_version,
     )
 
 
@@ -184,14 +185,18 @@ def item_info_from_proto(msg: common_pb2.ItemInfo) -> ItemInfo:
 
 
 def candidates_to_proto(cands: CandidateList, bundle_version: str = "") -> retrieval_pb2.Candidates:
-    msg = retrieval_pb2.Candidates(bundle_version=bundle_version)
+    msg = retrieval_pb2.Candidates(bundle_version=bundle_version or cands.bundle_version)
     msg.item_indices.extend(cands.item_indices.tolist())
     msg.scores.extend(cands.scores.tolist())
     return msg
 
 
 def candidates_from_proto(msg: retrieval_pb2.Candidates) -> CandidateList:
-    return CandidateList(item_indices=_i64(msg.item_indices), scores=_f32(msg.scores))
+    return CandidateList(
+        item_indices=_i64(msg.item_indices),
+        scores=_f32(msg.scores),
+        bundle_version=msg.bundle_version,
+    )
 
 
 def rank_scores_to_proto(

@@ -45,6 +45,7 @@ class UserState:
     activity_days: np.ndarray = field(default_factory=lambda: _EMPTY_I64)  # int64[A]
     activity_values: np.ndarray = field(default_factory=lambda: _EMPTY_F32)  # float32[A]
     event_count: int = 0
+    bundle_version: str = ""  # whose item vocabulary history/seen index ("" = the caller's)
 
     @property
     def has_history(self) -> bool:
@@ -80,6 +81,7 @@ class CandidateList:
 
     item_indices: np.ndarray  # int64[N]
     scores: np.ndarray  # float32[N]
+    bundle_version: str = ""  # whose item vocabulary the indices are rows of ("" = the caller's)
 
     def __len__(self) -> int:
         return int(self.item_indices.size)

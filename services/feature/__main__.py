@@ -12,12 +12,13 @@ import sys
 
 from services.common.bundle import Bundle
 from services.common.logging import setup_logging
+from services.common.reload import ModelHolder, ReloadSettings, make_watcher
 from services.common.server import run_main, serve_settings
 from services.feature.config import SERVICE_NAME, FeatureConfig, StoreConfig
 from services.feature.redis_store import RedisFeatureStore
 from services.feature.servicer import register
 from services.feature.snapshot import Durability, open_durable_store
-from services.feature.store import FeatureStore
+from services.feature.store import FeatureStore, InMemoryFeatureStore
 
 log = logging.getLogger("services.feature")
 
@@ -47,9 +48,26 @@ async def main() -> None:
     bundle = config.bundle.load()
     store, durability = build_store(config, store_config, bundle)
     log.info("bundle %s loaded from %s", bundle.version, bundle.root)
+    # Hot reload (a new store per bundle, live per-user state carried over at the swap) only for
+    # the plain in-memory store. With the event log, or with Redis, the store stays on the bundle
+    # it started with: the gateway translates item indices between versions by item id, and a
+    # restart (snapshot + log replay, or Redis) moves it to the new bundle without losing events.
+    holder = ModelHolder(store, bundle.version)
+    watcher = None
+    if durability is None and store_config.backend == "memory":
+        watcher = make_watcher(
+            config.bundle, ReloadSettings.from_env(), holder,
+            lambda b: InMemoryFeatureStore.from_bundle(
+                b, max_batch=config.max_events, max_ids=config.max_ids
+            ),
+            name="feature", expected_spec=bundle.feature_spec,
+            adopt=lambda old, new: new.adopt_live_state(old),
+        )  # fmt: skip
     try:
-        await serve_settings(register(store), config.server, SERVICE_NAME)
+        await serve_settings(register(holder), config.server, SERVICE_NAME)
     finally:
+        if watcher is not None:
+            await watcher.stop()
         if durability is not None:
             durability.close()
 

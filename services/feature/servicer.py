@@ -8,24 +8,32 @@ import grpc
 
 from recserve.v1 import common_pb2, feature_pb2, feature_pb2_grpc
 from services.common import convert
+from services.common.reload import ModelHolder, as_holder
 from services.feature.store import FeatureStore
 
 
 class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
-    def __init__(self, store: FeatureStore) -> None:
-        self._store = store
+    def __init__(self, store: FeatureStore | ModelHolder[FeatureStore]) -> None:
+        self._holder = as_holder(store, getattr(store, "bundle_version", ""))
+
+    @property
+    def _store(self) -> FeatureStore:
+        """The live store (hot reload swaps it); read once per call."""
+        return self._holder.current
 
     async def GetUser(
         self, request: feature_pb2.GetUserRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.UserFeatures:
-        state = self._store.get_user(request.user_id, tuple(request.recent_items))
-        return convert.user_state_to_proto(state, self._store.bundle_version)
+        store = self._store
+        state = store.get_user(request.user_id, tuple(request.recent_items))
+        return convert.user_state_to_proto(state, store.bundle_version)
 
     async def GetUsers(
         self, request: feature_pb2.GetUsersRequest, context: grpc.aio.ServicerContext
     ) -> feature_pb2.GetUsersResponse:
-        version = self._store.bundle_version
-        states = self._store.get_users(tuple(request.user_ids))
+        store = self._store
+        version = store.bundle_version
+        states = store.get_users(tuple(request.user_ids))
         return feature_pb2.GetUsersResponse(
             users=[convert.user_state_to_proto(s, version) for s in states]
         )
@@ -45,7 +53,7 @@ class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
         return feature_pb2.ApplyEventsResponse(accepted=accepted)
 
 
-def register(store: FeatureStore):
+def register(store: FeatureStore | ModelHolder[FeatureStore]):
     """-> a `register(server)` callback for services.common.server.create_server."""
 
     def _register(server: grpc.aio.Server) -> None:

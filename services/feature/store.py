@@ -20,7 +20,7 @@ from typing import Protocol
 import numpy as np
 
 from services.common.catalog import ItemCatalog
-from services.common.features import FeatureSpec
+from services.common.features import FeatureSpec, pad_history
 from services.common.types import Event, ItemInfo, UserState
 from services.common.vocab import Vocabulary
 from services.feature.bundle_state import (
@@ -176,6 +176,39 @@ class InMemoryFeatureStore(BundleFeatures):
         with self._lock:
             self._records = records
             self.position = position
+
+    # --- hot reload (services.common.reload): carry live state into a new bundle's store -----
+
+    def adopt_live_state(self, old: InMemoryFeatureStore) -> None:
+        """Take over `old`'s per-user state (its bundle's log plus every live event since),
+        item indices remapped by item id into this store's vocabulary (items this bundle does
+        not know leave history and seen). Users only this bundle knows keep its records. Runs
+        on the event loop right before the swap, so no event is lost in between."""
+        table = _index_table(old.catalog.vocab, self.catalog.vocab)
+        history_len = self.spec.history_len
+        with old._lock:
+            taken = list(old._records.items())
+            applied, unknown = old.events_applied, old.unknown_item_events
+        records = dict(self._records)
+        for user_id, rec in taken:
+            history = table[rec.history]
+            seen = table[rec.seen]
+            records[user_id] = UserRecord(
+                history=frozen(pad_history(history[history > 0], history_len)),
+                seen=frozen(np.unique(seen[seen > 0])),
+                days=rec.days,
+                values=rec.values,
+                event_count=rec.event_count,
+            )
+        with self._lock:
+            self._records = records
+            self.events_applied += applied
+            self.unknown_item_events += unknown
+
+
+def _index_table(old: Vocabulary, new: Vocabulary) -> np.ndarray:
+    """int64[len(old)]: old item index -> new item index (0 = unknown in the new bundle)."""
+    return np.concatenate(([0], new.indices(old.ids.tolist()))).astype(np.int64)
 
 
 def _chain(logged: Future, done: Future, count: int) -> None:

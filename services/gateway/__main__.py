@@ -6,8 +6,9 @@ import logging
 import sys
 
 from services.common.logging import setup_logging
+from services.common.reload import ModelHolder, ReloadSettings
 from services.common.server import run_main, serve
-from services.gateway.app import build_pipeline, start_gateway
+from services.gateway.app import build_pipeline, start_gateway, start_reloading
 from services.gateway.config import GatewaySettings
 
 log = logging.getLogger("services.gateway")
@@ -25,11 +26,16 @@ async def main() -> None:
         settings.mode,
         "in-process" if settings.mode == "embedded" else [b.address for b in settings.backends],
     )
-    server, _ = await start_gateway(settings, pipeline)
+    reload = ReloadSettings.from_env()
+    holder = ModelHolder(pipeline, bundle.version, grace_s=reload.grace_s)
+    server, _ = await start_gateway(settings, holder)
+    watcher = start_reloading(settings, holder, reload)
     try:
         await serve(server, grace=settings.server.grace_s)
     finally:
-        await pipeline.stages.close()
+        if watcher is not None:
+            await watcher.stop()
+        await holder.current.stages.close()  # split mode: every pipeline shares these stages
 
 
 if __name__ == "__main__":

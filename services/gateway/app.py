@@ -1,17 +1,23 @@
-"""Wiring: settings + bundle -> pipeline (embedded or split) -> a started gateway server."""
+"""Wiring: settings + bundle -> pipeline (embedded or split) -> a started gateway server, and
+the hot reload of that pipeline (services.common.reload) when the bundle version is "latest"."""
 
 from __future__ import annotations
+
+import asyncio
 
 import grpc
 
 from services.common.bundle import Bundle
+from services.common.reload import BundleWatcher, ModelHolder, ReloadSettings, make_watcher
+from services.common.remap import ItemVocabs
 from services.common.server import create_server_from_settings
+from services.common.types import FilterSpec
 from services.gateway.catalog import GatewayCatalog
 from services.gateway.config import GatewaySettings
 from services.gateway.pipeline import Pipeline
 from services.gateway.servicer import SERVICE_NAME, register
 from services.gateway.stages import Stages
-from services.gateway.stages.inprocess import build_in_process
+from services.gateway.stages.inprocess import InProcessFeatures, build_in_process
 from services.gateway.stages.remote import connect
 
 
@@ -22,17 +28,85 @@ def build_stages(settings: GatewaySettings, bundle: Bundle) -> Stages:
 
 
 def build_pipeline(
-    settings: GatewaySettings, bundle: Bundle, stages: Stages | None = None
+    settings: GatewaySettings,
+    bundle: Bundle,
+    stages: Stages | None = None,
+    vocabs: ItemVocabs | None = None,
 ) -> Pipeline:
-    """`stages` overrides the mode's own (tests inject failing stages this way)."""
+    """`stages` overrides the mode's own (tests inject failing stages this way). `vocabs` (split
+    mode) lets the pipeline read item indices of other bundle versions during a reload."""
     stages = stages if stages is not None else build_stages(settings, bundle)
+    if vocabs is None and settings.mode == "split":
+        vocabs = ItemVocabs(settings.bundle.artifacts)
+    if vocabs is not None:
+        vocabs.add_bundle(bundle)
     return Pipeline(
-        stages, GatewayCatalog.from_bundle(bundle), bundle.feature_spec, settings.limits
+        stages, GatewayCatalog.from_bundle(bundle), bundle.feature_spec, settings.limits, vocabs
     )
 
 
+def start_reloading(
+    settings: GatewaySettings, holder: ModelHolder[Pipeline], reload: ReloadSettings
+) -> BundleWatcher[Pipeline] | None:
+    """Watch artifacts/LATEST (version "latest" and RECSERVE_RELOAD_INTERVAL_S > 0 only).
+
+    Embedded: a whole new pipeline (stages included, warmed) per bundle; the new feature store
+    takes over the live per-user state at the swap. Split: the new bundle's catalog over the
+    same backend connections (the backends reload themselves)."""
+
+    def build(bundle: Bundle) -> Pipeline:
+        current = holder.current
+        if settings.mode == "embedded":
+            features = current.stages.features
+            if isinstance(features, InProcessFeatures) and features.durable and features.bundle:
+                # The durable store owns the event log (one writer per directory): it stays on
+                # its bundle, labels users with that version, and the new pipeline maps their
+                # item indices by id, as in split mode. A restart moves it to the new bundle.
+                vocabs = current.vocabs or ItemVocabs(settings.bundle.artifacts)
+                vocabs.add_bundle(features.bundle)
+                fresh = build_in_process(bundle, prefer_gpu=settings.prefer_gpu, features=features)
+                pipeline = build_pipeline(settings, bundle, fresh, vocabs)
+            else:
+                pipeline = build_pipeline(settings, bundle)
+            warm_up(pipeline)
+            return pipeline
+        return build_pipeline(settings, bundle, current.stages, current.vocabs)
+
+    def adopt(old: Pipeline, new: Pipeline) -> None:
+        if (
+            isinstance(old.stages.features, InProcessFeatures)
+            and isinstance(new.stages.features, InProcessFeatures)
+            and new.stages.features is not old.stages.features
+        ):
+            new.stages.features.store.adopt_live_state(old.stages.features.store)
+
+    return make_watcher(
+        settings.bundle, reload, holder, build,
+        name="gateway", expected_spec=holder.current.spec, adopt=adopt,
+    )  # fmt: skip
+
+
+def warm_up(pipeline: Pipeline) -> None:
+    """Serve a few requests on the new pipeline (in the building thread, on a loop of its own)
+    so the first real requests never pay ONNX Runtime's or FAISS's set-up."""
+    features = pipeline.stages.features
+    users = ["warm-up"]
+    if isinstance(features, InProcessFeatures) and len(features.store.users) > 1:
+        users.append(features.store.users.id_of(1))
+
+    async def serve_some() -> None:
+        for user_id in users:
+            await pipeline.recommend(user_id, 10, FilterSpec())
+        await pipeline.score_users(users)
+
+    asyncio.run(serve_some())
+
+
 async def start_gateway(
-    settings: GatewaySettings, pipeline: Pipeline, *, port: int | None = None
+    settings: GatewaySettings,
+    pipeline: Pipeline | ModelHolder[Pipeline],
+    *,
+    port: int | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """Started server and its bound port (port=0: any free port; None: the configured one)."""
     return await create_server_from_settings(

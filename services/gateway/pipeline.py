@@ -15,6 +15,7 @@ applied); features → cold user; user value → omitted. The stages are interfa
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Sequence
@@ -24,6 +25,7 @@ import numpy as np
 
 from services.common.errors import NotFound, Unavailable
 from services.common.features import FeatureSpec, pad_history
+from services.common.remap import ItemVocabs
 from services.common.types import CandidateList, Event, FilterSpec, RankScores, UserState
 from services.gateway import validate
 from services.gateway.catalog import GatewayCatalog
@@ -45,12 +47,18 @@ T = TypeVar("T")
 
 class Pipeline:
     def __init__(
-        self, stages: Stages, catalog: GatewayCatalog, spec: FeatureSpec, limits: Limits
+        self,
+        stages: Stages,
+        catalog: GatewayCatalog,
+        spec: FeatureSpec,
+        limits: Limits,
+        vocabs: ItemVocabs | None = None,
     ) -> None:
         self.stages = stages
         self.catalog = catalog
         self.spec = spec
         self.limits = limits
+        self.vocabs = vocabs  # split mode: item indices of other bundle versions -> ours
         self._warned_at: dict[str, float] = {}
 
     async def recommend(
@@ -64,7 +72,7 @@ class Pipeline:
         user = await self._attempt(
             "features", self.stages.features.get_user(user_id, recent_items), fallbacks
         )
-        user = user or self.cold_user(user_id)
+        user = self._local(user or self.cold_user(user_id))
         candidates, value = await asyncio.gather(
             self._candidates(user, k, filters, fallbacks), self._user_value(user, fallbacks)
         )
@@ -87,6 +95,7 @@ class Pipeline:
         if found is None:
             popular = self.catalog.popular(k if user.is_cold else n, filters, _seen(user))
             return CandidateList(popular, self.catalog.popularity_scores(popular))
+        found = self._local_candidates(found)
         # Retrieval applies the filters itself; this re-check is one vectorised pass and keeps
         # the public contract (distinct items, filters honoured) independent of the backend.
         _, first = np.unique(found.item_indices, return_index=True)
@@ -138,7 +147,7 @@ class Pipeline:
         if unknown:
             raise NotFound(f"unknown item ids: {', '.join(unknown[:10])}")
         user = await self._attempt("features", self.stages.features.get_user(user_id), [])
-        user = user or self.cold_user(user_id)
+        user = self._local(user or self.cold_user(user_id))
         ranks = await self.stages.ranking.rank(user, rows)  # the answer itself: no fallback
         ratings = [
             PredictedRating(item, float(r), float(p))
@@ -159,7 +168,7 @@ class Pipeline:
             exclude_tags=filters.exclude_tags,
             exclude_items=(*filters.exclude_items, item_id),
         )
-        found = await self.stages.retrieval.similar(item_id, k, filters)
+        found = self._local_candidates(await self.stages.retrieval.similar(item_id, k, filters))
         keep = self.catalog.allowed(found.item_indices, filters)
         candidates = CandidateList(found.item_indices[keep], found.scores[keep])
         return SimilarItems(self._top_k(candidates, None, k, by_model=False), self.catalog.version)
@@ -182,6 +191,25 @@ class Pipeline:
     async def feedback(self, events: Sequence[Event]) -> int:
         validate.check_events(events, self.limits.max_batch)
         return await self.stages.features.apply_events(events)
+
+    def _local(self, user: UserState) -> UserState:
+        """The user's item indices in this pipeline's bundle version, labelled with it (the
+        ranking service scores the candidates with that version)."""
+        mine = self.catalog.version
+        if self.vocabs is None:
+            return user
+        if user.bundle_version and user.bundle_version != mine:
+            user = self.vocabs.remap_user(user, user.bundle_version, mine)
+        return dataclasses.replace(user, bundle_version=mine)
+
+    def _local_candidates(self, found: CandidateList) -> CandidateList:
+        """Candidates of another bundle version mapped onto ours (ids we lack are dropped)."""
+        mine, theirs = self.catalog.version, found.bundle_version
+        if self.vocabs is None or not theirs or theirs == mine:
+            return found
+        rows = self.vocabs.remap(found.item_indices, theirs, mine)
+        keep = rows > 0
+        return CandidateList(rows[keep], found.scores[keep], mine)
 
     def cold_user(self, user_id: str) -> UserState:
         """What the pipeline assumes about a user it cannot look up."""

@@ -8,6 +8,7 @@ import grpc
 
 from recserve.v1 import gateway_pb2, gateway_pb2_grpc
 from services.common import convert
+from services.common.reload import ModelHolder, as_holder
 from services.gateway.pipeline import Pipeline
 from services.gateway.results import RankedItem
 
@@ -15,8 +16,13 @@ SERVICE_NAME = "recserve.v1.Gateway"
 
 
 class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
-    def __init__(self, pipeline: Pipeline) -> None:
-        self._pipeline = pipeline
+    def __init__(self, pipeline: Pipeline | ModelHolder[Pipeline]) -> None:
+        self._holder = as_holder(pipeline, "")
+
+    @property
+    def _pipeline(self) -> Pipeline:
+        """The live pipeline (a hot reload swaps it); each call reads it once."""
+        return self._holder.current
 
     async def Recommend(
         self, request: gateway_pb2.RecommendRequest, context: grpc.aio.ServicerContext
@@ -107,7 +113,7 @@ def _items(items: Iterable[RankedItem]) -> list[gateway_pb2.RecommendedItem]:
     ]
 
 
-def register(pipeline: Pipeline) -> Callable[[grpc.aio.Server], None]:
+def register(pipeline: Pipeline | ModelHolder[Pipeline]) -> Callable[[grpc.aio.Server], None]:
     """-> a `register(server)` callback for services.common.server.create_server."""
 
     def _register(server: grpc.aio.Server) -> None:

@@ -78,3 +78,21 @@ class RankBatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
         self._executor.shutdown(wait=False)
+
+
+class RankEngine:
+    """One bundle version's ranker and, when batching is on, its own batcher (requests of
+    different versions are never merged into one ONNX Runtime call)."""
+
+    def __init__(self, ranker: OnnxRanker, batcher: RankBatcher | None = None) -> None:
+        self.ranker = ranker
+        self.batcher = batcher
+
+    async def rank(self, user: UserState, item_indices: np.ndarray) -> RankScores:
+        if self.batcher is not None:
+            return await self.batcher.rank(user, item_indices)
+        return self.ranker.rank(user, item_indices)
+
+    async def close(self) -> None:
+        if self.batcher is not None:
+            await self.batcher.close()

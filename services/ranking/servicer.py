@@ -7,37 +7,47 @@ import numpy as np
 
 from recserve.v1 import ranking_pb2, ranking_pb2_grpc
 from services.common import convert
-from services.ranking.batcher import RankBatcher
+from services.common.reload import ModelHolder
+from services.common.remap import ItemVocabs, VersionRouter
+from services.ranking.batcher import RankBatcher, RankEngine
 from services.ranking.ranker import OnnxRanker
 
 
 class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
-    """With a batcher, concurrent requests share ONNX Runtime calls; without, each runs alone."""
+    """With a batcher, concurrent requests share ONNX Runtime calls; without, each runs alone.
+    Candidates are scored by the bundle version the request is labelled with (user
+    bundle_version) while it is held, else mapped by item id into the current version."""
 
-    def __init__(self, ranker: OnnxRanker, batcher: RankBatcher | None = None) -> None:
-        self._ranker = ranker
-        self._batcher = batcher
+    def __init__(
+        self,
+        ranker: OnnxRanker | ModelHolder[RankEngine],
+        batcher: RankBatcher | None = None,
+        vocabs: ItemVocabs | None = None,
+    ) -> None:
+        if not isinstance(ranker, ModelHolder):
+            ranker = ModelHolder(RankEngine(ranker, batcher), ranker.bundle_version)
+        self._router = VersionRouter(ranker, vocabs)
 
     async def Rank(
         self, request: ranking_pb2.RankRequest, context: grpc.aio.ServicerContext
     ) -> ranking_pb2.RankResponse:
         user = convert.user_state_from_proto(request.user)
         items = np.asarray(request.item_indices, dtype=np.int64)
-        if self._batcher is not None:
-            scores = await self._batcher.rank(user, items)
-        else:
-            scores = self._ranker.rank(user, items)
-        return convert.rank_scores_to_proto(
-            scores, self._ranker.bundle_version, self._ranker.provider
-        )
+        version, engine, user, items = self._router.route(user, items)
+        scores = await engine.rank(user, items)
+        return convert.rank_scores_to_proto(scores, version, engine.ranker.provider)
 
 
-def register(ranker: OnnxRanker, batcher: RankBatcher | None = None):
+def register(
+    ranker: OnnxRanker | ModelHolder[RankEngine],
+    batcher: RankBatcher | None = None,
+    vocabs: ItemVocabs | None = None,
+):
     """-> a `register(server)` callback for services.common.server.create_server."""
 
     def _register(server: grpc.aio.Server) -> None:
         ranking_pb2_grpc.add_RankingServiceServicer_to_server(
-            RankingServicer(ranker, batcher), server
+            RankingServicer(ranker, batcher, vocabs), server
         )
 
     return _register

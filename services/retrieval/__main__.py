@@ -5,8 +5,13 @@ from __future__ import annotations
 import logging
 import sys
 
+import numpy as np
+
 from services.common.logging import setup_logging
+from services.common.reload import ModelHolder, ReloadSettings, make_watcher
+from services.common.remap import ItemVocabs
 from services.common.server import run_main, serve_settings
+from services.common.types import UserState
 from services.retrieval.config import SERVICE_NAME, RetrievalConfig
 from services.retrieval.retriever import Retriever
 from services.retrieval.servicer import register
@@ -18,14 +23,18 @@ async def main() -> None:
     config = RetrievalConfig.from_env()
     setup_logging("retrieval", config.server.log_level, config.server.log_format)
     bundle = config.bundle.load()
-    retriever = Retriever.from_bundle(
-        bundle,
-        intra_op_threads=config.intra_op_threads,
-        max_k=config.max_k,
-        tag_temperature=config.tag_temperature,
-        exact_below=config.exact_below,
-        faiss_threads=config.faiss_threads,
-    )
+
+    def build(b):
+        return Retriever.from_bundle(
+            b,
+            intra_op_threads=config.intra_op_threads,
+            max_k=config.max_k,
+            tag_temperature=config.tag_temperature,
+            exact_below=config.exact_below,
+            faiss_threads=config.faiss_threads,
+        )
+
+    retriever = build(bundle)
     log.info(
         "bundle %s loaded: %d items, index %s, user tower on %s",
         bundle.version,
@@ -33,7 +42,31 @@ async def main() -> None:
         bundle.manifest.get("index_type", "?"),
         retriever.provider,
     )
-    await serve_settings(register(retriever), config.server, SERVICE_NAME)
+    reload = ReloadSettings.from_env()
+    vocabs = ItemVocabs(config.bundle.artifacts)
+    vocabs.add_bundle(bundle)
+    holder = ModelHolder(retriever, bundle.version, grace_s=reload.grace_s)
+
+    def build_and_warm(b):
+        vocabs.add_bundle(b)
+        new = build(b)
+        spec = b.feature_spec
+        cold = UserState(
+            "warm-up", False, 0,
+            np.zeros(len(spec.profile_fields), np.int64), np.zeros(spec.history_len, np.int64),
+        )  # fmt: skip
+        new.retrieve(cold, min(10, new.max_k))  # ORT's lazy set-up happens here, not on a request
+        return new
+
+    watcher = make_watcher(
+        config.bundle, reload, holder, build_and_warm,
+        name="retrieval", expected_spec=bundle.feature_spec,
+    )  # fmt: skip
+    try:
+        await serve_settings(register(holder, vocabs), config.server, SERVICE_NAME)
+    finally:
+        if watcher is not None:
+            await watcher.stop()
 
 
 if __name__ == "__main__":

@@ -6,46 +6,57 @@ import grpc
 
 from recserve.v1 import retrieval_pb2, retrieval_pb2_grpc
 from services.common import convert
+from services.common.reload import ModelHolder, as_holder
+from services.common.remap import ItemVocabs, VersionRouter
 from services.retrieval.retriever import Retriever
 
 
 class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
-    def __init__(self, retriever: Retriever) -> None:
-        self._retriever = retriever
+    """The user's item indices are read in the version they are labelled with (see
+    services.common.remap); candidates go back labelled with the version that produced them."""
+
+    def __init__(
+        self, retriever: Retriever | ModelHolder[Retriever], vocabs: ItemVocabs | None = None
+    ) -> None:
+        holder = as_holder(retriever, getattr(retriever, "bundle_version", ""))
+        self._router = VersionRouter(holder, vocabs)
 
     async def Retrieve(
         self, request: retrieval_pb2.RetrieveRequest, context: grpc.aio.ServicerContext
     ) -> retrieval_pb2.Candidates:
         user = convert.user_state_from_proto(request.user)
         filters = convert.filters_from_proto(request.filters)
-        found = self._retriever.retrieve(user, request.k, filters)
-        return convert.candidates_to_proto(found, self._retriever.bundle_version)
+        version, retriever, user, _ = self._router.route(user)
+        found = retriever.retrieve(user, request.k, filters)
+        return convert.candidates_to_proto(found, version)
 
     async def RetrieveSimilar(
         self, request: retrieval_pb2.RetrieveSimilarRequest, context: grpc.aio.ServicerContext
     ) -> retrieval_pb2.Candidates:
         filters = convert.filters_from_proto(request.filters)
-        found = self._retriever.similar(request.item_id, request.k, filters)
-        return convert.candidates_to_proto(found, self._retriever.bundle_version)
+        version, retriever = self._router.holder.live
+        found = retriever.similar(request.item_id, request.k, filters)
+        return convert.candidates_to_proto(found, version)
 
     async def TagAffinities(
         self, request: retrieval_pb2.TagAffinitiesRequest, context: grpc.aio.ServicerContext
     ) -> retrieval_pb2.TagAffinitiesResponse:
         user = convert.user_state_from_proto(request.user)
-        pairs = self._retriever.tag_affinities(user, request.k)
+        version, retriever, user, _ = self._router.route(user)
+        pairs = retriever.tag_affinities(user, request.k)
         return retrieval_pb2.TagAffinitiesResponse(
             tags=[t for t, _ in pairs],
             affinities=[a for _, a in pairs],
-            bundle_version=self._retriever.bundle_version,
+            bundle_version=version,
         )
 
 
-def register(retriever: Retriever):
+def register(retriever: Retriever | ModelHolder[Retriever], vocabs: ItemVocabs | None = None):
     """-> a `register(server)` callback for services.common.server.create_server."""
 
     def _register(server: grpc.aio.Server) -> None:
         retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server(
-            RetrievalServicer(retriever), server
+            RetrievalServicer(retriever, vocabs), server
         )
 
     return _register

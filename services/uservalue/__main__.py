@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import sys
 
+from services.common.bundle import Bundle
 from services.common.logging import setup_logging
+from services.common.reload import ModelHolder, ReloadSettings, make_watcher
 from services.common.server import run_main, serve_settings
 from services.uservalue.config import SERVICE_NAME, UserValueConfig
 from services.uservalue.scorer import UserValueScorer
@@ -20,8 +22,25 @@ async def main() -> None:
     bundle = config.bundle.load()
     scorer = UserValueScorer.from_bundle(bundle)
     log.info("bundle %s loaded; user-value model on %s", bundle.version, scorer.provider)
-    servicer = register(scorer, bundle.version, config.max_users)
-    await serve_settings(servicer, config.server, SERVICE_NAME)
+    holder = ModelHolder(scorer, bundle.version)
+    watcher = make_watcher(
+        config.bundle, ReloadSettings.from_env(), holder, build_warm,
+        name="uservalue", expected_spec=bundle.feature_spec,
+    )  # fmt: skip
+    try:
+        await serve_settings(
+            register(holder, bundle.version, config.max_users), config.server, SERVICE_NAME
+        )
+    finally:
+        if watcher is not None:
+            await watcher.stop()
+
+
+def build_warm(bundle: Bundle) -> UserValueScorer:
+    """A new bundle's scorer, its ONNX session already run once (hot reload builds it)."""
+    scorer = UserValueScorer.from_bundle(bundle)
+    scorer.score(["warm-up"])
+    return scorer
 
 
 if __name__ == "__main__":

@@ -7,13 +7,18 @@ import grpc
 from recserve.v1 import uservalue_pb2, uservalue_pb2_grpc
 from services.common import convert
 from services.common.errors import InvalidArgument
+from services.common.reload import ModelHolder, as_holder
 from services.uservalue.scorer import UserValueScorer
 
 
 class UserValueServicer(uservalue_pb2_grpc.UserValueServiceServicer):
-    def __init__(self, scorer: UserValueScorer, bundle_version: str, max_users: int = 1_000):
-        self._scorer = scorer
-        self._version = bundle_version
+    def __init__(
+        self,
+        scorer: UserValueScorer | ModelHolder[UserValueScorer],
+        bundle_version: str,
+        max_users: int = 1_000,
+    ):
+        self._holder = as_holder(scorer, bundle_version)  # a holder: hot reload swaps it
         self._max_users = max_users
 
     async def Score(
@@ -33,13 +38,18 @@ class UserValueServicer(uservalue_pb2_grpc.UserValueServiceServicer):
         if request.as_of_day < 0:
             raise InvalidArgument(f"as_of_day={request.as_of_day} must be >= 0")
         activities = convert.activities_from_proto(request.activities) or None
-        scores = self._scorer.score(user_ids, activities, as_of_day=request.as_of_day)
+        version, scorer = self._holder.live
+        scores = scorer.score(user_ids, activities, as_of_day=request.as_of_day)
         return uservalue_pb2.ScoreResponse(
-            values=[convert.user_value_to_proto(s) for s in scores], bundle_version=self._version
+            values=[convert.user_value_to_proto(s) for s in scores], bundle_version=version
         )
 
 
-def register(scorer: UserValueScorer, bundle_version: str, max_users: int = 1_000):
+def register(
+    scorer: UserValueScorer | ModelHolder[UserValueScorer],
+    bundle_version: str,
+    max_users: int = 1_000,
+):
     """-> a `register(server)` callback for services.common.server.create_server."""
 
     def _register(server: grpc.aio.Server) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -23,14 +24,33 @@ if TYPE_CHECKING:
 
 
 class InProcessFeatures:
-    def __init__(self, store) -> None:
+    """Users come back labelled with the store's bundle version (as the feature service labels
+    them), so a pipeline of another version maps their item indices by id."""
+
+    def __init__(self, store, bundle: Bundle | None = None) -> None:
         self._store = store
+        self.bundle = bundle  # the store's bundle (a reload keeps a durable store on it)
+
+    @property
+    def store(self):
+        """The feature store (a hot reload hands its live state to the next bundle's store)."""
+        return self._store
+
+    @property
+    def durable(self) -> bool:
+        """True when the store logs feedback (it then owns its log directory)."""
+        return getattr(self._store, "event_log", None) is not None
 
     async def get_user(self, user_id: str, recent_items: Sequence[str] = ()) -> UserState:
-        return self._store.get_user(user_id, recent_items=tuple(recent_items))
+        state = self._store.get_user(user_id, recent_items=tuple(recent_items))
+        return dataclasses.replace(state, bundle_version=self._store.bundle_version)
 
     async def get_users(self, user_ids: Sequence[str]) -> list[UserState]:
-        return self._store.get_users(list(user_ids))
+        version = self._store.bundle_version
+        return [
+            dataclasses.replace(s, bundle_version=version)
+            for s in self._store.get_users(list(user_ids))
+        ]
 
     async def apply_events(self, events: Sequence[Event]) -> int:
         # Validation errors raise here; the await ends once the batch is durable and applied.
@@ -70,7 +90,11 @@ class InProcessUserValue:
 
 
 def build_in_process(
-    bundle: Bundle, *, prefer_gpu: bool = True, durability: DurabilitySettings | None = None
+    bundle: Bundle,
+    *,
+    prefer_gpu: bool = True,
+    durability: DurabilitySettings | None = None,
+    features: InProcessFeatures | None = None,
 ) -> Stages:
     """Load every domain object from one verified bundle (embedded mode).
 
@@ -85,12 +109,14 @@ def build_in_process(
     from services.retrieval.retriever import Retriever
     from services.uservalue.scorer import UserValueScorer
 
-    settings = durability if durability is not None else DurabilitySettings.from_env()
-    store, durable = open_durable_store(bundle, settings)
-    if durable is not None:
-        atexit.register(durable.close)
+    if features is None:  # `features`: keep this (durable) store, e.g. across a hot reload
+        settings = durability if durability is not None else DurabilitySettings.from_env()
+        store, durable = open_durable_store(bundle, settings)
+        if durable is not None:
+            atexit.register(durable.close)
+        features = InProcessFeatures(store, bundle)
     return Stages(
-        features=InProcessFeatures(store),
+        features=features,
         retrieval=InProcessRetrieval(Retriever.from_bundle(bundle)),
         ranking=InProcessRanking(OnnxRanker.from_bundle(bundle, prefer_gpu=prefer_gpu)),
         uservalue=InProcessUserValue(UserValueScorer.from_bundle(bundle)),

@@ -1,0 +1,380 @@
+"""Hot model reload: validate a newly published bundle off the event loop, build the service's
+domain object from it, and swap it in with one reference assignment.
+
+    holder = ModelHolder(build(bundle), bundle.version)
+    watcher = BundleWatcher(settings.bundle, holder, build, reload=ReloadSettings.from_env())
+    watcher.start()            # polls artifacts/LATEST every RECSERVE_RELOAD_INTERVAL_S
+    ... holder.current ...     # what a request uses; read once per request
+    await watcher.stop()
+
+A bundle is refused (logged with the reason, counted; the old object keeps serving) when its
+checksums do not verify, its manifest schema is unsupported, its feature spec is incompatible
+with the running one, its ONNX models fail the parity self-check (parity.npz), or building the
+domain object fails. In-flight requests finish on the object they started with; the previous
+object stays reachable through `holder.get(version)` for RECSERVE_RELOAD_GRACE_S, so a request
+whose item indices belong to the previous version can still be served by that version.
+Only active when the bundle version setting is "latest". No grpc here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, TypeVar
+
+import numpy as np
+
+from services.common.bundle import (
+    LATEST_POINTER,
+    MANIFEST_SCHEMA_VERSION,
+    Bundle,
+    resolve_bundle_dir,
+)
+from services.common.config import BundleSettings, Env, env_float
+from services.common.errors import BundleError
+from services.common.features import FeatureSpec
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+BUILD_THREAD_NICE = 10  # the building thread yields the CPU to the threads serving requests
+BUILD_SWITCH_INTERVAL_S = 0.001  # while building: the event loop gets the GIL back sooner
+PARITY_FILE = "parity.npz"
+PARITY_TOLERANCE = 1e-4
+SUPPORTED_SCHEMA_VERSIONS = frozenset({MANIFEST_SCHEMA_VERSION})
+# FeatureSpec fields whose change would make one version's user state wrong for another's models.
+SPEC_FIELDS_THAT_MUST_MATCH = (
+    "history_len",
+    "profile_fields",
+    "age_boundaries",
+    "genders",
+    "occupations",
+)
+
+
+@dataclass(frozen=True)
+class ReloadSettings:
+    """RECSERVE_RELOAD_INTERVAL_S (5; 0 = off) and RECSERVE_RELOAD_GRACE_S (30): how long the
+    previous version stays loaded after a switch."""
+
+    interval_s: float = 5.0
+    grace_s: float = 30.0
+
+    @classmethod
+    def from_env(cls, env: Env | None = None) -> ReloadSettings:
+        return cls(
+            interval_s=env_float(
+                "RECSERVE_RELOAD_INTERVAL_S", 5.0, min_value=0.0, max_value=3600.0, env=env
+            ),
+            grace_s=env_float(
+                "RECSERVE_RELOAD_GRACE_S", 30.0, min_value=0.0, max_value=86_400.0, env=env
+            ),
+        )
+
+    def active_for(self, bundle: BundleSettings) -> bool:
+        return self.interval_s > 0 and bundle.version == "latest"
+
+
+# --- validation ------------------------------------------------------------------------------
+
+
+def spec_mismatch(old: FeatureSpec, new: FeatureSpec) -> str | None:
+    """None when `new` can replace `old` under live traffic, else the reason."""
+    for name in SPEC_FIELDS_THAT_MUST_MATCH:
+        if getattr(old, name) != getattr(new, name):
+            return f"feature_spec.{name} changed: {getattr(old, name)!r} -> {getattr(new, name)!r}"
+    return None
+
+
+def check_parity(bundle: Bundle, tolerance: float = PARITY_TOLERANCE) -> float | None:
+    """Run every ONNX model listed in parity.npz on its stored inputs (ORT, CPU) and compare to the
+    stored outputs. -> max abs error; None (with a warning) for a bundle without parity.npz.
+    Keys are "<model file>:in:<input name>" and "<model file>:out:<output name>"."""
+    import onnxruntime as ort  # only the validating thread pays for the import
+
+    if PARITY_FILE not in bundle.manifest["files"]:
+        log.warning("bundle %s has no %s: parity self-check skipped", bundle.version, PARITY_FILE)
+        return None
+    with np.load(bundle.path(PARITY_FILE), allow_pickle=False) as data:
+        arrays = {key: data[key] for key in data.files}
+    models = sorted({key.split(":", 1)[0] for key in arrays})
+    if not models:
+        raise BundleError(f"bundle {bundle.version}: {PARITY_FILE} holds no samples")
+    worst = 0.0
+    for model in models:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.log_severity_level = 3
+        session = ort.InferenceSession(
+            str(bundle.path(model)), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        feeds = {i.name: arrays[f"{model}:in:{i.name}"] for i in session.get_inputs()}
+        names = [o.name for o in session.get_outputs() if f"{model}:out:{o.name}" in arrays]
+        if not names:
+            raise BundleError(f"bundle {bundle.version}: no stored outputs for {model}")
+        for name, got in zip(names, session.run(names, feeds), strict=True):
+            want = arrays[f"{model}:out:{name}"]
+            if got.shape != want.shape:
+                raise BundleError(
+                    f"bundle {bundle.version}: parity {model}/{name}: shape {got.shape} "
+                    f"!= stored {want.shape}"
+                )
+            err = float(np.max(np.abs(got.astype(np.float64) - want))) if got.size else 0.0
+            if not err <= tolerance:  # NaN fails too
+                raise BundleError(
+                    f"bundle {bundle.version}: ONNX parity failure in {model}/{name}: "
+                    f"max abs error {err:.3g} > {tolerance:g}"
+                )
+            worst = max(worst, err)
+    return worst
+
+
+def validate_bundle(root: Path, expected_spec: FeatureSpec | None = None) -> Bundle:
+    """Everything a service checks before it switches: sha256 of every file, supported schema
+    version, compatible feature spec, ONNX parity. Raises BundleError with the reason."""
+    bundle = Bundle.load(root, verify=True)  # checksums + schema_version
+    if bundle.manifest.get("schema_version") not in SUPPORTED_SCHEMA_VERSIONS:
+        raise BundleError(f"bundle {bundle.version}: unsupported schema version")
+    try:
+        spec = bundle.feature_spec
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BundleError(f"bundle {bundle.version}: unreadable feature_spec: {exc}") from exc
+    if expected_spec is not None:
+        reason = spec_mismatch(expected_spec, spec)
+        if reason is not None:
+            raise BundleError(f"bundle {bundle.version}: incompatible: {reason}")
+    check_parity(bundle)
+    return bundle
+
+
+# --- the swap ----------------------------------------------------------------------------------
+
+
+class ModelHolder(Generic[T]):
+    """The live domain object of one service plus, for a grace period, the previous one.
+
+    `current` is one attribute read; `swap` is one assignment (atomic under the GIL, and on the
+    event loop nothing interleaves with it). `on_retire(obj)` runs when a previous object leaves
+    the grace window (e.g. to close a batcher)."""
+
+    def __init__(
+        self,
+        current: T,
+        version: str,
+        *,
+        grace_s: float = 30.0,
+        on_retire: Callable[[T], Awaitable[None] | None] | None = None,
+    ) -> None:
+        self._live: tuple[str, T] = (version, current)
+        self._previous: tuple[str, T, float] | None = None  # (version, object, retire at)
+        self.grace_s = grace_s
+        self.on_retire = on_retire
+
+    @property
+    def current(self) -> T:
+        return self._live[1]
+
+    @property
+    def version(self) -> str:
+        return self._live[0]
+
+    @property
+    def live(self) -> tuple[str, T]:
+        """(version, object), read together."""
+        return self._live
+
+    def get(self, version: str) -> T | None:
+        """The object serving `version`: the current one, or the previous one within its grace."""
+        found = self.resolve(version)
+        return None if found is None else found[1]
+
+    def resolve(self, version: str) -> tuple[str, T] | None:
+        """(version, object) for `version` ("" = current), or None when it is not held."""
+        live = self._live
+        if not version or version == live[0]:
+            return live
+        prev = self._previous
+        if prev is not None and prev[0] == version and time.monotonic() < prev[2]:
+            return prev[0], prev[1]
+        return None
+
+    def swap(self, version: str, obj: T) -> T:
+        """Make `obj` current; returns the object it replaced (kept for the grace period)."""
+        old_version, old = self._live
+        self._retire_previous()
+        self._previous = (old_version, old, time.monotonic() + self.grace_s)
+        self._live = (version, obj)
+        return old
+
+    def expire(self, now: float | None = None) -> None:
+        """Drop the previous object when its grace period is over."""
+        prev = self._previous
+        if prev is not None and (now if now is not None else time.monotonic()) >= prev[2]:
+            self._retire_previous()
+
+    def _retire_previous(self) -> None:
+        prev, self._previous = self._previous, None
+        if prev is not None and self.on_retire is not None:
+            result = self.on_retire(prev[1])
+            if asyncio.iscoroutine(result):
+                asyncio.get_running_loop().create_task(result)
+
+
+def read_latest(artifacts: Path) -> str | None:
+    try:
+        return (Path(artifacts) / LATEST_POINTER).read_text().strip() or None
+    except OSError:
+        return None
+
+
+class BundleWatcher(Generic[T]):
+    """Polls artifacts/LATEST; on a new version: validate + build in a thread, then (on the event
+    loop) `adopt(old, new)` and swap. Counters: reloads, refusals; last_refusal says why."""
+
+    def __init__(
+        self,
+        bundle: BundleSettings,
+        holder: ModelHolder[T],
+        build: Callable[[Bundle], T],
+        *,
+        reload: ReloadSettings,
+        name: str,
+        expected_spec: FeatureSpec | None = None,
+        adopt: Callable[[T, T], None] | None = None,
+    ) -> None:
+        self.artifacts = Path(bundle.artifacts)
+        self.holder = holder
+        self.build = build
+        self.interval_s = reload.interval_s
+        self.name = name
+        self.expected_spec = expected_spec
+        self.adopt = adopt
+        self.reloads = 0
+        self.refusals = 0
+        self.last_refusal: str | None = None
+        self.last_switch_s: float | None = None  # LATEST seen changed -> swapped
+        self._refused: str | None = None  # version refused last; retried when LATEST moves
+        self._task: asyncio.Task | None = None
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="bundle-reload", initializer=_lower_priority
+        )
+
+    def start(self) -> None:
+        if self.interval_s > 0 and self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+            log.info("%s: watching %s every %.2fs", self.name, self.artifacts, self.interval_s)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                await self.check_now()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never let the watcher die; the old model keeps serving
+                log.exception("%s: reload check failed", self.name)
+
+    async def check_now(self) -> bool:
+        """One poll. True when a new version was swapped in."""
+        self.holder.expire()
+        wanted = read_latest(self.artifacts)
+        if wanted is None or wanted == self.holder.version or wanted == self._refused:
+            self._refused = None if wanted == self.holder.version else self._refused
+            return False
+        started = time.monotonic()
+        try:
+            loop = asyncio.get_running_loop()
+            bundle, obj = await loop.run_in_executor(self._executor, self._load, wanted)
+            if self.adopt is not None:
+                self.adopt(self.holder.current, obj)  # on the loop: no request interleaves
+        except Exception as exc:  # BundleError, or any failure to build: refuse
+            self._refuse(wanted, exc)
+            return False
+        old_version = self.holder.version
+        self.holder.swap(bundle.version, obj)
+        self.reloads += 1
+        self._refused = None
+        self.last_switch_s = time.monotonic() - started
+        log.info(
+            "%s: switched bundle %s -> %s in %.2fs (reloads=%d refusals=%d)",
+            self.name, old_version, bundle.version, self.last_switch_s,
+            self.reloads, self.refusals,
+        )  # fmt: skip
+        return True
+
+    def _load(self, version: str) -> tuple[Bundle, T]:
+        """In the reload thread: validate, build, warm. The GIL switch interval is shortened
+        meanwhile so requests on the event loop do not queue behind the build's Python code."""
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(interval, BUILD_SWITCH_INTERVAL_S))
+        try:
+            root = resolve_bundle_dir(self.artifacts, version)
+            bundle = validate_bundle(root, self.expected_spec)
+            if bundle.version != version:
+                raise BundleError(f"directory {version} holds bundle {bundle.version}")
+            return bundle, self.build(bundle)
+        finally:
+            sys.setswitchinterval(interval)
+
+    def _refuse(self, version: str, exc: Exception) -> None:
+        self.refusals += 1
+        self._refused = version
+        self.last_refusal = f"{type(exc).__name__}: {exc}"
+        log.error(
+            "%s: refused bundle %s (still serving %s; refusals=%d): %s",
+            self.name, version, self.holder.version, self.refusals, self.last_refusal,
+        )  # fmt: skip
+
+
+def _lower_priority() -> None:
+    """Linux nice values are per thread: the reload thread gets less CPU than the servers'."""
+    with contextlib.suppress(OSError, AttributeError):
+        tid = threading.get_native_id()
+        os.setpriority(
+            os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + BUILD_THREAD_NICE
+        )
+
+
+def make_watcher(
+    bundle_settings: BundleSettings,
+    reload: ReloadSettings,
+    holder: ModelHolder[T],
+    build: Callable[[Bundle], T],
+    *,
+    name: str,
+    expected_spec: FeatureSpec | None,
+    adopt: Callable[[T, T], None] | None = None,
+) -> BundleWatcher[T] | None:
+    """A started watcher when reload is on for these settings (version "latest"), else None.
+    Must be called on the running event loop."""
+    if not reload.active_for(bundle_settings):
+        return None
+    watcher = BundleWatcher(
+        bundle_settings, holder, build,
+        reload=reload, name=name, expected_spec=expected_spec, adopt=adopt,
+    )  # fmt: skip
+    watcher.start()
+    return watcher
+
+
+def as_holder(obj: T | ModelHolder[T], version: str) -> ModelHolder[T]:
+    """Servicers take either a domain object (fixed for the process) or a ModelHolder."""
+    return obj if isinstance(obj, ModelHolder) else ModelHolder(obj, version)

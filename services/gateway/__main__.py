@@ -6,6 +6,7 @@ import logging
 import sys
 
 from services.common.logging import setup_logging
+from services.common.metrics import start_metrics_http
 from services.common.server import run_main, serve
 from services.gateway.app import build_pipeline, start_gateway
 from services.gateway.config import GatewaySettings
@@ -25,11 +26,12 @@ async def main() -> None:
         settings.mode,
         "in-process" if settings.mode == "embedded" else [b.address for b in settings.backends],
     )
+    start_metrics_http(settings.metrics.port, settings.metrics.host)
     server, _ = await start_gateway(settings, pipeline)
     try:
         await serve(server, grace=settings.server.grace_s)
     finally:
-        await pipeline.stages.close()
+        await pipeline.close()
 
 
 if __name__ == "__main__":

@@ -8,8 +8,11 @@ Each item also carries the ranker's P(rating >= 4) and predicted rating (its sta
 
 A stage that is down or too slow degrades the answer instead of failing it, and the response
 says so in `fallbacks`: ranking → retrieval order; retrieval → popular items (filters still
-applied); features → cold user; user value → omitted. The stages are interfaces
-(services.gateway.stages), so this code runs the same embedded or split across processes.
+applied); features → cold user; user value → omitted. The flag is "<stage>_<reason>", reason
+one of unavailable, deadline_exceeded, circuit_open (the backend's breaker is open: not even
+tried), and every fallback counts in recserve_fallbacks_total{stage, reason}. Feedback the
+feature service cannot be reached for is held and re-sent (services.gateway.outbox). The stages
+are interfaces (services.gateway.stages), so this code runs the same embedded or split.
 """
 
 from __future__ import annotations
@@ -22,12 +25,15 @@ from typing import TypeVar
 
 import numpy as np
 
+from services.common import metrics
 from services.common.errors import NotFound, Unavailable
 from services.common.features import FeatureSpec, pad_history
 from services.common.types import CandidateList, Event, FilterSpec, RankScores, UserState
 from services.gateway import validate
 from services.gateway.catalog import GatewayCatalog
 from services.gateway.config import Limits
+from services.gateway.outbox import FeedbackSpool
+from services.gateway.resilience import CircuitOpen
 from services.gateway.results import (
     PredictedRating,
     RankedItem,
@@ -52,6 +58,9 @@ class Pipeline:
         self.spec = spec
         self.limits = limits
         self._warned_at: dict[str, float] = {}
+        self.spool = FeedbackSpool(
+            stages.features.apply_events, limits.feedback_spool, limits.max_batch
+        )
 
     async def recommend(
         self, user_id: str, k: int, filters: FilterSpec, recent_items: Sequence[str] = ()
@@ -181,7 +190,12 @@ class Pipeline:
 
     async def feedback(self, events: Sequence[Event]) -> int:
         validate.check_events(events, self.limits.max_batch)
-        return await self.stages.features.apply_events(events)
+        return await self.spool.submit(events)
+
+    async def close(self) -> None:
+        """Stop the feedback spool's re-sender, then close the stages."""
+        await self.spool.close()
+        await self.stages.close()
 
     def cold_user(self, user_id: str) -> UserState:
         """What the pipeline assumes about a user it cannot look up."""
@@ -198,13 +212,20 @@ class Pipeline:
         try:
             return await call
         except Unavailable as exc:
-            reason = "deadline_exceeded" if isinstance(exc, DeadlineExceeded) else "unavailable"
+            reason = _reason(exc)
             fallbacks.append(f"{stage}_{reason}")
+            metrics.FALLBACKS.labels(stage, reason).inc()
             now = time.monotonic()
             if now - self._warned_at.get(stage, -60.0) >= 10.0:  # at most one line per 10 s
                 self._warned_at[stage] = now
                 log.warning("stage %s %s (%s): degrading", stage, reason, exc)
             return None
+
+
+def _reason(exc: Unavailable) -> str:
+    if isinstance(exc, DeadlineExceeded):
+        return "deadline_exceeded"
+    return "circuit_open" if isinstance(exc, CircuitOpen) else "unavailable"
 
 
 def _seen(user: UserState) -> np.ndarray:

@@ -210,7 +210,27 @@ def analyse(phases: list[Phase], answers: list, plan: FaultPlan, load_end: float
                 "gateway_metrics": ph.metrics,
             }
         )
-    return {"phases": results}
+    return {"phases": results, "timeline": timeline(answers)}
+
+
+def timeline(answers: list) -> list[dict]:
+    """Per second of due time: requests, failed, flagged answers, p99 latency (ms)."""
+    by_second: dict[int, list] = {}
+    for a in answers:
+        by_second.setdefault(int(a[0]), []).append(a)
+    rows = []
+    for second, group in sorted(by_second.items()):
+        latencies = sorted(a[1] - a[0] for a in group)
+        rows.append(
+            {
+                "t_s": second,
+                "requests": len(group),
+                "failed": sum(a[3] != "OK" for a in group),
+                "flagged": sum(bool(a[4]) for a in group),
+                "p99_ms": round(1000 * latencies[int(0.99 * (len(latencies) - 1))], 1),
+            }
+        )
+    return rows
 
 
 def run_fault(
@@ -328,7 +348,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-failure-ratio", type=float, default=0.001)
     parser.add_argument("--mix", default=MIX)
     parser.add_argument("--out", default="loadtest-results")
+    parser.add_argument(
+        "--env", action="append", default=[], help="KEY=VALUE for the services (repeatable)"
+    )
     args = parser.parse_args(argv)
+    env = dict(kv.split("=", 1) for kv in args.env)
     plan = FaultPlan(
         backends=tuple(b.strip() for b in args.backends.split(",") if b.strip()),
         rate=args.rate,
@@ -342,7 +366,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     out = Path(args.out)
     command = "python -m loadtest.fault " + shlex.join(sys.argv[1:] if argv is None else argv)
-    result = run_fault(args.artifacts, plan, version=args.version, log_dir=out / "fault-logs")
+    result = run_fault(
+        args.artifacts, plan, version=args.version, log_dir=out / "fault-logs", env=env
+    )
+    result["env"] = env
     result["command"] = command
     report.write_json(result, out / "fault.json")
     md = markdown(result, command)

@@ -22,6 +22,9 @@ Split mode, how each backend call is protected (services.gateway.resilience):
     RECSERVE_GATEWAY_BREAKER_PROBES          2      half-open trial calls; that many successes close
     RECSERVE_GATEWAY_FEEDBACK_SPOOL          10000  feedback events held while the feature
                                                     service is unreachable (0 = never spool)
+    RECSERVE_GATEWAY_RECOMMEND_BUDGET_MS     0      a Recommend's stage calls end within this
+                                                    (each stage: min(own deadline, what is left);
+                                                    0 = off): set it below the clients' deadline
     RECSERVE_METRICS_PORT                    0      Prometheus /metrics port (0 = off)
 plus the shared server settings (RECSERVE_HOST, ...) and bundle location (RECSERVE_ARTIFACTS,
 RECSERVE_BUNDLE_VERSION) from services.common.config.
@@ -64,6 +67,7 @@ class Limits:
     candidates: int = 200
     max_batch: int = 1000
     feedback_spool: int = 10_000  # feedback events held while the feature service is unreachable
+    recommend_budget_s: float | None = None  # all of Recommend's stage calls; None = no cap
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,7 @@ class GatewaySettings:
                 feedback_spool=env_int(
                     "RECSERVE_GATEWAY_FEEDBACK_SPOOL", 10_000, min_value=0, max_value=10**7, env=env
                 ),
+                recommend_budget_s=_budget(env),
             ),
             prefer_gpu=env_choice("RECSERVE_RANKING_DEVICE", "auto", ("auto", "cpu", "cuda"), env)
             != "cpu",
@@ -163,3 +168,8 @@ def _backend(name: str, default_port: int, default_ms: int, env: Env | None) -> 
         f"RECSERVE_{upper}_DEADLINE_MS", default_ms, min_value=1, max_value=60_000, env=env
     )
     return Backend(name=name, address=address, deadline_s=deadline_ms / 1000.0)
+
+
+def _budget(env: Env | None) -> float | None:
+    ms = env_int("RECSERVE_GATEWAY_RECOMMEND_BUDGET_MS", 0, min_value=0, max_value=600_000, env=env)
+    return ms / 1000.0 if ms else None

@@ -33,7 +33,7 @@ from services.gateway import validate
 from services.gateway.catalog import GatewayCatalog
 from services.gateway.config import Limits
 from services.gateway.outbox import FeedbackSpool
-from services.gateway.resilience import CircuitOpen
+from services.gateway.resilience import CircuitOpen, request_budget
 from services.gateway.results import (
     PredictedRating,
     RankedItem,
@@ -70,16 +70,17 @@ class Pipeline:
         validate.check_filters(filters, self.limits.max_batch, self.catalog.tag_names)
         validate.check_ids("recent_items", recent_items, self.limits.max_batch, allow_empty=True)
         fallbacks: list[str] = []
-        user = await self._attempt(
-            "features", self.stages.features.get_user(user_id, recent_items), fallbacks
-        )
-        user = user or self.cold_user(user_id)
-        candidates, value = await asyncio.gather(
-            self._candidates(user, k, filters, fallbacks), self._user_value(user, fallbacks)
-        )
-        ranks = await self._attempt(
-            "ranking", self.stages.ranking.rank(user, candidates.item_indices), fallbacks
-        )
+        with request_budget(self.limits.recommend_budget_s):
+            user = await self._attempt(
+                "features", self.stages.features.get_user(user_id, recent_items), fallbacks
+            )
+            user = user or self.cold_user(user_id)
+            candidates, value = await asyncio.gather(
+                self._candidates(user, k, filters, fallbacks), self._user_value(user, fallbacks)
+            )
+            ranks = await self._attempt(
+                "ranking", self.stages.ranking.rank(user, candidates.item_indices), fallbacks
+            )
         items = self._top_k(candidates, ranks, k, by_model=not user.is_cold)
         return Recommendation(items, self.catalog.version, value, user.is_cold, tuple(fallbacks))
 

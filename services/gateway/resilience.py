@@ -10,6 +10,8 @@
   stage's remaining deadline.
 - `StageGuard`: one backend's breaker + retry policy + deadline around an `attempt(timeout_s)`
   coroutine factory; the remote stages (services.gateway.stages.remote) call through it.
+- `request_budget`: a whole request's deadline (a context variable): stage calls inside it get
+  at most what is left of it.
 
 Writes that are not idempotent (ApplyEvents, i.e. Feedback) are called with idempotent=False
 and never retried: a connection that breaks after the backend applied the events would apply
@@ -20,11 +22,13 @@ earlier try was never sent (`NotSent`, `CircuitOpen`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import random
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -202,6 +206,21 @@ class RetryPolicy:
         return isinstance(exc, Unavailable) and not isinstance(exc, DeadlineExceeded | CircuitOpen)
 
 
+_request_deadline: ContextVar[float | None] = ContextVar("recserve_request_deadline", default=None)
+
+
+@contextlib.contextmanager
+def request_budget(seconds: float | None) -> Iterator[None]:
+    """Within this block (and the tasks it starts), no stage call outlives `seconds` from now:
+    each gets min(its own deadline, what is left of the request's), so a request whose stages
+    are all slow still answers, degraded, before its caller gives up. None = no budget."""
+    token = _request_deadline.set(None if seconds is None else time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _request_deadline.reset(token)
+
+
 class StageGuard:
     """One backend: breaker + retries inside the stage's deadline, with optional hooks for
     metrics (on_error(code), on_retry())."""
@@ -234,7 +253,9 @@ class StageGuard:
 
         Raises CircuitOpen without calling when the breaker refuses; DeadlineExceeded when the
         stage's deadline is spent; otherwise the last attempt's error."""
-        deadline = self._clock() + self.deadline_s
+        own = self._clock() + self.deadline_s
+        budget = _request_deadline.get()
+        deadline = own if budget is None else min(own, budget)
         attempts = self.retry.attempts if idempotent else 1
         for n in range(attempts):
             remaining = deadline - self._clock()
@@ -245,7 +266,10 @@ class StageGuard:
             try:
                 result = await attempt(remaining)
             except Unavailable as exc:  # DeadlineExceeded, NotSent included
-                self.breaker.record(False)
+                if isinstance(exc, DeadlineExceeded) and deadline < own:
+                    self.breaker.release()  # cut short by the request's budget, not its fault
+                else:
+                    self.breaker.record(False)
                 if self._on_error is not None:
                     self._on_error(exc.code)
                 delay = self.retry.backoff(n, self._rng)

@@ -25,6 +25,7 @@ from services.gateway.resilience import (
     RetryPolicy,
     StageGuard,
     State,
+    request_budget,
 )
 from services.gateway.stages import DeadlineExceeded
 from services.gateway.stages.remote import RemoteRanking
@@ -247,6 +248,34 @@ def test_invalid_argument_counts_as_a_healthy_backend():
     assert b.state is State.CLOSED
 
 
+def test_a_request_budget_caps_each_stage_deadline():
+    calls = Attempts()
+
+    async def scenario():
+        with request_budget(0.05):
+            await guard(deadline_s=1.0).run(calls)
+        await guard(deadline_s=1.0).run(calls)
+
+    run(scenario())
+    assert calls.timeouts[0] <= 0.05 < 0.9 < calls.timeouts[1]
+
+
+def test_a_spent_budget_falls_back_without_calling_or_blaming_the_backend():
+    calls = Attempts()
+    b = CircuitBreaker("x", BreakerSettings(failures=1))
+    g = StageGuard("x", 1.0, b, RetryPolicy(1))
+
+    async def scenario():
+        with request_budget(0.0), pytest.raises(DeadlineExceeded):
+            await g.run(calls)
+        # The call times out because the budget cut it short: not the backend's fault.
+        with request_budget(0.01), pytest.raises(DeadlineExceeded):
+            await g.run(Attempts(DeadlineExceeded("late")))
+
+    run(scenario())
+    assert calls.timeouts == [] and b.state is State.CLOSED
+
+
 # --- a real remote backend: down, then up ---------------------------------------------------
 
 
@@ -318,6 +347,70 @@ def test_remote_backend_down_opens_its_breaker_then_recovers_after_restart():
     assert (
         metrics.sample("recserve_stage_errors_total", {"stage": name, "code": "UNAVAILABLE"}) >= 3
     )
+
+
+class SlowRanking(Ranking):
+    async def Rank(self, request, context):
+        await asyncio.sleep(0.5)
+        return await super().Rank(request, context)
+
+
+@pytest.mark.timeout(60)
+def test_a_slow_backend_trips_its_breaker_so_later_calls_fall_back_at_once():
+    from services.gateway.stages.remote import guard_for
+
+    settings = GatewaySettings.from_env({"RECSERVE_GATEWAY_BREAKER_FAILURES": "2"})
+
+    def register(server):
+        ranking_pb2_grpc.add_RankingServiceServicer_to_server(SlowRanking(), server)
+
+    async def scenario():
+        server, port = await create_server(register, service_names=["r"])
+        name = f"slow-ranking-{port}"
+        stage = RemoteRanking(Backend(name, f"127.0.0.1:{port}", 0.1))
+        stage.guard = guard_for(name, 0.1, settings.resilience)
+        try:
+            for _ in range(2):
+                t0 = time.monotonic()
+                with pytest.raises(DeadlineExceeded):
+                    await stage.rank(USER, np.array([1], np.int64))
+                assert time.monotonic() - t0 < 0.4, "not retried past the stage deadline"
+            t0 = time.monotonic()
+            with pytest.raises(CircuitOpen):
+                await stage.rank(USER, np.array([1], np.int64))
+            assert time.monotonic() - t0 < 0.05
+            return name
+        finally:
+            await stage.close()
+            await server.stop(None)
+
+    name = asyncio.run(scenario())
+    code = {"stage": name, "code": "DEADLINE_EXCEEDED"}
+    assert metrics.sample("recserve_stage_errors_total", code) == 2
+    assert metrics.sample("recserve_retries_total", {"backend": name}) == 0
+
+
+def test_connect_gives_every_backend_its_own_breaker():
+    from services.common.features import FeatureSpec
+    from services.gateway.stages.remote import connect
+
+    env = {"RECSERVE_GATEWAY_RETRY_ATTEMPTS": "2", "RECSERVE_GATEWAY_BREAKER_FAILURES": "9"}
+
+    async def scenario():
+        stages = connect(GatewaySettings.from_env(env), FeatureSpec())
+        await stages.close()
+        return [stages.features, stages.retrieval, stages.ranking, stages.uservalue]
+
+    clients = asyncio.run(scenario())
+    assert len({id(c.guard.breaker) for c in clients}) == 4
+    assert [c.guard.breaker.name for c in clients] == [
+        "feature",
+        "retrieval",
+        "ranking",
+        "uservalue",
+    ]
+    assert all(c.guard.retry.attempts == 2 for c in clients)
+    assert all(c.guard.breaker.settings.failures == 9 for c in clients)
 
 
 # --- fallbacks: flagged, counted, filters applied ---------------------------------------------
@@ -455,6 +548,7 @@ def test_resilience_settings_come_from_the_environment():
             "RECSERVE_GATEWAY_BREAKER_FAILURE_RATIO": "0.25",
             "RECSERVE_GATEWAY_BREAKER_COOLDOWN_MS": "1500",
             "RECSERVE_GATEWAY_FEEDBACK_SPOOL": "0",
+            "RECSERVE_GATEWAY_RECOMMEND_BUDGET_MS": "450",
             "RECSERVE_METRICS_PORT": "9464",
         }
     )
@@ -462,6 +556,8 @@ def test_resilience_settings_come_from_the_environment():
     assert s.resilience.breaker.failures == 7 and s.resilience.breaker.failure_ratio == 0.25
     assert s.resilience.breaker.cooldown_s == 1.5
     assert s.limits.feedback_spool == 0 and s.metrics.port == 9464
+    assert s.limits.recommend_budget_s == 0.45
+    assert GatewaySettings.from_env({}).limits.recommend_budget_s is None, "off by default"
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """Fault injection under load: kill -9 one backend at a time, restart it, watch the gateway.
 
-    python -m loadtest.fault --artifacts artifacts --rate 150 --down 5 \
-        --backends ranking,retrieval,feature,uservalue --out loadtest-results
+    python -m loadtest.fault --artifacts artifacts --rate 80 --down 5 \
+        --backends feature,retrieval,ranking,uservalue --out loadtest-results
 
 Starts the split stack (services.launcher: five processes on loopback), drives the gateway with
 the open-loop harness (loadtest.runner) at a fixed rate with a Recommend-heavy mix that includes
@@ -47,7 +47,7 @@ STAGE_FLAG = {"feature": "features", "retrieval": "retrieval", "ranking": "ranki
 @dataclass(frozen=True)
 class FaultPlan:
     backends: tuple[str, ...] = BACKENDS
-    rate: float = 150.0
+    rate: float = 80.0
     warmup_s: float = 3.0
     settle_s: float = 3.0  # normal traffic before the kill
     down_s: float = 5.0  # dead before the restart starts
@@ -127,6 +127,36 @@ def scrape(port: int) -> dict[str, float]:
     return out
 
 
+async def _wait_serving(launcher: Launcher, name: str, timeout: float) -> None:
+    """Until the restarted service reports SERVING. The load runs on this process's grpc.aio
+    loop, so no gRPC client is made here (a sync grpc channel polling a refused port stalled
+    the aio calls by up to a second): TCP connects until the port accepts, then the health
+    check in a child process."""
+    proc = launcher.processes[name]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.popen.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.popen.returncode}:\n{proc.log_tail()}")
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", proc.port)
+        except OSError:
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        check = await asyncio.create_subprocess_exec(
+            launcher.python,
+            "-m",
+            "services.common.healthcheck",
+            proc.target,
+            stdout=asyncio.subprocess.DEVNULL,
+            env=launcher.base_env,
+        )
+        if await check.wait() == 0:
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"{name} not SERVING after {timeout:.0f} s")
+
+
 async def _choreography(launcher: Launcher, worker: _FaultWorker, plan: FaultPlan, metrics_port):
     loop = asyncio.get_running_loop()
     while worker.start == 0.0:
@@ -151,7 +181,7 @@ async def _choreography(launcher: Launcher, worker: _FaultWorker, plan: FaultPla
         await until(phase.kill + plan.down_s)
         phase.restart = now()
         await asyncio.to_thread(launcher._spawn, name)  # same port: launcher.ports[name]
-        await asyncio.to_thread(launcher._wait_healthy, [name], plan.restart_budget_s + 30)
+        await _wait_serving(launcher, name, plan.restart_budget_s + 30)
         phase.healthy = now()
         await until(max(phase.healthy + plan.recover_s, t + plan.phase_s))
         phase.end = t = now()
@@ -252,6 +282,7 @@ def run_fault(
         env={"RECSERVE_METRICS_PORT": str(metrics_port), **(env or {})},
     )
     t0 = time.monotonic()
+    load_before = os.getloadavg()
     launcher.start()
     try:
         gateway_pid = launcher.processes["gateway"].popen.pid
@@ -287,9 +318,16 @@ def run_fault(
             sum(p["failed_near_kill"].values()) + sum(p["failed_outside_kill_window"].values())
             for p in result["phases"]
         ),
+        # The warm-up (first calls open the gateway's channels) is not part of any phase.
+        "warmup_requests": sum(a[0] < plan.warmup_s for a in worker.answers),
+        "warmup_failed": sum(a[0] < plan.warmup_s and a[3] != "OK" for a in worker.answers),
         "gateway_restarted": not same_gateway,
         "exited_during_run": exited,
         "wall_s": round(time.monotonic() - t0, 1),
+        # The machine's 1/5/15-min load averages before and after: others' jobs starve ours.
+        "loadavg_before": [round(x, 2) for x in load_before],
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        "cpus": os.cpu_count(),
     }
     passed = same_gateway and all(p["passed"] for p in result["phases"])
     return {"plan": asdict(plan), "passed": passed, **summary, **result}
@@ -324,8 +362,12 @@ def markdown(result: dict, command: str) -> str:
         )
     lines += [
         "",
-        f"Total {result['requests']} requests, {result['failed']} failed, wall "
-        f"{result['wall_s']} s.",
+        f"Total {result['requests']} requests in the phases, {result['failed']} failed "
+        f"(warm-up, not counted: {result['warmup_requests']} requests, "
+        f"{result['warmup_failed']} failed), wall "
+        f"{result['wall_s']} s. Machine: {result['cpus']} CPUs, load average (1/5/15 min) "
+        f"{result['loadavg_before']} before, {result['loadavg_after']} after. "
+        f"Service env: {result.get('env') or 'defaults'}.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -339,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--artifacts", default="artifacts")
     parser.add_argument("--version", default="latest")
     parser.add_argument("--backends", default=",".join(BACKENDS))
-    parser.add_argument("--rate", type=float, default=150.0)
+    parser.add_argument("--rate", type=float, default=80.0)
     parser.add_argument("--settle", type=float, default=3.0)
     parser.add_argument("--down", type=float, default=5.0)
     parser.add_argument("--restart-budget", type=float, default=10.0)

@@ -1,6 +1,6 @@
 """Fault injection under load: kill -9 one backend at a time, restart it, watch the gateway.
 
-    python -m loadtest.fault --artifacts artifacts --rate 80 --down 5 \
+    python -m loadtest.fault --artifacts artifacts --rate 50 --down 5 \
         --backends feature,retrieval,ranking,uservalue --out loadtest-results
 
 Starts the split stack (services.launcher: five processes on loopback), drives the gateway with
@@ -47,7 +47,7 @@ STAGE_FLAG = {"feature": "features", "retrieval": "retrieval", "ranking": "ranki
 @dataclass(frozen=True)
 class FaultPlan:
     backends: tuple[str, ...] = BACKENDS
-    rate: float = 80.0
+    rate: float = 50.0
     warmup_s: float = 3.0
     settle_s: float = 3.0  # normal traffic before the kill
     down_s: float = 5.0  # dead before the restart starts
@@ -381,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--artifacts", default="artifacts")
     parser.add_argument("--version", default="latest")
     parser.add_argument("--backends", default=",".join(BACKENDS))
-    parser.add_argument("--rate", type=float, default=80.0)
+    parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--settle", type=float, default=3.0)
     parser.add_argument("--down", type=float, default=5.0)
     parser.add_argument("--restart-budget", type=float, default=10.0)

@@ -45,6 +45,10 @@ _CHANNEL_OPTIONS = [
 ]
 
 
+# What gRPC core says when a call failed before anything reached the server.
+_NOT_SENT = ("failed to connect", "connection refused")
+
+
 def domain_error(stage: str, exc: grpc.aio.AioRpcError) -> RecserveError:
     code, details = exc.code(), exc.details() or ""
     if code is grpc.StatusCode.INVALID_ARGUMENT:
@@ -58,10 +62,6 @@ def domain_error(stage: str, exc: grpc.aio.AioRpcError) -> RecserveError:
     if code is grpc.StatusCode.UNAVAILABLE and any(s in lowered for s in _NOT_SENT):
         return NotSent(message)  # nothing reached the backend: safe to re-send, even a write
     return Unavailable(message)
-
-
-# What gRPC core says when a call failed before anything reached the server.
-_NOT_SENT = ("failed to connect", "connection refused")
 
 
 def guard_for(name: str, deadline_s: float, resilience: Resilience) -> StageGuard:
@@ -86,12 +86,12 @@ def guard_for(name: str, deadline_s: float, resilience: Resilience) -> StageGuar
 class _Client:
     """One backend: its channel, its deadline, and the error mapping."""
 
+    guard: StageGuard | None = None  # set by connect(); None: default resilience settings
+
     def __init__(self, backend: Backend) -> None:
         self.name = backend.name
         self.deadline_s = backend.deadline_s
         self.channel = grpc.aio.insecure_channel(backend.address, options=_CHANNEL_OPTIONS)
-
-    guard: StageGuard | None = None  # set by connect(); None: default resilience settings
 
     async def call(self, rpc: Any, request: Any, *, idempotent: bool = True) -> Any:
         """One RPC through the backend's breaker and retries, within its deadline."""

@@ -12,6 +12,7 @@ K ?= 10
 TRAIN_ARGS ?=
 LOADTEST_ARGS ?= --slo-p99-ms 50 --start 100 --factor 1.5 --max-rate 4000 --duration 10
 BENCH_ARGS ?=
+FAULT_ARGS ?=
 PYTEST_ARGS ?=
 EVAL_ARGS ?=
 FEEDBACK_LOG ?= state/feature-log
@@ -19,7 +20,7 @@ RETRAIN_ARGS ?=
 # torch: without PASSIVE, OpenMP threads spin and a loaded 2-core box trains up to 50x slower.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: help install lock data train retrain export serve serve-embedded demo recommend test lint fmt protos clean eval eval-byo eval-external loadtest bench eval-value ab-report publish rollback bundles
+.PHONY: help install lock data train retrain export serve serve-embedded demo recommend test lint fmt protos clean eval eval-byo eval-external loadtest bench eval-value ab-report publish rollback bundles fault
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -87,6 +88,10 @@ loadtest: install  ## step-schedule load test of embedded recserve on loopback -
 	@test -f $(ARTIFACTS)/LATEST || $(MAKE) train
 	$(PY) -m loadtest step --launch embedded --artifacts $(ARTIFACTS) --version $(VERSION) \
 	  --out loadtest-results $(LOADTEST_ARGS)
+
+fault: install  ## kill -9 each backend under load and restart it: the gateway degrades, never fails -> loadtest-results/fault.{json,md}
+	@test -f $(ARTIFACTS)/LATEST || $(MAKE) train
+	$(PY) -m loadtest.fault --artifacts $(ARTIFACTS) --version $(VERSION) --out loadtest-results $(FAULT_ARGS)
 
 bench: install  ## plumbing limit vs recserve split/embedded, stage floors, FAISS choice -> bench-results/
 	@test -f $(ARTIFACTS)/LATEST || $(MAKE) train

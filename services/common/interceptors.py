@@ -23,6 +23,7 @@ from typing import Any
 
 import grpc
 
+from services.common import metrics
 from services.common.config import env_float
 from services.common.errors import RecserveError
 from services.common.logging import REQUEST_ID
@@ -78,6 +79,10 @@ def _wrap_unary(
             await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
         finally:
             status = _status_of(context)
+            elapsed = time.perf_counter() - start
+            service, _, name = method.lstrip("/").rpartition("/")
+            metrics.RPC_REQUESTS.labels(service, name, status.name).inc()
+            metrics.RPC_LATENCY.labels(service, name).observe(elapsed)
             if status is not grpc.StatusCode.OK or (
                 access_sample > 0 and random.random() < access_sample
             ):
@@ -86,7 +91,7 @@ def _wrap_unary(
                     extra={
                         "method": method,
                         "status": status.name,
-                        "latency_ms": round((time.perf_counter() - start) * 1e3, 3),
+                        "latency_ms": round(elapsed * 1e3, 3),
                         "peer": context.peer(),
                         "sampled": status is grpc.StatusCode.OK,
                     },

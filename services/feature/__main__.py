@@ -64,7 +64,7 @@ async def main() -> None:
             adopt=lambda old, new: new.adopt_live_state(old),
         )  # fmt: skip
     try:
-        await serve_settings(register(holder), config.server, SERVICE_NAME)
+        await serve_settings(register(holder), config.server, SERVICE_NAME, model=holder)
     finally:
         if watcher is not None:
             await watcher.stop()

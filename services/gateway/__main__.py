@@ -6,6 +6,7 @@ import logging
 import sys
 
 from services.common.logging import setup_logging
+from services.common.metrics import start_metrics_http, watch_model
 from services.common.reload import ModelHolder, ReloadSettings
 from services.common.server import run_main, serve
 from services.gateway.app import build_pipeline, start_gateway, start_reloading
@@ -26,8 +27,10 @@ async def main() -> None:
         settings.mode,
         "in-process" if settings.mode == "embedded" else [b.address for b in settings.backends],
     )
+    start_metrics_http(settings.metrics.port, settings.metrics.host)
     reload = ReloadSettings.from_env()
     holder = ModelHolder(pipeline, bundle.version, grace_s=reload.grace_s)
+    watch_model("gateway", holder)
     server, _ = await start_gateway(settings, holder)
     watcher = start_reloading(settings, holder, reload)
     try:
@@ -35,7 +38,7 @@ async def main() -> None:
     finally:
         if watcher is not None:
             await watcher.stop()
-        await holder.current.stages.close()  # split mode: every pipeline shares these stages
+        await holder.current.close()  # its feedback spool, then the stages (shared in split)
 
 
 if __name__ == "__main__":

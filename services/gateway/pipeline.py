@@ -8,8 +8,11 @@ Each item also carries the ranker's P(rating >= 4) and predicted rating (its sta
 
 A stage that is down or too slow degrades the answer instead of failing it, and the response
 says so in `fallbacks`: ranking → retrieval order; retrieval → popular items (filters still
-applied); features → cold user; user value → omitted. The stages are interfaces
-(services.gateway.stages), so this code runs the same embedded or split across processes.
+applied); features → cold user; user value → omitted. The flag is "<stage>_<reason>", reason
+one of unavailable, deadline_exceeded, circuit_open (the backend's breaker is open: not even
+tried), and every fallback counts in recserve_fallbacks_total{stage, reason}. Feedback the
+feature service cannot be reached for is held and re-sent (services.gateway.outbox). The stages
+are interfaces (services.gateway.stages), so this code runs the same embedded or split.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from services.common import metrics, tracing
 from services.common.errors import NotFound, Unavailable
 from services.common.features import FeatureSpec, pad_history
 from services.common.remap import ItemVocabs
@@ -30,6 +34,8 @@ from services.common.types import CandidateList, Event, FilterSpec, RankScores, 
 from services.gateway import validate
 from services.gateway.catalog import GatewayCatalog
 from services.gateway.config import Limits
+from services.gateway.outbox import FeedbackSpool
+from services.gateway.resilience import CircuitOpen, request_budget
 from services.gateway.results import (
     PredictedRating,
     RankedItem,
@@ -60,6 +66,9 @@ class Pipeline:
         self.limits = limits
         self.vocabs = vocabs  # split mode: item indices of other bundle versions -> ours
         self._warned_at: dict[str, float] = {}
+        self.spool = FeedbackSpool(
+            stages.features.apply_events, limits.feedback_spool, limits.max_batch
+        )
 
     async def recommend(
         self, user_id: str, k: int, filters: FilterSpec, recent_items: Sequence[str] = ()
@@ -69,16 +78,17 @@ class Pipeline:
         validate.check_filters(filters, self.limits.max_batch, self.catalog.tag_names)
         validate.check_ids("recent_items", recent_items, self.limits.max_batch, allow_empty=True)
         fallbacks: list[str] = []
-        user = await self._attempt(
-            "features", self.stages.features.get_user(user_id, recent_items), fallbacks
-        )
-        user = self._local(user or self.cold_user(user_id))
-        candidates, value = await asyncio.gather(
-            self._candidates(user, k, filters, fallbacks), self._user_value(user, fallbacks)
-        )
-        ranks = await self._attempt(
-            "ranking", self.stages.ranking.rank(user, candidates.item_indices), fallbacks
-        )
+        with request_budget(self.limits.recommend_budget_s):
+            user = await self._attempt(
+                "features", self.stages.features.get_user(user_id, recent_items), fallbacks
+            )
+            user = self._local(user or self.cold_user(user_id))
+            candidates, value = await asyncio.gather(
+                self._candidates(user, k, filters, fallbacks), self._user_value(user, fallbacks)
+            )
+            ranks = await self._attempt(
+                "ranking", self.stages.ranking.rank(user, candidates.item_indices), fallbacks
+            )
         items = self._top_k(candidates, ranks, k, by_model=not user.is_cold)
         return Recommendation(items, self.catalog.version, value, user.is_cold, tuple(fallbacks))
 
@@ -190,7 +200,12 @@ class Pipeline:
 
     async def feedback(self, events: Sequence[Event]) -> int:
         validate.check_events(events, self.limits.max_batch)
-        return await self.stages.features.apply_events(events)
+        return await self.spool.submit(events)
+
+    async def close(self) -> None:
+        """Stop the feedback spool's re-sender, then close the stages."""
+        await self.spool.close()
+        await self.stages.close()
 
     def _local(self, user: UserState) -> UserState:
         """The user's item indices in this pipeline's bundle version, labelled with it (the
@@ -222,17 +237,29 @@ class Pipeline:
         )
 
     async def _attempt(self, stage: str, call: Awaitable[T], fallbacks: list[str]) -> T | None:
-        """Await one stage; on Unavailable / DeadlineExceeded record the fallback, return None."""
+        """Await one stage; on Unavailable / DeadlineExceeded record the fallback, return None.
+        Timed into recserve_stage_latency_seconds, and a span of its own when tracing is on."""
+        start = time.perf_counter()
         try:
-            return await call
+            with tracing.span(f"stage.{stage}"):
+                return await call
         except Unavailable as exc:
-            reason = "deadline_exceeded" if isinstance(exc, DeadlineExceeded) else "unavailable"
+            reason = _reason(exc)
             fallbacks.append(f"{stage}_{reason}")
+            metrics.FALLBACKS.labels(stage, reason).inc()
             now = time.monotonic()
             if now - self._warned_at.get(stage, -60.0) >= 10.0:  # at most one line per 10 s
                 self._warned_at[stage] = now
                 log.warning("stage %s %s (%s): degrading", stage, reason, exc)
             return None
+        finally:
+            metrics.STAGE_LATENCY.labels(stage).observe(time.perf_counter() - start)
+
+
+def _reason(exc: Unavailable) -> str:
+    if isinstance(exc, DeadlineExceeded):
+        return "deadline_exceeded"
+    return "circuit_open" if isinstance(exc, CircuitOpen) else "unavailable"
 
 
 def _seen(user: UserState) -> np.ndarray:

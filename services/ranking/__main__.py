@@ -44,7 +44,9 @@ async def main() -> None:
         config.bundle, reload, holder, build, name="ranking", expected_spec=bundle.feature_spec
     )
     try:
-        await serve_settings(register(holder, vocabs=vocabs), config.server, SERVICE_NAME)
+        await serve_settings(
+            register(holder, vocabs=vocabs), config.server, SERVICE_NAME, model=holder
+        )
     finally:
         if watcher is not None:
             await watcher.stop()

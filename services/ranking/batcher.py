@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from services.common import metrics
 from services.common.types import RankScores, UserState
 from services.ranking.ranker import OnnxRanker
 
@@ -26,7 +28,7 @@ class RankBatcher:
         self.ranker = ranker
         self.max_batch = max_batch
         self.max_delay_s = max_delay_s
-        self._queue: list[tuple[tuple[dict, np.ndarray], asyncio.Future]] = []
+        self._queue: list[tuple[tuple[dict, np.ndarray], asyncio.Future, float]] = []
         self._wake: asyncio.Event | None = None
         self._worker: asyncio.Task | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ort-rank")
@@ -40,7 +42,7 @@ class RankBatcher:
             self._wake = asyncio.Event()
             self._worker = loop.create_task(self._run())
         future = loop.create_future()
-        self._queue.append((prepared, future))
+        self._queue.append((prepared, future, time.perf_counter()))
         self._wake.set()
         return await future
 
@@ -54,21 +56,25 @@ class RankBatcher:
                     await asyncio.sleep(self.max_delay_s)  # let concurrent requests join
                 batch = self._queue[: self.max_batch]
                 del self._queue[: self.max_batch]
-                batch = [(p, f) for p, f in batch if not f.done()]  # cancelled: skip
+                batch = [(p, f, t) for p, f, t in batch if not f.done()]  # cancelled: skip
                 if not batch:
                     continue
+                started = time.perf_counter()
+                metrics.RANKING_BATCH_SIZE.observe(len(batch))
+                for _, _, queued in batch:
+                    metrics.RANKING_QUEUE_DELAY.observe(started - queued)
                 try:
                     scores = await loop.run_in_executor(
-                        self._executor, self.ranker.rank_prepared, [p for p, _ in batch]
+                        self._executor, self.ranker.rank_prepared, [p for p, _, _ in batch]
                     )
                 except Exception as exc:  # handed to every waiting caller
-                    for _, future in batch:
+                    for _, future, _ in batch:
                         if not future.done():
                             future.set_exception(exc)
                     continue
                 self.batches += 1
                 self.requests += len(batch)
-                for (_, future), result in zip(batch, scores, strict=True):
+                for (_, future, _), result in zip(batch, scores, strict=True):
                     if not future.done():
                         future.set_result(result)
 

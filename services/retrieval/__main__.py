@@ -63,7 +63,7 @@ async def main() -> None:
         name="retrieval", expected_spec=bundle.feature_spec,
     )  # fmt: skip
     try:
-        await serve_settings(register(holder, vocabs), config.server, SERVICE_NAME)
+        await serve_settings(register(holder, vocabs), config.server, SERVICE_NAME, model=holder)
     finally:
         if watcher is not None:
             await watcher.stop()

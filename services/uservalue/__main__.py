@@ -29,7 +29,10 @@ async def main() -> None:
     )  # fmt: skip
     try:
         await serve_settings(
-            register(holder, bundle.version, config.max_users), config.server, SERVICE_NAME
+            register(holder, bundle.version, config.max_users),
+            config.server,
+            SERVICE_NAME,
+            model=holder,
         )
     finally:
         if watcher is not None:

@@ -4,6 +4,10 @@ One long-lived channel per backend (HTTP/2 multiplexes all concurrent calls over
 deadline per stage. Failures come back as domain errors: DEADLINE_EXCEEDED → DeadlineExceeded,
 INVALID_ARGUMENT / NOT_FOUND → the same, anything else (down, overloaded, broken) → Unavailable,
 which the pipeline turns into a flagged fallback.
+
+Every call goes through the backend's StageGuard (services.gateway.resilience): one circuit
+breaker per backend (open = fail fast with CircuitOpen, an Unavailable), bounded retries with
+full jitter for idempotent reads, all inside the stage's deadline. ApplyEvents is never retried.
 """
 
 from __future__ import annotations
@@ -24,12 +28,13 @@ from recserve.v1 import (
     uservalue_pb2,
     uservalue_pb2_grpc,
 )
-from services.common import convert
+from services.common import convert, metrics
 from services.common.errors import InvalidArgument, NotFound, RecserveError, Unavailable
 from services.common.features import FeatureSpec
 from services.common.security import SecuritySettings, aio_channel
 from services.common.types import CandidateList, Event, FilterSpec, RankScores, UserState
-from services.gateway.config import Backend, GatewaySettings
+from services.gateway.config import Backend, GatewaySettings, Resilience
+from services.gateway.resilience import CircuitBreaker, NotSent, StageGuard, State
 from services.gateway.stages import Activity, DeadlineExceeded, Stages, ValueScore
 
 _CHANNEL_OPTIONS = [
@@ -41,6 +46,10 @@ _CHANNEL_OPTIONS = [
 ]
 
 
+# What gRPC core says when a call failed before anything reached the server.
+_NOT_SENT = ("failed to connect", "connection refused")
+
+
 def domain_error(stage: str, exc: grpc.aio.AioRpcError) -> RecserveError:
     code, details = exc.code(), exc.details() or ""
     if code is grpc.StatusCode.INVALID_ARGUMENT:
@@ -49,7 +58,30 @@ def domain_error(stage: str, exc: grpc.aio.AioRpcError) -> RecserveError:
         return NotFound(details)
     if code is grpc.StatusCode.DEADLINE_EXCEEDED:
         return DeadlineExceeded(f"{stage} service: deadline exceeded")
-    return Unavailable(f"{stage} service: {code.name.lower()}: {details}")
+    message = f"{stage} service: {code.name.lower()}: {details}"
+    lowered = details.lower()
+    if code is grpc.StatusCode.UNAVAILABLE and any(s in lowered for s in _NOT_SENT):
+        return NotSent(message)  # nothing reached the backend: safe to re-send, even a write
+    return Unavailable(message)
+
+
+def guard_for(name: str, deadline_s: float, resilience: Resilience) -> StageGuard:
+    """A backend's breaker + retry policy, reporting to services.common.metrics."""
+
+    def on_change(backend: str, state: State) -> None:
+        metrics.CIRCUIT_STATE.labels(backend).set(int(state))
+        if state is State.OPEN:
+            metrics.CIRCUIT_OPENED.labels(backend).inc()
+
+    metrics.CIRCUIT_STATE.labels(name).set(int(State.CLOSED))
+    return StageGuard(
+        name,
+        deadline_s,
+        CircuitBreaker(name, resilience.breaker, on_change=on_change),
+        resilience.retry,
+        on_error=lambda code: metrics.STAGE_ERRORS.labels(name, code).inc(),
+        on_retry=lambda: metrics.RETRIES.labels(name).inc(),
+    )
 
 
 def backend_channel(backend: Backend, security: SecuritySettings | None) -> grpc.aio.Channel:
@@ -66,16 +98,25 @@ def backend_channel(backend: Backend, security: SecuritySettings | None) -> grpc
 class _Client:
     """One backend: its channel, its deadline, and the error mapping."""
 
+    guard: StageGuard | None = None  # set by connect(); None: default resilience settings
+
     def __init__(self, backend: Backend, security: SecuritySettings | None = None) -> None:
         self.name = backend.name
         self.deadline_s = backend.deadline_s
         self.channel = backend_channel(backend, security)
 
-    async def call(self, rpc: Any, request: Any) -> Any:
-        try:
-            return await rpc(request, timeout=self.deadline_s)
-        except grpc.aio.AioRpcError as exc:
-            raise domain_error(self.name, exc) from None
+    async def call(self, rpc: Any, request: Any, *, idempotent: bool = True) -> Any:
+        """One RPC through the backend's breaker and retries, within its deadline."""
+        if self.guard is None:
+            self.guard = guard_for(self.name, self.deadline_s, Resilience())
+
+        async def attempt(timeout_s: float) -> Any:
+            try:
+                return await rpc(request, timeout=timeout_s)
+            except grpc.aio.AioRpcError as exc:
+                raise domain_error(self.name, exc) from None
+
+        return await self.guard.run(attempt, idempotent=idempotent)
 
     async def close(self) -> None:
         await self.channel.close()
@@ -101,7 +142,8 @@ class RemoteFeatures(_Client):
 
     async def apply_events(self, events: Sequence[Event]) -> int:
         request = feature_pb2.ApplyEventsRequest(events=[convert.event_to_proto(e) for e in events])
-        return int((await self.call(self._stub.ApplyEvents, request)).accepted)
+        reply = await self.call(self._stub.ApplyEvents, request, idempotent=False)
+        return int(reply.accepted)
 
 
 class RemoteRetrieval(_Client):
@@ -160,9 +202,12 @@ class RemoteUserValue(_Client):
 def connect(settings: GatewaySettings, spec: FeatureSpec) -> Stages:
     """gRPC clients for the four backends (channels connect lazily, on the first call)."""
     security = settings.server.security
-    return Stages(
+    stages = Stages(
         features=RemoteFeatures(settings.feature, spec, security),
         retrieval=RemoteRetrieval(settings.retrieval, security),
         ranking=RemoteRanking(settings.ranking, security),
         uservalue=RemoteUserValue(settings.uservalue, security),
     )
+    for client in (stages.features, stages.retrieval, stages.ranking, stages.uservalue):
+        client.guard = guard_for(client.name, client.deadline_s, settings.resilience)
+    return stages

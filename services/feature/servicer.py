@@ -6,22 +6,32 @@ import grpc
 
 from recserve.v1 import common_pb2, feature_pb2, feature_pb2_grpc
 from services.common import convert
-from services.feature.store import FeatureStore
+from services.common.errors import check_limit
+from services.feature.store import DEFAULT_MAX_BATCH, DEFAULT_MAX_IDS, FeatureStore
+
+IDS_ENV = "RECSERVE_FEATURE_MAX_IDS"
+EVENTS_ENV = "RECSERVE_FEATURE_MAX_EVENTS"
 
 
 class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
+    """Request sizes are checked here, before any decoding: RESOURCE_EXHAUSTED over a bound."""
+
     def __init__(self, store: FeatureStore) -> None:
         self._store = store
+        self._max_ids = int(getattr(store, "max_ids", DEFAULT_MAX_IDS))
+        self._max_events = int(getattr(store, "max_batch", DEFAULT_MAX_BATCH))
 
     async def GetUser(
         self, request: feature_pb2.GetUserRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.UserFeatures:
+        check_limit("recent_items", len(request.recent_items), self._max_ids, IDS_ENV)
         state = self._store.get_user(request.user_id, tuple(request.recent_items))
         return convert.user_state_to_proto(state, self._store.bundle_version)
 
     async def GetUsers(
         self, request: feature_pb2.GetUsersRequest, context: grpc.aio.ServicerContext
     ) -> feature_pb2.GetUsersResponse:
+        check_limit("user_ids", len(request.user_ids), self._max_ids, IDS_ENV)
         version = self._store.bundle_version
         states = self._store.get_users(tuple(request.user_ids))
         return feature_pb2.GetUsersResponse(
@@ -31,12 +41,14 @@ class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
     async def GetItems(
         self, request: feature_pb2.GetItemsRequest, context: grpc.aio.ServicerContext
     ) -> feature_pb2.GetItemsResponse:
+        check_limit("item_ids", len(request.item_ids), self._max_ids, IDS_ENV)
         infos = self._store.get_items(tuple(request.item_ids))
         return feature_pb2.GetItemsResponse(items=[convert.item_info_to_proto(i) for i in infos])
 
     async def ApplyEvents(
         self, request: feature_pb2.ApplyEventsRequest, context: grpc.aio.ServicerContext
     ) -> feature_pb2.ApplyEventsResponse:
+        check_limit("events", len(request.events), self._max_events, EVENTS_ENV)
         events = convert.events_from_proto(request.events)
         return feature_pb2.ApplyEventsResponse(accepted=self._store.apply_events(events))
 

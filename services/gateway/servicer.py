@@ -8,6 +8,8 @@ import grpc
 
 from recserve.v1 import gateway_pb2, gateway_pb2_grpc
 from services.common import convert
+from services.common.errors import check_limit
+from services.gateway import validate
 from services.gateway.pipeline import Pipeline
 from services.gateway.results import RankedItem
 
@@ -84,6 +86,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     async def Feedback(
         self, request: gateway_pb2.FeedbackRequest, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.FeedbackResponse:
+        limit = self._pipeline.limits.max_batch  # counted before decoding the events
+        check_limit("events", len(request.events), limit, validate.BATCH_ENV)
         accepted = await self._pipeline.feedback(convert.events_from_proto(request.events))
         return gateway_pb2.FeedbackResponse(accepted=accepted)
 

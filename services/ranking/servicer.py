@@ -7,6 +7,7 @@ import numpy as np
 
 from recserve.v1 import ranking_pb2, ranking_pb2_grpc
 from services.common import convert
+from services.common.errors import check_limit
 from services.ranking.batcher import RankBatcher
 from services.ranking.ranker import OnnxRanker
 
@@ -21,6 +22,12 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
     async def Rank(
         self, request: ranking_pb2.RankRequest, context: grpc.aio.ServicerContext
     ) -> ranking_pb2.RankResponse:
+        check_limit(
+            "item_indices",
+            len(request.item_indices),
+            self._ranker.max_candidates,
+            "RECSERVE_RANKING_MAX_CANDIDATES",
+        )
         user = convert.user_state_from_proto(request.user)
         items = np.asarray(request.item_indices, dtype=np.int64)
         if self._batcher is not None:

@@ -284,7 +284,11 @@ def main(argv: list[str] | None = None) -> int:
             args.rss_growth_pct, args.rss_growth_mb, args.fd_slack, args.thread_slack
         ),
     )
-    report = soak(cfg, log=lambda line: print(line, file=sys.stderr, flush=True))
+    try:
+        report = soak(cfg, log=lambda line: print(line, file=sys.stderr, flush=True))
+    except RuntimeError as exc:  # no probe step met the SLO: nothing to soak at
+        print(f"soak: error: {exc}", file=sys.stderr)
+        return 2
     report["command"] = "python -m loadtest.soak " + shlex.join(
         sys.argv[1:] if argv is None else argv
     )

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 
 from recserve.v1 import (
@@ -232,6 +232,7 @@ def status_of(method: Callable[..., Any], request: Any) -> tuple[grpc.StatusCode
 
 def assert_clean(method: Callable[..., Any], request: Any, allowed=ALLOWED) -> Any:
     code, response, details = status_of(method, request)
+    event(f"status {code.name}")  # --hypothesis-show-statistics: how often each status came
     assert code in allowed, f"{code.name}: {details!r} for {_short(request)}"
     assert "Traceback" not in details
     return response

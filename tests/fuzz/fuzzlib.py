@@ -79,7 +79,11 @@ IDS = st.one_of(
     st.integers(250, 260).map(lambda n: "x" * n),  # around the 256-character id limit
     st.sampled_from([5_000, 60_000]).map(lambda n: "g" * n),  # giant strings
 )
-TAGS = st.one_of(st.sampled_from(["Action", "Comedy", "Drama", "Horror", "Romance"]), IDS)
+GENRES = st.sampled_from(["Action", "Comedy", "Drama", "Horror", "Romance"])
+TAGS = st.one_of(GENRES, IDS)
+# Plausible values: each strategy below mixes them in, so valid requests reach deep code too.
+KNOWN = st.integers(1, 300).map(str)  # MovieLens user and item ids (mostly in the bundle)
+SECONDS = st.one_of(st.just(0), st.integers(800_000_000, 2_000_000_000))
 
 
 def id_lists(limit: int, ids: st.SearchStrategy[str] = IDS) -> st.SearchStrategy[list[str]]:
@@ -117,14 +121,32 @@ def maybe(strategy: st.SearchStrategy) -> st.SearchStrategy:
 # --- common messages ---------------------------------------------------------------------------
 
 EVENT_TYPES = st.one_of(st.integers(0, 4), st.sampled_from([-1, 5, 99, 2**31 - 1]))
-EVENTS = build(
-    common_pb2.Event,
-    user_id=IDS,
-    item_id=IDS,
-    type=EVENT_TYPES,
-    timestamp=INT64,
-    rating=st.one_of(st.integers(0, 6).map(float), F32),
-    value=F32,
+EVENTS = st.one_of(
+    build(
+        common_pb2.Event,
+        user_id=IDS,
+        item_id=IDS,
+        type=EVENT_TYPES,
+        timestamp=INT64,
+        rating=st.one_of(st.integers(0, 6).map(float), F32),
+        value=F32,
+    ),
+    st.builds(
+        lambda user, item, kind, ts, rating, value: common_pb2.Event(
+            user_id=user,
+            item_id=item,
+            type=kind,
+            timestamp=ts,
+            rating=float(rating) if kind == common_pb2.EVENT_TYPE_RATING else 0.0,
+            value=value if kind == common_pb2.EVENT_TYPE_PURCHASE else 0.0,
+        ),
+        st.one_of(KNOWN, st.just("fuzz-new-user")),
+        KNOWN,
+        st.integers(1, 4),
+        SECONDS,
+        st.integers(1, 5),
+        st.floats(0, 1e4, width=32),
+    ),
 )
 
 
@@ -138,44 +160,79 @@ def event_lists(limit: int) -> st.SearchStrategy[list]:
 
 def filters(limit: int) -> st.SearchStrategy:
     return maybe(
-        build(
-            common_pb2.Filters,
-            exclude_seen=st.booleans(),
-            include_tags=st.lists(TAGS, max_size=4),
-            exclude_tags=st.lists(TAGS, max_size=4),
-            exclude_items=id_lists(limit),
+        st.one_of(
+            build(
+                common_pb2.Filters,
+                exclude_seen=st.booleans(),
+                include_tags=st.lists(TAGS, max_size=4),
+                exclude_tags=st.lists(TAGS, max_size=4),
+                exclude_items=id_lists(limit),
+            ),
+            build(
+                common_pb2.Filters,
+                exclude_seen=st.booleans(),
+                include_tags=st.lists(GENRES, max_size=2, unique=True),
+                exclude_items=st.lists(KNOWN, max_size=5),
+            ),
         )
     )
 
 
 USER_FEATURES = maybe(
-    build(
-        common_pb2.UserFeatures,
-        user_id=IDS,
-        known=st.booleans(),
-        user_index=INT64,
-        profile=st.one_of(st.lists(st.integers(0, 3), min_size=3, max_size=3), st.lists(INT64)),
-        history=st.lists(st.one_of(st.integers(0, 50), INT64), max_size=60),
-        seen=st.lists(INT64, max_size=20),
-        activity_days=st.lists(INT64, max_size=6),
-        activity_values=st.lists(F32, max_size=6),
-        event_count=INT64,
-        bundle_version=st.one_of(st.just(""), IDS),
+    st.one_of(
+        build(
+            common_pb2.UserFeatures,
+            user_id=KNOWN,
+            known=st.booleans(),
+            user_index=st.integers(0, 50),
+            history=st.lists(st.integers(1, 100), max_size=20),
+            seen=st.lists(st.one_of(st.integers(1, 300), INT64), max_size=20),
+        ),
+        build(
+            common_pb2.UserFeatures,
+            user_id=IDS,
+            known=st.booleans(),
+            user_index=INT64,
+            profile=st.one_of(st.lists(st.integers(0, 3), min_size=3, max_size=3), st.lists(INT64)),
+            history=st.lists(st.one_of(st.integers(0, 50), INT64), max_size=60),
+            seen=st.lists(INT64, max_size=20),
+            activity_days=st.lists(INT64, max_size=6),
+            activity_values=st.lists(F32, max_size=6),
+            event_count=INT64,
+            bundle_version=st.one_of(st.just(""), IDS),
+        ),
     )
 )
 
 # --- one strategy per request message --------------------------------------------------------
 
 GW = GATEWAY_MAX_BATCH
-RECOMMEND = build(
-    gateway_pb2.RecommendRequest,
-    user_id=IDS,
-    k=INT32,
-    filters=filters(GW),
-    context=maybe(build(gateway_pb2.RecommendContext, recent_items=id_lists(GW), time=INT64)),
+SMALL_K = st.integers(1, GATEWAY_MAX_K)
+KNOWN_LISTS = st.lists(KNOWN, min_size=1, max_size=8)
+RECOMMEND = st.one_of(
+    build(
+        gateway_pb2.RecommendRequest,
+        user_id=IDS,
+        k=INT32,
+        filters=filters(GW),
+        context=maybe(build(gateway_pb2.RecommendContext, recent_items=id_lists(GW), time=INT64)),
+    ),
+    build(
+        gateway_pb2.RecommendRequest,
+        user_id=st.one_of(KNOWN, st.just("fuzz-new-user")),
+        k=SMALL_K,
+        filters=filters(GW),
+        context=maybe(build(gateway_pb2.RecommendContext, recent_items=st.lists(KNOWN))),
+    ),
 )
-PREDICT_RATINGS = build(gateway_pb2.PredictRatingsRequest, user_id=IDS, item_ids=id_lists(GW))
-SIMILAR_ITEMS = build(gateway_pb2.SimilarItemsRequest, item_id=IDS, k=INT32, filters=filters(GW))
+PREDICT_RATINGS = st.one_of(
+    build(gateway_pb2.PredictRatingsRequest, user_id=IDS, item_ids=id_lists(GW)),
+    build(gateway_pb2.PredictRatingsRequest, user_id=KNOWN, item_ids=KNOWN_LISTS),
+)
+SIMILAR_ITEMS = st.one_of(
+    build(gateway_pb2.SimilarItemsRequest, item_id=IDS, k=INT32, filters=filters(GW)),
+    build(gateway_pb2.SimilarItemsRequest, item_id=KNOWN, k=SMALL_K, filters=filters(GW)),
+)
 RECOMMEND_TAGS = build(gateway_pb2.RecommendTagsRequest, user_id=IDS, k=INT32)
 SCORE_USERS = build(gateway_pb2.ScoreUsersRequest, user_ids=id_lists(GW))
 FEEDBACK = build(gateway_pb2.FeedbackRequest, events=event_lists(GW))
@@ -183,14 +240,28 @@ FEEDBACK = build(gateway_pb2.FeedbackRequest, events=event_lists(GW))
 FM = FEATURE_MAX_IDS
 GET_USER = build(feature_pb2.GetUserRequest, user_id=IDS, recent_items=id_lists(FM))
 GET_USERS = build(feature_pb2.GetUsersRequest, user_ids=id_lists(FM))
-GET_ITEMS = build(feature_pb2.GetItemsRequest, item_ids=id_lists(FM))
+GET_ITEMS = st.one_of(
+    build(feature_pb2.GetItemsRequest, item_ids=id_lists(FM)),
+    build(feature_pb2.GetItemsRequest, item_ids=KNOWN_LISTS),
+)
 APPLY_EVENTS = build(feature_pb2.ApplyEventsRequest, events=event_lists(FEATURE_MAX_EVENTS))
 
 RETRIEVE = build(
     retrieval_pb2.RetrieveRequest, user=USER_FEATURES, k=INT32, filters=filters(RETRIEVAL_MAX_K)
 )
-RETRIEVE_SIMILAR = build(
-    retrieval_pb2.RetrieveSimilarRequest, item_id=IDS, k=INT32, filters=filters(RETRIEVAL_MAX_K)
+RETRIEVE_SIMILAR = st.one_of(
+    build(
+        retrieval_pb2.RetrieveSimilarRequest,
+        item_id=IDS,
+        k=INT32,
+        filters=filters(RETRIEVAL_MAX_K),
+    ),
+    build(
+        retrieval_pb2.RetrieveSimilarRequest,
+        item_id=KNOWN,
+        k=st.integers(1, RETRIEVAL_MAX_K),
+        filters=filters(RETRIEVAL_MAX_K),
+    ),
 )
 TAG_AFFINITIES = build(retrieval_pb2.TagAffinitiesRequest, user=USER_FEATURES, k=INT32)
 
@@ -209,14 +280,30 @@ ACTIVITY = build(
     days=st.one_of(st.lists(st.integers(9_000, 11_000), max_size=8).map(sorted), st.lists(INT64)),
     values=st.lists(st.one_of(st.floats(0, 1e4, width=32), F32), max_size=8),
 )
-SCORE = build(
-    uservalue_pb2.ScoreRequest,
-    user_ids=id_lists(USERVALUE_MAX_USERS),
-    activities=st.one_of(
-        st.lists(ACTIVITY, max_size=4),
-        st.just([uservalue_pb2.UserActivity(user_id="1")] * (USERVALUE_MAX_USERS + 1)),
+PLAUSIBLE_ACTIVITY = st.builds(
+    lambda user, days, values: uservalue_pb2.UserActivity(
+        user_id=user, days=days, values=values[: len(days)] + [1.0] * (len(days) - len(values))
     ),
-    as_of_day=INT64,
+    KNOWN,
+    st.lists(st.integers(9_000, 11_000), max_size=8, unique=True).map(sorted),
+    st.lists(st.floats(0, 1e6, width=32), max_size=8),
+)
+SCORE = st.one_of(
+    build(
+        uservalue_pb2.ScoreRequest,
+        user_ids=id_lists(USERVALUE_MAX_USERS),
+        activities=st.one_of(
+            st.lists(ACTIVITY, max_size=4),
+            st.just([uservalue_pb2.UserActivity(user_id="1")] * (USERVALUE_MAX_USERS + 1)),
+        ),
+        as_of_day=INT64,
+    ),
+    build(
+        uservalue_pb2.ScoreRequest,
+        user_ids=KNOWN_LISTS,
+        activities=st.lists(PLAUSIBLE_ACTIVITY, max_size=3),
+        as_of_day=st.one_of(st.just(0), st.integers(9_000, 12_000)),
+    ),
 )
 
 # --- calls -----------------------------------------------------------------------------------

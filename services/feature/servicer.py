@@ -14,7 +14,7 @@ EVENTS_ENV = "RECSERVE_FEATURE_MAX_EVENTS"
 
 
 class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
-    """Request sizes are checked here, before any decoding: RESOURCE_EXHAUSTED over a bound."""
+    """Request sizes are checked first, before any conversion: RESOURCE_EXHAUSTED over a bound."""
 
     def __init__(self, store: FeatureStore) -> None:
         self._store = store

@@ -9,6 +9,7 @@
     RECSERVE_MAX_K             100    largest k a request may ask for
     RECSERVE_CANDIDATES        200    candidates retrieved and ranked per Recommend
     RECSERVE_MAX_BATCH         1000   most item ids / user ids / events in one request
+    (a request over RECSERVE_MAX_K or RECSERVE_MAX_BATCH gets RESOURCE_EXHAUSTED: docs/limits.md)
     RECSERVE_RANKING_DEVICE    auto | cpu | cuda (embedded mode: where the ranker runs)
 plus the shared server settings (RECSERVE_HOST, ...) and bundle location (RECSERVE_ARTIFACTS,
 RECSERVE_BUNDLE_VERSION) from services.common.config.

@@ -42,7 +42,7 @@ LIMIT_ENV = {
 
 # Every call carries a deadline; a hang shows up as DEADLINE_EXCEEDED, which is forbidden.
 CALL_TIMEOUT_S = 20.0
-EXAMPLES = int(os.environ.get("RECSERVE_FUZZ_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("RECSERVE_FUZZ_EXAMPLES", "100"))
 ALLOWED = frozenset(
     {
         grpc.StatusCode.OK,

@@ -13,6 +13,9 @@ TRAIN_ARGS ?=
 LOADTEST_ARGS ?= --slo-p99-ms 50 --start 100 --factor 1.5 --max-rate 4000 --duration 10
 BENCH_ARGS ?=
 FAULT_ARGS ?=
+SOAK_SECONDS ?= 600
+SOAK_RATE ?=
+SOAK_ARGS ?=
 PYTEST_ARGS ?=
 EVAL_ARGS ?=
 FEEDBACK_LOG ?= state/feature-log
@@ -20,7 +23,7 @@ RETRAIN_ARGS ?=
 # torch: without PASSIVE, OpenMP threads spin and a loaded 2-core box trains up to 50x slower.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: help install lock data train retrain export serve serve-embedded demo recommend test lint fmt protos clean eval eval-byo eval-external loadtest bench eval-value ab-report publish rollback bundles fault
+.PHONY: help install lock data train retrain export serve serve-embedded demo recommend test lint fmt protos clean eval eval-byo eval-external loadtest bench eval-value ab-report publish rollback bundles fault soak
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -92,6 +95,11 @@ loadtest: install  ## step-schedule load test of embedded recserve on loopback -
 fault: install  ## kill -9 each backend under load and restart it: the gateway degrades, never fails -> loadtest-results/fault.{json,md}
 	@test -f $(ARTIFACTS)/LATEST || $(MAKE) train
 	$(PY) -m loadtest.fault --artifacts $(ARTIFACTS) --version $(VERSION) --out loadtest-results $(FAULT_ARGS)
+
+soak: install  ## split stack at half its capacity (or SOAK_RATE) for SOAK_SECONDS -> loadtest-results/soak.{json,md}
+	@test -f $(ARTIFACTS)/LATEST || $(MAKE) train
+	$(PY) -m loadtest.soak --artifacts $(ARTIFACTS) --version $(VERSION) --seconds $(SOAK_SECONDS) \
+	  $(if $(SOAK_RATE),--rate $(SOAK_RATE)) --out loadtest-results $(SOAK_ARGS)
 
 bench: install  ## plumbing limit vs recserve split/embedded, stage floors, FAISS choice -> bench-results/
 	@test -f $(ARTIFACTS)/LATEST || $(MAKE) train

@@ -29,7 +29,20 @@ class DeadlineExceeded(Unavailable):
 
 
 class ResourceExhausted(RecserveError):
+    """A request over a configured per-request bound (k, ids, events, candidates per call)."""
+
     code = "RESOURCE_EXHAUSTED"
+
+
+def over_limit(what: str, got: int, limit: int, env_var: str) -> ResourceExhausted:
+    """The error for `got` > `limit`, naming the bound and the variable that sets it."""
+    return ResourceExhausted(f"{what}: {got} exceeds the limit of {limit} (set by {env_var})")
+
+
+def check_limit(what: str, got: int, limit: int, env_var: str) -> None:
+    """Raise ResourceExhausted when got > limit."""
+    if got > limit:
+        raise over_limit(what, got, limit, env_var)
 
 
 class FailedPrecondition(RecserveError):

@@ -9,6 +9,10 @@ Request ids: a caller may send `x-request-id` (printable ASCII, at most 64 chara
 one is made up. It is on every log line written while serving the call and comes back in the
 trailing metadata. Access log (logger "recserve.access"): every failed call, and a sample of the
 successful ones (RECSERVE_ACCESS_LOG_SAMPLE, default 0.01; 1 logs all, 0 none).
+
+Bytes that do not decode as the method's request message would get grpc.aio's own answer,
+UNKNOWN "Unexpected <class 'DecodeError'>: ..." (the handler never runs). The interceptor wraps
+the request deserializer so they get INVALID_ARGUMENT naming the message type instead.
 """
 
 from __future__ import annotations
@@ -53,6 +57,31 @@ def _status_of(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
     return grpc.StatusCode.OK if code in (None, 0) else grpc.StatusCode.UNKNOWN
 
 
+class _Undecodable:
+    """What the wrapped deserializer hands the handler for bytes that are not a valid message."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+    owner = getattr(deserializer, "__self__", None)  # Message.FromString -> the message class
+    descriptor = getattr(owner, "DESCRIPTOR", None)
+    name = getattr(descriptor, "full_name", None) or getattr(owner, "__name__", "request")
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception:  # DecodeError and friends: the client sent a broken message
+            return _Undecodable(f"request is not a valid {name} message")
+
+    return deserialize
+
+
 def _wrap_unary(
     method: str, inner: Callable[..., Any], access_sample: float
 ) -> Callable[..., Awaitable[Any]]:
@@ -64,6 +93,8 @@ def _wrap_unary(
         token = REQUEST_ID.set(request_id)
         context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
         try:
+            if isinstance(request, _Undecodable):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.reason)
             result = inner(request, context)
             return await result if is_coroutine else result
         except grpc.aio.AbortError:
@@ -125,6 +156,6 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             return handler
         return grpc.unary_unary_rpc_method_handler(
             _wrap_unary(handler_call_details.method, handler.unary_unary, self.access_sample),
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )

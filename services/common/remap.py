@@ -16,7 +16,7 @@ from typing import Generic, TypeVar
 import numpy as np
 
 from services.common.bundle import MANIFEST_NAME, Bundle, sha256_file
-from services.common.errors import Unavailable
+from services.common.errors import FailedPrecondition
 from services.common.reload import ModelHolder
 from services.common.types import UserState
 from services.common.vocab import Vocabulary
@@ -113,11 +113,15 @@ class VersionRouter(Generic[T]):
             return found[0], found[1], user, items
         version, obj = self.holder.live
         if self.vocabs is None:
-            raise Unavailable(f"request indexed for bundle {label!r}, serving {version!r}")
+            # The caller's indices belong to a version this service neither holds nor can map:
+            # FAILED_PRECONDITION (the gateway falls back, as for any unusable backend answer).
+            raise FailedPrecondition(f"request indexed for bundle {label!r}, serving {version!r}")
         try:
             user = self.vocabs.remap_user(user, label, version)
             if items is not None:
                 items = self.vocabs.remap(items, label, version)
         except KeyError as exc:
-            raise Unavailable(f"cannot map bundle {label!r} onto {version!r}: {exc}") from None
+            raise FailedPrecondition(
+                f"cannot map bundle {label!r} onto {version!r}: {exc}"
+            ) from None
         return version, obj, dataclasses.replace(user, bundle_version=version), items

@@ -8,13 +8,22 @@ import grpc
 
 from recserve.v1 import common_pb2, feature_pb2, feature_pb2_grpc
 from services.common import convert
+from services.common.errors import check_limit
 from services.common.reload import ModelHolder, as_holder
-from services.feature.store import FeatureStore
+from services.feature.store import DEFAULT_MAX_BATCH, DEFAULT_MAX_IDS, FeatureStore
+
+IDS_ENV = "RECSERVE_FEATURE_MAX_IDS"
+EVENTS_ENV = "RECSERVE_FEATURE_MAX_EVENTS"
 
 
 class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
+    """Request sizes are checked first, before any conversion: RESOURCE_EXHAUSTED over a bound."""
+
     def __init__(self, store: FeatureStore | ModelHolder[FeatureStore]) -> None:
         self._holder = as_holder(store, getattr(store, "bundle_version", ""))
+        current = self._holder.current
+        self._max_ids = int(getattr(current, "max_ids", DEFAULT_MAX_IDS))
+        self._max_events = int(getattr(current, "max_batch", DEFAULT_MAX_BATCH))
 
     @property
     def _store(self) -> FeatureStore:
@@ -24,6 +33,7 @@ class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
     async def GetUser(
         self, request: feature_pb2.GetUserRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.UserFeatures:
+        check_limit("recent_items", len(request.recent_items), self._max_ids, IDS_ENV)
         store = self._store
         state = store.get_user(request.user_id, tuple(request.recent_items))
         return convert.user_state_to_proto(state, store.bundle_version)
@@ -31,6 +41,7 @@ class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
     async def GetUsers(
         self, request: feature_pb2.GetUsersRequest, context: grpc.aio.ServicerContext
     ) -> feature_pb2.GetUsersResponse:
+        check_limit("user_ids", len(request.user_ids), self._max_ids, IDS_ENV)
         store = self._store
         version = store.bundle_version
         states = store.get_users(tuple(request.user_ids))
@@ -41,12 +52,14 @@ class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
     async def GetItems(
         self, request: feature_pb2.GetItemsRequest, context: grpc.aio.ServicerContext
     ) -> feature_pb2.GetItemsResponse:
+        check_limit("item_ids", len(request.item_ids), self._max_ids, IDS_ENV)
         infos = self._store.get_items(tuple(request.item_ids))
         return feature_pb2.GetItemsResponse(items=[convert.item_info_to_proto(i) for i in infos])
 
     async def ApplyEvents(
         self, request: feature_pb2.ApplyEventsRequest, context: grpc.aio.ServicerContext
     ) -> feature_pb2.ApplyEventsResponse:
+        check_limit("events", len(request.events), self._max_events, EVENTS_ENV)
         events = convert.events_from_proto(request.events)
         # Resolves once the batch is in the event log (durable) and applied in memory.
         accepted = await asyncio.wrap_future(self._store.submit_events(events))

@@ -11,6 +11,7 @@ from services.common.reload import ModelHolder, ReloadSettings
 from services.common.server import run_main, serve
 from services.gateway.app import build_pipeline, start_gateway, start_reloading
 from services.gateway.config import GatewaySettings
+from services.gateway.experiments import runner_from_env
 
 log = logging.getLogger("services.gateway")
 
@@ -31,7 +32,8 @@ async def main() -> None:
     reload = ReloadSettings.from_env()
     holder = ModelHolder(pipeline, bundle.version, grace_s=reload.grace_s)
     watch_model("gateway", holder)
-    server, _ = await start_gateway(settings, holder)
+    experiments = runner_from_env()  # RECSERVE_EXPERIMENTS_FILE: A/B arms + exposure log
+    server, _ = await start_gateway(settings, holder, experiments=experiments)
     watcher = start_reloading(settings, holder, reload)
     try:
         await serve(server, grace=settings.server.grace_s)
@@ -39,6 +41,8 @@ async def main() -> None:
         if watcher is not None:
             await watcher.stop()
         await holder.current.close()  # its feedback spool, then the stages (shared in split)
+        if experiments is not None:
+            experiments.close()
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from services.common.server import create_server_from_settings
 from services.common.types import FilterSpec
 from services.gateway.catalog import GatewayCatalog
 from services.gateway.config import GatewaySettings
+from services.gateway.experiments import ExperimentRunner
 from services.gateway.pipeline import Pipeline
 from services.gateway.servicer import SERVICE_NAME, register
 from services.gateway.stages import Stages
@@ -107,8 +108,9 @@ async def start_gateway(
     pipeline: Pipeline | ModelHolder[Pipeline],
     *,
     port: int | None = None,
+    experiments: ExperimentRunner | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """Started server and its bound port (port=0: any free port; None: the configured one)."""
     return await create_server_from_settings(
-        register(pipeline), settings.server, SERVICE_NAME, port=port
+        register(pipeline, experiments), settings.server, SERVICE_NAME, port=port
     )

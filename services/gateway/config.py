@@ -9,6 +9,7 @@
     RECSERVE_MAX_K             100    largest k a request may ask for
     RECSERVE_CANDIDATES        200    candidates retrieved and ranked per Recommend
     RECSERVE_MAX_BATCH         1000   most item ids / user ids / events in one request
+    (a request over RECSERVE_MAX_K or RECSERVE_MAX_BATCH gets RESOURCE_EXHAUSTED: docs/limits.md)
     RECSERVE_RANKING_DEVICE    auto | cpu | cuda (embedded mode: where the ranker runs)
 Split mode, how each backend call is protected (services.gateway.resilience):
     RECSERVE_GATEWAY_RETRY_ATTEMPTS          3      tries per call, the first included (1..10)

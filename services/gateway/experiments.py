@@ -8,8 +8,12 @@ holdout share and two or more arms with weights and pipeline settings:
         "arms": [
             {"name": "control", "weight": 1, "settings": {}},
             {"name": "retrieval-only", "weight": 1, "settings": {"rank": false}},
-            {"name": "new-bundle", "weight": 1, "settings": {"bundle_version": "20261201T..."}}
+            {"name": "wide", "weight": 1, "settings": {"candidates": 400}}
         ]}]}
+
+Settings: `rank` (false: serve the retrieval order, no ranking call) and `candidates` (how many
+candidates retrieval returns for ranking). Comparing two bundle versions is done with two gateway
+deployments behind a router that applies the same assignment (Experiment.assign).
 
 A user's bucket is sha256("<salt>:<user_id>") read as a number in [0, 1): the same user always
 lands in the same arm (sticky, no state to store), and experiments with different salts split
@@ -35,7 +39,7 @@ from typing import IO, Any
 from services.common.errors import ConfigError
 
 HOLDOUT = "holdout"
-ALLOWED_SETTINGS = {"rank": bool, "candidates": int, "bundle_version": str}
+ALLOWED_SETTINGS = {"rank": bool, "candidates": int}
 
 
 @dataclass(frozen=True)
@@ -215,3 +219,40 @@ def exposures_for(
         Exposure(e.name, e.assign(user_id), user_id, tuple(items), request_id, stamp)
         for e in experiments
     ]
+
+
+class ExperimentRunner:
+    """What the gateway does per Recommend: the user's pipeline settings, then the exposures."""
+
+    def __init__(self, experiments: Sequence[Experiment], log: ExposureLog | None) -> None:
+        self.experiments = list(experiments)
+        self.log = log
+
+    def settings(self, user_id: str) -> dict[str, Any]:
+        """Merged settings of the user's arm in every experiment (they never collide)."""
+        merged: dict[str, Any] = {}
+        for e in self.experiments:
+            merged.update(e.settings_for(e.assign(user_id)))
+        return merged
+
+    def expose(self, user_id: str, items: Sequence[str], request_id: str = "") -> None:
+        if self.log is not None and self.experiments:
+            for exposure in exposures_for(self.experiments, user_id, items, request_id=request_id):
+                self.log.write(exposure)
+
+    def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
+
+
+def runner_from_env(env: Mapping[str, str] | None = None) -> ExperimentRunner | None:
+    """RECSERVE_EXPERIMENTS_FILE (unset: no experiments) and RECSERVE_EXPOSURE_LOG (default
+    state/exposures.jsonl)."""
+    from services.common.config import env_str
+
+    path = env_str("RECSERVE_EXPERIMENTS_FILE", "", env)
+    if not path:
+        return None
+    experiments = load_experiments(Path(path))
+    log_path = Path(env_str("RECSERVE_EXPOSURE_LOG", "state/exposures.jsonl", env))
+    return ExperimentRunner(experiments, ExposureLog(log_path))

@@ -71,8 +71,17 @@ class Pipeline:
         )
 
     async def recommend(
-        self, user_id: str, k: int, filters: FilterSpec, recent_items: Sequence[str] = ()
+        self,
+        user_id: str,
+        k: int,
+        filters: FilterSpec,
+        recent_items: Sequence[str] = (),
+        *,
+        rank: bool = True,
+        candidates: int | None = None,
     ) -> Recommendation:
+        """rank=False serves the candidates' order without calling ranking; `candidates`
+        overrides how many are retrieved (experiment arms use both)."""
         validate.check_id("user_id", user_id)
         validate.check_k(k, self.limits.max_k)
         validate.check_filters(filters, self.limits.max_batch, self.catalog.tag_names)
@@ -83,20 +92,28 @@ class Pipeline:
                 "features", self.stages.features.get_user(user_id, recent_items), fallbacks
             )
             user = self._local(user or self.cold_user(user_id))
-            candidates, value = await asyncio.gather(
-                self._candidates(user, k, filters, fallbacks), self._user_value(user, fallbacks)
+            found, value = await asyncio.gather(
+                self._candidates(user, k, filters, fallbacks, candidates),
+                self._user_value(user, fallbacks),
             )
-            ranks = await self._attempt(
-                "ranking", self.stages.ranking.rank(user, candidates.item_indices), fallbacks
-            )
-        items = self._top_k(candidates, ranks, k, by_model=not user.is_cold)
+            ranks = None
+            if rank:
+                ranks = await self._attempt(
+                    "ranking", self.stages.ranking.rank(user, found.item_indices), fallbacks
+                )
+        items = self._top_k(found, ranks, k, by_model=not user.is_cold)
         return Recommendation(items, self.catalog.version, value, user.is_cold, tuple(fallbacks))
 
     async def _candidates(
-        self, user: UserState, k: int, filters: FilterSpec, fallbacks: list[str]
+        self,
+        user: UserState,
+        k: int,
+        filters: FilterSpec,
+        fallbacks: list[str],
+        candidates: int | None = None,
     ) -> CandidateList:
         """Retrieval's top-N for a known user; popular items for a cold user or when down."""
-        n = max(self.limits.candidates, k)
+        n = max(candidates or self.limits.candidates, k)
         found = None
         if not user.is_cold:
             found = await self._attempt(

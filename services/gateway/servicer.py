@@ -8,7 +8,11 @@ import grpc
 
 from recserve.v1 import gateway_pb2, gateway_pb2_grpc
 from services.common import convert
+from services.common.errors import check_limit
+from services.common.logging import REQUEST_ID
 from services.common.reload import ModelHolder, as_holder
+from services.gateway import validate
+from services.gateway.experiments import ExperimentRunner
 from services.gateway.pipeline import Pipeline
 from services.gateway.results import RankedItem
 
@@ -16,8 +20,13 @@ SERVICE_NAME = "recserve.v1.Gateway"
 
 
 class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
-    def __init__(self, pipeline: Pipeline | ModelHolder[Pipeline]) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline | ModelHolder[Pipeline],
+        experiments: ExperimentRunner | None = None,
+    ) -> None:
         self._holder = as_holder(pipeline, "")
+        self._experiments = experiments
 
     @property
     def _pipeline(self) -> Pipeline:
@@ -27,12 +36,16 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     async def Recommend(
         self, request: gateway_pb2.RecommendRequest, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.RecommendResponse:
+        runner = self._experiments
         answer = await self._pipeline.recommend(
             request.user_id,
             request.k,
             convert.filters_from_proto(request.filters),
             tuple(request.context.recent_items),
+            **(runner.settings(request.user_id) if runner is not None else {}),
         )
+        if runner is not None:
+            runner.expose(request.user_id, [i.item_id for i in answer.items], REQUEST_ID.get())
         return gateway_pb2.RecommendResponse(
             items=_items(answer.items),
             model_version=answer.model_version,
@@ -90,6 +103,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     async def Feedback(
         self, request: gateway_pb2.FeedbackRequest, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.FeedbackResponse:
+        limit = self._pipeline.limits.max_batch  # counted before decoding the events
+        check_limit("events", len(request.events), limit, validate.BATCH_ENV)
         accepted = await self._pipeline.feedback(convert.events_from_proto(request.events))
         return gateway_pb2.FeedbackResponse(accepted=accepted)
 
@@ -113,10 +128,13 @@ def _items(items: Iterable[RankedItem]) -> list[gateway_pb2.RecommendedItem]:
     ]
 
 
-def register(pipeline: Pipeline | ModelHolder[Pipeline]) -> Callable[[grpc.aio.Server], None]:
+def register(
+    pipeline: Pipeline | ModelHolder[Pipeline], experiments: ExperimentRunner | None = None
+) -> Callable[[grpc.aio.Server], None]:
     """-> a `register(server)` callback for services.common.server.create_server."""
 
     def _register(server: grpc.aio.Server) -> None:
-        gateway_pb2_grpc.add_GatewayServicer_to_server(GatewayServicer(pipeline), server)
+        servicer = GatewayServicer(pipeline, experiments)
+        gateway_pb2_grpc.add_GatewayServicer_to_server(servicer, server)
 
     return _register

@@ -1,13 +1,16 @@
-"""Input checks for the public API. Each raises InvalidArgument naming the bad field."""
+"""Input checks for the public API. Each names the bad field: InvalidArgument for a malformed
+value, ResourceExhausted for a request over a configured per-request bound (docs/limits.md)."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-from services.common.errors import InvalidArgument
+from services.common.errors import InvalidArgument, check_limit
 from services.common.types import Event, FilterSpec
 
 MAX_ID_CHARS = 256
+K_ENV = "RECSERVE_MAX_K"
+BATCH_ENV = "RECSERVE_MAX_BATCH"
 
 
 def check_id(field: str, value: str) -> None:
@@ -17,18 +20,25 @@ def check_id(field: str, value: str) -> None:
         raise InvalidArgument(f"{field} is longer than {MAX_ID_CHARS} characters")
 
 
-def check_ids(field: str, values: Sequence[str], limit: int, *, allow_empty: bool = False) -> None:
+def check_ids(
+    field: str,
+    values: Sequence[str],
+    limit: int,
+    *,
+    allow_empty: bool = False,
+    env_var: str = BATCH_ENV,
+) -> None:
     if not values and not allow_empty:
         raise InvalidArgument(f"{field} must not be empty")
-    if len(values) > limit:
-        raise InvalidArgument(f"{field} has {len(values)} entries, at most {limit} allowed")
+    check_limit(f"{field} entries", len(values), limit, env_var)
     for value in values:
         check_id(f"{field} entry", value)
 
 
-def check_k(k: int, max_k: int) -> None:
-    if not 1 <= k <= max_k:
+def check_k(k: int, max_k: int, env_var: str = K_ENV) -> None:
+    if k < 1:
         raise InvalidArgument(f"k must be in 1..{max_k}, got {k}")
+    check_limit("k", k, max_k, env_var)
 
 
 def check_filters(filters: FilterSpec, limit: int, known_tags: Collection[str]) -> None:
@@ -46,8 +56,7 @@ def check_filters(filters: FilterSpec, limit: int, known_tags: Collection[str]) 
 def check_events(events: Sequence[Event], limit: int) -> None:
     if not events:
         raise InvalidArgument("events must not be empty")
-    if len(events) > limit:
-        raise InvalidArgument(f"events has {len(events)} entries, at most {limit} allowed")
+    check_limit("events", len(events), limit, BATCH_ENV)
     for n, event in enumerate(events):
         where = f"events[{n}]"
         check_id(f"{where}.user_id", event.user_id)

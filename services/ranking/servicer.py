@@ -7,6 +7,7 @@ import numpy as np
 
 from recserve.v1 import ranking_pb2, ranking_pb2_grpc
 from services.common import convert
+from services.common.errors import check_limit
 from services.common.reload import ModelHolder
 from services.common.remap import ItemVocabs, VersionRouter
 from services.ranking.batcher import RankBatcher, RankEngine
@@ -27,10 +28,17 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
         if not isinstance(ranker, ModelHolder):
             ranker = ModelHolder(RankEngine(ranker, batcher), ranker.bundle_version)
         self._router = VersionRouter(ranker, vocabs)
+        self._holder = ranker
 
     async def Rank(
         self, request: ranking_pb2.RankRequest, context: grpc.aio.ServicerContext
     ) -> ranking_pb2.RankResponse:
+        check_limit(
+            "item_indices",
+            len(request.item_indices),
+            self._holder.current.ranker.max_candidates,
+            "RECSERVE_RANKING_MAX_CANDIDATES",
+        )
         user = convert.user_state_from_proto(request.user)
         items = np.asarray(request.item_indices, dtype=np.int64)
         version, engine, user, items = self._router.route(user, items)

@@ -6,9 +6,12 @@ import grpc
 
 from recserve.v1 import retrieval_pb2, retrieval_pb2_grpc
 from services.common import convert
+from services.common.errors import check_limit
 from services.common.reload import ModelHolder, as_holder
 from services.common.remap import ItemVocabs, VersionRouter
 from services.retrieval.retriever import Retriever
+
+K_ENV = "RECSERVE_RETRIEVAL_MAX_K"
 
 
 class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
@@ -24,6 +27,7 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
     async def Retrieve(
         self, request: retrieval_pb2.RetrieveRequest, context: grpc.aio.ServicerContext
     ) -> retrieval_pb2.Candidates:
+        check_limit("k", request.k, self._router.holder.current.max_k, K_ENV)
         user = convert.user_state_from_proto(request.user)
         filters = convert.filters_from_proto(request.filters)
         version, retriever, user, _ = self._router.route(user)
@@ -33,6 +37,7 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
     async def RetrieveSimilar(
         self, request: retrieval_pb2.RetrieveSimilarRequest, context: grpc.aio.ServicerContext
     ) -> retrieval_pb2.Candidates:
+        check_limit("k", request.k, self._router.holder.current.max_k, K_ENV)
         filters = convert.filters_from_proto(request.filters)
         version, retriever = self._router.holder.live
         found = retriever.similar(request.item_id, request.k, filters)
@@ -43,6 +48,9 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
     ) -> retrieval_pb2.TagAffinitiesResponse:
         user = convert.user_state_from_proto(request.user)
         version, retriever, user, _ = self._router.route(user)
+        # Range-check user index, profile and history (InvalidArgument) before anything indexes
+        # with them: the history's tag shares are read before the user tower ever runs.
+        retriever.inputs.feeds(user)
         pairs = retriever.tag_affinities(user, request.k)
         return retrieval_pb2.TagAffinitiesResponse(
             tags=[t for t, _ in pairs],

@@ -20,5 +20,8 @@ class UserValueConfig:
         return cls(
             server=ServerSettings.from_env("RECSERVE_USERVALUE_PORT", 50055, env),
             bundle=BundleSettings.from_env(env),
-            max_users=env_int("RECSERVE_USERVALUE_MAX_USERS", 1_000, min_value=1, env=env),
+            # at most services.uservalue.scorer.MAX_USERS_PER_CALL (the scorer's own cap)
+            max_users=env_int(
+                "RECSERVE_USERVALUE_MAX_USERS", 1_000, min_value=1, max_value=1_000, env=env
+            ),
         )

@@ -6,9 +6,11 @@ import grpc
 
 from recserve.v1 import uservalue_pb2, uservalue_pb2_grpc
 from services.common import convert
-from services.common.errors import InvalidArgument
+from services.common.errors import InvalidArgument, check_limit
 from services.common.reload import ModelHolder, as_holder
 from services.uservalue.scorer import UserValueScorer
+
+USERS_ENV = "RECSERVE_USERVALUE_MAX_USERS"
 
 
 class UserValueServicer(uservalue_pb2_grpc.UserValueServiceServicer):
@@ -27,14 +29,10 @@ class UserValueServicer(uservalue_pb2_grpc.UserValueServiceServicer):
         user_ids = list(request.user_ids)
         if not user_ids:
             raise InvalidArgument("user_ids is empty")
-        if len(user_ids) > self._max_users:
-            raise InvalidArgument(f"{len(user_ids)} user ids; at most {self._max_users} per call")
+        check_limit("user_ids", len(user_ids), self._max_users, USERS_ENV)
         if not all(user_ids):
             raise InvalidArgument("empty id among user_ids")
-        if len(request.activities) > self._max_users:
-            raise InvalidArgument(
-                f"{len(request.activities)} activities; at most {self._max_users}"
-            )
+        check_limit("activities", len(request.activities), self._max_users, USERS_ENV)
         if request.as_of_day < 0:
             raise InvalidArgument(f"as_of_day={request.as_of_day} must be >= 0")
         activities = convert.activities_from_proto(request.activities) or None

@@ -91,9 +91,9 @@ def test_empty_user_id_is_invalid(store):
     assert status_of(store, "GetUser", request) == grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_too_many_user_ids_is_invalid(store):
+def test_too_many_user_ids_is_resource_exhausted(store):
     request = feature_pb2.GetUsersRequest(user_ids=[f"u{i}" for i in range(11)])
-    assert status_of(store, "GetUsers", request) == grpc.StatusCode.INVALID_ARGUMENT
+    assert status_of(store, "GetUsers", request) == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pytest
 
-from services.common.errors import InvalidArgument, NotFound, Unavailable
+from services.common.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from services.common.features import FeatureSpec, pad_history
 from services.common.types import (
     CandidateList,
@@ -318,7 +318,6 @@ def test_every_stage_down_still_answers_with_popular_items():
         ("u" * 257, 5, ALL),
         ("u1", 0, ALL),
         ("u1", -3, ALL),
-        ("u1", 11, ALL),  # max_k = 10
         ("u1", 5, FilterSpec(include_tags=("NoSuchTag",))),
         ("u1", 5, FilterSpec(include_tags=("Drama",), exclude_tags=("Drama",))),
         ("u1", 5, FilterSpec(exclude_items=("",))),
@@ -329,8 +328,13 @@ def test_bad_recommend_arguments_are_invalid_argument(user_id, k, filters):
         run(make_pipeline().recommend(user_id, k, filters))
 
 
-def test_too_many_ids_in_one_request_is_invalid_argument():
-    with pytest.raises(InvalidArgument, match="at most 20"):
+def test_k_over_max_k_is_resource_exhausted():
+    with pytest.raises(ResourceExhausted, match=r"limit of 10 .*RECSERVE_MAX_K"):
+        run(make_pipeline().recommend("u1", 11, ALL))  # max_k = 10
+
+
+def test_too_many_ids_in_one_request_is_resource_exhausted():
+    with pytest.raises(ResourceExhausted, match=r"limit of 20 .*RECSERVE_MAX_BATCH"):
         run(make_pipeline().predict_ratings("u1", ["i1"] * 21))
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from services.common.bundle import Bundle
 from services.common.config import BundleSettings
-from services.common.errors import BundleError, ConfigError, Unavailable
+from services.common.errors import BundleError, ConfigError, FailedPrecondition
 from services.common.reload import (
     PARITY_FILE,
     BundleWatcher,
@@ -219,7 +219,7 @@ def test_router_serves_the_labelled_version_or_translates(tmp_path) -> None:
     version, obj, user, items = router.route(_user([1], [], "a"), np.array([1, 3]))
     assert (version, obj, items.tolist()) == ("b", "model-b", [2, 1])
     assert user.history.tolist()[0] == 2 and user.bundle_version == "b"
-    with pytest.raises(Unavailable):
+    with pytest.raises(FailedPrecondition):
         VersionRouter(holder, None).route(_user([1], [], "a"))
 
 

@@ -77,10 +77,17 @@ def test_tag_affinities_rpc(retriever, user_msg):
     assert set(response.tags) <= set(retriever.index.tags)
 
 
-@pytest.mark.parametrize("k", [0, 101])
-def test_bad_k_is_invalid_argument(retriever, user_msg, k):
+@pytest.mark.parametrize(
+    ("k", "code"),
+    [
+        (0, grpc.StatusCode.INVALID_ARGUMENT),
+        (-5, grpc.StatusCode.INVALID_ARGUMENT),
+        (101, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    ],
+)
+def test_bad_k_is_rejected(retriever, user_msg, k, code):
     request = retrieval_pb2.RetrieveRequest(user=user_msg, k=k)
-    assert status_of(retriever, "Retrieve", request) == grpc.StatusCode.INVALID_ARGUMENT
+    assert status_of(retriever, "Retrieve", request) == code
 
 
 def test_out_of_range_history_is_invalid_argument(retriever, user_msg):

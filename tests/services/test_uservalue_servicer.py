@@ -70,9 +70,9 @@ def test_empty_request_is_invalid(scorer, bundle):
     assert status_of(scorer, bundle, request) == grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_too_many_users_is_invalid(scorer, bundle):
+def test_too_many_users_is_resource_exhausted(scorer, bundle):
     request = uservalue_pb2.ScoreRequest(user_ids=[f"u{i}" for i in range(6)])
-    assert status_of(scorer, bundle, request) == grpc.StatusCode.INVALID_ARGUMENT
+    assert status_of(scorer, bundle, request) == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 def test_misaligned_activity_is_invalid(scorer, bundle):

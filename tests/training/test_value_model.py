@@ -138,3 +138,44 @@ def test_cdnow_model_against_the_classical_models(tmp_path):
     assert section["horizon_weeks"] == 39 and section["unit"] == "USD"
     assert section["as_of_day"] == CDNOW_PROTOCOL.as_of_day
     assert section["parity_max_abs_error"] <= 1e-4
+
+
+def _net(seed: int, x: torch.Tensor, floor: bool = False) -> ValueNet:
+    torch.manual_seed(seed)
+    return ValueNet(
+        x.mean(0),
+        x.std(0),
+        rate_scale=0.05,
+        spend_scale=35.0,
+        horizon_weeks=39,
+        age_column=AGE,
+        floor=floor,
+    ).eval()
+
+
+def test_floor_share_keeps_the_rate_from_ageing():
+    x = torch.randn(16, N_VALUE_FEATURES)
+    net = _net(2, x, floor=True)
+    process = net.parameters_of(x)
+    assert ((process.floor > 0) & (process.floor < 1)).all()
+    flat = process._replace(floor=torch.ones_like(process.floor))
+    mu, _ = net.outcomes(flat, torch.tensor(10.0))
+    torch.testing.assert_close(mu, process.rate * 10.0)
+    aged = process._replace(floor=torch.zeros_like(process.floor))
+    assert (net.outcomes(aged, torch.tensor(10.0))[0] < mu).all()
+
+
+def test_ensemble_averages_its_members_and_exports(tmp_path):
+    from training.value.model import ValueEnsemble
+
+    x = torch.randn(64, N_VALUE_FEATURES)
+    members = [_net(3, x), _net(4, x, floor=True)]
+    ensemble = ValueEnsemble(members).eval()
+    with torch.no_grad():
+        got = ensemble(x)
+        for k, output in enumerate(got):
+            want = (members[0](x)[k] + members[1](x)[k]) / 2
+            torch.testing.assert_close(output, want)
+    path = tmp_path / "user_value.onnx"
+    export_value_model(ensemble, path, N_VALUE_FEATURES)
+    assert parity_max_abs_error(ensemble, path, x.numpy()) <= 1e-4

@@ -21,7 +21,7 @@ from training.data.schema import InteractionData
 from training.value.classical import BgNbd, GammaGamma, ParetoNbd, rfm_at
 from training.value.export import export_value_model, parity_max_abs_error
 from training.value.metrics import ValuePredictions, evaluate, rate_extrapolation, spearman
-from training.value.model import ValueLoss, ValueNet
+from training.value.model import ValueEnsemble, ValueLoss, ValueNet
 from training.value.protocol import (
     CustomerDays,
     ValueProtocol,
@@ -37,6 +37,10 @@ DEFAULT_EPOCHS = 10
 BATCH_SIZE = 4096
 LEARNING_RATE = 5e-3
 VALIDATION_FRACTION = 0.1
+ENSEMBLE_SIZE = 1  # members trained with seeds seed, seed + 1, ...; the graph averages them
+FLOOR = False  # a per-customer share of the rate that does not age (ValueNet(floor=True))
+HIDDEN = 64
+EXPONENTIAL = False
 # Segment rules (services.uservalue.scorer): P(active) below these -> DORMANT / AT_RISK.
 DORMANT_P_ACTIVE = 0.15
 AT_RISK_P_ACTIVE = 0.35
@@ -129,6 +133,9 @@ def train_net(
         spend_scale=float(s.sum() / n.sum().clamp_min(1.0)),
         horizon_weeks=horizon_weeks,
         age_column=VALUE_FEATURE_NAMES.index("log_t_weeks"),
+        hidden=HIDDEN,
+        floor=FLOOR,
+        exponential=EXPONENTIAL,
     )
     loss_fn = ValueLoss()
     opt = torch.optim.Adam(net.parameters(), lr=LEARNING_RATE, weight_decay=1e-5)
@@ -173,22 +180,30 @@ def train_net(
     return net.eval(), info
 
 
-def predict(net: ValueNet, features: np.ndarray) -> ValuePredictions:
+def train_ensemble(
+    ex: Examples, horizon_weeks: float, *, seed: int, epochs: int, progress: bool
+) -> tuple[ValueEnsemble, dict[str, Any]]:
+    """ENSEMBLE_SIZE nets, each with its own seed (initialisation and validation customers)."""
+    members, infos = [], []
+    for k in range(ENSEMBLE_SIZE):
+        net, info = train_net(ex, horizon_weeks, seed=seed + k, epochs=epochs, progress=progress)
+        members.append(net)
+        infos.append(info)
+    info = {**infos[0], "members": len(members), "seconds": sum(i["seconds"] for i in infos)}
+    info["history"] = [i["history"] for i in infos]
+    return ValueEnsemble(members).eval(), info
+
+
+def predict(net: ValueNet | ValueEnsemble, features: np.ndarray) -> ValuePredictions:
     with torch.no_grad():
         p, t, v = (o.numpy().astype(np.float64) for o in net(torch.from_numpy(features)))
     return ValuePredictions(transactions=t, spend=v, p_active=p)
 
 
-def net_curve(net: ValueNet, features: np.ndarray, weeks: np.ndarray) -> np.ndarray:
+def net_curve(net: ValueEnsemble, features: np.ndarray, weeks: np.ndarray) -> np.ndarray:
     """Expected cumulative transactions summed over customers after each of `weeks`."""
     with torch.no_grad():
-        rate, decay, shape, _, age = net.parameters_of(torch.from_numpy(features))
-        return np.array(
-            [
-                float(net.outcomes(rate, decay, shape, age, torch.tensor(float(w)))[0].sum())
-                for w in weeks
-            ]
-        )
+        return np.array(net.curve(torch.from_numpy(features), [float(w) for w in weeks]))
 
 
 def classical_predictions(
@@ -219,13 +234,13 @@ def build_value_model(
 ) -> ValueModelResult:
     """Train on windows inside the calibration period, report holdout metrics (model and
     rate-extrapolation baseline), export out_dir/user_value.onnx with a parity check."""
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     protocol = protocol or protocol_for(cdnow.events, cdnow.source)
     data = customer_days(cdnow.events)
     examples = training_examples(data, protocol)
-    net, train_info = train_net(
+    net, train_info = train_ensemble(
         examples,
         protocol.horizon_weeks,
         seed=seed,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +37,27 @@ DEFAULT_EPOCHS = 10
 BATCH_SIZE = 4096
 LEARNING_RATE = 5e-3
 VALIDATION_FRACTION = 0.1
-ENSEMBLE_SIZE = 1  # members trained with seeds seed, seed + 1, ...; the graph averages them
-FLOOR = False  # a per-customer share of the rate that does not age (ValueNet(floor=True))
-HIDDEN = 64
-EXPONENTIAL = False
+DECAY_FORMS: tuple[str, ...] = ("power", "floor", "exponential")
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """members: nets trained with seeds seed, seed + 1, ... whose outputs the graph averages.
+    decay: how a customer's rate ages over the horizon (training.value.model.ValueNet):
+    "power" (default), "floor" (power law plus a share that never ages) or "exponential"."""
+
+    members: int = 3
+    decay: str = "power"
+    hidden: int = 64
+    epochs: int = DEFAULT_EPOCHS
+
+    def __post_init__(self) -> None:
+        if self.decay not in DECAY_FORMS:
+            raise ValueError(f"decay must be one of {DECAY_FORMS}, got {self.decay!r}")
+        if self.members < 1 or self.epochs < 1:
+            raise ValueError("members and epochs must be >= 1")
+
+
 # Segment rules (services.uservalue.scorer): P(active) below these -> DORMANT / AT_RISK.
 DORMANT_P_ACTIVE = 0.15
 AT_RISK_P_ACTIVE = 0.35
@@ -116,7 +133,7 @@ def _tensors(ex: Examples, rows: np.ndarray) -> tuple[torch.Tensor, ...]:
 
 
 def train_net(
-    ex: Examples, horizon_weeks: float, *, seed: int, epochs: int, progress: bool
+    ex: Examples, horizon_weeks: float, config: NetConfig, *, seed: int, progress: bool
 ) -> tuple[ValueNet, dict[str, Any]]:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -133,12 +150,13 @@ def train_net(
         spend_scale=float(s.sum() / n.sum().clamp_min(1.0)),
         horizon_weeks=horizon_weeks,
         age_column=VALUE_FEATURE_NAMES.index("log_t_weeks"),
-        hidden=HIDDEN,
-        floor=FLOOR,
-        exponential=EXPONENTIAL,
+        hidden=config.hidden,
+        floor=config.decay == "floor",
+        exponential=config.decay == "exponential",
     )
     loss_fn = ValueLoss()
     opt = torch.optim.Adam(net.parameters(), lr=LEARNING_RATE, weight_decay=1e-5)
+    epochs = config.epochs
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     best_val, best_state, history = float("inf"), None, []
     start = time.perf_counter()
@@ -181,15 +199,15 @@ def train_net(
 
 
 def train_ensemble(
-    ex: Examples, horizon_weeks: float, *, seed: int, epochs: int, progress: bool
+    ex: Examples, horizon_weeks: float, config: NetConfig, *, seed: int, progress: bool
 ) -> tuple[ValueEnsemble, dict[str, Any]]:
-    """ENSEMBLE_SIZE nets, each with its own seed (initialisation and validation customers)."""
+    """config.members nets, each with its own seed (initialisation and validation customers)."""
     members, infos = [], []
-    for k in range(ENSEMBLE_SIZE):
-        net, info = train_net(ex, horizon_weeks, seed=seed + k, epochs=epochs, progress=progress)
+    for k in range(config.members):
+        net, info = train_net(ex, horizon_weeks, config, seed=seed + k, progress=progress)
         members.append(net)
         infos.append(info)
-    info = {**infos[0], "members": len(members), "seconds": sum(i["seconds"] for i in infos)}
+    info = {**infos[0], **asdict(config), "seconds": round(sum(i["seconds"] for i in infos), 2)}
     info["history"] = [i["history"] for i in infos]
     return ValueEnsemble(members).eval(), info
 
@@ -229,6 +247,7 @@ def build_value_model(
     *,
     seed: int = 0,
     epochs: int | None = None,
+    config: NetConfig | None = None,
     progress: bool = True,
     protocol: ValueProtocol | None = None,
 ) -> ValueModelResult:
@@ -243,8 +262,8 @@ def build_value_model(
     net, train_info = train_ensemble(
         examples,
         protocol.horizon_weeks,
+        replace(config or NetConfig(), **({"epochs": epochs} if epochs else {})),
         seed=seed,
-        epochs=epochs or DEFAULT_EPOCHS,
         progress=progress,
     )
 

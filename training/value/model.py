@@ -2,16 +2,20 @@
 
 Shapes: B = batch, F = len(VALUE_FEATURE_NAMES). Per customer the net predicts
     rate   r > 0   repeat transactions per week right after the cut-off
-    decay  d > 0   per-week exponential decay of that rate (churn)
+    decay  d > 0   how fast that rate ages (churn)
     shape  k > 0   negative-binomial dispersion of the count
     spend  m > 0   value per transaction
-and, for a horizon of h weeks:
-    expected_transactions  mu = r * (1 - exp(-d h)) / d
+    floor  f       (optional head) the share of the rate that never ages
+and, for a horizon of h weeks, mu = the integral of the rate over the horizon, with
+    power (default)  rate(tau) = r * (f + (1 - f) * (age / (age + tau)) ** d), f = 0 without floor
+    exponential      rate(tau) = r * exp(-d tau)
+    expected_transactions  mu
     p_active               1 - (1 + mu / k) ** -k          (P(count > 0) under NB(mu, k))
     expected_value         mu * m
 Training fits windows of several lengths (training.value.protocol); the exported module fixes
 h = horizon_weeks as a constant, so the ONNX graph takes only `features`. Input normalisation
-(training mean / std) is a buffer inside the graph.
+(training mean / std) is a buffer inside the graph. ValueEnsemble averages several nets' outputs
+in one graph.
 """
 
 from __future__ import annotations

@@ -138,6 +138,7 @@ def test_cdnow_model_against_the_classical_models(tmp_path):
     assert section["horizon_weeks"] == 39 and section["unit"] == "USD"
     assert section["as_of_day"] == CDNOW_PROTOCOL.as_of_day
     assert section["parity_max_abs_error"] <= 1e-4
+    assert section["net"]["members"] == 3
 
 
 def _net(seed: int, x: torch.Tensor, floor: bool = False) -> ValueNet:

@@ -259,10 +259,11 @@ def build_value_model(
     protocol = protocol or protocol_for(cdnow.events, cdnow.source)
     data = customer_days(cdnow.events)
     examples = training_examples(data, protocol)
+    config = replace(config or NetConfig(), **({"epochs": epochs} if epochs else {}))
     net, train_info = train_ensemble(
         examples,
         protocol.horizon_weeks,
-        replace(config or NetConfig(), **({"epochs": epochs} if epochs else {})),
+        config,
         seed=seed,
         progress=progress,
     )
@@ -313,6 +314,7 @@ def build_value_model(
         "parity_max_abs_error": parity,
         "source": cdnow.source,
         "training_windows": [list(w) for w in training_windows(protocol)],
+        "net": asdict(config),
     }
     holdout_data = Holdout(
         user_ids=data.user_ids[owners],

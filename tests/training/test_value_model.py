@@ -138,3 +138,87 @@ def test_cdnow_model_against_the_classical_models(tmp_path):
     assert section["horizon_weeks"] == 39 and section["unit"] == "USD"
     assert section["as_of_day"] == CDNOW_PROTOCOL.as_of_day
     assert section["parity_max_abs_error"] <= 1e-4
+    assert section["net"]["members"] == 3
+
+
+def _net(seed: int, x: torch.Tensor, floor: bool = False) -> ValueNet:
+    torch.manual_seed(seed)
+    return ValueNet(
+        x.mean(0),
+        x.std(0),
+        rate_scale=0.05,
+        spend_scale=35.0,
+        horizon_weeks=39,
+        age_column=AGE,
+        floor=floor,
+    ).eval()
+
+
+def test_floor_share_keeps_the_rate_from_ageing():
+    x = torch.randn(16, N_VALUE_FEATURES)
+    net = _net(2, x, floor=True)
+    process = net.parameters_of(x)
+    assert ((process.floor > 0) & (process.floor < 1)).all()
+    flat = process._replace(floor=torch.ones_like(process.floor))
+    mu, _ = net.outcomes(flat, torch.tensor(10.0))
+    torch.testing.assert_close(mu, process.rate * 10.0)
+    aged = process._replace(floor=torch.zeros_like(process.floor))
+    assert (net.outcomes(aged, torch.tensor(10.0))[0] < mu).all()
+
+
+def test_ensemble_averages_its_members_and_exports(tmp_path):
+    from training.value.model import ValueEnsemble
+
+    x = torch.randn(64, N_VALUE_FEATURES)
+    members = [_net(3, x), _net(4, x, floor=True)]
+    ensemble = ValueEnsemble(members).eval()
+    with torch.no_grad():
+        got = ensemble(x)
+        for k, output in enumerate(got):
+            want = (members[0](x)[k] + members[1](x)[k]) / 2
+            torch.testing.assert_close(output, want)
+    path = tmp_path / "user_value.onnx"
+    export_value_model(ensemble, path, N_VALUE_FEATURES)
+    assert parity_max_abs_error(ensemble, path, x.numpy()) <= 1e-4
+
+
+def test_net_config_rejects_unknown_decay_forms():
+    from training.value.build import NetConfig
+
+    assert NetConfig().members >= 1 and NetConfig().decay == "power"
+    with pytest.raises(ValueError):
+        NetConfig(decay="linear")
+    with pytest.raises(ValueError):
+        NetConfig(members=0)
+
+
+def test_exponential_decay_integrates_the_rate():
+    x = torch.randn(8, N_VALUE_FEATURES)
+    torch.manual_seed(5)
+    net = ValueNet(
+        x.mean(0),
+        x.std(0),
+        rate_scale=0.05,
+        spend_scale=35.0,
+        horizon_weeks=39,
+        age_column=AGE,
+        exponential=True,
+    ).eval()
+    with torch.no_grad():
+        process = net.parameters_of(x)
+        mu, p = net.outcomes(process, torch.tensor(20.0))
+    rate, decay = process.rate.double(), process.decay.double()
+    want = rate * (1 - torch.exp(-decay * 20.0)) / decay
+    torch.testing.assert_close(mu.double(), want, rtol=1e-4, atol=1e-6)
+    assert ((p > 0) & (p <= mu + 1e-6)).all()
+
+
+def test_in_sample_logistic_auc_separates_separable_labels():
+    from training.value.ceiling import in_sample_logistic_auc
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(200, 1))
+    y = (z[:, 0] > 0).astype(float)
+    design = np.c_[np.ones(200), z]
+    assert in_sample_logistic_auc(design, y) == pytest.approx(1.0)
+    assert in_sample_logistic_auc(design, rng.integers(0, 2, 200).astype(float)) < 0.65

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from training.data.schema import InteractionData
 from training.value.classical import BgNbd, GammaGamma, ParetoNbd, rfm_at
 from training.value.export import export_value_model, parity_max_abs_error
 from training.value.metrics import ValuePredictions, evaluate, rate_extrapolation, spearman
-from training.value.model import ValueLoss, ValueNet
+from training.value.model import ValueEnsemble, ValueLoss, ValueNet
 from training.value.protocol import (
     CustomerDays,
     ValueProtocol,
@@ -37,6 +37,27 @@ DEFAULT_EPOCHS = 10
 BATCH_SIZE = 4096
 LEARNING_RATE = 5e-3
 VALIDATION_FRACTION = 0.1
+DECAY_FORMS: tuple[str, ...] = ("power", "floor", "exponential")
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """members: nets trained with seeds seed, seed + 1, ... whose outputs the graph averages.
+    decay: how a customer's rate ages over the horizon (training.value.model.ValueNet):
+    "power" (default), "floor" (power law plus a share that never ages) or "exponential"."""
+
+    members: int = 3
+    decay: str = "power"
+    hidden: int = 64
+    epochs: int = DEFAULT_EPOCHS
+
+    def __post_init__(self) -> None:
+        if self.decay not in DECAY_FORMS:
+            raise ValueError(f"decay must be one of {DECAY_FORMS}, got {self.decay!r}")
+        if self.members < 1 or self.epochs < 1:
+            raise ValueError("members and epochs must be >= 1")
+
+
 # Segment rules (services.uservalue.scorer): P(active) below these -> DORMANT / AT_RISK.
 DORMANT_P_ACTIVE = 0.15
 AT_RISK_P_ACTIVE = 0.35
@@ -112,7 +133,7 @@ def _tensors(ex: Examples, rows: np.ndarray) -> tuple[torch.Tensor, ...]:
 
 
 def train_net(
-    ex: Examples, horizon_weeks: float, *, seed: int, epochs: int, progress: bool
+    ex: Examples, horizon_weeks: float, config: NetConfig, *, seed: int, progress: bool
 ) -> tuple[ValueNet, dict[str, Any]]:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -129,9 +150,13 @@ def train_net(
         spend_scale=float(s.sum() / n.sum().clamp_min(1.0)),
         horizon_weeks=horizon_weeks,
         age_column=VALUE_FEATURE_NAMES.index("log_t_weeks"),
+        hidden=config.hidden,
+        floor=config.decay == "floor",
+        exponential=config.decay == "exponential",
     )
     loss_fn = ValueLoss()
     opt = torch.optim.Adam(net.parameters(), lr=LEARNING_RATE, weight_decay=1e-5)
+    epochs = config.epochs
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     best_val, best_state, history = float("inf"), None, []
     start = time.perf_counter()
@@ -173,22 +198,30 @@ def train_net(
     return net.eval(), info
 
 
-def predict(net: ValueNet, features: np.ndarray) -> ValuePredictions:
+def train_ensemble(
+    ex: Examples, horizon_weeks: float, config: NetConfig, *, seed: int, progress: bool
+) -> tuple[ValueEnsemble, dict[str, Any]]:
+    """config.members nets, each with its own seed (initialisation and validation customers)."""
+    members, infos = [], []
+    for k in range(config.members):
+        net, info = train_net(ex, horizon_weeks, config, seed=seed + k, progress=progress)
+        members.append(net)
+        infos.append(info)
+    info = {**infos[0], **asdict(config), "seconds": round(sum(i["seconds"] for i in infos), 2)}
+    info["history"] = [i["history"] for i in infos]
+    return ValueEnsemble(members).eval(), info
+
+
+def predict(net: ValueNet | ValueEnsemble, features: np.ndarray) -> ValuePredictions:
     with torch.no_grad():
         p, t, v = (o.numpy().astype(np.float64) for o in net(torch.from_numpy(features)))
     return ValuePredictions(transactions=t, spend=v, p_active=p)
 
 
-def net_curve(net: ValueNet, features: np.ndarray, weeks: np.ndarray) -> np.ndarray:
+def net_curve(net: ValueEnsemble, features: np.ndarray, weeks: np.ndarray) -> np.ndarray:
     """Expected cumulative transactions summed over customers after each of `weeks`."""
     with torch.no_grad():
-        rate, decay, shape, _, age = net.parameters_of(torch.from_numpy(features))
-        return np.array(
-            [
-                float(net.outcomes(rate, decay, shape, age, torch.tensor(float(w)))[0].sum())
-                for w in weeks
-            ]
-        )
+        return np.array(net.curve(torch.from_numpy(features), [float(w) for w in weeks]))
 
 
 def classical_predictions(
@@ -214,22 +247,24 @@ def build_value_model(
     *,
     seed: int = 0,
     epochs: int | None = None,
+    config: NetConfig | None = None,
     progress: bool = True,
     protocol: ValueProtocol | None = None,
 ) -> ValueModelResult:
     """Train on windows inside the calibration period, report holdout metrics (model and
     rate-extrapolation baseline), export out_dir/user_value.onnx with a parity check."""
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     protocol = protocol or protocol_for(cdnow.events, cdnow.source)
     data = customer_days(cdnow.events)
     examples = training_examples(data, protocol)
-    net, train_info = train_net(
+    config = replace(config or NetConfig(), **({"epochs": epochs} if epochs else {}))
+    net, train_info = train_ensemble(
         examples,
         protocol.horizon_weeks,
+        config,
         seed=seed,
-        epochs=epochs or DEFAULT_EPOCHS,
         progress=progress,
     )
 
@@ -279,6 +314,7 @@ def build_value_model(
         "parity_max_abs_error": parity,
         "source": cdnow.source,
         "training_windows": [list(w) for w in training_windows(protocol)],
+        "net": asdict(config),
     }
     holdout_data = Holdout(
         user_ids=data.user_ids[owners],

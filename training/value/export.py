@@ -10,7 +10,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from training.value.model import ValueNet
+from training.value.model import ValueEnsemble, ValueNet
 
 INPUT_NAME = "features"
 OUTPUT_NAMES: tuple[str, ...] = ("p_active", "expected_transactions", "expected_value")
@@ -21,7 +21,7 @@ class ParityError(RuntimeError):
     """ONNX Runtime and torch disagree by more than PARITY_TOLERANCE."""
 
 
-def export_value_model(net: ValueNet, path: Path, n_features: int) -> None:
+def export_value_model(net: ValueNet | ValueEnsemble, path: Path, n_features: int) -> None:
     net = net.eval()
     example = torch.zeros(2, n_features, dtype=torch.float32)
     batch = torch.export.Dim("batch", min=1)
@@ -40,7 +40,7 @@ def export_value_model(net: ValueNet, path: Path, n_features: int) -> None:
         )
 
 
-def parity_max_abs_error(net: ValueNet, path: Path, features: np.ndarray) -> float:
+def parity_max_abs_error(net: ValueNet | ValueEnsemble, path: Path, features: np.ndarray) -> float:
     """Max |ORT - torch| over all outputs for float32[B, F] inputs; raises ParityError when it
     exceeds PARITY_TOLERANCE (relative to max(1, |value|) for the money output)."""
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

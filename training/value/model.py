@@ -2,19 +2,25 @@
 
 Shapes: B = batch, F = len(VALUE_FEATURE_NAMES). Per customer the net predicts
     rate   r > 0   repeat transactions per week right after the cut-off
-    decay  d > 0   per-week exponential decay of that rate (churn)
+    decay  d > 0   how fast that rate ages (churn)
     shape  k > 0   negative-binomial dispersion of the count
     spend  m > 0   value per transaction
-and, for a horizon of h weeks:
-    expected_transactions  mu = r * (1 - exp(-d h)) / d
+    floor  f       (optional head) the share of the rate that never ages
+and, for a horizon of h weeks, mu = the integral of the rate over the horizon, with
+    power (default)  rate(tau) = r * (f + (1 - f) * (age / (age + tau)) ** d), f = 0 without floor
+    exponential      rate(tau) = r * exp(-d tau)
+    expected_transactions  mu
     p_active               1 - (1 + mu / k) ** -k          (P(count > 0) under NB(mu, k))
     expected_value         mu * m
 Training fits windows of several lengths (training.value.protocol); the exported module fixes
 h = horizon_weeks as a constant, so the ONNX graph takes only `features`. Input normalisation
-(training mean / std) is a buffer inside the graph.
+(training mean / std) is a buffer inside the graph. ValueEnsemble averages several nets' outputs
+in one graph.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -22,6 +28,17 @@ from torch.nn import functional as F
 
 MIN_DECAY = 1e-3
 MIN_SHAPE = 1e-2
+
+
+class Process(NamedTuple):
+    """Per-customer purchase process, float[B] each (floor is 0 without the floor head)."""
+
+    rate: torch.Tensor
+    decay: torch.Tensor
+    shape: torch.Tensor
+    spend: torch.Tensor
+    age: torch.Tensor
+    floor: torch.Tensor
 
 
 class ValueNet(nn.Module):
@@ -36,6 +53,8 @@ class ValueNet(nn.Module):
         age_column: int,
         hidden: int = 64,
         dropout: float = 0.1,
+        floor: bool = False,
+        exponential: bool = False,
     ) -> None:
         super().__init__()
         n_features = feature_mean.numel()
@@ -51,47 +70,66 @@ class ValueNet(nn.Module):
             nn.Linear(hidden, hidden),
             nn.SiLU(),
         )
-        self.process = nn.Linear(hidden, 4)  # rate, decay, shape, spend (pre-activation)
+        # rate, decay, shape, spend (pre-activation); with `floor` also the share of the rate
+        # that does not age
+        self.has_floor = floor
+        self.exponential = exponential
+        self.process = nn.Linear(hidden, 5 if floor else 4)
         self.age_column = age_column
         self.age_offset = nn.Parameter(torch.tensor(1.5))  # softplus -> ~1.7 weeks
 
-    def parameters_of(self, features: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """features float[B, F] -> (rate, decay, shape, spend_per_transaction), each float[B]."""
+    def parameters_of(self, features: torch.Tensor) -> Process:
+        """features float[B, F] -> the customer's Process."""
         z = self.process(self.body((features - self.feature_mean) / self.feature_std))
         rate = F.softplus(z[:, 0]) * self.rate_scale
         decay = F.softplus(z[:, 1] - 1.0) + MIN_DECAY
         shape = F.softplus(z[:, 2]) + MIN_SHAPE
         spend = torch.exp(z[:, 3].clamp(-8.0, 8.0)) * self.spend_scale
         age = torch.expm1(features[:, self.age_column]).clamp_min(0.0) + F.softplus(self.age_offset)
-        return rate, decay, shape, spend, age
+        floor = torch.sigmoid(z[:, 4] - 2.0) if self.has_floor else torch.zeros_like(rate)
+        return Process(rate, decay, shape, spend, age, floor)
 
-    @staticmethod
     def outcomes(
-        rate: torch.Tensor,
-        decay: torch.Tensor,
-        shape: torch.Tensor,
-        age: torch.Tensor,
-        horizon: torch.Tensor,
+        self, process: Process, horizon: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(expected transactions, P(any)) over `horizon` weeks (scalar or float[B]).
 
         The rate ages as a power law, rate(tau) = rate * (age / (age + tau)) ** decay, so young
         customers slow down fast and old ones hardly at all; integrated over the horizon:
-        mu = rate * age * (1 - u ** (decay - 1)) / (decay - 1) with u = age / (age + h)."""
+        mu = rate * age * (1 - u ** (decay - 1)) / (decay - 1) with u = age / (age + h).
+        With a floor share f, rate(tau) = rate * (f + (1 - f) * (age / (age + tau)) ** decay)."""
+        rate, decay, shape, _, age, floor = process
+        if self.exponential:
+            return self._exponential(process, horizon)
         log_u = torch.log(age / (age + horizon))
         km1 = decay - 1.0
-        near_one = km1.abs() < 1e-4
-        safe = torch.where(near_one, torch.ones_like(km1), km1)
-        integral = torch.where(near_one, -log_u, -torch.expm1(km1 * log_u) / safe)
-        mu = rate * age * integral
+        # ONNX has no Expm1 (it becomes Exp - 1): a series where x = (k - 1) log u is small
+        x = km1 * log_u
+        small = x.abs() < 1e-2
+        safe = torch.where(small, torch.ones_like(km1), km1)
+        series = -log_u * (1.0 + x / 2.0 + x * x / 6.0)
+        integral = torch.where(small, series, -torch.expm1(x) / safe)
+        mu = rate * (floor * horizon + (1.0 - floor) * age * integral)
         p_active = 1.0 - torch.exp(-shape * torch.log(1.0 + mu / shape))
         return mu, p_active
 
+    @staticmethod
+    def _exponential(process: Process, horizon: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """rate(tau) = rate * exp(-decay * tau): mu = rate * (1 - exp(-decay h)) / decay."""
+        x = process.decay * horizon
+        small = x < 1e-2
+        safe = torch.where(small, torch.ones_like(x), x)
+        fraction = torch.where(small, 1.0 - x / 2.0 + x * x / 6.0, -torch.expm1(-x) / safe)
+        aged = process.rate * horizon * fraction
+        mu = process.floor * process.rate * horizon + (1.0 - process.floor) * aged
+        shape = process.shape
+        return mu, 1.0 - torch.exp(-shape * torch.log(1.0 + mu / shape))
+
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """features float[B, F] -> p_active, expected_transactions, expected_value: float[B]."""
-        rate, decay, shape, spend, age = self.parameters_of(features)
-        mu, p_active = self.outcomes(rate, decay, shape, age, self.horizon_weeks)
-        return p_active, mu, mu * spend
+        process = self.parameters_of(features)
+        mu, p_active = self.outcomes(process, self.horizon_weeks)
+        return p_active, mu, mu * process.spend
 
 
 class ValueLoss(nn.Module):
@@ -113,8 +151,9 @@ class ValueLoss(nn.Module):
         count: torch.Tensor,
         spend: torch.Tensor,
     ) -> torch.Tensor:
-        rate, decay, shape, per_txn, age = net.parameters_of(features)
-        mu, p_active = net.outcomes(rate, decay, shape, age, horizon)
+        process = net.parameters_of(features)
+        mu, p_active = net.outcomes(process, horizon)
+        shape, per_txn = process.shape, process.spend
         log_nb = (
             torch.lgamma(count + shape)
             - torch.lgamma(shape)
@@ -128,3 +167,24 @@ class ValueLoss(nn.Module):
         s = spend / net.spend_scale
         spend_loss = (count * m - s * torch.log(m)).sum() / count.sum().clamp_min(1.0)
         return -log_nb.mean() + self.bce_weight * bce + self.spend_weight * spend_loss
+
+
+class ValueEnsemble(nn.Module):
+    """The mean of several ValueNets' outputs (a mixture: mean P(any), mean expectations)."""
+
+    def __init__(self, members: list[ValueNet]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        outs = [member(features) for member in self.members]
+        return tuple(torch.stack(o).mean(0) for o in zip(*outs, strict=True))  # type: ignore[return-value]
+
+    def curve(self, features: torch.Tensor, weeks: list[float]) -> list[float]:
+        """Expected cumulative transactions summed over customers after each of `weeks`."""
+        totals = [0.0] * len(weeks)
+        for member in self.members:
+            process = member.parameters_of(features)
+            for i, w in enumerate(weeks):
+                totals[i] += float(member.outcomes(process, torch.tensor(float(w)))[0].sum())
+        return [t / len(self.members) for t in totals]

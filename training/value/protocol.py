@@ -9,8 +9,8 @@ Labels per customer for a window (cut_off, cut_off + 7 * horizon_weeks]: repeat 
 Honest training: the holdout labels we report on are never fitted. Training examples come from
 cut-offs *inside* the calibration period whose label windows also end inside it
 (see `training_windows`). CDNOW's calibration is as long as its holdout, so no in-calibration
-window can be 39 weeks long: the model predicts a per-customer purchase rate that decays
-exponentially (training.value.model), trained on windows of 4..26 weeks, and the exported graph
+window can be 39 weeks long: the model predicts a per-customer purchase rate that ages
+with the customer (training.value.model), trained on windows of 4..26 weeks, and the exported graph
 evaluates that curve at the 39-week horizon.
 """
 

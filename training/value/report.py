@@ -135,3 +135,18 @@ def _save(fig, path: Path) -> Path:
 
     plt.close(fig)
     return path
+
+
+def decile_calibration_table(holdout: Holdout) -> str:
+    """Markdown: per model, mean predicted / mean actual holdout transactions in each decile of
+    predicted transactions (1 = lowest). Shows where a total error comes from."""
+    head = "| model | " + " | ".join(f"d{k}" for k in range(1, 11)) + " |"
+    lines = [head, "|---" * 11 + "|"]
+    for name, pred in holdout.predictions.items():
+        bins = np.array_split(np.argsort(pred.transactions, kind="stable"), 10)
+        cells = " | ".join(
+            f"{pred.transactions[b].mean():.2f} / {holdout.transactions[b].mean():.2f}"
+            for b in bins
+        )
+        lines.append(f"| {MODEL_LABELS[name]} | {cells} |")
+    return "\n".join(lines)

@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     manifest = json.loads((bundle_dir / "manifest.json").read_text())
     print(f"bundle: {bundle_dir} ({time.perf_counter() - start:.1f}s)")
     metrics = manifest["metrics"]
-    print(json.dumps({"retrieval": metrics["retrieval"], "ranker": metrics["ranker"]}, indent=2))
+    shown = ("retrieval", "ranker", "rating", "evaluation")
+    print(json.dumps({k: metrics[k] for k in shown if k in metrics}, indent=2, default=str))
     value = metrics.get("user_value", {}).get("model")
     if value is not None:
         print(json.dumps({"user_value": value}, indent=2))

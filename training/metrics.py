@@ -141,3 +141,33 @@ def evaluate_ranker(
         "positive_rate": float(labels.mean()),
         "n_events": len(ratings),
     }
+
+
+@torch.no_grad()
+def evaluate_served_rating(
+    served: torch.nn.Module,
+    heldout: dict[str, np.ndarray],
+    threshold: float = 4.0,
+    batch_size: int = 4096,
+) -> dict[str, float]:
+    """The exported `rating` and `p_positive` (ranker.onnx = training.models.rating.ServedRanker)
+    on held-out rated events: RMSE/MAE of the rating; AUC, log loss and ECE of P(rating >= 4)."""
+    served.eval()
+    names = ("user_index", "profile", "history", "items")
+    probs, preds = [], []
+    for start in range(0, len(heldout["items"]), batch_size):
+        batch = (torch.from_numpy(heldout[n][start : start + batch_size]) for n in names)
+        p_positive, rating, _ = served(*batch)
+        probs.append(p_positive[:, 0].numpy())
+        preds.append(rating[:, 0].numpy())
+    prob, pred = np.concatenate(probs), np.concatenate(preds)
+    ratings = heldout["ratings"]
+    labels = ratings >= threshold
+    return {
+        "rmse": rmse(ratings, pred),
+        "mae": M.mae(ratings, pred),
+        "auc": auc(labels, prob),
+        "logloss": logloss(labels, prob),
+        "ece": M.calibration_curve(labels, prob, n_bins=10).ece,
+        "n_events": len(ratings),
+    }

@@ -1,5 +1,7 @@
-"""End-to-end training: data -> split -> two-tower + ranker -> metrics -> ONNX (parity-checked)
--> FAISS index -> user-value model -> bundle published under artifacts/<version>.
+"""End-to-end training: data -> split -> two-tower + ranker + rating model -> metrics -> ONNX
+(parity-checked) -> FAISS index -> user-value model -> bundle published under
+artifacts/<version>. ranker.onnx = the ranker's p_interact beside the rating model's rating and
+p_positive (training.models.rating.ServedRanker).
 
     bundle_dir = build_bundle(TrainConfig(tiny=True))
 
@@ -13,7 +15,7 @@ import dataclasses
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,17 +29,25 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from services.common.features import SECONDS_PER_DAY, pad_history
+from services.common.features import SECONDS_PER_DAY
 from training import distributed
 from training.bundle import BundleWriter, new_version, write_tables
 from training.data import InteractionData, load_cdnow, load_movielens
 from training.encode import EncodedCatalog, build_catalog, index_events
 from training.export import describe_onnx, export_ranker, export_user_tower, parity_max_abs_error
 from training.index import build_item_index, save_index, tag_centroids
-from training.metrics import evaluate_ranker, evaluate_retrieval, heldout_ranking_inputs
+from training.metrics import (
+    evaluate_ranker,
+    evaluate_retrieval,
+    evaluate_served_rating,
+    heldout_ranking_inputs,
+)
 from training.models import ItemTower, Ranker, RankerConfig, TwoTower, TwoTowerConfig, UserTower
 from training.models.negatives import NegativeSampler, retrieval_candidates
 from training.models.ranker import RetrievalScore, ranker_loss
+from training.models.rating import ServedRanker
+from training.models.rating_fit import latest_histories
+from training.models.rating_train import RatingTrainConfig, train_rating_model
 from training.models.train import Batch, FitConfig, fit, make_examples
 from training.split import temporal_split
 
@@ -49,6 +59,11 @@ FULL_EPOCHS: dict[str, int | None] = {
     "value_epochs": None,
 }
 TINY_EPOCHS: dict[str, int | None] = {"retrieval_epochs": 2, "ranker_epochs": 1, "value_epochs": 2}
+RATING_ONLY_EPOCHS: dict[str, int | None] = {
+    "retrieval_epochs": 0,
+    "ranker_epochs": 0,
+    "value_epochs": 1,
+}
 
 
 @dataclass(frozen=True)
@@ -83,20 +98,47 @@ class TrainConfig:
     ranker_sampled_negatives: int = 0
     hard_negative_pool: int = 1000
     ranker_uses_retrieval: bool = True
+    # The bundle's rating (ranker.onnx `rating`, `p_positive`): a dedicated explicit-feedback
+    # model (training.models.rating_train), not a head of the implicit ranker.
+    rating: RatingTrainConfig = field(default_factory=RatingTrainConfig)
+    # rating_only: a bundle for rating cross-validation. Only the rating model is trained; the
+    # two-tower, ranker and value models are exported untrained (0 epochs; value 1 epoch) so
+    # the bundle is complete and served by the same code. Its top-K is meaningless.
+    rating_only: bool = False
+    # make train: metrics.evaluation = this file (the last `make eval`), when it exists.
+    eval_metrics: Path | None = Path("reports/eval_metrics.json")
     tiny: bool = False  # quick preset for tests: fewer epochs, same data and code paths
     progress: bool = True
 
     def resolved(self) -> TrainConfig:
         """Every epoch count filled in from the preset (explicit values win)."""
         preset = TINY_EPOCHS if self.tiny else FULL_EPOCHS
+        if self.rating_only:
+            preset = RATING_ONLY_EPOCHS
+        rating = self.rating.tiny() if self.tiny else self.rating
         return dataclasses.replace(
-            self, **{k: v for k, v in preset.items() if getattr(self, k) is None}
+            self, rating=rating, **{k: v for k, v in preset.items() if getattr(self, k) is None}
         )
 
     def to_json(self) -> dict[str, Any]:
         return {
             k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self).items()
         }
+
+
+def _evaluation_metrics(path: Path | None) -> dict[str, Any] | None:
+    """The last `make eval`'s compact metrics (reports/eval_metrics.json) with their source."""
+    if path is None or not Path(path).is_file():
+        return None
+    import json
+
+    from services.common.bundle import sha256_file
+
+    return {
+        **json.loads(Path(path).read_text()),
+        "source": str(path),
+        "source_sha256": sha256_file(Path(path)),
+    }
 
 
 class _Steps:
@@ -175,14 +217,6 @@ def _train_two_tower(
     }
 
 
-def _latest_histories(catalog: EncodedCatalog, train: pd.DataFrame) -> np.ndarray:
-    """int64[U, H]: each user's history at the end of `train` (indexed, sorted by user/time)."""
-    out = np.zeros((catalog.n_users, catalog.spec.history_len), dtype=np.int64)
-    for user, items in train.groupby("user_index", sort=False)["item_index"]:
-        out[user] = pad_history(items.to_numpy()[::-1], catalog.spec.history_len)
-    return out
-
-
 def _train_ranker(
     cfg: TrainConfig,
     catalog: EncodedCatalog,
@@ -221,7 +255,7 @@ def _train_ranker(
             two_tower.user_tower,
             item_embeddings,
             catalog.user_profiles,
-            _latest_histories(catalog, train),
+            latest_histories(catalog, train),
             train,
             cfg.hard_negative_pool,
         )
@@ -293,7 +327,12 @@ def build_bundle(config: TrainConfig) -> Path:
     movielens = load_movielens(cfg.data_dir / "ml-100k")
     split = temporal_split(movielens.events, cfg.test_fraction)
     return build_bundle_from_events(
-        split.train, movielens, cfg, valid=split.test, split_info=split.describe()
+        split.train,
+        movielens,
+        cfg,
+        valid=split.test,
+        split_info=split.describe(),
+        evaluation=_evaluation_metrics(cfg.eval_metrics),
     )
 
 
@@ -305,6 +344,7 @@ def build_bundle_from_events(
     *,
     value_data: InteractionData | None = None,
     split_info: dict[str, Any] | None = None,
+    evaluation: dict[str, Any] | None = None,
 ) -> Path:
     """Train every model on exactly `train` and publish a normal bundle; returns its dir.
 
@@ -312,6 +352,7 @@ def build_bundle_from_events(
     item and user tables (its events only name ids for the vocabularies); `valid` is used only
     to measure the manifest's metrics (nothing is fitted on it). The value model trains on
     `value_data` (default: CDNOW under config.data_dir). interactions.parquet = `train`.
+    `evaluation` (optional) is recorded as the manifest's metrics.evaluation.
     """
     cfg = config.resolved()
     if distributed.current() is not None:  # every rank names the bundle rank 0 publishes
@@ -344,6 +385,9 @@ def build_bundle_from_events(
     if not distributed.is_main():  # rank 0 evaluates, exports and publishes; the others wait
         distributed.barrier()
         return cfg.artifacts_dir / cfg.version
+    with steps("train rating model"):  # explicit-feedback model: small, rank 0 only
+        rating_model, rt_info = train_rating_model(catalog, train_ix, cfg.rating)
+        served = ServedRanker(ranker, rating_model)
     metrics: dict[str, Any] = {}
     if valid_ix is not None:
         with steps("evaluate"):
@@ -351,18 +395,21 @@ def build_bundle_from_events(
                 two_tower.user_tower, item_embeddings, catalog, train_ix, valid_ix
             )
             metrics["ranker"] = evaluate_ranker(ranker, heldout, float(train["rating"].mean()))
+            metrics["rating"] = evaluate_served_rating(served, heldout)
+    if evaluation is not None:
+        metrics["evaluation"] = evaluation
     with BundleWriter(cfg.artifacts_dir, cfg.version) as writer:
         out = writer.dir
         parity_in = _parity_inputs(heldout, catalog.n_items, cfg.seed)
         sample = _subset(_parity_inputs(heldout, catalog.n_items, cfg.seed + 1), slice(1, 4))
         with steps("export onnx"):
             export_user_tower(two_tower.user_tower, out / "user_tower.onnx", sample)
-            export_ranker(ranker, out / "ranker.onnx", sample)
+            export_ranker(served, out / "ranker.onnx", sample)
             parity = {
                 "user_tower.onnx": parity_max_abs_error(
                     two_tower.user_tower, out / "user_tower.onnx", parity_in
                 ),
-                "ranker.onnx": parity_max_abs_error(ranker, out / "ranker.onnx", parity_in),
+                "ranker.onnx": parity_max_abs_error(served, out / "ranker.onnx", parity_in),
             }
         with steps("faiss index"):
             item_index = build_item_index(item_embeddings)
@@ -401,6 +448,8 @@ def build_bundle_from_events(
                 "torch_threads": TORCH_THREADS,
                 "two_tower": tt_info,
                 "ranker": rk_info,
+                "rating": rt_info,
+                "rating_only": cfg.rating_only,
                 "seconds": steps.seconds,
             },
         }

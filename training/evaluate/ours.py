@@ -39,9 +39,11 @@ def train_bundle(
     data_dir: Path = Path("data"),
     tiny: bool = False,
     progress: bool = False,
+    rating_only: bool = False,
 ) -> Path:
     """Train every model on exactly `train` (no held-out events are shown to it) -> bundle dir.
-    An existing bundle of that version is replaced."""
+    An existing bundle of that version is replaced. rating_only: train only the rating model
+    (TrainConfig.rating_only), for rating cross-validation."""
     import shutil
 
     from training.pipeline import TrainConfig, build_bundle_from_events
@@ -55,20 +57,24 @@ def train_bundle(
         version=version,
         tiny=tiny,
         progress=progress,
+        rating_only=rating_only,
     )
-    return build_bundle_from_events(train, data, config, value_data=_value_sample(config.data_dir))
+    customers = RATING_ONLY_VALUE_CUSTOMERS if rating_only else VALUE_SAMPLE_CUSTOMERS
+    value_data = _value_sample(config.data_dir, customers)
+    return build_bundle_from_events(train, data, config, value_data=value_data)
 
 
 VALUE_SAMPLE_CUSTOMERS = 3000
+RATING_ONLY_VALUE_CUSTOMERS = 300  # rating-CV bundles: the value model is only a placeholder
 
 
-def _value_sample(data_dir: Path) -> InteractionData:
+def _value_sample(data_dir: Path, customers: int = VALUE_SAMPLE_CUSTOMERS) -> InteractionData:
     """The user-value model plays no part in these metrics; training it on a sample of CDNOW
     customers keeps each evaluation bundle quick (the shipped bundle uses all of them)."""
     from training.data import load_cdnow
 
     cdnow = load_cdnow(data_dir / "cdnow")
-    keep = sorted(cdnow.events["user_id"].unique())[:VALUE_SAMPLE_CUSTOMERS]
+    keep = sorted(cdnow.events["user_id"].unique())[:customers]
     events = cdnow.events[cdnow.events["user_id"].isin(set(keep))].reset_index(drop=True)
     return InteractionData(events, cdnow.items, cdnow.users, cdnow.source, cdnow.sha256)
 

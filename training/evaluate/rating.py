@@ -1,5 +1,5 @@
 """Rating prediction: 5-fold random cross-validation, RMSE / MAE per fold and their mean, for
-ours (a bundle trained per fold; the ranker's rating head) and the rating references."""
+ours (a bundle trained per fold; ranker.onnx's `rating`) and the rating references."""
 
 from __future__ import annotations
 
@@ -97,14 +97,24 @@ def ours_fold_predictor(
     tiny: bool,
     log: Callable[[str], None],
 ) -> Callable[[int, Fold], pd.DataFrame]:
-    """A bundle trained on each fold's train; predictions from the ranker's rating head with
-    each user's serving state (history = their training ratings in that fold)."""
+    """A bundle trained on each fold's train; predictions = ranker.onnx's `rating` (the
+    bundle's dedicated rating model, training.models.rating_train) with each user's serving
+    state (history = their training ratings in that fold), through the ranking service's
+    OnnxRanker. The fold bundles are rating-only (TrainConfig.rating_only): the rating model
+    is trained by the same code as in a full bundle; the retrieval/ranker/value models are not
+    trained, since nothing here measures them."""
     from training.evaluate.ours import OurModel, train_bundle
 
     def predict(f: int, fold: Fold) -> pd.DataFrame:
         start = time.perf_counter()
         bundle = train_bundle(
-            fold.train, data, artifacts_dir, f"rating-fold{f}", data_dir=data_dir, tiny=tiny
+            fold.train,
+            data,
+            artifacts_dir,
+            f"rating-fold{f}",
+            data_dir=data_dir,
+            tiny=tiny,
+            rating_only=True,
         )
         log(f"[eval] trained fold {f} bundle in {time.perf_counter() - start:.0f}s")
         return OurModel.load(bundle).predict(fold.test[["user_id", "item_id"]])

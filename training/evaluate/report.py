@@ -64,7 +64,7 @@ def plot_calibration(results: Mapping[str, Any], out: Path) -> str:
     cal = results["probability"]["calibration"]
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect")
-    ax.plot(cal["predicted"], cal["observed"], "o-", label="ranker P(rating ≥ 4)")
+    ax.plot(cal["predicted"], cal["observed"], "o-", label="p_positive: P(rating ≥ 4)")
     ax.set_xlabel("mean predicted probability")
     ax.set_ylabel("observed share of rating ≥ 4")
     ax.set_title(f"Calibration (ECE {results['probability']['ece']:.3f})")
@@ -207,10 +207,13 @@ def write_report(results: Mapping[str, Any], out_dir: Path) -> Path:
     lines += ["", "![cold vs warm](eval_cold_warm.png)", ""]
     prob = results["probability"]
     lines += [
-        "## Ranker probability P(rating ≥ 4) on the top-K test ratings",
+        "## P(rating ≥ 4) on the top-K test ratings",
+        "",
+        "`p_positive` of ranker.onnx: the rating model's logistic P(rating ≥ 4), fitted on a "
+        "validation set carved out of train.",
         "",
         f"AUC {_f(prob['auc'])}, log loss {_f(prob['log_loss'])}, ECE {_f(prob['ece'])}, "
-        f"positive rate {_f(prob['positive_rate'], 3)}. Rating head on the same events: RMSE "
+        f"positive rate {_f(prob['positive_rate'], 3)}. Served `rating` on the same events: RMSE "
         f"{_f(prob['rating_on_topk_test']['rmse'])}, MAE {_f(prob['rating_on_topk_test']['mae'])}"
         " (temporal: harder than random CV).",
         "",
@@ -227,6 +230,11 @@ def write_report(results: Mapping[str, Any], out_dir: Path) -> Path:
          for n, r in rating["systems"].items()],
     )  # fmt: skip
     lines += [
+        "",
+        "ours = ranker.onnx's `rating` of a bundle trained on each fold's train, asked through "
+        "the ranking service's OnnxRanker: the bundle's rating model, a blend of Bayesian MF "
+        "(Gibbs sampling) and item-based AutoRec with weights fitted on a random 10% of the "
+        "fold's train (training/models/rating_train.py; docs/evaluation.md).",
         "",
         f"Biased MF (ALS) hyper-parameters picked on a random 10% of fold 0's train: "
         f"{rating['best']}. Target for ours: RMSE ≤ 0.895.",

@@ -1,0 +1,153 @@
+"""The dedicated rating model: BPMF, AutoRec, SVD++, the blend, P(rating >= 4), and its ONNX
+export inside ranker.onnx (ServedRanker) with the parity check."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from training.export import RANKER_OUTPUTS, describe_onnx, export_ranker, parity_max_abs_error
+from training.models import Ranker, RankerConfig
+from training.models.bpmf import BPMFConfig, fit_bpmf
+from training.models.rating import AutoRecNet, AutoRecScorer, RatingBlend, ServedRanker
+from training.models.rating_fit import RatingConfig, RatingData, fit_autorec, fit_svdpp
+from training.models.rating_train import (
+    RatingTrainConfig,
+    fit_blend,
+    fit_positive,
+    predict,
+    train_rating_model,
+)
+
+
+def _low_rank(seed: int = 0, n_users: int = 120, n_items: int = 90, k: int = 3):
+    """Ratings 1..5 from a rank-k matrix plus noise; 40% observed. -> (users, items, ratings)
+    with row 0 unused on both sides (the unknown row)."""
+    rng = np.random.default_rng(seed)
+    u, v = rng.normal(size=(n_users, k)), rng.normal(size=(n_items, k))
+    full = np.clip(np.rint(3.2 + 0.8 * (u @ v.T) + rng.normal(0, 0.3, (n_users, n_items))), 1, 5)
+    users, items = np.nonzero(rng.random((n_users, n_items)) < 0.4)
+    keep = (users > 0) & (items > 0)
+    return users[keep], items[keep], full[users[keep], items[keep]].astype(np.float32)
+
+
+def _rmse(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((a - b) ** 2)))
+
+
+def test_bpmf_beats_item_means_on_low_rank_data() -> None:
+    users, items, ratings = _low_rank()
+    test = np.random.default_rng(1).random(len(ratings)) < 0.2
+    start = time.perf_counter()
+    res = fit_bpmf(users[~test], items[~test], ratings[~test], 120, 90,
+                   BPMFConfig(factors=3, burn_in=20, samples=30))  # fmt: skip
+    assert time.perf_counter() - start < 30
+    pred = res.predict(users[test], items[test])
+    item_mean = np.array([ratings[~test][items[~test] == i].mean() for i in items[test]])
+    assert _rmse(pred, ratings[test]) < 0.8 * _rmse(item_mean, ratings[test])
+    # the posterior mean is one factor model: S samples x K factors; unknown row 0 is zero
+    assert res.user_factors.shape == (120, 30 * 3)
+    assert not res.user_factors[0].any() and res.user_bias[0] == 0.0
+
+
+def test_fit_blend_and_positive_recover_known_parameters() -> None:
+    rng = np.random.default_rng(0)
+    preds = rng.normal(3.5, 1.0, size=(5000, 2))
+    truth = 0.3 + 0.6 * preds[:, 0] + 0.3 * preds[:, 1]
+    assert np.allclose(fit_blend(preds, truth), [0.3, 0.6, 0.3], atol=1e-8)
+    rating = rng.uniform(1, 5, 20000)
+    liked = (rng.random(20000) < 1 / (1 + np.exp(-(2.0 * rating - 7.0)))).astype(float)
+    a, b = fit_positive(rating, liked)
+    assert abs(a - 2.0) < 0.15 and abs(b + 7.0) < 0.5
+
+
+class _Const(torch.nn.Module):
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.value = value
+
+    def forward(self, user_index, profile, history, items) -> torch.Tensor:
+        return torch.full(items.shape, self.value)
+
+
+def test_blend_clips_and_serves_unknown_users_the_first_model() -> None:
+    blend = RatingBlend([_Const(3.0), _Const(6.0)], [0.5, 0.5, 0.5], positive=(2.0, -7.0))
+    users, items = torch.tensor([0, 3]), torch.ones(2, 4, dtype=torch.long)
+    zeros = torch.zeros(2, 5, dtype=torch.long)
+    rating, p_pos = blend(users, zeros[:, :3], zeros, items)
+    assert rating.shape == (2, 4)
+    assert torch.allclose(rating[0], torch.tensor(3.0))  # unknown user: first model alone
+    assert torch.allclose(rating[1], torch.tensor(5.0))  # 0.5 + 1.5 + 3.0 = 5.0, clipped at 5
+    assert torch.allclose(p_pos[0], torch.sigmoid(torch.tensor(2.0 * 3.0 - 7.0)))
+
+
+def test_autorec_scorer_matches_the_network() -> None:
+    torch.manual_seed(0)
+    net = AutoRecNet(n_users=7, hidden=5).eval()
+    matrix = torch.randint(0, 6, (11, 7)).float()
+    scorer = AutoRecScorer(net, matrix)
+    users, items = torch.tensor([1, 6]), torch.tensor([[2, 10], [0, 4]])
+    got = scorer(users, None, None, items)
+    want = net(matrix).detach()
+    assert torch.allclose(got, torch.stack([want[[2, 10], 1], want[[0, 4], 6]]), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def small_train(ml_catalog, ml_split):
+    """Users with index < 200 of the temporal train split (fast to fit)."""
+    train, _ = ml_split
+    return train[train["user_index"] < 200].reset_index(drop=True)
+
+
+def test_nets_early_stop_on_validation(ml_catalog, small_train) -> None:
+    hold = np.random.default_rng(0).random(len(small_train)) < 0.1
+    fit = RatingData.build(ml_catalog, small_train[~hold])
+    valid = RatingData.build(ml_catalog, small_train[hold])
+    cfg = RatingConfig(factors=8, autorec_hidden=16, max_steps=40, autorec_max_steps=40)
+    start = time.perf_counter()
+    svd, svd_info = fit_svdpp(ml_catalog, fit, cfg, valid)
+    ar, ar_info = fit_autorec(fit, cfg, valid)
+    assert time.perf_counter() - start < 60
+    mean = float(fit.ratings.mean())
+    for model, info in ((svd, svd_info), (ar, ar_info)):
+        assert 0 < info["steps"] <= 40
+        pred = np.clip(predict(model, valid, fit), 1, 5)
+        assert abs(_rmse(pred, valid.ratings) - info["valid_rmse"]) < 1e-4
+        assert info["valid_rmse"] < _rmse(np.full(len(valid.ratings), mean), valid.ratings)
+
+
+def test_served_ranker_exports_with_parity(ml_catalog, small_train, tmp_path) -> None:
+    cfg = RatingTrainConfig(components=("bpmf", "autorec", "svdpp"), refit=True).tiny()
+    start = time.perf_counter()
+    blend, info = train_rating_model(ml_catalog, small_train, cfg)
+    assert time.perf_counter() - start < 90
+    assert len(info["weights"]) == 4 and info["n_valid"] > 0 and "refit" in info
+    spec = ml_catalog.spec
+    torch.manual_seed(0)
+    ranker = Ranker(ml_catalog.n_users, ml_catalog.n_items, spec.profile_cardinalities,
+                    ml_catalog.item_tags, ml_catalog.item_years, spec.n_year_buckets,
+                    RankerConfig())  # fmt: skip
+    served = ServedRanker(ranker, blend).eval()
+    rng = np.random.default_rng(0)
+    data = RatingData.build(ml_catalog, small_train)
+    users = np.r_[0, rng.integers(1, 200, 30)]
+    inputs = {
+        "user_index": users,
+        "profile": data.profiles[users],
+        "history": data.histories[users],
+        "items": rng.integers(0, ml_catalog.n_items, (len(users), 17)),
+    }
+    path = export_ranker(served, tmp_path / "ranker.onnx", {k: v[1:3] for k, v in inputs.items()})
+    assert parity_max_abs_error(served, path, inputs) <= 1e-4
+    assert [o["name"] for o in describe_onnx(path)["outputs"]] == list(RANKER_OUTPUTS)
+    p_positive, rating, p_interact = (t.detach().numpy() for t in served(
+        *(torch.from_numpy(inputs[n]) for n in ("user_index", "profile", "history", "items"))
+    ))  # fmt: skip
+    assert rating.min() >= 1.0 and rating.max() <= 5.0
+    assert ((p_positive > 0) & (p_positive < 1)).all()
+    _, _, want = ranker(*(torch.from_numpy(inputs[n])
+                          for n in ("user_index", "profile", "history", "items")))  # fmt: skip
+    assert np.allclose(p_interact, want.detach().numpy())  # the serving order is the ranker's

@@ -1,0 +1,219 @@
+"""Dedicated explicit-feedback rating models (what the bundle serves as `rating`).
+
+    SVDpp     mu + biases + side-feature biases + (p_u + |N(u)|^-1/2 sum_j y_j + profile) .
+              (q_i + genres + year): biased MF with SVD++ implicit feedback from the user's
+              served history (the last H items) and the user/item side features.
+    AutoRecScorer  item-based AutoRec (Sedhain et al. 2015) in its served form: each item's
+              code h_i = sigmoid(V r_i + c) is computed once from the training ratings, so the
+              prediction W_u . h_i + b_u is a factor model over (user, item).
+    RatingBlend    clip(w0 + w1 svdpp + w2 autorec, 1, 5); unknown users (row 0) get SVD++
+              alone, which still personalises from the history and the profile.
+
+Every module maps (user_index [B], profile [B, P], history [B, H], items [B, N]) -> float[B, N].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+MIN_RATING, MAX_RATING = 1.0, 5.0
+
+
+class SVDpp(nn.Module):
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        profile_cardinalities: Sequence[int],
+        item_tags: np.ndarray,
+        item_years: np.ndarray,
+        n_year_buckets: int,
+        factors: int,
+        global_mean: float,
+    ) -> None:
+        super().__init__()
+        self.register_buffer("item_tags", torch.as_tensor(item_tags, dtype=torch.float32))
+        self.register_buffer("item_years", torch.as_tensor(item_years, dtype=torch.int64))
+        self.mu = nn.Parameter(torch.tensor([global_mean], dtype=torch.float32))
+        self.user_bias = nn.Embedding(n_users, 1)
+        self.item_bias = nn.Embedding(n_items, 1)
+        self.user = nn.Embedding(n_users, factors)
+        self.item = nn.Embedding(n_items, factors)
+        self.implicit = nn.Embedding(n_items, factors)  # y_j
+        self.profile = nn.ModuleList(nn.Embedding(c, factors + 1) for c in profile_cardinalities)
+        self.tag = nn.Linear(item_tags.shape[1], factors + 1, bias=False)
+        self.year = nn.Embedding(n_year_buckets, factors + 1)
+        for table in (self.user, self.item, self.implicit, *self.profile, self.year):
+            nn.init.normal_(table.weight, std=0.01)
+        nn.init.normal_(self.tag.weight, std=0.01)
+        for table in (self.user_bias, self.item_bias):
+            nn.init.zeros_(table.weight)
+        with torch.no_grad():
+            for table in (self.user, self.item, self.implicit):
+                table.weight[0] = 0.0  # row 0: unknown user / item, history padding
+
+    def user_vectors(
+        self, user_index: torch.Tensor, profile: torch.Tensor, history: torch.Tensor
+    ) -> torch.Tensor:
+        """-> float[B, F + 1]: factors, then the user's bias (last column)."""
+        mask = (history > 0).to(torch.float32).unsqueeze(-1)  # [B, H, 1]
+        count = mask.sum(1).clamp(min=1.0)
+        implicit = (self.implicit(history) * mask).sum(1) / count.sqrt()
+        vec = torch.cat([self.user(user_index) + implicit, self.user_bias(user_index)], dim=-1)
+        for f, table in enumerate(self.profile):
+            vec = vec + table(profile[:, f])
+        return vec
+
+    def item_vectors(self, items: torch.Tensor) -> torch.Tensor:
+        """-> float[..., F + 1]: factors, then the item's bias (last column)."""
+        tags = self.item_tags[items]
+        side = self.tag(tags) / tags.sum(-1, keepdim=True).clamp(min=1.0)
+        own = torch.cat([self.item(items), self.item_bias(items)], dim=-1)
+        return own + side + self.year(self.item_years[items])
+
+    @staticmethod
+    def combine(mu: torch.Tensor, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        """user [..., F + 1] and item [..., F + 1] (broadcast) -> mu + b_u + b_i + p . q."""
+        dot = (user[..., :-1] * item[..., :-1]).sum(-1)
+        return mu + user[..., -1] + item[..., -1] + dot
+
+    def forward(
+        self,
+        user_index: torch.Tensor,
+        profile: torch.Tensor,
+        history: torch.Tensor,
+        items: torch.Tensor,
+    ) -> torch.Tensor:
+        user = self.user_vectors(user_index, profile, history).unsqueeze(1)  # [B, 1, F+1]
+        return self.combine(self.mu, user, self.item_vectors(items))
+
+
+class FactorScorer(nn.Module):
+    """A fixed factor model: mu + b_u + c_i + U_u . V_i (the BPMF posterior mean)."""
+
+    def __init__(
+        self,
+        mu: float,
+        user_factors: np.ndarray,
+        item_factors: np.ndarray,
+        user_bias: np.ndarray,
+        item_bias: np.ndarray,
+    ) -> None:
+        super().__init__()
+        self.register_buffer("mu", torch.tensor([mu], dtype=torch.float32))
+        self.register_buffer("user_factors", torch.as_tensor(user_factors, dtype=torch.float32))
+        self.register_buffer("item_factors", torch.as_tensor(item_factors, dtype=torch.float32))
+        self.register_buffer("user_bias", torch.as_tensor(user_bias, dtype=torch.float32))
+        self.register_buffer("item_bias", torch.as_tensor(item_bias, dtype=torch.float32))
+
+    def forward(
+        self,
+        user_index: torch.Tensor,
+        profile: torch.Tensor,
+        history: torch.Tensor,
+        items: torch.Tensor,
+    ) -> torch.Tensor:
+        user = self.user_factors[user_index].unsqueeze(1)  # [B, 1, K]
+        dot = (user * self.item_factors[items]).sum(-1)  # [B, N]
+        return self.mu + self.user_bias[user_index].unsqueeze(1) + self.item_bias[items] + dot
+
+
+class AutoRecNet(nn.Module):
+    """I-AutoRec for training: item rating vectors float[I, U] -> reconstructions float[I, U]."""
+
+    def __init__(self, n_users: int, hidden: int) -> None:
+        super().__init__()
+        self.encoder = nn.Linear(n_users, hidden)
+        self.decoder = nn.Linear(hidden, n_users)
+
+    def codes(self, ratings: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.encoder(ratings))
+
+    def forward(self, ratings: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.codes(ratings))
+
+
+class AutoRecScorer(nn.Module):
+    """The served form of a trained AutoRecNet: W_u . h_i + b_u."""
+
+    def __init__(self, net: AutoRecNet, item_ratings: torch.Tensor) -> None:
+        super().__init__()
+        with torch.no_grad():
+            self.register_buffer("codes", net.codes(item_ratings).detach().clone())  # [I, K]
+            self.register_buffer("weight", net.decoder.weight.detach().clone())  # [U, K]
+            self.register_buffer("bias", net.decoder.bias.detach().clone())  # [U]
+
+    def forward(
+        self,
+        user_index: torch.Tensor,
+        profile: torch.Tensor,
+        history: torch.Tensor,
+        items: torch.Tensor,
+    ) -> torch.Tensor:
+        user = self.weight[user_index].unsqueeze(1)  # [B, 1, K]
+        return (user * self.codes[items]).sum(-1) + self.bias[user_index].unsqueeze(1)
+
+
+class RatingBlend(nn.Module):
+    """clip(w0 + sum_k w_k model_k, 1, 5); unknown users (index 0) get the first model alone.
+    With `positive` (a, b): also P(rating >= 4) = sigmoid(a * rating + b)."""
+
+    def __init__(
+        self,
+        models: Sequence[nn.Module],
+        weights: Sequence[float],
+        positive: tuple[float, float] = (1.0, -3.5),
+    ) -> None:
+        super().__init__()
+        self.models = nn.ModuleList(models)
+        self.register_buffer("weights", torch.tensor(list(weights), dtype=torch.float32))
+        self.register_buffer("positive", torch.tensor(list(positive), dtype=torch.float32))
+
+    def raw(
+        self,
+        user_index: torch.Tensor,
+        profile: torch.Tensor,
+        history: torch.Tensor,
+        items: torch.Tensor,
+    ) -> torch.Tensor:
+        outs = [m(user_index, profile, history, items) for m in self.models]
+        blend = self.weights[0] + sum(w * o for w, o in zip(self.weights[1:], outs, strict=True))
+        known = (user_index > 0).unsqueeze(1)
+        return torch.where(known, blend, outs[0])
+
+    def forward(
+        self,
+        user_index: torch.Tensor,
+        profile: torch.Tensor,
+        history: torch.Tensor,
+        items: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (rating float[B, N] in [1, 5], P(rating >= 4) float[B, N])."""
+        rating = self.raw(user_index, profile, history, items).clamp(MIN_RATING, MAX_RATING)
+        return rating, torch.sigmoid(self.positive[0] * rating + self.positive[1])
+
+
+class ServedRanker(nn.Module):
+    """What ranker.onnx holds: the ranker's P(interact) (the serving order) beside the dedicated
+    rating model's rating and its P(rating >= 4). Same inputs and output names as Ranker:
+    (user_index, profile, history, items) -> (p_positive, rating, p_interact), float[B, N]."""
+
+    def __init__(self, ranker: nn.Module, rating: RatingBlend) -> None:
+        super().__init__()
+        self.ranker = ranker
+        self.rating = rating
+
+    def forward(
+        self,
+        user_index: torch.Tensor,
+        profile: torch.Tensor,
+        history: torch.Tensor,
+        items: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        _, _, p_interact = self.ranker(user_index, profile, history, items)
+        rating, p_positive = self.rating(user_index, profile, history, items)
+        return p_positive, rating, p_interact

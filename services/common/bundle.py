@@ -89,22 +89,17 @@ class Bundle:
         return self.root / name
 
     @classmethod
+    def manifest_of(cls, root: Path) -> Bundle:
+        """The manifest alone (version, feature spec, file list), no artifact read or checked:
+        for decisions made before a full load, or that then verify the one file they read."""
+        return cls(root=Path(root), manifest=_read_manifest(Path(root)))
+
+    @classmethod
     def load(cls, root: Path, verify: bool = True) -> Bundle:
+        """The manifest, and with verify (the default; services always) every file's sha256."""
         root = Path(root)
-        manifest_path = root / MANIFEST_NAME
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise BundleError(f"cannot read {manifest_path}: {exc}") from exc
-        if manifest.get("schema_version") != MANIFEST_SCHEMA_VERSION:
-            raise BundleError(
-                f"{manifest_path}: schema_version {manifest.get('schema_version')!r}, "
-                f"expected {MANIFEST_SCHEMA_VERSION}"
-            )
-        files: dict[str, str] = manifest.get("files", {})
-        missing = [name for name in REQUIRED_FILES if name not in files]
-        if missing:
-            raise BundleError(f"{manifest_path}: manifest lists no {missing}")
+        manifest = _read_manifest(root)
+        files: dict[str, str] = manifest["files"]
         if verify:
             for name, expected in files.items():
                 path = root / name
@@ -114,3 +109,23 @@ class Bundle:
                 if actual != expected:
                     raise BundleError(f"checksum mismatch for {path}: {actual} != {expected}")
         return cls(root=root, manifest=manifest)
+
+
+def _read_manifest(root: Path) -> dict[str, Any]:
+    """Parse and check manifest.json: schema version and the files every bundle has."""
+    manifest_path = root / MANIFEST_NAME
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BundleError(f"cannot read {manifest_path}: {exc}") from exc
+    if manifest.get("schema_version") != MANIFEST_SCHEMA_VERSION:
+        raise BundleError(
+            f"{manifest_path}: schema_version {manifest.get('schema_version')!r}, "
+            f"expected {MANIFEST_SCHEMA_VERSION}"
+        )
+    files: dict[str, str] = manifest.get("files", {})
+    missing = [name for name in REQUIRED_FILES if name not in files]
+    if missing:
+        raise BundleError(f"{manifest_path}: manifest lists no {missing}")
+    manifest["files"] = files
+    return manifest

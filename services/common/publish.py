@@ -99,7 +99,7 @@ def _switch(artifacts: Path, version: str, action: str) -> Bundle:
     current = read_latest(artifacts)
     expected = None
     if current is not None and (artifacts / current / MANIFEST_NAME).is_file():
-        expected = Bundle.load(artifacts / current, verify=False).feature_spec
+        expected = Bundle.manifest_of(artifacts / current).feature_spec
     bundle = validate_bundle(artifacts / version, expected)
     if bundle.version != version:
         raise BundleError(f"directory {version} holds bundle {bundle.version}")
@@ -116,7 +116,7 @@ def publish(artifacts: Path, source: Path) -> Bundle:
     artifacts, source = Path(artifacts), Path(source)
     if not (source / MANIFEST_NAME).is_file():
         raise BundleError(f"{source} holds no {MANIFEST_NAME}")
-    version = Bundle.load(source, verify=False).version
+    version = Bundle.manifest_of(source).version
     target = artifacts / version
     if source.resolve() != target.resolve():
         if target.exists():

@@ -55,7 +55,7 @@ class ItemVocabs:
         root = self.artifacts / version
         if not (root / MANIFEST_NAME).is_file():
             raise KeyError(f"no bundle {version!r} under {self.artifacts}")
-        bundle = Bundle.load(root, verify=False)
+        bundle = Bundle.manifest_of(root)  # only item_ids.npy is read; checked below
         path = bundle.path("item_ids.npy")
         if sha256_file(path) != bundle.manifest["files"]["item_ids.npy"]:
             raise KeyError(f"bundle {version}: item_ids.npy checksum mismatch")

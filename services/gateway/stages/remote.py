@@ -43,6 +43,9 @@ _CHANNEL_OPTIONS = [
     ("grpc.keepalive_time_ms", 30_000),
     # Reconnect quickly after a backend restarts (default backoff grows to 120 s).
     ("grpc.max_reconnect_backoff_ms", 2_000),
+    # Balance per call over every address the name resolves to (a Kubernetes headless Service:
+    # dns:///retrieval-headless:50053); with one address this is the same as pick_first.
+    ("grpc.lb_policy_name", "round_robin"),
 ]
 
 

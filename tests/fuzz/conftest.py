@@ -4,9 +4,7 @@ classes with deliberately small limits (so the per-request bounds are cheap to c
 
 from __future__ import annotations
 
-import asyncio
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,26 +13,10 @@ import pytest
 
 from services.common.bundle import Bundle
 from services.common.server import create_server_from_settings
+from tests.integration.conftest import LoopThread  # one event loop in a thread, shared
 
 sys.path.insert(0, str(Path(__file__).parent))  # fuzzlib: strategies and helpers
 from fuzzlib import LIMIT_ENV, MAX_MESSAGE_BYTES
-
-
-class LoopThread:
-    """An asyncio loop in a daemon thread; `run` awaits a coroutine on it."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro, timeout: float = 120.0):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
 
 
 @dataclass(frozen=True)

@@ -84,12 +84,16 @@ def _pipeline_recommend(
     from dataclasses import replace
 
     from services.common.types import FilterSpec
+    from services.feature.config import DurabilitySettings
     from services.gateway.app import build_pipeline
     from services.gateway.config import GatewaySettings
+    from services.gateway.stages.inprocess import build_in_process
 
     settings = GatewaySettings.from_env({"RECSERVE_MODE": "embedded"})
     settings = replace(settings, limits=replace(settings.limits, candidates=n_candidates))
-    pipeline = build_pipeline(settings, bundle)
+    # No feedback log: Recommend never writes, and the log's lock belongs to real services.
+    stages = build_in_process(bundle, prefer_gpu=False, durability=DurabilitySettings(log=None))
+    pipeline = build_pipeline(settings, bundle, stages)
     loop = asyncio.new_event_loop()
     filters = FilterSpec(exclude_seen=True)
     try:

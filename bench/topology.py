@@ -126,7 +126,12 @@ def start_split(
             group.spawn(
                 name,
                 [sys.executable, "-m", f"services.{name}"],
-                {**env, f"RECSERVE_{name.upper()}_PORT": str(ports[name])},
+                {
+                    **env,
+                    f"RECSERVE_{name.upper()}_PORT": str(ports[name]),
+                    # its own feedback log: never the lock of another run's store in ./state
+                    "RECSERVE_FEATURE_LOG_DIR": str(Path(log_dir) / "state" / name),
+                },
             )
         group.wait({n: f"127.0.0.1:{ports[n]}" for n in BACKENDS})
         gw_env = {**env, "RECSERVE_MODE": "split", "RECSERVE_GATEWAY_PORT": str(ports["gateway"])}
@@ -162,8 +167,9 @@ def start_embedded(
     }
     group.target = f"127.0.0.1:{port}"
     try:
-        for i in range(gateways):
-            group.spawn(f"gateway{i}", [sys.executable, "-m", "services.gateway"], env)
+        for i in range(gateways):  # one feedback log per process (a log has one writer)
+            state = {"RECSERVE_FEATURE_LOG_DIR": str(Path(log_dir) / "state" / f"gateway{i}")}
+            group.spawn(f"gateway{i}", [sys.executable, "-m", "services.gateway"], {**env, **state})
         group.wait({f"gateway{i}": group.target for i in range(gateways)}, logs_say="listening")
     except BaseException:
         group.stop()

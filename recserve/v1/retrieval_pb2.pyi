@@ -54,3 +54,21 @@ class TagAffinitiesResponse(_message.Message):
     affinities: _containers.RepeatedScalarFieldContainer[float]
     bundle_version: str
     def __init__(self, tags: _Optional[_Iterable[str]] = ..., affinities: _Optional[_Iterable[float]] = ..., bundle_version: _Optional[str] = ...) -> None: ...
+
+class SetItemsAvailableRequest(_message.Message):
+    __slots__ = ("item_ids", "available")
+    ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    item_ids: _containers.RepeatedScalarFieldContainer[str]
+    available: bool
+    def __init__(self, item_ids: _Optional[_Iterable[str]] = ..., available: _Optional[bool] = ...) -> None: ...
+
+class SetItemsAvailableResponse(_message.Message):
+    __slots__ = ("changed", "unavailable", "bundle_version")
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    UNAVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    BUNDLE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    changed: int
+    unavailable: int
+    bundle_version: str
+    def __init__(self, changed: _Optional[int] = ..., unavailable: _Optional[int] = ..., bundle_version: _Optional[str] = ...) -> None: ...

@@ -50,6 +50,11 @@ class RetrievalServiceStub:
                 request_serializer=recserve_dot_v1_dot_retrieval__pb2.TagAffinitiesRequest.SerializeToString,
                 response_deserializer=recserve_dot_v1_dot_retrieval__pb2.TagAffinitiesResponse.FromString,
                 _registered_method=True)
+        self.SetItemsAvailable = channel.unary_unary(
+                '/recserve.v1.RetrievalService/SetItemsAvailable',
+                request_serializer=recserve_dot_v1_dot_retrieval__pb2.SetItemsAvailableRequest.SerializeToString,
+                response_deserializer=recserve_dot_v1_dot_retrieval__pb2.SetItemsAvailableResponse.FromString,
+                _registered_method=True)
 
 
 class RetrievalServiceServicer:
@@ -74,6 +79,14 @@ class RetrievalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetItemsAvailable(self, request, context):
+        """Take items out of retrieval (sold out, withdrawn) or put them back, at runtime: applied
+        inside the FAISS search like any filter; kept across hot reloads, per process.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RetrievalServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -91,6 +104,11 @@ def add_RetrievalServiceServicer_to_server(servicer, server):
                     servicer.TagAffinities,
                     request_deserializer=recserve_dot_v1_dot_retrieval__pb2.TagAffinitiesRequest.FromString,
                     response_serializer=recserve_dot_v1_dot_retrieval__pb2.TagAffinitiesResponse.SerializeToString,
+            ),
+            'SetItemsAvailable': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetItemsAvailable,
+                    request_deserializer=recserve_dot_v1_dot_retrieval__pb2.SetItemsAvailableRequest.FromString,
+                    response_serializer=recserve_dot_v1_dot_retrieval__pb2.SetItemsAvailableResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -175,6 +193,33 @@ class RetrievalService:
             '/recserve.v1.RetrievalService/TagAffinities',
             recserve_dot_v1_dot_retrieval__pb2.TagAffinitiesRequest.SerializeToString,
             recserve_dot_v1_dot_retrieval__pb2.TagAffinitiesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetItemsAvailable(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recserve.v1.RetrievalService/SetItemsAvailable',
+            recserve_dot_v1_dot_retrieval__pb2.SetItemsAvailableRequest.SerializeToString,
+            recserve_dot_v1_dot_retrieval__pb2.SetItemsAvailableResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -61,6 +61,7 @@ async def main() -> None:
     watcher = make_watcher(
         config.bundle, reload, holder, build_and_warm,
         name="retrieval", expected_spec=bundle.feature_spec,
+        adopt=lambda old, new: new.adopt_availability(old),
     )  # fmt: skip
     try:
         await serve_settings(register(holder, vocabs), config.server, SERVICE_NAME, model=holder)

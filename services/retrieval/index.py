@@ -41,6 +41,11 @@ class CandidateIndex:
         self.tag_masks = np.zeros((len(self.tags), self.n_rows), dtype=bool)  # bool[T, n + 1]
         self.tag_masks[:, : len(item_tags)] = tag_masks(self.tags, item_tags)
         self._base = _base_index(index)
+        # Runtime availability (sold out, withdrawn): False rows are never returned. Row 0 is
+        # the padding row, never an item.
+        self.available = np.ones(self.n_rows, dtype=bool)
+        self.available[0] = False
+        self._unavailable = 0
         # Optional: below this many eligible items, score them exactly instead of asking FAISS
         # (0 = always FAISS with the selector; exact search is then only the fallback when an
         # approximate index cannot reach k eligible items).
@@ -73,12 +78,13 @@ class CandidateIndex:
         """bool[n + 1] mask of items a query may return, or None when nothing is filtered.
 
         excluded_rows: item rows to drop (seen items, exclude_items, the query item)."""
-        if not (filters.include_tags or filters.exclude_tags) and (
-            excluded_rows is None or excluded_rows.size == 0
+        if (
+            not (filters.include_tags or filters.exclude_tags)
+            and (excluded_rows is None or excluded_rows.size == 0)
+            and self._unavailable == 0
         ):
             return None
-        mask = np.ones(self.n_rows, dtype=bool)
-        mask[0] = False
+        mask = self.available.copy()
         if filters.include_tags:
             mask &= self.tag_mask(filters.include_tags)
         if filters.exclude_tags:
@@ -87,6 +93,23 @@ class CandidateIndex:
             rows = excluded_rows[(excluded_rows > 0) & (excluded_rows < self.n_rows)]
             mask[rows] = False
         return mask
+
+    @property
+    def unavailable(self) -> int:
+        return self._unavailable
+
+    def set_available(self, rows: np.ndarray, available: bool) -> int:
+        """Mark item rows (1..n) available or not; -> how many changed. Copy-on-write, so a
+        search running in another thread sees the old or the new mask, never a torn one."""
+        rows = np.unique(np.asarray(rows, dtype=np.int64))
+        if rows.size and (rows[0] < 1 or rows[-1] >= self.n_rows):
+            raise InvalidArgument(f"item rows must be in 1..{self.n_rows - 1}")
+        mask = self.available.copy()
+        changed = int(np.count_nonzero(mask[rows] != available))
+        mask[rows] = available
+        self.available = mask
+        self._unavailable = int(self.n_rows - 1 - np.count_nonzero(mask))
+        return changed
 
     def search(
         self, query: np.ndarray, k: int, eligible: np.ndarray | None = None

@@ -4,6 +4,7 @@ similarity; tag affinities. Domain code: no grpc."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import faiss
 import numpy as np
@@ -121,6 +122,26 @@ class Retriever:
         excluded = np.concatenate(([row], self.catalog.indices(filters.exclude_items)))
         eligible = self.index.eligible(filters, excluded)
         return self.index.search(self.index.embeddings[row], k, eligible)
+
+    def set_items_available(self, item_ids: Sequence[str], available: bool) -> int:
+        """Take items out of retrieval or put them back (all ids must be known: NotFound
+        otherwise, nothing changes); -> how many changed."""
+        if any(not i for i in item_ids):
+            raise InvalidArgument("empty id among item_ids")
+        rows = self.catalog.indices(item_ids)
+        unknown = [i for i, r in zip(item_ids, rows.tolist(), strict=True) if r == 0]
+        if unknown:
+            raise NotFound(f"unknown items {unknown[:5]}")
+        return self.index.set_available(rows, available)
+
+    def adopt_availability(self, old: Retriever) -> None:
+        """Carry `old`'s unavailable items (by id) into this bundle's index (hot reload)."""
+        if old.index.unavailable == 0:
+            return
+        gone = np.flatnonzero(~old.index.available[1:]) + 1
+        ids = [old.catalog.by_index(int(r)).item_id for r in gone]
+        rows = self.catalog.indices(ids)
+        self.index.set_available(rows[rows > 0], False)
 
     def tag_affinities(self, user: UserState, k: int) -> list[tuple[str, float]]:
         """Best k of a distribution over all tags (sums to 1), learned from behaviour:

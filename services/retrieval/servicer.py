@@ -6,12 +6,13 @@ import grpc
 
 from recserve.v1 import retrieval_pb2, retrieval_pb2_grpc
 from services.common import convert
-from services.common.errors import check_limit
+from services.common.errors import InvalidArgument, ResourceExhausted, check_limit
 from services.common.reload import ModelHolder, as_holder
 from services.common.remap import ItemVocabs, VersionRouter
 from services.retrieval.retriever import Retriever
 
 K_ENV = "RECSERVE_RETRIEVAL_MAX_K"
+MAX_AVAILABILITY_IDS = 10_000  # item ids per SetItemsAvailable call
 
 
 class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
@@ -56,6 +57,21 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
             tags=[t for t, _ in pairs],
             affinities=[a for _, a in pairs],
             bundle_version=version,
+        )
+
+    async def SetItemsAvailable(
+        self, request: retrieval_pb2.SetItemsAvailableRequest, context: grpc.aio.ServicerContext
+    ) -> retrieval_pb2.SetItemsAvailableResponse:
+        if len(request.item_ids) > MAX_AVAILABILITY_IDS:
+            raise ResourceExhausted(
+                f"item_ids: {len(request.item_ids)} exceeds {MAX_AVAILABILITY_IDS} per call"
+            )
+        if not request.item_ids:
+            raise InvalidArgument("item_ids is empty")
+        version, retriever = self._router.holder.live
+        changed = retriever.set_items_available(list(request.item_ids), request.available)
+        return retrieval_pb2.SetItemsAvailableResponse(
+            changed=changed, unavailable=retriever.index.unavailable, bundle_version=version
         )
 
 

@@ -50,11 +50,18 @@ def request_id_of(context: grpc.aio.ServicerContext) -> str:
     return uuid.uuid4().hex[:16]
 
 
-def _status_of(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
+def status_of(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
+    """The status a served call ended with (OK when nothing set one)."""
     code = context.code()
     if isinstance(code, grpc.StatusCode):
         return code
     return grpc.StatusCode.OK if code in (None, 0) else grpc.StatusCode.UNKNOWN
+
+
+def split_method(method: str) -> tuple[str, str]:
+    """ "/recserve.v1.Gateway/Recommend" -> ("recserve.v1.Gateway", "Recommend")."""
+    service, _, name = method.lstrip("/").rpartition("/")
+    return service, name
 
 
 class _Undecodable:
@@ -109,9 +116,9 @@ def _wrap_unary(
             log.exception("rpc %s failed", method)
             await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
         finally:
-            status = _status_of(context)
+            status = status_of(context)
             elapsed = time.perf_counter() - start
-            service, _, name = method.lstrip("/").rpartition("/")
+            service, name = split_method(method)
             metrics.RPC_REQUESTS.labels(service, name, status.name).inc()
             metrics.RPC_LATENCY.labels(service, name).observe(elapsed)
             if status is not grpc.StatusCode.OK or (

@@ -35,6 +35,7 @@ from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from services.common.config import Env, env_choice, env_float
+from services.common.interceptors import split_method, status_of
 
 _TRACER_NAME = "recserve"
 _NOOP = contextlib.nullcontext()
@@ -124,9 +125,9 @@ class TracingServerInterceptor(grpc.aio.ServerInterceptor):
         async def traced(request: Any, context: grpc.aio.ServicerContext) -> Any:
             carrier = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
             parent = propagate.extract(carrier)
-            service, _, name = method.lstrip("/").partition("/")
+            service, name = split_method(method)
             with tracer().start_as_current_span(
-                method.lstrip("/"),
+                f"{service}/{name}",
                 context=parent,
                 kind=SpanKind.SERVER,
                 attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name},
@@ -135,8 +136,8 @@ class TracingServerInterceptor(grpc.aio.ServerInterceptor):
                     result = inner(request, context)
                     return await result if is_coroutine else result
                 finally:
-                    code = context.code()
-                    if isinstance(code, grpc.StatusCode) and code is not grpc.StatusCode.OK:
+                    code = status_of(context)
+                    if code is not grpc.StatusCode.OK:
                         current.set_attribute("rpc.grpc.status_code", code.value[0])
                         current.set_status(Status(StatusCode.ERROR, code.name))
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from services.common.config import env_str
 from services.common.errors import ConfigError
 
 HOLDOUT = "holdout"
@@ -248,8 +249,6 @@ class ExperimentRunner:
 def runner_from_env(env: Mapping[str, str] | None = None) -> ExperimentRunner | None:
     """RECSERVE_EXPERIMENTS_FILE (unset: no experiments) and RECSERVE_EXPOSURE_LOG (default
     state/exposures.jsonl)."""
-    from services.common.config import env_str
-
     path = env_str("RECSERVE_EXPERIMENTS_FILE", "", env)
     if not path:
         return None

@@ -141,6 +141,10 @@ def _sample_input(
     if name == "history":
         size = (PARITY_BATCH, limits["history_len"])
         return rng.integers(0, limits["n_items"] + 1, size=size, dtype=np.int64)
+    if name == "input_ids":  # content encoder: ordinary word pieces of MiniLM's vocabulary
+        return rng.integers(1_000, 29_000, size=(PARITY_BATCH, 12), dtype=np.int64)
+    if name == "attention_mask":
+        return np.ones((PARITY_BATCH, 12), dtype=np.int64)
     if name == "items":
         size = (PARITY_BATCH, PARITY_CANDIDATES)
         return rng.integers(0, limits["n_items"] + 1, size=size, dtype=np.int64)

@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from services.common.content import CONTENT_ENCODER_FILE
 from services.common.features import SECONDS_PER_DAY
 from training import distributed
 from training.bundle import BundleWriter, new_version, write_tables
@@ -59,6 +60,7 @@ FULL_EPOCHS: dict[str, int | None] = {
     "value_epochs": None,
 }
 TINY_EPOCHS: dict[str, int | None] = {"retrieval_epochs": 2, "ranker_epochs": 1, "value_epochs": 2}
+TINY_CONTENT_ITEMS = 300
 RATING_ONLY_EPOCHS: dict[str, int | None] = {
     "retrieval_epochs": 0,
     "ranker_epochs": 0,
@@ -107,6 +109,10 @@ class TrainConfig:
     rating_only: bool = False
     # make train: metrics.evaluation = this file (the last `make eval`), when it exists.
     eval_metrics: Path | None = Path("reports/eval_metrics.json")
+    # Content encoder (cold start from text, training.content): on/off, and how many of the
+    # most interacted-with items its projection is fitted on (None: all; tiny: 300).
+    content: bool = True
+    content_items: int | None = None
     tiny: bool = False  # quick preset for tests: fewer epochs, same data and code paths
     progress: bool = True
 
@@ -116,8 +122,15 @@ class TrainConfig:
         if self.rating_only:
             preset = RATING_ONLY_EPOCHS
         rating = self.rating.tiny() if self.tiny else self.rating
+        content_items = self.content_items
+        if self.tiny and content_items is None:
+            content_items = TINY_CONTENT_ITEMS
         return dataclasses.replace(
-            self, rating=rating, **{k: v for k, v in preset.items() if getattr(self, k) is None}
+            self,
+            rating=rating,
+            content_items=content_items,
+            content=self.content and not self.rating_only,  # rating CV needs no text encoder
+            **{k: v for k, v in preset.items() if getattr(self, k) is None},
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -317,6 +330,30 @@ def _value_section(
     return section, dict(result.metrics), float(parity)
 
 
+def _content_section(
+    cfg: TrainConfig,
+    catalog: EncodedCatalog,
+    data: InteractionData,
+    train_ix: pd.DataFrame,
+    item_embeddings: np.ndarray,
+    out: Path,
+) -> dict[str, Any]:
+    """content_encoder.onnx + content_tokenizer.json (+ projection) and the manifest section."""
+    from training.content import build_content  # loads transformers: only when it runs
+
+    popularity = np.bincount(train_ix["item_index"], minlength=catalog.n_items)
+    return build_content(
+        out,
+        data.items,
+        catalog.items.ids.tolist(),
+        item_embeddings,
+        popularity,
+        seed=cfg.seed,
+        max_items=cfg.content_items,
+        parity_texts=64 if cfg.tiny else 256,
+    )
+
+
 def build_bundle(config: TrainConfig) -> Path:
     """Train everything on real data and publish artifacts/<version>; returns the bundle dir.
 
@@ -419,6 +456,10 @@ def build_bundle_from_events(
             np.save(out / "tag_centroids.npy", centroids, allow_pickle=False)
         with steps("tables"):
             write_tables(out, catalog, data.items, data.users, train)
+        if cfg.content:
+            with steps("content encoder"):
+                content = _content_section(cfg, catalog, data, train_ix, item_embeddings, out)
+            parity[CONTENT_ENCODER_FILE] = content["parity"]["max_abs_error"]
         as_of_day = int(train["timestamp"].max()) // SECONDS_PER_DAY
         with steps("train user-value"):
             value, metrics["user_value"], parity["user_value.onnx"] = _value_section(
@@ -443,6 +484,7 @@ def build_bundle_from_events(
             "index_type": item_index.index_type,
             "models": models,
             "value": value,
+            **({"content": content} if cfg.content else {}),
             "training": {
                 "config": cfg.to_json(),
                 "torch_threads": TORCH_THREADS,

@@ -17,11 +17,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from services.common.bundle import Bundle
 from services.common.onnx import create_session
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +34,13 @@ CONTENT_ENCODER_FILE = "content_encoder.onnx"
 CONTENT_TOKENIZER_FILE = "content_tokenizer.json"
 MAX_TOKENS = 64  # titles and short descriptions; longer text is truncated
 MAX_TEXT_CHARS = 2_000
+
+
+def title_with_year(title: str, year: int | None) -> str:
+    """MovieLens-style title, "Toy Story (1995)": the catalog stores the year apart from the
+    title, but the text model was trained on titles as people write them."""
+    title = title.strip()
+    return f"{title} ({int(year)})" if year and int(year) > 0 else title
 
 
 def item_text(title: str, tags: Sequence[str] = (), description: str = "") -> str:
@@ -39,6 +51,29 @@ def item_text(title: str, tags: Sequence[str] = (), description: str = "") -> st
     if description.strip():
         parts.append(description.strip())
     return ". ".join(p for p in parts if p)[:MAX_TEXT_CHARS]
+
+
+def load_tokenizer(path: Path | str) -> Tokenizer:
+    """The tokenizer.json with the serving settings: truncation to MAX_TOKENS, padding to the
+    batch's longest. Training tokenizes through this too, so both sides feed the graph the same
+    ids."""
+    from tokenizers import Tokenizer  # serving dependency, imported only when used
+
+    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer.enable_truncation(max_length=MAX_TOKENS)
+    tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+    return tokenizer
+
+
+def tokenize(tokenizer: Tokenizer, texts: Sequence[str]) -> dict[str, np.ndarray]:
+    """texts -> {"input_ids": int64[N, T], "attention_mask": int64[N, T]} (the graph's inputs)."""
+    encoded = tokenizer.encode_batch([str(t) for t in texts])
+    return {
+        "input_ids": np.array([e.ids for e in encoded], dtype=np.int64).reshape(len(encoded), -1),
+        "attention_mask": np.array([e.attention_mask for e in encoded], dtype=np.int64).reshape(
+            len(encoded), -1
+        ),
+    }
 
 
 class ContentEncoder:
@@ -55,11 +90,7 @@ class ContentEncoder:
         files = bundle.manifest["files"]
         if CONTENT_ENCODER_FILE not in files or CONTENT_TOKENIZER_FILE not in files:
             return None
-        from tokenizers import Tokenizer  # serving dependency, imported only when used
-
-        tokenizer = Tokenizer.from_file(str(bundle.path(CONTENT_TOKENIZER_FILE)))
-        tokenizer.enable_truncation(max_length=MAX_TOKENS)
-        tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # pad to the batch's longest
+        tokenizer = load_tokenizer(bundle.path(CONTENT_TOKENIZER_FILE))
         session, provider = create_session(
             bundle.path(CONTENT_ENCODER_FILE), intra_op_threads=intra_op_threads
         )
@@ -68,11 +99,7 @@ class ContentEncoder:
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """-> {"input_ids": int64[N, T], "attention_mask": int64[N, T]}."""
-        encoded = self._tokenizer.encode_batch([str(t) for t in texts])
-        return {
-            "input_ids": np.array([e.ids for e in encoded], dtype=np.int64),
-            "attention_mask": np.array([e.attention_mask for e in encoded], dtype=np.int64),
-        }
+        return tokenize(self._tokenizer, texts)
 
     def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """texts -> float32[N, D], L2-normalised, in the item tower's space."""

@@ -13,6 +13,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from training.evaluate.report_cold import cold_items_section
+
 TOPK_COLUMNS = ("recall@10", "recall@20", "recall@50", "ndcg@10", "ndcg@20", "precision@10",
                 "hit_rate@10", "mrr@10", "coverage@10", "diversity@10", "novelty@10")  # fmt: skip
 LABELS = {
@@ -241,6 +243,7 @@ def write_report(results: Mapping[str, Any], out_dir: Path) -> Path:
         "",
         "![rating error by activity](eval_rating_by_activity.png)",
         "",
+        *cold_items_section(results.get("cold_items")),
         "## RecommendTags: do tag affinities predict the tags of the user's next items?",
         "",
     ]

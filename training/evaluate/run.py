@@ -40,6 +40,7 @@ ALS_GRID = (
     {"factors": 128, "reg": 100.0, "alpha": 20.0},
 )
 TUNE_METRIC = "ndcg@10"
+TINY_COLD_FIT_ITEMS = 300  # tiny preset: the projection is fitted on the most popular items
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class EvalConfig:
     tiny: bool = False  # quick preset for tests: tiny bundles
     gateway: bool = True  # also score the answer through a running gateway
     max_users: int | None = None  # score only the first N test users (tests)
+    cold_items: bool = True  # the cold-item evaluation (training.evaluate.cold_items)
 
 
 def _log(msg: str) -> None:
@@ -163,11 +165,18 @@ def manifest_metrics(results: Mapping[str, Any]) -> dict[str, Any]:
             "mae": rating["mae"],
             "folds": rating["rmse_folds"],
         }
+    cold = results.get("cold_items")
+    if cold:
+        out["cold_items"] = {
+            name: {**cold["cold_only"][name], **cold["all_items"][name]}
+            for name in ("content", "random", "upper_bound")
+        }
     out["bundles"] = results["meta"].get("bundles")
     return out
 
 
 def run_eval(cfg: EvalConfig) -> dict[str, Any]:
+    from training.evaluate.cold_items import evaluate_cold_items
     from training.evaluate.ours import OurModel, gateway_answers, train_bundle
 
     clock = _Clock()
@@ -216,6 +225,13 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
         preds["rating"].to_numpy(), preds["prediction"].to_numpy()
     )
 
+    cold_items = clock(
+        "cold items (2 two-towers + text)",
+        lambda: evaluate_cold_items(
+            split.train, test, data, seed=cfg.seed, tiny=cfg.tiny,
+            max_fit_items=TINY_COLD_FIT_ITEMS if cfg.tiny else None,
+        ),
+    ) if cfg.cold_items else None  # fmt: skip
     tags = clock(
         "tags",
         lambda: evaluate_tags(split.train, test, items, ours.tag_affinities(users)),
@@ -262,6 +278,8 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
         "tags": tags,
         "rating": rating_summary,
     }
+    if cold_items is not None:
+        results["cold_items"] = cold_items
     results["meta"]["seconds"]["total"] = round(time.perf_counter() - total, 1)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "eval.json").write_text(json.dumps(results, indent=1, default=float) + "\n")

@@ -1,7 +1,7 @@
 """End-to-end training: data -> split -> two-tower + ranker + rating model -> metrics -> ONNX
-(parity-checked) -> FAISS index -> user-value model -> bundle published under
-artifacts/<version>. ranker.onnx = the ranker's p_interact beside the rating model's rating and
-p_positive (training.models.rating.ServedRanker).
+(parity-checked) -> FAISS index -> content encoder (item text -> tower space, training.content)
+-> user-value model -> bundle published under artifacts/<version>. ranker.onnx = the ranker's
+p_interact beside the rating model's rating and p_positive (training.models.rating.ServedRanker).
 
     bundle_dir = build_bundle(TrainConfig(tiny=True))
 

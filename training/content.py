@@ -38,6 +38,7 @@ TEXT_DIM = 384
 LAMBDAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 HELDOUT_FRACTION = 0.1
 RECALL_K = 10
+MIN_FIT_ITEMS = 10  # fewer items with interactions than this: no content encoder is built
 EMBED_BATCH = 128
 
 
@@ -177,8 +178,10 @@ def fit_projection(
     on all of them. quality: held-out numbers for every lambda, the chosen one, and a shuffled
     text/item pairing fitted the same way (what the numbers mean by chance)."""
     fitted = np.flatnonzero(np.asarray(weights) > 0)
-    if len(fitted) < 10:
-        raise ValueError(f"need at least 10 items with interactions to fit, got {len(fitted)}")
+    if len(fitted) < MIN_FIT_ITEMS:
+        raise ValueError(
+            f"need at least {MIN_FIT_ITEMS} items with interactions to fit, got {len(fitted)}"
+        )
     rng = np.random.default_rng(seed)
     heldout = np.sort(
         rng.choice(fitted, size=max(1, round(heldout_fraction * len(fitted))), replace=False)
@@ -221,13 +224,15 @@ def build_content(
     seed: int = 0,
     max_items: int | None = None,
     parity_texts: int = 256,
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     """Fit the projection on this bundle's items and write the content encoder into out_dir.
 
     items: the raw items table; item_ids: the vocabulary (row i+1 = item_ids[i]);
     item_embeddings [I, D] the tower rows (row 0 = padding); popularity [I] training
     interactions per row. max_items: fit on only the most interacted-with items (the tiny
-    preset: MiniLM over the whole catalog costs ~20 s on 2 cores). -> the manifest section."""
+    preset: MiniLM over the whole catalog costs ~20 s on 2 cores). -> the manifest section, or
+    None (nothing written) when fewer than MIN_FIT_ITEMS items have interactions: a projection
+    fitted on a handful of items would place new items arbitrarily."""
     import time
 
     start = time.perf_counter()
@@ -236,6 +241,8 @@ def build_content(
     table["title"] = table["title"].fillna("").astype(str)
     weights = popularity_weights(popularity)
     weights[0] = 0.0
+    if int(np.count_nonzero(weights)) < MIN_FIT_ITEMS:
+        return None
     rows = np.arange(1, len(item_embeddings))
     if max_items is not None and max_items < len(rows):
         rows = np.sort(rows[np.argsort(-weights[rows], kind="stable")[:max_items]])
@@ -243,7 +250,7 @@ def build_content(
     model = TextModel.load()
     text = np.zeros((len(item_embeddings), TEXT_DIM), dtype=np.float32)
     text[rows] = model.embed(texts)
-    embed_seconds = time.perf_counter() - start
+    embed_seconds = time.perf_counter() - start  # model load + MiniLM over the texts
     only = np.zeros_like(weights)
     only[rows] = weights[rows]
     projection, quality = fit_projection(text, item_embeddings, only, seed)
@@ -262,5 +269,5 @@ def build_content(
         "quantized": False,
         **exported,
         "seconds": round(time.perf_counter() - start, 1),
-        "embed_seconds": round(embed_seconds, 1),
+        "load_embed_seconds": round(embed_seconds, 1),
     }

@@ -337,8 +337,9 @@ def _content_section(
     train_ix: pd.DataFrame,
     item_embeddings: np.ndarray,
     out: Path,
-) -> dict[str, Any]:
-    """content_encoder.onnx + content_tokenizer.json (+ projection) and the manifest section."""
+) -> dict[str, Any] | None:
+    """content_encoder.onnx + content_tokenizer.json (+ projection) and the manifest section;
+    None (no files) when too few items have interactions to fit the projection."""
     from training.content import build_content  # loads transformers: only when it runs
 
     popularity = np.bincount(train_ix["item_index"], minlength=catalog.n_items)
@@ -456,9 +457,11 @@ def build_bundle_from_events(
             np.save(out / "tag_centroids.npy", centroids, allow_pickle=False)
         with steps("tables"):
             write_tables(out, catalog, data.items, data.users, train)
+        content = None
         if cfg.content:
             with steps("content encoder"):
                 content = _content_section(cfg, catalog, data, train_ix, item_embeddings, out)
+        if content is not None:
             parity[CONTENT_ENCODER_FILE] = content["parity"]["max_abs_error"]
         as_of_day = int(train["timestamp"].max()) // SECONDS_PER_DAY
         with steps("train user-value"):
@@ -484,7 +487,7 @@ def build_bundle_from_events(
             "index_type": item_index.index_type,
             "models": models,
             "value": value,
-            **({"content": content} if cfg.content else {}),
+            **({"content": content} if content is not None else {}),
             "training": {
                 "config": cfg.to_json(),
                 "torch_threads": TORCH_THREADS,

@@ -115,3 +115,34 @@ def test_ridge_recovers_a_linear_map() -> None:
     fit = ridge(x, x @ w_true + b_true, np.ones(500), lam=1e-6)
     np.testing.assert_allclose(fit.weight, w_true, atol=1e-3)
     np.testing.assert_allclose(fit.bias, b_true, atol=1e-3)
+
+
+def test_older_bundles_without_an_encoder_give_none(tiny_bundle: Path) -> None:
+    bundle = Bundle.load(tiny_bundle)
+    files = {k: v for k, v in bundle.manifest["files"].items() if not k.startswith("content_")}
+    assert (
+        ContentEncoder.from_bundle(Bundle(bundle.root, {**bundle.manifest, "files": files})) is None
+    )
+
+
+def test_reload_parity_samples_cover_the_encoder(tiny_bundle: Path) -> None:
+    """parity.npz holds a token sample for content_encoder.onnx; the services' pre-reload
+    check re-runs it."""
+    from services.common.reload import check_parity
+
+    bundle = Bundle.load(tiny_bundle)
+    with np.load(bundle.path("parity.npz"), allow_pickle=False) as fh:
+        ids = fh[f"{CONTENT_ENCODER_FILE}:in:input_ids"]
+        out = fh[f"{CONTENT_ENCODER_FILE}:out:embedding"]
+    assert ids.min() > 0 and out.shape == (len(ids), bundle.embedding_dim)
+    assert check_parity(bundle) <= 1e-4
+
+
+def test_too_few_items_with_interactions_build_no_encoder(tmp_path: Path) -> None:
+    from training.content import build_content
+
+    items = pd.DataFrame({"item_id": ["a", "b"], "title": ["A", "B"], "tags": [[], []],
+                          "year": [0, 0]})  # fmt: skip
+    tower = np.eye(3, 4, dtype=np.float32)
+    assert build_content(tmp_path, items, ["a", "b"], tower, np.array([0, 5, 3])) is None
+    assert not list(tmp_path.iterdir())

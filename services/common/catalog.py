@@ -50,16 +50,21 @@ class ItemCatalog:
         self._added = dict(added or {})
         self.n_base_rows = len(self._infos) if n_base_rows is None else n_base_rows
 
-    def with_added(self, items: Sequence[NewItem]) -> ItemCatalog:
+    def with_added(
+        self, items: Sequence[NewItem], rows: dict[str, int] | None = None
+    ) -> ItemCatalog:
         """A copy holding the bundle's rows plus `items` (registry entries in ordinal order;
-        ids the bundle has are skipped) at rows n + 1, ... (added_items.assign_rows)."""
-        rows = assign_rows(items, self.n_base_rows, self.vocab.__contains__)
-        infos = self._infos[: self.n_base_rows]
+        ids the bundle has are skipped) at rows n + 1, ... (added_items.assign_rows), or at
+        the given `rows` (id -> row; rows nobody holds yet stay empty, like row 0)."""
+        if rows is None:
+            rows = assign_rows(items, self.n_base_rows, self.vocab.__contains__)
         by_id = {item.item_id: item for item in items}
-        infos.extend(
-            ItemInfo(item_id, row, by_id[item_id].title, tuple(by_id[item_id].tags), 0, 0)
-            for item_id, row in rows.items()
-        )
+        rows = {i: r for i, r in rows.items() if i in by_id and r >= self.n_base_rows}
+        infos = self._infos[: self.n_base_rows]
+        infos.extend([self._infos[0]] * (max(rows.values(), default=0) + 1 - len(infos)))
+        for item_id, row in rows.items():
+            item = by_id[item_id]
+            infos[row] = ItemInfo(item_id, row, item.title, tuple(item.tags), 0, 0)
         return ItemCatalog(self.vocab, infos, self.tags, added=rows, n_base_rows=self.n_base_rows)
 
     @property

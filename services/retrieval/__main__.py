@@ -58,10 +58,14 @@ async def main() -> None:
         new.retrieve(cold, min(10, new.max_k))  # ORT's lazy set-up happens here, not on a request
         return new
 
+    def adopt(old: Retriever, new: Retriever) -> None:
+        new.adopt_added(old)  # items added at runtime: re-encoded, re-rowed for the new bundle
+        new.adopt_availability(old)
+
     watcher = make_watcher(
         config.bundle, reload, holder, build_and_warm,
         name="retrieval", expected_spec=bundle.feature_spec,
-        adopt=lambda old, new: new.adopt_availability(old),
+        adopt=adopt,
     )  # fmt: skip
     try:
         await serve_settings(register(holder, vocabs), config.server, SERVICE_NAME, model=holder)

@@ -12,6 +12,7 @@ full jitter for idempotent reads, all inside the stage's deadline. ApplyEvents i
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,6 +20,7 @@ import grpc
 import numpy as np
 
 from recserve.v1 import (
+    common_pb2,
     feature_pb2,
     feature_pb2_grpc,
     ranking_pb2,
@@ -29,6 +31,7 @@ from recserve.v1 import (
     uservalue_pb2_grpc,
 )
 from services.common import convert, metrics
+from services.common.added_items import AddedItem, NewItem
 from services.common.errors import InvalidArgument, NotFound, RecserveError, Unavailable
 from services.common.features import FeatureSpec
 from services.common.security import SecuritySettings, aio_channel
@@ -148,6 +151,14 @@ class RemoteFeatures(_Client):
         reply = await self.call(self._stub.ApplyEvents, request, idempotent=False)
         return int(reply.accepted)
 
+    async def add_items(self, items: Sequence[NewItem]) -> list[AddedItem]:
+        """Idempotent upsert by id: safe to retry."""
+        request = common_pb2.AddItemsRequest(
+            items=[convert.new_item_to_proto(dataclasses.replace(i, embedding=None)) for i in items]
+        )
+        reply = await self.call(self._stub.AddItems, request)
+        return [convert.added_item_from_proto(m) for m in reply.items]
+
 
 class RemoteRetrieval(_Client):
     def __init__(self, backend: Backend, security: SecuritySettings | None = None) -> None:
@@ -170,6 +181,11 @@ class RemoteRetrieval(_Client):
         request = retrieval_pb2.TagAffinitiesRequest(user=convert.user_state_to_proto(user), k=k)
         reply = await self.call(self._stub.TagAffinities, request)
         return list(zip(reply.tags, (float(a) for a in reply.affinities), strict=True))
+
+    async def add_items(self, items: Sequence[NewItem]) -> list[AddedItem]:
+        request = common_pb2.AddItemsRequest(items=[convert.new_item_to_proto(i) for i in items])
+        reply = await self.call(self._stub.AddItems, request)
+        return [convert.added_item_from_proto(m) for m in reply.items]
 
 
 class RemoteRanking(_Client):

@@ -16,6 +16,7 @@ Domain code: no grpc.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -30,13 +31,15 @@ MAX_TITLE_CHARS = 500
 MAX_TAGS = 32
 MAX_TAG_CHARS = 64
 MAX_ITEMS_PER_CALL = 1_000
+MAX_EMBEDDING_DIM = 4_096
 
 
 @dataclass(frozen=True, slots=True)
 class NewItem:
-    """An item's catalog facts. `embedding` (float32[D]) is only ever passed through to
-    retrieval, never stored; `proxy_row` is the most similar trained item (0 = unknown);
-    `row` is the row a registry assigned (Retrieval.AddItems input)."""
+    """An item's catalog facts. `embedding` (float32[D]) is the explicit vector, if one was
+    given: the registry stores it (so a retrieval replica that syncs or restarts can index an
+    item that has no text to encode); `proxy_row` is the most similar trained item (0 =
+    unknown); `row` is the row a registry assigned (Retrieval.AddItems input)."""
 
     item_id: str
     title: str = ""
@@ -58,23 +61,40 @@ class NewItem:
             other.description,
         )
 
+    def same_embedding(self, other: NewItem) -> bool:
+        """Same explicit vector (or neither has one)."""
+        if self.embedding is None or other.embedding is None:
+            return self.embedding is None and other.embedding is None
+        return np.array_equal(
+            np.asarray(self.embedding, np.float32), np.asarray(other.embedding, np.float32)
+        )
+
     def to_json(self) -> dict:
-        """Registry form (durable log, snapshots, Redis): no embedding, no row."""
-        return {
+        """Registry form (durable log, snapshots, Redis): no row; an explicit embedding as
+        base64 of its float32 little-endian bytes (exact, compact, opaque to Redis's Lua)."""
+        obj = {
             "id": self.item_id,
             "title": self.title,
             "tags": list(self.tags),
             "description": self.description,
             "proxy_row": self.proxy_row,
         }
+        if self.embedding is not None:
+            raw = np.asarray(self.embedding, dtype="<f4").reshape(-1).tobytes()
+            obj["embedding"] = base64.b64encode(raw).decode("ascii")
+        return obj
 
     @classmethod
     def from_json(cls, obj: dict) -> NewItem:
+        embedding = None
+        if obj.get("embedding"):  # absent in entries written before embeddings were stored
+            embedding = np.frombuffer(base64.b64decode(obj["embedding"]), dtype="<f4").copy()
         return cls(
             item_id=str(obj["id"]),
             title=str(obj.get("title", "")),
             tags=tuple(str(t) for t in obj.get("tags", ())),
             description=str(obj.get("description", "")),
+            embedding=embedding,
             proxy_row=int(obj.get("proxy_row", 0)),
         )
 
@@ -118,6 +138,12 @@ def validate_new_items(items: Sequence[NewItem], *, max_items: int = MAX_ITEMS_P
             raise InvalidArgument(f"item {name!r}: needs a title, a description or an embedding")
         if item.proxy_row < 0 or item.row < 0:
             raise InvalidArgument(f"item {name!r}: negative row")
+        if item.embedding is not None:  # the size is checked by whoever knows the dimension
+            vec = np.asarray(item.embedding)
+            if vec.size > MAX_EMBEDDING_DIM:
+                raise InvalidArgument(f"item {name!r}: embedding over {MAX_EMBEDDING_DIM} values")
+            if not np.isfinite(vec).all():
+                raise InvalidArgument(f"item {name!r}: embedding is not finite")
 
 
 def check_embedding(item: NewItem, dim: int) -> np.ndarray:

@@ -31,6 +31,12 @@ MAX_TOKENS = 64  # titles and short descriptions; longer text is truncated
 MAX_TEXT_CHARS = 2_000
 
 
+def has_content_encoder(manifest: dict) -> bool:
+    """Whether a bundle's manifest lists a content encoder (and its tokenizer)."""
+    files = manifest.get("files", {})
+    return CONTENT_ENCODER_FILE in files and CONTENT_TOKENIZER_FILE in files
+
+
 def item_text(title: str, tags: Sequence[str] = (), description: str = "") -> str:
     """The text an item is embedded from: title, then its tags, then any description."""
     parts = [title.strip()]
@@ -52,8 +58,7 @@ class ContentEncoder:
     @classmethod
     def from_bundle(cls, bundle: Bundle, *, intra_op_threads: int = 1) -> ContentEncoder | None:
         """None when the bundle ships no content encoder (older bundles)."""
-        files = bundle.manifest["files"]
-        if CONTENT_ENCODER_FILE not in files or CONTENT_TOKENIZER_FILE not in files:
+        if not has_content_encoder(bundle.manifest):
             return None
         from tokenizers import Tokenizer  # serving dependency, imported only when used
 

@@ -2,7 +2,7 @@
 
     {prefix}:items:ordinals   HASH  item_id -> ordinal (allocated once, for ever)
     {prefix}:items:entries    HASH  ordinal -> JSON {id, title, tags, description, proxy_row,
-                                                     ordinal, change}
+                                                     [embedding (base64 f32)], ordinal, change}
     {prefix}:items:changes    ZSET  ordinal scored by its last change
     {prefix}:items:count      counter of ordinals;  {prefix}:items:change  change counter
 
@@ -22,7 +22,8 @@ import redis
 from services.common.added_items import AddedItem, NewItem
 
 # KEYS: ordinals, entries, changes, count, change. ARGV: id_1, json_1, id_2, json_2, ...
-# A proxy_row of 0 keeps the old proxy while the text is unchanged (registry.merged).
+# While the text is unchanged, a proxy_row of 0 / no embedding keep the old ones
+# (registry.merged).
 _UPSERT_LUA = """
 local out = {}
 for i = 1, #ARGV, 2 do
@@ -34,9 +35,10 @@ for i = 1, #ARGV, 2 do
     redis.call('HSET', KEYS[1], id, ord)
   else
     local old = cjson.decode(redis.call('HGET', KEYS[2], ord))
-    if new.proxy_row == 0 and old.title == new.title and old.description == new.description
+    if old.title == new.title and old.description == new.description
         and cjson.encode(old.tags) == cjson.encode(new.tags) then
-      new.proxy_row = old.proxy_row
+      if new.proxy_row == 0 then new.proxy_row = old.proxy_row end
+      if new.embedding == nil then new.embedding = old.embedding end
     end
   end
   local change = redis.call('INCR', KEYS[5])

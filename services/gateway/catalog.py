@@ -15,6 +15,7 @@ import numpy as np
 from services.common.added_items import NewItem
 from services.common.bundle import Bundle
 from services.common.catalog import ItemCatalog, tag_masks
+from services.common.content import has_content_encoder
 from services.common.types import FilterSpec, ItemInfo
 
 NO_FILTERS = FilterSpec()
@@ -36,6 +37,20 @@ class GatewayCatalog:
     # int64[I]: the row the models score each row as (itself for trained items; an item added
     # at runtime -> its proxy, the most similar trained item; 0 = unknown). None = identity.
     proxy: np.ndarray | None = field(default=None)
+    # What AddItems checks before registering anything (services.gateway.new_items): the
+    # item-tower dimension (0 = unknown: not checked here) and whether the bundle can encode
+    # text; `n_base` = the bundle's rows (row 0 included), where added rows start.
+    embedding_dim: int = 0
+    content_encoder: bool = True
+    n_base: int = 0
+
+    @property
+    def base_rows(self) -> int:
+        return self.n_base or len(self.ids)
+
+    def in_base(self, item_id: str) -> bool:
+        """Whether the bundle itself has this id (added items do not count)."""
+        return 0 < self.id_index.get(item_id, 0) < self.base_rows
 
     def extended(self, added: Sequence[tuple[int, NewItem]]) -> GatewayCatalog:
         """A copy with items added at runtime at their rows (row, item with proxy_row):
@@ -79,7 +94,12 @@ class GatewayCatalog:
     @classmethod
     def from_bundle(cls, bundle: Bundle) -> GatewayCatalog:
         catalog = ItemCatalog.from_bundle(bundle)
-        return cls.from_infos(bundle.version, catalog.by_indices(range(len(catalog))), catalog.tags)
+        infos = catalog.by_indices(range(len(catalog)))
+        return replace(
+            cls.from_infos(bundle.version, infos, catalog.tags),
+            embedding_dim=bundle.embedding_dim,
+            content_encoder=has_content_encoder(bundle.manifest),
+        )
 
     @classmethod
     def from_infos(
@@ -103,6 +123,7 @@ class GatewayCatalog:
             popularity=popularity,
             by_popularity=order[:-1].astype(np.int64),
             id_index={info.item_id: row for row, info in enumerate(infos) if row > 0},
+            n_base=len(infos),
         )
 
     def __len__(self) -> int:

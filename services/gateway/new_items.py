@@ -17,13 +17,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from services.common.added_items import AddedItem, NewItem, validate_new_items
-from services.common.errors import InvalidArgument, Unavailable
+from services.common.added_items import (
+    AddedItem,
+    NewItem,
+    assign_rows,
+    check_embedding,
+    validate_new_items,
+)
+from services.common.errors import FailedPrecondition, Unavailable
 from services.gateway import validate
 
 if TYPE_CHECKING:
+    from services.gateway.catalog import GatewayCatalog
     from services.gateway.pipeline import Pipeline
 
 
@@ -38,9 +43,7 @@ async def add_items(pipeline: Pipeline, items: Sequence[NewItem]) -> AddedItems:
     for item in items:
         validate.check_id("items.item_id", item.item_id)
     validate_new_items(items, max_items=pipeline.limits.max_batch)
-    for item in items:  # before anything is registered (retrieval checks the dimension)
-        if item.embedding is not None and not np.isfinite(item.embedding).all():
-            raise InvalidArgument(f"item {item.item_id[:40]!r}: embedding is not finite")
+    check_indexable(pipeline.catalog, items)  # before anything is registered
     stages = pipeline.stages
     entries = await stages.features.add_items(items)  # durable from here on
     by_id = {item.item_id: item for item in items}
@@ -67,7 +70,7 @@ async def add_items(pipeline: Pipeline, items: Sequence[NewItem]) -> AddedItems:
         dataclasses.replace(
             e,
             item=dataclasses.replace(
-                e.item, proxy_row=proxies.get(e.item.item_id, e.item.proxy_row)
+                e.item, proxy_row=proxies.get(e.item.item_id, e.item.proxy_row), embedding=None
             ),
         )
         for e in entries
@@ -76,13 +79,49 @@ async def add_items(pipeline: Pipeline, items: Sequence[NewItem]) -> AddedItems:
     return AddedItems(out, pipeline.catalog.version, tuple(fallbacks))
 
 
+def check_indexable(catalog: GatewayCatalog, items: Sequence[NewItem]) -> None:
+    """What retrieval would refuse, refused before the feature service registers anything (a
+    registered item that retrieval cannot index would stay registered, unindexed): a wrong
+    embedding dimension (InvalidArgument), or text to encode with a bundle that has no content
+    encoder (FailedPrecondition). Ids the bundle already has are not indexed: not checked."""
+    for item in items:
+        if catalog.in_base(item.item_id):
+            continue
+        if item.embedding is not None:
+            if catalog.embedding_dim:
+                check_embedding(item, catalog.embedding_dim)
+        elif not catalog.content_encoder:
+            raise FailedPrecondition(
+                f"item {item.item_id[:40]!r}: bundle {catalog.version} has no content encoder: "
+                f"pass each new item's embedding ({catalog.embedding_dim} floats), or serve a "
+                "bundle trained with one"
+            )
+
+
+def sync_catalog(pipeline: Pipeline, entries: Sequence[AddedItem]) -> int:
+    """Bring the pipeline's catalog up to the registry (every entry, ordinal order; the item
+    sync's mirror, services.common.item_sync): rows computed against this catalog's bundle as
+    every replica computes them; only entries that are new or changed here are written
+    (copy-on-write, as `extend`). -> how many."""
+    catalog = pipeline.catalog
+    rows = assign_rows([e.item for e in entries], catalog.base_rows, catalog.in_base)
+    changed: list[tuple[int, NewItem]] = []
+    for e in entries:
+        row = rows.get(e.item.item_id)
+        if row is None:
+            continue
+        item = e.item
+        if catalog.id_index.get(item.item_id, 0) == row and catalog.proxy is not None:
+            here = (int(catalog.proxy[row]), str(catalog.titles[row]), catalog.item_tags[row])
+            if here == (item.proxy_row, item.title, tuple(item.tags)):
+                continue
+        changed.append((row, dataclasses.replace(item, embedding=None)))
+    if changed:
+        pipeline.catalog = pipeline.catalog.extended(changed)
+    return len(changed)
+
+
 def extend(pipeline: Pipeline, entries: Sequence[AddedItem]) -> None:
     """Copy-on-write: requests in flight keep the catalog they started with."""
     if entries:
         pipeline.catalog = pipeline.catalog.extended([(e.row, e.item) for e in entries])
-
-
-def _with_proxy(entry: AddedItem, proxy: int | None) -> AddedItem:
-    if proxy is None:
-        return entry
-    return dataclasses.replace(entry, item=dataclasses.replace(entry.item, proxy_row=proxy))

@@ -21,7 +21,13 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from services.common.added_items import NewItem, check_embedding, validate_new_items
+from services.common.added_items import (
+    AddedItem,
+    NewItem,
+    assign_rows,
+    check_embedding,
+    validate_new_items,
+)
 from services.common.catalog import ItemCatalog
 from services.common.errors import FailedPrecondition, InvalidArgument
 
@@ -87,8 +93,9 @@ class AddedItems:
         (the registry moved it, e.g. after a hot reload) leaves its old row, which stays empty
         and unavailable."""
         rows = np.array([item.row for item in items], dtype=np.int64)
-        with self.lock:
-            taken = {a.row: i for i, a in self.by_id.items()}
+        batch = {item.item_id for item in items}
+        with self.lock:  # ids moving in this batch free their old rows for others in it
+            taken = {a.row: i for i, a in self.by_id.items() if i not in batch}
             for item in items:
                 holder = taken.get(item.row)
                 if holder is not None and holder != item.item_id:
@@ -96,10 +103,13 @@ class AddedItems:
                         f"row {item.row} already holds item {holder[:40]!r}, not "
                         f"{item.item_id[:40]!r}: the registry and this replica disagree"
                     )
+            now_held = set(rows.tolist())
             moved = [
                 self.by_id[i.item_id].row
                 for i in items
-                if i.item_id in self.by_id and self.by_id[i.item_id].row != i.row
+                if i.item_id in self.by_id
+                and self.by_id[i.item_id].row != i.row
+                and self.by_id[i.item_id].row not in now_held
             ]
             proxies = self.proxies(index, vectors)
             index.add(rows, vectors, [item.tags for item in items])
@@ -119,6 +129,30 @@ class AddedItems:
                 proxy[a.row] = a.proxy
             self.by_id, self.proxy = by_id, proxy
         return added
+
+    def pending(self, entries: Sequence[AddedItem]) -> list[NewItem]:
+        """Registry entries (all of them, ordinal order: the item sync's mirror) this retriever
+        must (re)index: ids it lacks, holds at another row than the registry's order gives,
+        or holds with other text or another explicit vector. Rows set, proxies left to
+        `apply`."""
+        rows = assign_rows(
+            [e.item for e in entries], self.base.n_base_rows, self.base.vocab.__contains__
+        )
+        out = []
+        for entry in entries:
+            item, row = entry.item, rows.get(entry.item.item_id)
+            if row is None:
+                continue
+            have = self.by_id.get(item.item_id)
+            if (
+                have is not None
+                and have.row == row
+                and have.item.same_content(item)
+                and (item.embedding is None or have.item.same_embedding(item))
+            ):
+                continue
+            out.append(replace(item, row=row, proxy_row=0))
+        return out
 
     def catalog(self) -> ItemCatalog:
         """The bundle's catalog extended with the added items at their rows."""

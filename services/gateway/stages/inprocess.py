@@ -65,6 +65,11 @@ class InProcessRetrieval:
     def __init__(self, retriever) -> None:
         self._retriever = retriever
 
+    @property
+    def retriever(self):
+        """The Retriever (the item sync indexes registry entries into it)."""
+        return self._retriever
+
     async def retrieve(self, user: UserState, k: int, filters: FilterSpec) -> CandidateList:
         return self._retriever.retrieve(user, k, filters)
 

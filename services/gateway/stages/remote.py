@@ -12,7 +12,6 @@ full jitter for idempotent reads, all inside the stage's deadline. ApplyEvents i
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -152,10 +151,9 @@ class RemoteFeatures(_Client):
         return int(reply.accepted)
 
     async def add_items(self, items: Sequence[NewItem]) -> list[AddedItem]:
-        """Idempotent upsert by id: safe to retry."""
-        request = common_pb2.AddItemsRequest(
-            items=[convert.new_item_to_proto(dataclasses.replace(i, embedding=None)) for i in items]
-        )
+        """Idempotent upsert by id: safe to retry. Explicit embeddings are stored too (a
+        retrieval replica that syncs or restarts indexes the item from them)."""
+        request = common_pb2.AddItemsRequest(items=[convert.new_item_to_proto(i) for i in items])
         reply = await self.call(self._stub.AddItems, request)
         return [convert.added_item_from_proto(m) for m in reply.items]
 

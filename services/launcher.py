@@ -121,6 +121,8 @@ class Launcher:
             for backend in BACKENDS:
                 if backend in self.ports:
                     env[f"RECSERVE_{backend.upper()}_ADDR"] = f"127.0.0.1:{self.ports[backend]}"
+        elif name == "retrieval" and "feature" in self.ports:  # syncs the added-items registry
+            env["RECSERVE_FEATURE_ADDR"] = f"127.0.0.1:{self.ports['feature']}"
         log_path, out = None, None
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)

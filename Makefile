@@ -23,7 +23,7 @@ RETRAIN_ARGS ?=
 # torch: without PASSIVE, OpenMP threads spin and a loaded 2-core box trains up to 50x slower.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: help install lock data train retrain export serve serve-embedded demo recommend test lint fmt protos clean eval eval-byo eval-external loadtest bench eval-value ab-report publish rollback bundles fault soak
+.PHONY: help install lock data train retrain export serve serve-embedded demo recommend test lint fmt protos clean eval eval-byo eval-external loadtest bench eval-value ab-report publish rollback bundles fault soak add-items
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -86,6 +86,10 @@ bundles: install  ## list the bundles under $(ARTIFACTS), the live one marked
 
 recommend: install  ## ask a running gateway: make recommend USER_ID=196 K=10
 	$(VENV)/bin/recserve recommend --user $(USER_ID) -k $(K)
+
+add-items: install  ## add new items (JSON lines) to a running gateway: make add-items FILE=items.jsonl
+	@test -n "$(FILE)" || { echo "usage: make add-items FILE=items.jsonl" >&2; exit 2; }
+	$(VENV)/bin/recserve add-items $(FILE)
 
 loadtest: install  ## step-schedule load test of embedded recserve on loopback -> loadtest-results/
 	@test -f $(ARTIFACTS)/LATEST || $(MAKE) train

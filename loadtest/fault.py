@@ -180,7 +180,7 @@ async def _choreography(launcher: Launcher, worker: _FaultWorker, plan: FaultPla
         await asyncio.to_thread(proc.wait)
         await until(phase.kill + plan.down_s)
         phase.restart = now()
-        await asyncio.to_thread(launcher._spawn, name)  # same port: launcher.ports[name]
+        await asyncio.to_thread(launcher.spawn, name)
         await _wait_serving(launcher, name, plan.restart_budget_s + 30)
         phase.healthy = now()
         await until(max(phase.healthy + plan.recover_s, t + plan.phase_s))
@@ -363,7 +363,7 @@ def markdown(result: dict, command: str) -> str:
         lines.append(
             f"| {p['backend']} | {p['requests']} | {near} | {failed_out} "
             f"({p['failure_ratio_outside']:.4%}) | {p['restart_to_serving_s']:.2f} "
-            f"| {report._fmt(p['unflagged_after_serving_s'])} | {flags} "
+            f"| {report.fmt(p['unflagged_after_serving_s'])} | {flags} "
             f"| {'yes' if p['passed'] else 'NO'} |"
         )
     lines += [

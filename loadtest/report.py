@@ -9,7 +9,7 @@ from pathlib import Path
 from loadtest.recorder import Recorder
 
 
-def _fmt(value) -> str:
+def fmt(value) -> str:
     if value is None:
         return "–"
     return f"{value:.2f}" if isinstance(value, float) else str(value)
@@ -29,7 +29,7 @@ def latency_row(name: str, s: dict) -> str:
         s["errors"],
         s["requests"],
     ]
-    return "| " + " | ".join(_fmt(c) for c in cells) + " |"
+    return "| " + " | ".join(fmt(c) for c in cells) + " |"
 
 
 HEADER = (
@@ -46,8 +46,8 @@ def markdown_run(title: str, summary: dict, command: str = "") -> str:
     lines += ["| kind | count | p50 ms | p99 ms | max ms |", "|---|---|---|---|---|"]
     for kind, s in summary["by_kind"].items():
         lines.append(
-            f"| {kind} | {s['count']} | {_fmt(s.get('p50'))} | {_fmt(s.get('p99'))} "
-            f"| {_fmt(s.get('max'))} |"
+            f"| {kind} | {s['count']} | {fmt(s.get('p50'))} | {fmt(s.get('p99'))} "
+            f"| {fmt(s.get('max'))} |"
         )
     lines += ["", "Status counts: " + ", ".join(f"{k} {v}" for k, v in summary["status"].items())]
     lag = summary["generator_lag_ms"]
@@ -65,7 +65,7 @@ def markdown_steps(title: str, steps: dict, command: str = "") -> str:
         lines += [f"Command: `{command}`", ""]
     lines.append(
         f"Highest rate meeting p99 <= {steps['slo_p99_ms']:g} ms: "
-        f"**{_fmt(steps['max_rate'])} req/s**"
+        f"**{fmt(steps['max_rate'])} req/s**"
     )
     lines += [
         "",

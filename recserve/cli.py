@@ -33,6 +33,7 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
 from recserve.client import DEFAULT_TARGET, EVENT_TYPES, ClientTLS, FeedbackEvent, RecserveClient
+from recserve.items import add_parser as add_items_parser
 from recserve.v1 import common_pb2
 from services.common.errors import ConfigError
 
@@ -297,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rating", type=float, default=0.0)
     p.add_argument("--value", type=float, default=0.0)
     p.add_argument("--timestamp", type=int, default=0, help="unix seconds; 0 = now")
+
+    add_items_parser(client_cmd)
 
     run_opts = argparse.ArgumentParser(add_help=False)
     run_opts.add_argument("--artifacts", default=os.environ.get("RECSERVE_ARTIFACTS", "artifacts"))

@@ -150,6 +150,11 @@ class RecserveClient:
         request = gateway_pb2.FeedbackRequest(events=messages)
         return self._stub.Feedback(request, timeout=self.timeout, metadata=self._metadata)
 
+    def add_items(self, items: Iterable[common_pb2.NewItem]) -> common_pb2.AddItemsResponse:
+        """New items, served from now on (docs/new_items.md); idempotent by item_id."""
+        request = common_pb2.AddItemsRequest(items=list(items))
+        return self._stub.AddItems(request, timeout=self.timeout, metadata=self._metadata)
+
     def close(self) -> None:
         self._channel.close()
 

@@ -105,21 +105,24 @@ class Launcher:
         try:
             backends = [name for name in self.names if name != "gateway"]
             for name in backends:
-                self._spawn(name)
+                self.spawn(name)
             self._wait_healthy(backends, timeout)
-            self._spawn("gateway")
+            self.spawn("gateway")
             self._wait_healthy(["gateway"], timeout)
         except BaseException:
             self.stop()
             raise
 
-    def _spawn(self, name: str) -> None:
+    def spawn(self, name: str) -> None:
+        """Start one service on its port (again, after it died or was killed: same port)."""
         env = {**self.base_env, f"RECSERVE_{name.upper()}_PORT": str(self.ports[name])}
         if name == "gateway":
             env["RECSERVE_MODE"] = self.mode
             for backend in BACKENDS:
                 if backend in self.ports:
                     env[f"RECSERVE_{backend.upper()}_ADDR"] = f"127.0.0.1:{self.ports[backend]}"
+        elif name == "retrieval" and "feature" in self.ports:  # syncs the added-items registry
+            env["RECSERVE_FEATURE_ADDR"] = f"127.0.0.1:{self.ports['feature']}"
         log_path, out = None, None
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)

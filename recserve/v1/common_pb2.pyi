@@ -2,7 +2,7 @@ from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -118,3 +118,47 @@ class UserValue(_message.Message):
     segment: Segment
     horizon_weeks: float
     def __init__(self, user_id: _Optional[str] = ..., p_active: _Optional[float] = ..., expected_transactions: _Optional[float] = ..., expected_value: _Optional[float] = ..., segment: _Optional[_Union[Segment, str]] = ..., horizon_weeks: _Optional[float] = ...) -> None: ...
+
+class NewItem(_message.Message):
+    __slots__ = ("item_id", "title", "tags", "description", "embedding", "proxy_row", "row")
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_FIELD_NUMBER: _ClassVar[int]
+    PROXY_ROW_FIELD_NUMBER: _ClassVar[int]
+    ROW_FIELD_NUMBER: _ClassVar[int]
+    item_id: str
+    title: str
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    description: str
+    embedding: _containers.RepeatedScalarFieldContainer[float]
+    proxy_row: int
+    row: int
+    def __init__(self, item_id: _Optional[str] = ..., title: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., embedding: _Optional[_Iterable[float]] = ..., proxy_row: _Optional[int] = ..., row: _Optional[int] = ...) -> None: ...
+
+class AddedItem(_message.Message):
+    __slots__ = ("ordinal", "row", "item", "change")
+    ORDINAL_FIELD_NUMBER: _ClassVar[int]
+    ROW_FIELD_NUMBER: _ClassVar[int]
+    ITEM_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_FIELD_NUMBER: _ClassVar[int]
+    ordinal: int
+    row: int
+    item: NewItem
+    change: int
+    def __init__(self, ordinal: _Optional[int] = ..., row: _Optional[int] = ..., item: _Optional[_Union[NewItem, _Mapping]] = ..., change: _Optional[int] = ...) -> None: ...
+
+class AddItemsRequest(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[NewItem]
+    def __init__(self, items: _Optional[_Iterable[_Union[NewItem, _Mapping]]] = ...) -> None: ...
+
+class AddItemsResponse(_message.Message):
+    __slots__ = ("items", "bundle_version")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    BUNDLE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[AddedItem]
+    bundle_version: str
+    def __init__(self, items: _Optional[_Iterable[_Union[AddedItem, _Mapping]]] = ..., bundle_version: _Optional[str] = ...) -> None: ...

@@ -50,3 +50,21 @@ class ApplyEventsResponse(_message.Message):
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     accepted: int
     def __init__(self, accepted: _Optional[int] = ...) -> None: ...
+
+class ListAddedItemsRequest(_message.Message):
+    __slots__ = ("after", "limit")
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    after: int
+    limit: int
+    def __init__(self, after: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListAddedItemsResponse(_message.Message):
+    __slots__ = ("items", "last_change", "bundle_version")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    LAST_CHANGE_FIELD_NUMBER: _ClassVar[int]
+    BUNDLE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[_common_pb2.AddedItem]
+    last_change: int
+    bundle_version: str
+    def __init__(self, items: _Optional[_Iterable[_Union[_common_pb2.AddedItem, _Mapping]]] = ..., last_change: _Optional[int] = ..., bundle_version: _Optional[str] = ...) -> None: ...

@@ -56,6 +56,16 @@ class FeatureServiceStub:
                 request_serializer=recserve_dot_v1_dot_feature__pb2.ApplyEventsRequest.SerializeToString,
                 response_deserializer=recserve_dot_v1_dot_feature__pb2.ApplyEventsResponse.FromString,
                 _registered_method=True)
+        self.AddItems = channel.unary_unary(
+                '/recserve.v1.FeatureService/AddItems',
+                request_serializer=recserve_dot_v1_dot_common__pb2.AddItemsRequest.SerializeToString,
+                response_deserializer=recserve_dot_v1_dot_common__pb2.AddItemsResponse.FromString,
+                _registered_method=True)
+        self.ListAddedItems = channel.unary_unary(
+                '/recserve.v1.FeatureService/ListAddedItems',
+                request_serializer=recserve_dot_v1_dot_feature__pb2.ListAddedItemsRequest.SerializeToString,
+                response_deserializer=recserve_dot_v1_dot_feature__pb2.ListAddedItemsResponse.FromString,
+                _registered_method=True)
 
 
 class FeatureServiceServicer:
@@ -86,6 +96,23 @@ class FeatureServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddItems(self, request, context):
+        """Register items added at runtime (durable; idempotent by item_id: re-adding an id updates
+        its text and proxy_row and keeps its ordinal and row).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAddedItems(self, request, context):
+        """Registry entries changed after change counter `after`, in change order (replicas sync
+        incrementally, paging until empty; updates such as a recorded proxy_row arrive again).
+        Rows are assigned by ordinal: recompute them only after a complete pull.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FeatureServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -108,6 +135,16 @@ def add_FeatureServiceServicer_to_server(servicer, server):
                     servicer.ApplyEvents,
                     request_deserializer=recserve_dot_v1_dot_feature__pb2.ApplyEventsRequest.FromString,
                     response_serializer=recserve_dot_v1_dot_feature__pb2.ApplyEventsResponse.SerializeToString,
+            ),
+            'AddItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddItems,
+                    request_deserializer=recserve_dot_v1_dot_common__pb2.AddItemsRequest.FromString,
+                    response_serializer=recserve_dot_v1_dot_common__pb2.AddItemsResponse.SerializeToString,
+            ),
+            'ListAddedItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAddedItems,
+                    request_deserializer=recserve_dot_v1_dot_feature__pb2.ListAddedItemsRequest.FromString,
+                    response_serializer=recserve_dot_v1_dot_feature__pb2.ListAddedItemsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -219,6 +256,60 @@ class FeatureService:
             '/recserve.v1.FeatureService/ApplyEvents',
             recserve_dot_v1_dot_feature__pb2.ApplyEventsRequest.SerializeToString,
             recserve_dot_v1_dot_feature__pb2.ApplyEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recserve.v1.FeatureService/AddItems',
+            recserve_dot_v1_dot_common__pb2.AddItemsRequest.SerializeToString,
+            recserve_dot_v1_dot_common__pb2.AddItemsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAddedItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recserve.v1.FeatureService/ListAddedItems',
+            recserve_dot_v1_dot_feature__pb2.ListAddedItemsRequest.SerializeToString,
+            recserve_dot_v1_dot_feature__pb2.ListAddedItemsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from recserve.v1 import common_pb2 as recserve_dot_v1_dot_common__pb2
 from recserve.v1 import gateway_pb2 as recserve_dot_v1_dot_gateway__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -65,6 +66,11 @@ class GatewayStub:
                 request_serializer=recserve_dot_v1_dot_gateway__pb2.FeedbackRequest.SerializeToString,
                 response_deserializer=recserve_dot_v1_dot_gateway__pb2.FeedbackResponse.FromString,
                 _registered_method=True)
+        self.AddItems = channel.unary_unary(
+                '/recserve.v1.Gateway/AddItems',
+                request_serializer=recserve_dot_v1_dot_common__pb2.AddItemsRequest.SerializeToString,
+                response_deserializer=recserve_dot_v1_dot_common__pb2.AddItemsResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServicer:
@@ -113,6 +119,14 @@ class GatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddItems(self, request, context):
+        """New items, served from now on (cold start from content; docs/new_items.md): registered
+        durably, indexed by retrieval, ranked as their most similar trained item.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -145,6 +159,11 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.Feedback,
                     request_deserializer=recserve_dot_v1_dot_gateway__pb2.FeedbackRequest.FromString,
                     response_serializer=recserve_dot_v1_dot_gateway__pb2.FeedbackResponse.SerializeToString,
+            ),
+            'AddItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddItems,
+                    request_deserializer=recserve_dot_v1_dot_common__pb2.AddItemsRequest.FromString,
+                    response_serializer=recserve_dot_v1_dot_common__pb2.AddItemsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -310,6 +329,33 @@ class Gateway:
             '/recserve.v1.Gateway/Feedback',
             recserve_dot_v1_dot_gateway__pb2.FeedbackRequest.SerializeToString,
             recserve_dot_v1_dot_gateway__pb2.FeedbackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recserve.v1.Gateway/AddItems',
+            recserve_dot_v1_dot_common__pb2.AddItemsRequest.SerializeToString,
+            recserve_dot_v1_dot_common__pb2.AddItemsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from recserve.v1 import common_pb2 as recserve_dot_v1_dot_common__pb2
 from recserve.v1 import retrieval_pb2 as recserve_dot_v1_dot_retrieval__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -55,6 +56,11 @@ class RetrievalServiceStub:
                 request_serializer=recserve_dot_v1_dot_retrieval__pb2.SetItemsAvailableRequest.SerializeToString,
                 response_deserializer=recserve_dot_v1_dot_retrieval__pb2.SetItemsAvailableResponse.FromString,
                 _registered_method=True)
+        self.AddItems = channel.unary_unary(
+                '/recserve.v1.RetrievalService/AddItems',
+                request_serializer=recserve_dot_v1_dot_common__pb2.AddItemsRequest.SerializeToString,
+                response_deserializer=recserve_dot_v1_dot_common__pb2.AddItemsResponse.FromString,
+                _registered_method=True)
 
 
 class RetrievalServiceServicer:
@@ -87,6 +93,15 @@ class RetrievalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddItems(self, request, context):
+        """Index items added at runtime under the rows the feature service's registry assigned
+        (NewItem.row): embedding from the text (the bundle's content encoder) or given. Answers
+        each item's proxy_row (most similar trained item). Kept across hot reloads, per process.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RetrievalServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -109,6 +124,11 @@ def add_RetrievalServiceServicer_to_server(servicer, server):
                     servicer.SetItemsAvailable,
                     request_deserializer=recserve_dot_v1_dot_retrieval__pb2.SetItemsAvailableRequest.FromString,
                     response_serializer=recserve_dot_v1_dot_retrieval__pb2.SetItemsAvailableResponse.SerializeToString,
+            ),
+            'AddItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddItems,
+                    request_deserializer=recserve_dot_v1_dot_common__pb2.AddItemsRequest.FromString,
+                    response_serializer=recserve_dot_v1_dot_common__pb2.AddItemsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -220,6 +240,33 @@ class RetrievalService:
             '/recserve.v1.RetrievalService/SetItemsAvailable',
             recserve_dot_v1_dot_retrieval__pb2.SetItemsAvailableRequest.SerializeToString,
             recserve_dot_v1_dot_retrieval__pb2.SetItemsAvailableResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recserve.v1.RetrievalService/AddItems',
+            recserve_dot_v1_dot_common__pb2.AddItemsRequest.SerializeToString,
+            recserve_dot_v1_dot_common__pb2.AddItemsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,6 +43,12 @@ def title_with_year(title: str, year: int | None) -> str:
     return f"{title} ({int(year)})" if year and int(year) > 0 else title
 
 
+def has_content_encoder(manifest: dict) -> bool:
+    """Whether a bundle's manifest lists a content encoder (and its tokenizer)."""
+    files = manifest.get("files", {})
+    return CONTENT_ENCODER_FILE in files and CONTENT_TOKENIZER_FILE in files
+
+
 def item_text(title: str, tags: Sequence[str] = (), description: str = "") -> str:
     """The text an item is embedded from: title, then its tags, then any description."""
     parts = [title.strip()]
@@ -87,8 +93,7 @@ class ContentEncoder:
     @classmethod
     def from_bundle(cls, bundle: Bundle, *, intra_op_threads: int = 1) -> ContentEncoder | None:
         """None when the bundle ships no content encoder (older bundles)."""
-        files = bundle.manifest["files"]
-        if CONTENT_ENCODER_FILE not in files or CONTENT_TOKENIZER_FILE not in files:
+        if not has_content_encoder(bundle.manifest):
             return None
         tokenizer = load_tokenizer(bundle.path(CONTENT_TOKENIZER_FILE))
         session, provider = create_session(

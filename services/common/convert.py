@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from recserve.v1 import common_pb2, ranking_pb2, retrieval_pb2, uservalue_pb2
+from services.common.added_items import AddedItem, NewItem
 from services.common.errors import InvalidArgument
 from services.common.features import pad_history
 from services.common.types import (
@@ -188,6 +189,8 @@ def candidates_to_proto(cands: CandidateList, bundle_version: str = "") -> retri
     msg = retrieval_pb2.Candidates(bundle_version=bundle_version or cands.bundle_version)
     msg.item_indices.extend(cands.item_indices.tolist())
     msg.scores.extend(cands.scores.tolist())
+    if cands.rank_as is not None:
+        msg.rank_as.extend(cands.rank_as.tolist())
     return msg
 
 
@@ -196,6 +199,54 @@ def candidates_from_proto(msg: retrieval_pb2.Candidates) -> CandidateList:
         item_indices=_i64(msg.item_indices),
         scores=_f32(msg.scores),
         bundle_version=msg.bundle_version,
+        rank_as=_i64(msg.rank_as) if len(msg.rank_as) == len(msg.item_indices) > 0 else None,
+    )
+
+
+def new_item_from_proto(msg: common_pb2.NewItem) -> NewItem:
+    """The explicit embedding is kept as given (float32); its size and values are checked by
+    whoever knows the dimension (retrieval)."""
+    embedding = _f32(msg.embedding) if len(msg.embedding) else None
+    return NewItem(
+        item_id=msg.item_id,
+        title=msg.title,
+        tags=tuple(msg.tags),
+        description=msg.description,
+        embedding=embedding,
+        proxy_row=int(msg.proxy_row),
+        row=int(msg.row),
+    )
+
+
+def new_item_to_proto(item: NewItem) -> common_pb2.NewItem:
+    msg = common_pb2.NewItem(
+        item_id=item.item_id,
+        title=item.title,
+        tags=list(item.tags),
+        description=item.description,
+        proxy_row=item.proxy_row,
+        row=item.row,
+    )
+    if item.embedding is not None:
+        msg.embedding.extend(np.asarray(item.embedding, dtype=np.float32).tolist())
+    return msg
+
+
+def added_item_to_proto(entry: AddedItem) -> common_pb2.AddedItem:
+    return common_pb2.AddedItem(
+        ordinal=entry.ordinal,
+        row=entry.row,
+        item=new_item_to_proto(entry.item),
+        change=entry.change,
+    )
+
+
+def added_item_from_proto(msg: common_pb2.AddedItem) -> AddedItem:
+    return AddedItem(
+        ordinal=int(msg.ordinal),
+        row=int(msg.row),
+        item=new_item_from_proto(msg.item),
+        change=int(msg.change),
     )
 
 

@@ -66,6 +66,18 @@ CIRCUIT_STATE = Gauge(
     ("backend",),
     registry=REGISTRY,
 )
+ADDED_ITEMS_KNOWN = Gauge(
+    "recserve_added_items_known",
+    "Items added at runtime that this process's item sync has pulled from the registry.",
+    ("service",),
+    registry=REGISTRY,
+)
+ITEM_SYNC_FAILURES = Counter(
+    "recserve_item_sync_failures_total",
+    "Item sync rounds that failed (registry unreachable, or applying the items failed).",
+    ("service",),
+    registry=REGISTRY,
+)
 CIRCUIT_OPENED = Counter(
     "recserve_circuit_opened_total",
     "Times a backend's circuit breaker opened.",

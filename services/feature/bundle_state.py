@@ -11,7 +11,7 @@ definition of how an event changes a user's state.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Self
 
 import numpy as np
@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from services.common.added_items import AddedItem, NewItem, validate_new_items
 from services.common.bundle import Bundle
 from services.common.catalog import ItemCatalog
 from services.common.errors import InvalidArgument
@@ -31,6 +32,7 @@ from services.common.features import (
 )
 from services.common.types import Event, EventKind, ItemInfo, UserState
 from services.common.vocab import Vocabulary
+from services.feature.registry import ItemRegistry
 
 DEFAULT_MAX_BATCH = 10_000
 DEFAULT_MAX_IDS = 1_000
@@ -136,6 +138,10 @@ class BundleFeatures:
         self._records = records
         self.max_batch = max_batch
         self.max_ids = max_ids
+        # Items added at runtime: the registry, and the catalog extended with them (replaced
+        # copy-on-write, so a reader holding the old catalog stays consistent).
+        self._base_catalog = catalog
+        self.registry = ItemRegistry()
 
     @classmethod
     def from_bundle(cls, bundle: Bundle, **kwargs: Any) -> Self:
@@ -155,6 +161,27 @@ class BundleFeatures:
         """NotFound for an unknown id."""
         self._check_ids(item_ids, "item ids")
         return self.catalog.by_ids(item_ids)
+
+    # --- items added at runtime (services.common.added_items) -------------------------------
+
+    def _registry_changed(self) -> None:
+        """Rebuild the extended catalog from the registry (caller holds the store's lock)."""
+        self.catalog = self._base_catalog.with_added(self.registry.items())
+
+    def _with_row(self, entry: AddedItem, catalog: ItemCatalog | None = None) -> AddedItem:
+        """The entry with its row in this bundle (0 when the bundle itself has the id)."""
+        catalog = catalog or self.catalog
+        row = catalog.index(entry.item.item_id)
+        return replace(entry, row=row if catalog.is_added(row) else 0)
+
+    def _check_new_items(self, items: Sequence[NewItem]) -> None:
+        validate_new_items(items, max_items=self.max_ids)
+        n_rows = self._base_catalog.n_base_rows
+        for item in items:
+            if not 0 <= item.proxy_row < n_rows:
+                raise InvalidArgument(
+                    f"item {item.item_id[:40]!r}: proxy_row {item.proxy_row} not in 0..{n_rows - 1}"
+                )
 
     def _check_ids(self, ids: Sequence[str], what: str) -> None:
         if len(ids) > self.max_ids:

@@ -19,6 +19,7 @@ truncated; damage anywhere else raises LogCorruptError naming the file and offse
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import queue
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+from services.common.added_items import NewItem
 from services.common.errors import ConfigError, InvalidArgument, Unavailable
 from services.common.types import Event, EventKind
 
@@ -107,6 +109,36 @@ def decode_events(payload: bytes) -> list[Event]:
     if pos != len(payload):
         raise ValueError(f"{len(payload) - pos} trailing bytes after {count} events")
     return events
+
+
+# A second record kind: an upsert of items added at runtime (services.feature.registry). Its
+# payload starts with a count no event batch can have (batches hold at most a few thousand
+# events), then UTF-8 JSON: [{"id", "title", "tags", "description", "proxy_row"}, ...].
+ITEMS_MARK = b"\xff\xff\xff\xffITEMS1"
+
+
+def encode_items(items: Sequence[NewItem]) -> bytes:
+    body = json.dumps([i.to_json() for i in items], ensure_ascii=False).encode()
+    return ITEMS_MARK + body
+
+
+def is_items_record(payload: bytes) -> bool:
+    return payload.startswith(ITEMS_MARK)
+
+
+def decode_items(payload: bytes) -> list[NewItem]:
+    return [NewItem.from_json(o) for o in json.loads(payload[len(ITEMS_MARK) :].decode())]
+
+
+def decode_record(payload: bytes) -> list[Event] | ItemsRecord:
+    """An event batch, or an items upsert (wrapped, so callers can tell them apart)."""
+    if is_items_record(payload):
+        return ItemsRecord(decode_items(payload))
+    return decode_events(payload)
+
+
+class ItemsRecord(NamedTuple):
+    items: list[NewItem]
 
 
 def frame(payload: bytes) -> bytes:
@@ -192,8 +224,18 @@ def read_records(
 def read_events(
     directory: Path, start: LogPosition | None = None
 ) -> Iterator[tuple[LogPosition, list[Event]]]:
+    """Event batches only (items records skipped: training reads feedback through this)."""
     for end, payload in read_records(directory, start):
-        yield end, decode_events(payload)
+        if not is_items_record(payload):
+            yield end, decode_events(payload)
+
+
+def read_log(
+    directory: Path, start: LogPosition | None = None
+) -> Iterator[tuple[LogPosition, list[Event] | ItemsRecord]]:
+    """Every record, event batches and items upserts alike, in log order."""
+    for end, payload in read_records(directory, start):
+        yield end, decode_record(payload)
 
 
 # --- writing -------------------------------------------------------------------------------

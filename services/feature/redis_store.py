@@ -37,11 +37,12 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from services.common.added_items import AddedItem, NewItem
 from services.common.bundle import Bundle
 from services.common.catalog import ItemCatalog
-from services.common.errors import ConfigError, RecserveError, Unavailable
+from services.common.errors import ConfigError, NotFound, RecserveError, Unavailable
 from services.common.features import FeatureSpec
-from services.common.types import Event, UserState
+from services.common.types import Event, ItemInfo, UserState
 from services.common.vocab import Vocabulary
 from services.feature.bundle_state import (
     DEFAULT_MAX_BATCH,
@@ -51,8 +52,10 @@ from services.feature.bundle_state import (
     activity_value,
     event_day,
 )
+from services.feature.redis_registry import RedisItemRegistry
 
 DEFAULT_CACHE_USERS = 100_000
+SYNC_BATCH = 1_000
 _FIELDS_PER_EVENT = 7
 
 # KEYS[1] = stream, KEYS[1 + i] = list of event i's user.
@@ -172,6 +175,7 @@ class RedisFeatureStore(BundleFeatures):
         self._writer = ThreadPoolExecutor(max_workers=4, thread_name_prefix="redis-write")
         self.events_applied = 0
         self.unknown_item_events = 0
+        self._items = RedisItemRegistry(client, prefix)
 
     @classmethod
     def connect(
@@ -230,6 +234,70 @@ class RedisFeatureStore(BundleFeatures):
             self.unknown_item_events += items.count(0)
         return len(events)
 
+    # --- items added at runtime: shared in Redis, mirrored in self.registry ------------------
+
+    def submit_items(self, items: Sequence[NewItem]) -> Future:
+        """add_items on a worker thread; a bad batch raises InvalidArgument right here."""
+        self._check_new_items(items)
+        return self._writer.submit(self.add_items, items)
+
+    def add_items(self, items: Sequence[NewItem]) -> list[AddedItem]:
+        """Upsert in Redis (atomic, acknowledged = durable as for events), then pull the
+        registry's changes so rows are computed over every replica's adds."""
+        self._check_new_items(items)
+        with redis_errors():
+            entries = self._items.upsert(items)
+        self.sync_registry()
+        catalog = self.catalog
+        return [self._with_row(e, catalog) for e in entries]
+
+    def list_added_items(self, after: int, limit: int) -> tuple[list[AddedItem], int]:
+        self.sync_registry()
+        with self._lock:
+            entries, change = self.registry.changed_after(after, limit), self.registry.change
+            catalog = self.catalog
+        return [self._with_row(e, catalog) for e in entries], change
+
+    def sync_registry(self) -> bool:
+        """Pull every registry entry changed since the last pull (all pages first: ordinals
+        arrive in change order, so rows are recomputed only once the pull is complete);
+        -> whether anything changed."""
+        with self._lock:
+            after = self.registry.change
+        pulled: list[AddedItem] = []
+        while True:
+            with redis_errors():
+                page = self._items.changed_after(after, SYNC_BATCH)
+            if not page:
+                break
+            pulled += page
+            after = page[-1].change
+        if not pulled:
+            return False
+        with self._lock:
+            for entry in pulled:
+                current = self.registry.get(entry.item.item_id)
+                if current is None or entry.change > current.change:
+                    self.registry.put(entry)
+            self._registry_changed()
+        return True
+
+    def _check_batch(self, events: Sequence[Event]) -> list[int]:
+        """An event on an item this replica has not seen added yet (another replica added
+        it): pull the registry once and look again."""
+        items = super()._check_batch(events)
+        if 0 in items and self.sync_registry():
+            items = super()._check_batch(events)
+        return items
+
+    def get_items(self, item_ids: Sequence[str]) -> list[ItemInfo]:
+        try:
+            return super().get_items(item_ids)
+        except NotFound:
+            if not self.sync_registry():
+                raise
+            return super().get_items(item_ids)
+
     def _records_of(self, user_ids: Sequence[str]) -> list[UserRecord | None]:
         with self._lock:
             cached = [self._cache.get(u) for u in user_ids]
@@ -265,6 +333,8 @@ class RedisFeatureStore(BundleFeatures):
         record = base.copy() if base is not None else UserRecord.empty(self.spec.history_len)
         parts = [e.split(" ", 3) for e in new]
         items = self.catalog.indices([p[3] for p in parts])
+        if (items == 0).any() and self.sync_registry():  # maybe added by another replica
+            items = self.catalog.indices([p[3] for p in parts])
         record.apply_many(items, [int(p[1]) for p in parts], [float(p[2]) for p in parts])
         with self._lock:
             self._cache[user_id] = _Folded(record, count + len(new), new[-1])

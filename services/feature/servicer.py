@@ -8,8 +8,9 @@ import grpc
 
 from recserve.v1 import common_pb2, feature_pb2, feature_pb2_grpc
 from services.common import convert
-from services.common.errors import check_limit
+from services.common.errors import InvalidArgument, check_limit
 from services.common.reload import ModelHolder, as_holder
+from services.feature.registry import DEFAULT_LIST_LIMIT
 from services.feature.store import DEFAULT_MAX_BATCH, DEFAULT_MAX_IDS, FeatureStore
 
 IDS_ENV = "RECSERVE_FEATURE_MAX_IDS"
@@ -64,6 +65,33 @@ class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
         # Resolves once the batch is in the event log (durable) and applied in memory.
         accepted = await asyncio.wrap_future(self._store.submit_events(events))
         return feature_pb2.ApplyEventsResponse(accepted=accepted)
+
+    async def AddItems(
+        self, request: common_pb2.AddItemsRequest, context: grpc.aio.ServicerContext
+    ) -> common_pb2.AddItemsResponse:
+        check_limit("items", len(request.items), self._max_ids, IDS_ENV)
+        items = [convert.new_item_from_proto(m) for m in request.items]
+        store = self._store
+        # Resolves once the upsert is durable (event log, or Redis) and applied.
+        entries = await asyncio.wrap_future(store.submit_items(items))
+        return common_pb2.AddItemsResponse(
+            items=[convert.added_item_to_proto(e) for e in entries],
+            bundle_version=store.bundle_version,
+        )
+
+    async def ListAddedItems(
+        self, request: feature_pb2.ListAddedItemsRequest, context: grpc.aio.ServicerContext
+    ) -> feature_pb2.ListAddedItemsResponse:
+        if request.after < 0 or request.limit < 0:
+            raise InvalidArgument("after and limit must be >= 0")
+        limit = min(request.limit or DEFAULT_LIST_LIMIT, DEFAULT_LIST_LIMIT)
+        store = self._store
+        entries, change = store.list_added_items(request.after, limit)
+        return feature_pb2.ListAddedItemsResponse(
+            items=[convert.added_item_to_proto(e) for e in entries],
+            last_change=change,
+            bundle_version=store.bundle_version,
+        )
 
 
 def register(store: FeatureStore | ModelHolder[FeatureStore]):

@@ -14,19 +14,22 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from services.common.added_items import AddedItem, decode_registry, encode_registry
 from services.common.bundle import Bundle
 from services.feature.config import DurabilitySettings
 from services.feature.eventlog import (
     EventLog,
+    ItemsRecord,
     LogCorruptError,
     LogPosition,
     delete_segments_before,
-    read_events,
+    read_log,
 )
 from services.feature.store import InMemoryFeatureStore
 
@@ -47,8 +50,13 @@ def _concat(parts: list[np.ndarray], dtype: type) -> tuple[np.ndarray, np.ndarra
 
 
 def write_snapshot(
-    directory: Path, bundle_version: str, state: State, position: LogPosition
+    directory: Path,
+    bundle_version: str,
+    state: State,
+    position: LogPosition,
+    registry: Sequence[AddedItem] = (),
 ) -> Path:
+    """`registry`: the items added at runtime (JSON text in the npz; valid for any bundle)."""
     directory = Path(directory)
     users = sorted(state)
     rows = [state[u] for u in users]
@@ -65,6 +73,7 @@ def write_snapshot(
         "seen": seen, "seen_offsets": seen_off,
         "days": days, "days_offsets": days_off, "values": values,
         "event_count": np.array([int(r[4][0]) for r in rows], dtype=np.int64),
+        "added_items": np.array(encode_registry(registry)),
     }  # fmt: skip
     target = directory / SNAPSHOT_NAME
     tmp = directory / f".{SNAPSHOT_NAME}.{os.getpid()}.tmp"
@@ -111,6 +120,21 @@ def read_snapshot(directory: Path, bundle_version: str) -> tuple[State, LogPosit
     return state, LogPosition(segment, offset)
 
 
+def read_snapshot_registry(directory: Path) -> tuple[list[AddedItem], LogPosition] | None:
+    """The item registry of the snapshot and the log position it reflects, whatever bundle the
+    snapshot is for (the registry outlives bundles); None without a snapshot."""
+    path = Path(directory) / SNAPSHOT_NAME
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            text = str(z["added_items"]) if "added_items" in z.files else "[]"
+            segment, offset = (int(v) for v in z["position"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise LogCorruptError(f"snapshot {path} is unreadable: {exc}") from exc
+    return decode_registry(text), LogPosition(segment, offset)
+
+
 def bundle_log_position(bundle: Bundle) -> LogPosition | None:
     """The log prefix a bundle was retrained on (its interactions already hold those events)."""
     entry: Any = bundle.manifest.get("data", {}).get("split", {}).get(BUNDLE_LOG_KEY)
@@ -155,9 +179,11 @@ class Durability:
                 self._running = None
 
     def snapshot(self) -> Path:
-        state, position = self.store.export_state()
+        state, registry, position = self.store.export_all()
         start = time.perf_counter()
-        path = write_snapshot(self.log.directory, self.store.bundle_version, state, position)
+        path = write_snapshot(
+            self.log.directory, self.store.bundle_version, state, position, registry
+        )
         self.snapshots += 1
         self.last_snapshot = position
         log.info(
@@ -187,23 +213,41 @@ class Durability:
 
 
 def recover(store: InMemoryFeatureStore, bundle: Bundle, directory: Path) -> dict[str, Any]:
-    """Load the snapshot (if it matches the bundle), replay the log after it; -> summary."""
+    """Load the snapshot (its user state if it matches the bundle; its item registry always),
+    replay the log after it; -> summary.
+
+    User events replay from the snapshot (same bundle) or from the bundle's own log position;
+    items upserts replay from the snapshot's position whatever its bundle (or from the start
+    without a snapshot): a retrained bundle does not hold the registry, the log does."""
     start = time.perf_counter()
     snap = read_snapshot(directory, bundle.version)
     position = bundle_log_position(bundle)
     if snap is not None:
         state, position = snap
         store.import_state(state, position)
-    batches = events = 0
-    for end, batch in read_events(directory, position):
-        store.replay(batch, end)
-        batches += 1
-        events += len(batch)
+    items_snap = read_snapshot_registry(directory)
+    items_from = None
+    if items_snap is not None:
+        store.import_registry(items_snap[0])
+        items_from = items_snap[1]
+    begin = None if position is None or items_from is None else min(position, items_from)
+    batches = events = upserts = 0
+    for end, record in read_log(directory, begin):
+        if isinstance(record, ItemsRecord):
+            if items_from is None or end > items_from:
+                store.replay_items(record.items, end)
+                upserts += 1
+        elif position is None or end > position:
+            store.replay(record, end)
+            batches += 1
+            events += len(record)
     return {
         "snapshot": snap is not None,
         "from": tuple(position) if position else None,
         "replayed_batches": batches,
         "replayed_events": events,
+        "replayed_item_upserts": upserts,
+        "added_items": len(store.registry),
         "seconds": round(time.perf_counter() - start, 3),
     }
 

@@ -19,6 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
+from services.common.added_items import AddedItem, NewItem
 from services.common.catalog import ItemCatalog
 from services.common.features import FeatureSpec, pad_history
 from services.common.types import Event, ItemInfo, UserState
@@ -32,7 +33,8 @@ from services.feature.bundle_state import (
     event_day,
     frozen,
 )
-from services.feature.eventlog import EventLog, LogPosition, encode_events
+from services.feature.eventlog import EventLog, LogPosition, encode_events, encode_items
+from services.feature.registry import ItemRegistry
 
 __all__ = [
     "DEFAULT_MAX_BATCH",
@@ -56,6 +58,10 @@ class FeatureStore(Protocol):
     def apply_events(self, events: Sequence[Event]) -> int: ...
 
     def submit_events(self, events: Sequence[Event]) -> Future: ...
+
+    def submit_items(self, items: Sequence[NewItem]) -> Future: ...
+
+    def list_added_items(self, after: int, limit: int) -> tuple[list[AddedItem], int]: ...
 
 
 class InMemoryFeatureStore(BundleFeatures):
@@ -118,6 +124,48 @@ class InMemoryFeatureStore(BundleFeatures):
         logged.add_done_callback(lambda f: _chain(f, done, len(events)))
         return done
 
+    def add_items(self, items: Sequence[NewItem]) -> list[AddedItem]:
+        """Blocking form of submit_items."""
+        return self.submit_items(items).result()
+
+    def submit_items(self, items: Sequence[NewItem]) -> Future:
+        """Register items added at runtime (InvalidArgument raised here for a bad batch). Like
+        an event batch, the upsert is made durable in the log first and applied on the log's
+        writer thread in log order; the future resolves to the entries, rows included."""
+        self._check_new_items(items)
+        done: Future = Future()
+        done.set_running_or_notify_cancel()
+        if self._log is None:
+            done.set_result(self._apply_items(items, None))
+            return done
+        applied: list[list[AddedItem]] = []
+        logged = self._log.append(
+            encode_items(items), lambda end: applied.append(self._apply_items(items, end))
+        )
+        logged.add_done_callback(lambda f: _chain_result(f, done, applied))
+        return done
+
+    def replay_items(self, items: Sequence[NewItem], end: LogPosition | None) -> None:
+        """Re-apply a logged items upsert at start-up."""
+        self._apply_items(items, end)
+
+    def list_added_items(self, after: int, limit: int) -> tuple[list[AddedItem], int]:
+        """(entries changed after `after`, in change order, rows included; the change counter)."""
+        with self._lock:
+            entries, change, catalog = (
+                self.registry.changed_after(after, limit), self.registry.change, self.catalog
+            )  # fmt: skip
+        return [self._with_row(e, catalog) for e in entries], change
+
+    def _apply_items(self, items: Sequence[NewItem], end: LogPosition | None) -> list[AddedItem]:
+        with self._lock:
+            entries = self.registry.upsert(items)
+            self._registry_changed()
+            catalog = self.catalog
+            if end is not None:
+                self.position = end
+        return [self._with_row(e, catalog) for e in entries]
+
     def replay(self, events: Sequence[Event], end: LogPosition) -> None:
         """Re-apply a logged batch at start-up (validated when it was first accepted)."""
         self._apply(events, self.catalog.indices([e.item_id for e in events]).tolist(), end)
@@ -157,12 +205,27 @@ class InMemoryFeatureStore(BundleFeatures):
     def export_state(self) -> tuple[dict[str, tuple[np.ndarray, ...]], LogPosition | None]:
         """A consistent copy of every user's arrays (history, seen, days, values, [count]) and
         the log position they reflect. Arrays are immutable, so only references are copied."""
+        state, _, position = self.export_all()
+        return state, position
+
+    def export_all(
+        self,
+    ) -> tuple[dict[str, tuple[np.ndarray, ...]], list[AddedItem], LogPosition | None]:
+        """export_state plus the item registry, all at one log position (snapshots)."""
         with self._lock:
             state = {
                 user: (r.history, r.seen, r.days, r.values, np.array([r.event_count]))
                 for user, r in self._records.items()
             }
-            return state, self.position
+            return state, self.registry.entries(), self.position
+
+    def import_registry(self, entries: Sequence[AddedItem]) -> None:
+        """Replace the item registry (a snapshot's)."""
+        with self._lock:
+            self.registry = ItemRegistry()
+            for entry in entries:
+                self.registry.put(entry)
+            self._registry_changed()
 
     def import_state(self, state: dict[str, tuple[np.ndarray, ...]], position: LogPosition) -> None:
         """Replace the per-user state (a snapshot's) and the log position it reflects."""
@@ -184,11 +247,13 @@ class InMemoryFeatureStore(BundleFeatures):
         item indices remapped by item id into this store's vocabulary (items this bundle does
         not know leave history and seen). Users only this bundle knows keep its records. Runs
         on the event loop right before the swap, so no event is lost in between."""
-        table = _index_table(old.catalog.vocab, self.catalog.vocab)
-        history_len = self.spec.history_len
         with old._lock:
             taken = list(old._records.items())
             applied, unknown = old.events_applied, old.unknown_item_events
+            registry = old.registry.entries()
+        self.import_registry(registry)  # added items keep their ordinals; rows follow this bundle
+        table = _index_table(old.catalog, self.catalog)
+        history_len = self.spec.history_len
         records = dict(self._records)
         for user_id, rec in taken:
             history = table[rec.history]
@@ -206,9 +271,19 @@ class InMemoryFeatureStore(BundleFeatures):
             self.unknown_item_events += unknown
 
 
-def _index_table(old: Vocabulary, new: Vocabulary) -> np.ndarray:
-    """int64[len(old)]: old item index -> new item index (0 = unknown in the new bundle)."""
-    return np.concatenate(([0], new.indices(old.ids.tolist()))).astype(np.int64)
+def _index_table(old: ItemCatalog, new: ItemCatalog) -> np.ndarray:
+    """int64[len(old)]: old item row -> new item row (0 = unknown in the new bundle), added
+    items included (by id)."""
+    ids = [old.id_of(row) for row in range(1, len(old))]
+    return np.concatenate(([0], new.indices(ids))).astype(np.int64)
+
+
+def _chain_result(logged: Future, done: Future, applied: list) -> None:
+    exc = logged.exception()
+    if exc is not None:
+        done.set_exception(exc)
+    else:
+        done.set_result(applied[0])
 
 
 def _chain(logged: Future, done: Future, count: int) -> None:

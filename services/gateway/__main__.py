@@ -9,7 +9,12 @@ from services.common.logging import setup_logging
 from services.common.metrics import start_metrics_http, watch_model
 from services.common.reload import ModelHolder, ReloadSettings
 from services.common.server import run_main, serve
-from services.gateway.app import build_pipeline, start_gateway, start_reloading
+from services.gateway.app import (
+    build_pipeline,
+    start_gateway,
+    start_item_sync,
+    start_reloading,
+)
 from services.gateway.config import GatewaySettings
 from services.gateway.experiments import runner_from_env
 
@@ -34,12 +39,15 @@ async def main() -> None:
     watch_model("gateway", holder)
     experiments = runner_from_env()  # RECSERVE_EXPERIMENTS_FILE: A/B arms + exposure log
     server, _ = await start_gateway(settings, holder, experiments=experiments)
-    watcher = start_reloading(settings, holder, reload)
+    sync = start_item_sync(settings, holder)  # items added through other replicas
+    watcher = start_reloading(settings, holder, reload, sync)
     try:
         await serve(server, grace=settings.server.grace_s)
     finally:
         if watcher is not None:
             await watcher.stop()
+        if sync is not None:
+            await sync.stop()
         await holder.current.close()  # its feedback spool, then the stages (shared in split)
         if experiments is not None:
             experiments.close()

@@ -7,7 +7,9 @@ import asyncio
 
 import grpc
 
+from services.common.added_items import AddedItem
 from services.common.bundle import Bundle
+from services.common.item_sync import ItemSync, grpc_list_fn, store_list_fn
 from services.common.reload import BundleWatcher, ModelHolder, ReloadSettings, make_watcher
 from services.common.remap import ItemVocabs
 from services.common.server import create_server_from_settings
@@ -15,11 +17,16 @@ from services.common.types import FilterSpec
 from services.gateway.catalog import GatewayCatalog
 from services.gateway.config import GatewaySettings
 from services.gateway.experiments import ExperimentRunner
+from services.gateway.new_items import sync_catalog
 from services.gateway.pipeline import Pipeline
 from services.gateway.servicer import SERVICE_NAME, register
 from services.gateway.stages import Stages
-from services.gateway.stages.inprocess import InProcessFeatures, build_in_process
-from services.gateway.stages.remote import connect
+from services.gateway.stages.inprocess import (
+    InProcessFeatures,
+    InProcessRetrieval,
+    build_in_process,
+)
+from services.gateway.stages.remote import RemoteFeatures, connect
 
 
 def build_stages(settings: GatewaySettings, bundle: Bundle) -> Stages:
@@ -46,14 +53,62 @@ def build_pipeline(
     )
 
 
+def start_item_sync(settings: GatewaySettings, holder: ModelHolder[Pipeline]) -> ItemSync | None:
+    """Pull the registry of added items (split: from the feature service over the feature
+    stage's channel, so TLS and the internal key apply; embedded: from the in-process store)
+    into the live pipeline: its catalog, and in embedded mode its retriever too. None when
+    RECSERVE_ITEM_SYNC_S is 0. On the running loop."""
+    if settings.item_sync_s <= 0:
+        return None
+    features = holder.current.stages.features
+    if isinstance(features, InProcessFeatures):
+        list_fn = store_list_fn(lambda: holder.current.stages.features.store)
+    elif isinstance(features, RemoteFeatures):
+        list_fn = grpc_list_fn(features.channel)
+    else:  # injected test stages
+        return None
+
+    async def apply(entries: list[AddedItem]) -> None:
+        pipeline = holder.current
+        retrieval = pipeline.stages.retrieval
+        if isinstance(retrieval, InProcessRetrieval):
+            from services.retrieval.sync import apply_registry  # embedded only: FAISS, ONNX
+
+            await apply_registry(retrieval.retriever, entries)
+        sync_catalog(pipeline, entries)
+
+    sync = ItemSync(list_fn, apply, interval_s=settings.item_sync_s, name="gateway")
+    sync.start()
+    return sync
+
+
+def apply_registry_now(pipeline: Pipeline, sync: ItemSync | None) -> None:
+    """A pipeline built by a hot reload (in the build thread, before it serves) gets the added
+    items the sync knows: its catalog extension and, embedded, its retriever's index."""
+    if sync is None or not len(sync):
+        return
+    entries = sync.entries()
+    retrieval = pipeline.stages.retrieval
+    if isinstance(retrieval, InProcessRetrieval):
+        from services.retrieval.sync import index_pending
+
+        index_pending(retrieval.retriever, entries)
+    sync_catalog(pipeline, entries)
+
+
 def start_reloading(
-    settings: GatewaySettings, holder: ModelHolder[Pipeline], reload: ReloadSettings
+    settings: GatewaySettings,
+    holder: ModelHolder[Pipeline],
+    reload: ReloadSettings,
+    sync: ItemSync | None = None,
 ) -> BundleWatcher[Pipeline] | None:
     """Watch artifacts/LATEST (version "latest" and RECSERVE_RELOAD_INTERVAL_S > 0 only).
 
     Embedded: a whole new pipeline (stages included, warmed) per bundle; the new feature store
     takes over the live per-user state at the swap. Split: the new bundle's catalog over the
-    same backend connections (the backends reload themselves)."""
+    same backend connections (the backends reload themselves). Either way the added items the
+    item sync knows are applied to the new pipeline before the swap, and the sync re-applies
+    the whole registry right after it (entries pulled while the new pipeline was built)."""
 
     def build(bundle: Bundle) -> Pipeline:
         current = holder.current
@@ -69,9 +124,12 @@ def start_reloading(
                 pipeline = build_pipeline(settings, bundle, fresh, vocabs)
             else:
                 pipeline = build_pipeline(settings, bundle)
+            apply_registry_now(pipeline, sync)
             warm_up(pipeline)
             return pipeline
-        return build_pipeline(settings, bundle, current.stages, current.vocabs)
+        pipeline = build_pipeline(settings, bundle, current.stages, current.vocabs)
+        apply_registry_now(pipeline, sync)
+        return pipeline
 
     def adopt(old: Pipeline, new: Pipeline) -> None:
         if (
@@ -80,6 +138,8 @@ def start_reloading(
             and new.stages.features is not old.stages.features
         ):
             new.stages.features.store.adopt_live_state(old.stages.features.store)
+        if sync is not None:
+            sync.resync()
 
     return make_watcher(
         settings.bundle, reload, holder, build,

@@ -7,13 +7,15 @@ popular items for a cold user is one numpy pass, not a Python loop over the cata
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from services.common.added_items import NewItem
 from services.common.bundle import Bundle
 from services.common.catalog import ItemCatalog, tag_masks
+from services.common.content import has_content_encoder
 from services.common.types import FilterSpec, ItemInfo
 
 NO_FILTERS = FilterSpec()
@@ -32,11 +34,72 @@ class GatewayCatalog:
     popularity: np.ndarray  # int64[I]: training interactions
     by_popularity: np.ndarray  # int64[I - 1]: item indices, most popular first
     id_index: dict[str, int]  # external id -> item index
+    # int64[I]: the row the models score each row as (itself for trained items; an item added
+    # at runtime -> its proxy, the most similar trained item; 0 = unknown). None = identity.
+    proxy: np.ndarray | None = field(default=None)
+    # What AddItems checks before registering anything (services.gateway.new_items): the
+    # item-tower dimension (0 = unknown: not checked here) and whether the bundle can encode
+    # text; `n_base` = the bundle's rows (row 0 included), where added rows start.
+    embedding_dim: int = 0
+    content_encoder: bool = True
+    n_base: int = 0
+
+    @property
+    def base_rows(self) -> int:
+        return self.n_base or len(self.ids)
+
+    def in_base(self, item_id: str) -> bool:
+        """Whether the bundle itself has this id (added items do not count)."""
+        return 0 < self.id_index.get(item_id, 0) < self.base_rows
+
+    def extended(self, added: Sequence[tuple[int, NewItem]]) -> GatewayCatalog:
+        """A copy with items added at runtime at their rows (row, item with proxy_row):
+        popularity 0, so they come last in the popularity order. Rows between stay empty."""
+        n = len(self.ids)
+        top = max([n - 1, *(row for row, _ in added)])
+        ids, titles = self.ids.astype(object), self.titles.astype(object)
+        item_tags = list(self.item_tags)
+        grow = top + 1 - n
+        ids = np.concatenate((ids, np.full(grow, "", dtype=object)))
+        titles = np.concatenate((titles, np.full(grow, "", dtype=object)))
+        item_tags += [()] * grow
+        proxy = np.arange(top + 1, dtype=np.int64)
+        proxy[n:] = 0
+        if self.proxy is not None:
+            proxy[: self.proxy.size] = self.proxy
+        id_index = dict(self.id_index)
+        for row, item in added:
+            ids[row], titles[row], item_tags[row] = item.item_id, item.title, tuple(item.tags)
+            proxy[row] = item.proxy_row
+            id_index[item.item_id] = row
+        matrix = np.ascontiguousarray(tag_masks(self.tag_names, item_tags).T)
+        popularity = np.concatenate((self.popularity, np.zeros(grow, dtype=np.int64)))
+        fresh = np.array([r for r, _ in added if r not in set(self.by_popularity.tolist())])
+        order = np.concatenate((self.by_popularity, np.unique(fresh).astype(np.int64)))
+        return replace(
+            self, ids=ids.astype(str), titles=titles.astype(str), item_tags=tuple(item_tags),
+            tag_matrix=matrix, popularity=popularity, by_popularity=order,
+            id_index=id_index, proxy=proxy,
+        )  # fmt: skip
+
+    def rank_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Rows as the models (ranking) know them: added items -> their proxies; rows this
+        catalog does not know -> 0 (the padding row)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if self.proxy is None:
+            return np.where(rows < len(self.ids), rows, 0)
+        inside = (rows >= 0) & (rows < self.proxy.size)
+        return np.where(inside, self.proxy[np.clip(rows, 0, self.proxy.size - 1)], 0)
 
     @classmethod
     def from_bundle(cls, bundle: Bundle) -> GatewayCatalog:
         catalog = ItemCatalog.from_bundle(bundle)
-        return cls.from_infos(bundle.version, catalog.by_indices(range(len(catalog))), catalog.tags)
+        infos = catalog.by_indices(range(len(catalog)))
+        return replace(
+            cls.from_infos(bundle.version, infos, catalog.tags),
+            embedding_dim=bundle.embedding_dim,
+            content_encoder=has_content_encoder(bundle.manifest),
+        )
 
     @classmethod
     def from_infos(
@@ -60,6 +123,7 @@ class GatewayCatalog:
             popularity=popularity,
             by_popularity=order[:-1].astype(np.int64),
             id_index={info.item_id: row for row, info in enumerate(infos) if row > 0},
+            n_base=len(infos),
         )
 
     def __len__(self) -> int:
@@ -78,7 +142,8 @@ class GatewayCatalog:
     ) -> np.ndarray:
         """bool[N]: which of these item indices pass the filters (seen: the user's items)."""
         items = np.asarray(item_indices, dtype=np.int64)
-        keep = items > 0
+        keep = (items > 0) & (items < len(self.ids))  # rows this catalog has not synced: out
+        items = np.where(keep, items, 0)
         if filters.include_tags:
             keep &= self.tag_matrix[np.ix_(items, self._columns(filters.include_tags))].any(1)
         if filters.exclude_tags:

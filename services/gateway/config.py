@@ -28,6 +28,8 @@ Split mode, how each backend call is protected (services.gateway.resilience):
     RECSERVE_GATEWAY_RECOMMEND_BUDGET_MS     0      a Recommend's stage calls end within this
                                                     (each stage: min(own deadline, what is left);
                                                     0 = off): set it below the clients' deadline
+    RECSERVE_ITEM_SYNC_S                     5      seconds between pulls of the registry of
+                                                    added items (docs/new_items.md; 0 = off)
     RECSERVE_METRICS_PORT                    0      Prometheus /metrics port (0 = off)
 plus the shared server settings (RECSERVE_HOST, ...) and bundle location (RECSERVE_ARTIFACTS,
 RECSERVE_BUNDLE_VERSION) from services.common.config.
@@ -47,6 +49,7 @@ from services.common.config import (
     env_str,
 )
 from services.common.errors import ConfigError
+from services.common.item_sync import sync_interval_from_env
 from services.common.metrics import MetricsSettings
 from services.gateway.resilience import BreakerSettings, RetryPolicy
 
@@ -126,6 +129,9 @@ class GatewaySettings:
     prefer_gpu: bool
     resilience: Resilience = field(default_factory=Resilience)
     metrics: MetricsSettings = field(default_factory=lambda: MetricsSettings("127.0.0.1", 0))
+    # Seconds between pulls of the registry of added items (services.common.item_sync; split:
+    # from the feature service, embedded: from the in-process store); 0 = off.
+    item_sync_s: float = 5.0
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> GatewaySettings:
@@ -154,6 +160,7 @@ class GatewaySettings:
             != "cpu",
             resilience=Resilience.from_env(env),
             metrics=MetricsSettings.for_service("gateway", env),
+            item_sync_s=sync_interval_from_env(env),
         )
 
     @property

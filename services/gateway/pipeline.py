@@ -27,13 +27,15 @@ from typing import TypeVar
 import numpy as np
 
 from services.common import metrics, tracing
+from services.common.added_items import NewItem
 from services.common.errors import NotFound, Unavailable
 from services.common.features import FeatureSpec, pad_history
 from services.common.remap import ItemVocabs
 from services.common.types import CandidateList, Event, FilterSpec, RankScores, UserState
-from services.gateway import validate
+from services.gateway import new_items, validate
 from services.gateway.catalog import GatewayCatalog
 from services.gateway.config import Limits
+from services.gateway.new_items import AddedItems
 from services.gateway.outbox import FeedbackSpool
 from services.gateway.resilience import CircuitOpen, request_budget
 from services.gateway.results import (
@@ -98,8 +100,11 @@ class Pipeline:
             )
             ranks = None
             if rank:
+                rows = found.rank_as if found.rank_as is not None else found.item_indices
                 ranks = await self._attempt(
-                    "ranking", self.stages.ranking.rank(user, found.item_indices), fallbacks
+                    "ranking",
+                    self.stages.ranking.rank(self._model_user(user), self.catalog.rank_rows(rows)),
+                    fallbacks,
                 )
         items = self._top_k(found, ranks, k, by_model=not user.is_cold)
         return Recommendation(items, self.catalog.version, value, user.is_cold, tuple(fallbacks))
@@ -129,7 +134,8 @@ class Pipeline:
         keep = np.zeros(len(found), dtype=bool)
         keep[first] = True
         keep &= self.catalog.allowed(found.item_indices, filters, _seen(user))
-        return CandidateList(found.item_indices[keep], found.scores[keep])
+        rank_as = None if found.rank_as is None else found.rank_as[keep]
+        return CandidateList(found.item_indices[keep], found.scores[keep], rank_as=rank_as)
 
     async def _user_value(self, user: UserState, fallbacks: list[str]) -> ValueScore | None:
         values = await self._attempt(
@@ -175,7 +181,8 @@ class Pipeline:
             raise NotFound(f"unknown item ids: {', '.join(unknown[:10])}")
         user = await self._attempt("features", self.stages.features.get_user(user_id), [])
         user = self._local(user or self.cold_user(user_id))
-        ranks = await self.stages.ranking.rank(user, rows)  # the answer itself: no fallback
+        # The answer itself: no fallback. Items added at runtime are rated as their proxies.
+        ranks = await self.stages.ranking.rank(self._model_user(user), self.catalog.rank_rows(rows))
         ratings = [
             PredictedRating(item, float(r), float(p))
             for item, r, p in zip(item_ids, ranks.rating, ranks.p_positive, strict=True)
@@ -219,6 +226,18 @@ class Pipeline:
         validate.check_events(events, self.limits.max_batch)
         return await self.spool.submit(events)
 
+    async def add_items(self, items: Sequence[NewItem]) -> AddedItems:
+        """New items, served from now on (services.gateway.new_items)."""
+        return await new_items.add_items(self, items)
+
+    def _model_user(self, user: UserState) -> UserState:
+        """The user as the models may see it: items added at runtime in the history read as
+        their proxies (the ranker's item table holds trained rows only)."""
+        history = self.catalog.rank_rows(user.history)
+        if np.array_equal(history, user.history):
+            return user
+        return dataclasses.replace(user, history=history)
+
     async def close(self) -> None:
         """Stop the feedback spool's re-sender, then close the stages."""
         await self.spool.close()
@@ -240,7 +259,7 @@ class Pipeline:
         if self.vocabs is None or not theirs or theirs == mine:
             return found
         rows = self.vocabs.remap(found.item_indices, theirs, mine)
-        keep = rows > 0
+        keep = rows > 0  # (added items do not map across versions: dropped until re-synced)
         return CandidateList(rows[keep], found.scores[keep], mine)
 
     def cold_user(self, user_id: str) -> UserState:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 
 import grpc
 
-from recserve.v1 import gateway_pb2, gateway_pb2_grpc
+from recserve.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from services.common import convert
 from services.common.errors import check_limit
 from services.common.logging import REQUEST_ID
@@ -107,6 +107,19 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         check_limit("events", len(request.events), limit, validate.BATCH_ENV)
         accepted = await self._pipeline.feedback(convert.events_from_proto(request.events))
         return gateway_pb2.FeedbackResponse(accepted=accepted)
+
+    async def AddItems(
+        self, request: common_pb2.AddItemsRequest, context: grpc.aio.ServicerContext
+    ) -> common_pb2.AddItemsResponse:
+        limit = self._pipeline.limits.max_batch
+        check_limit("items", len(request.items), limit, validate.BATCH_ENV)
+        answer = await self._pipeline.add_items(
+            [convert.new_item_from_proto(m) for m in request.items]
+        )
+        return common_pb2.AddItemsResponse(
+            items=[convert.added_item_to_proto(e) for e in answer.items],
+            bundle_version=answer.bundle_version,
+        )
 
 
 def _items(items: Iterable[RankedItem]) -> list[gateway_pb2.RecommendedItem]:

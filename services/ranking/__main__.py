@@ -72,7 +72,10 @@ def build_engine(config: RankingConfig, bundle: Bundle) -> RankEngine:
     batcher = None
     if config.max_batch > 1:
         batcher = RankBatcher(
-            ranker, max_batch=config.max_batch, max_delay_s=config.max_delay_ms / 1000.0
+            ranker,
+            max_batch=config.max_batch,
+            max_delay_s=config.max_delay_ms / 1000.0,
+            inline=config.inline_for(ranker.provider),
         )
     return RankEngine(ranker, batcher)
 

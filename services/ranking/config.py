@@ -12,6 +12,7 @@ from services.common.config import (
     env_float,
     env_int,
 )
+from services.common.onnx import CUDA
 
 SERVICE_NAME = "recserve.v1.RankingService"
 
@@ -25,6 +26,7 @@ class RankingConfig:
     intra_op_threads: int
     max_batch: int  # requests merged into one ONNX Runtime call (1 = no batching)
     max_delay_ms: float  # how long a batch that is not full waits for more (0 = never)
+    executor: str  # where a batch runs: auto (thread on CUDA, inline on CPU) | inline | thread
 
     @property
     def prefer_gpu(self) -> bool:
@@ -48,4 +50,14 @@ class RankingConfig:
             max_delay_ms=env_float(
                 "RECSERVE_RANKING_MAX_DELAY_MS", 0.0, min_value=0.0, max_value=100.0, env=env
             ),
+            executor=env_choice(
+                "RECSERVE_RANKING_EXECUTOR", "auto", ("auto", "inline", "thread"), env
+            ),
         )
+
+    def inline_for(self, provider: str) -> bool:
+        """Run batches on the event loop? auto: on CPU yes (no thread hand-off per batch), on
+        CUDA no (the loop keeps receiving while the device works)."""
+        if self.executor == "auto":
+            return provider != CUDA
+        return self.executor == "inline"

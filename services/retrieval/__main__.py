@@ -7,16 +7,48 @@ import sys
 
 import numpy as np
 
+from services.common.added_items import AddedItem
+from services.common.item_sync import ItemSync, grpc_list_fn
 from services.common.logging import setup_logging
 from services.common.reload import ModelHolder, ReloadSettings, make_watcher
 from services.common.remap import ItemVocabs
+from services.common.security import aio_channel
 from services.common.server import run_main, serve_settings
 from services.common.types import UserState
 from services.retrieval.config import SERVICE_NAME, RetrievalConfig
 from services.retrieval.retriever import Retriever
 from services.retrieval.servicer import register
+from services.retrieval.sync import apply_registry
 
 log = logging.getLogger("services.retrieval")
+
+
+def start_sync(config: RetrievalConfig, holder: ModelHolder[Retriever]) -> ItemSync | None:
+    """Index items added at runtime that this process has not been sent (restarts, other
+    replicas' calls): pulled from the feature service's registry (RECSERVE_FEATURE_ADDR)."""
+    if config.feature_addr is None or config.item_sync_s <= 0:
+        log.info("item sync off (RECSERVE_FEATURE_ADDR unset or RECSERVE_ITEM_SYNC_S=0)")
+        return None
+    security = config.server.security
+    channel = aio_channel(
+        config.feature_addr,
+        tls=security.client_tls,
+        api_key=security.outgoing_key,
+        options=[("grpc.max_receive_message_length", 64 << 20)],
+    )
+
+    async def apply(entries: list[AddedItem]) -> None:
+        await apply_registry(holder.current, entries)
+
+    sync = ItemSync(
+        grpc_list_fn(channel),
+        apply,
+        interval_s=config.item_sync_s,
+        name="retrieval",
+        close=channel.close,
+    )
+    sync.start()
+    return sync
 
 
 async def main() -> None:
@@ -58,16 +90,26 @@ async def main() -> None:
         new.retrieve(cold, min(10, new.max_k))  # ORT's lazy set-up happens here, not on a request
         return new
 
+    sync = start_sync(config, holder)
+
+    def adopt(old: Retriever, new: Retriever) -> None:
+        new.adopt_added(old)  # items added at runtime: re-encoded, re-rowed for the new bundle
+        new.adopt_availability(old)
+        if sync is not None:
+            sync.resync()  # rows as the registry orders them; entries pulled meanwhile
+
     watcher = make_watcher(
         config.bundle, reload, holder, build_and_warm,
         name="retrieval", expected_spec=bundle.feature_spec,
-        adopt=lambda old, new: new.adopt_availability(old),
+        adopt=adopt,
     )  # fmt: skip
     try:
         await serve_settings(register(holder, vocabs), config.server, SERVICE_NAME, model=holder)
     finally:
         if watcher is not None:
             await watcher.stop()
+        if sync is not None:
+            await sync.stop()
 
 
 if __name__ == "__main__":

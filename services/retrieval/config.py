@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.common.config import BundleSettings, Env, ServerSettings, env_float, env_int
+from services.common.config import (
+    BundleSettings,
+    Env,
+    ServerSettings,
+    env_float,
+    env_int,
+    env_str,
+)
+from services.common.errors import ConfigError
+from services.common.item_sync import sync_interval_from_env
 
 SERVICE_NAME = "recserve.v1.RetrievalService"
 
@@ -18,6 +27,11 @@ class RetrievalConfig:
     intra_op_threads: int
     exact_below: int  # eligible-set size under which filtered queries are scored exactly
     faiss_threads: int
+    # The feature service whose registry of added items this process syncs from
+    # (RECSERVE_FEATURE_ADDR, as the gateway names it; unset = no sync: only AddItems calls
+    # reach this process) and how often (RECSERVE_ITEM_SYNC_S, 0 = off).
+    feature_addr: str | None = None
+    item_sync_s: float = 5.0
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> RetrievalConfig:
@@ -33,4 +47,16 @@ class RetrievalConfig:
             ),
             exact_below=env_int("RECSERVE_RETRIEVAL_EXACT_BELOW", 0, min_value=0, env=env),
             faiss_threads=env_int("RECSERVE_FAISS_THREADS", 1, min_value=1, max_value=64, env=env),
+            feature_addr=_feature_addr(env),
+            item_sync_s=sync_interval_from_env(env),
         )
+
+
+def _feature_addr(env: Env | None) -> str | None:
+    address = env_str("RECSERVE_FEATURE_ADDR", "", env).strip()
+    if not address:
+        return None
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"RECSERVE_FEATURE_ADDR={address!r} must be HOST:PORT")
+    return address

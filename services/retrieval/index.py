@@ -46,6 +46,8 @@ class CandidateIndex:
         self.available = np.ones(self.n_rows, dtype=bool)
         self.available[0] = False
         self._unavailable = 0
+        self._base_rows = self.n_rows  # bundle rows incl. row 0; added items follow
+        self._added_rows = np.zeros(0, dtype=np.int64)
         # Optional: below this many eligible items, score them exactly instead of asking FAISS
         # (0 = always FAISS with the selector; exact search is then only the fallback when an
         # approximate index cannot reach k eligible items).
@@ -102,14 +104,68 @@ class CandidateIndex:
         """Mark item rows (1..n) available or not; -> how many changed. Copy-on-write, so a
         search running in another thread sees the old or the new mask, never a torn one."""
         rows = np.unique(np.asarray(rows, dtype=np.int64))
-        if rows.size and (rows[0] < 1 or rows[-1] >= self.n_rows):
-            raise InvalidArgument(f"item rows must be in 1..{self.n_rows - 1}")
+        if rows.size and not self.in_index(rows).all():
+            raise InvalidArgument(f"item rows must be items in 1..{self.n_rows - 1}")
         mask = self.available.copy()
         changed = int(np.count_nonzero(mask[rows] != available))
         mask[rows] = available
         self.available = mask
-        self._unavailable = int(self.n_rows - 1 - np.count_nonzero(mask))
+        self._unavailable = self._count_unavailable(mask)
         return changed
+
+    def add(
+        self, rows: np.ndarray, vectors: np.ndarray, item_tags: Sequence[Sequence[str]]
+    ) -> None:
+        """Put item vectors (float32[N, D], normalised) under `rows` (items added at runtime).
+
+        New rows grow `embeddings`, `available` and `tag_masks` (rows skipped in between stay
+        empty and unavailable); an existing row gets its new vector where the index can remove
+        ids (Flat) and keeps its first one where it cannot (HNSW: FAISS has no removal there).
+        Arrays are replaced copy-on-write, never resized in place, so a search holding the old
+        ones stays consistent; callers serialise writers and never run one during a search
+        (services.retrieval.added does both on the event loop). Tags outside the bundle's tag
+        vocabulary are ignored for filtering."""
+        rows = np.asarray(rows, dtype=np.int64)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        n_rows = max(self.n_rows, int(rows.max(initial=0)) + 1)
+        embeddings, available, masks = self.embeddings, self.available, self.tag_masks
+        if n_rows > self.n_rows:
+            grow = n_rows - self.n_rows
+            embeddings = np.concatenate(
+                (embeddings, np.zeros((grow, embeddings.shape[1]), np.float32))
+            )
+            available = np.concatenate((available, np.zeros(grow, dtype=bool)))
+            masks = np.concatenate((masks, np.zeros((masks.shape[0], grow), dtype=bool)), axis=1)
+        else:
+            embeddings, available, masks = embeddings.copy(), available.copy(), masks.copy()
+        present = rows[rows < self.n_rows]
+        present = present[self.in_index(present)]
+        keep = np.ones(rows.size, dtype=bool)
+        if present.size:
+            try:
+                self.index.remove_ids(present)
+            except RuntimeError:  # HNSW cannot remove: those rows keep their first vector
+                keep = ~np.isin(rows, present)
+        if keep.any():
+            self.index.add_with_ids(vectors[keep], rows[keep])
+        embeddings[rows[keep]] = vectors[keep]
+        new_masks = tag_masks(self.tags, item_tags)
+        masks[:, rows] = new_masks
+        newly = rows[~self.in_index(rows)]
+        available[newly] = True
+        self._added_rows = np.union1d(self._added_rows, rows)
+        self.embeddings, self.tag_masks, self.available = embeddings, masks, available
+        self.n_rows = n_rows
+        self._unavailable = self._count_unavailable(available)
+
+    def in_index(self, rows: np.ndarray) -> np.ndarray:
+        """bool per row: the row holds an item (a bundle item, or one added at runtime)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return ((rows > 0) & (rows < self._base_rows)) | np.isin(rows, self._added_rows)
+
+    def _count_unavailable(self, available: np.ndarray) -> int:
+        n_items = self._base_rows - 1 + self._added_rows.size
+        return int(n_items - np.count_nonzero(available))
 
     def search(
         self, query: np.ndarray, k: int, eligible: np.ndarray | None = None

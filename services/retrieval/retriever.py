@@ -3,18 +3,22 @@ similarity; tag affinities. Domain code: no grpc."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 
 import faiss
 import numpy as np
 
+from services.common.added_items import NewItem
 from services.common.bundle import Bundle
 from services.common.catalog import ItemCatalog
+from services.common.content import ContentEncoder
 from services.common.errors import InvalidArgument, NotFound
 from services.common.model_inputs import UserInputs
 from services.common.onnx import create_session
 from services.common.types import CandidateList, FilterSpec, UserState
+from services.retrieval.added import Added, AddedItems, carry_over
 from services.retrieval.index import CandidateIndex
 
 log = logging.getLogger(__name__)
@@ -24,6 +28,7 @@ NO_FILTERS = FilterSpec()
 DEFAULT_TAG_TEMPERATURE = 0.1
 
 
+_FROM_BUNDLE = object()  # from_bundle's default: the bundle's own content encoder (or none)
 TAG_HISTORY_DECAY = 0.95
 TAG_NEXT_ITEMS = 100
 
@@ -41,7 +46,10 @@ class Retriever:
         provider: str,
         max_k: int = DEFAULT_MAX_K,
         tag_temperature: float = DEFAULT_TAG_TEMPERATURE,
+        encoder=None,
     ) -> None:
+        """encoder: the bundle's ContentEncoder (or any object with .encode(texts) -> float32
+        [N, D]); None = new items need explicit embeddings."""
         self._session = session
         self.index = index
         self.catalog = catalog
@@ -56,6 +64,7 @@ class Retriever:
         total = tag_pop.sum()
         n_tags = len(index.tags)
         self._tag_popularity = tag_pop / total if total > 0 else np.full(n_tags, 1.0 / n_tags)
+        self.added = AddedItems(catalog, encoder, index.embeddings.shape[1])
 
     @classmethod
     def from_bundle(
@@ -67,6 +76,7 @@ class Retriever:
         tag_temperature: float = DEFAULT_TAG_TEMPERATURE,
         exact_below: int = 0,
         faiss_threads: int = 1,
+        encoder: object = _FROM_BUNDLE,
     ) -> Retriever:
         """faiss_threads sets FAISS's OpenMP pool for the whole process: one query per call on a
         busy box is fastest single-threaded (OpenMP spin-waits otherwise cost milliseconds)."""
@@ -91,16 +101,53 @@ class Retriever:
             provider=provider,
             max_k=max_k,
             tag_temperature=tag_temperature,
+            encoder=ContentEncoder.from_bundle(bundle) if encoder is _FROM_BUNDLE else encoder,
         )
 
     def _check_k(self, k: int) -> None:
         if not 0 < k <= self.max_k:
             raise InvalidArgument(f"k={k} must be in 1..{self.max_k}")
 
+    def tower_feeds(self, user: UserState) -> dict[str, np.ndarray]:
+        """The user tower's inputs (InvalidArgument for out-of-range indices); items added at
+        runtime in the history are read as their proxies (the tower knows trained rows only)."""
+        history = self.added.tower_history(user.history)
+        if history is not user.history:
+            user = dataclasses.replace(user, history=history)
+        return self.inputs.feeds(user)
+
     def user_embedding(self, user: UserState) -> np.ndarray:
         """-> float32[D], L2-normalised by the tower."""
-        (embedding,) = self._session.run(["embedding"], self.inputs.feeds(user))
+        (embedding,) = self._session.run(["embedding"], self.tower_feeds(user))
         return embedding[0]
+
+    def _with_rank_as(self, found: CandidateList) -> CandidateList:
+        rank_as = self.added.rank_as(found.item_indices)
+        return found if rank_as is None else dataclasses.replace(found, rank_as=rank_as)
+
+    # --- items added at runtime (services.retrieval.added) ---------------------------------
+
+    def prepare_items(self, items: Sequence[NewItem]) -> np.ndarray:
+        """Validate + encode (any thread); then add_prepared on the serving thread."""
+        return self.added.prepare(items)
+
+    def add_prepared(self, items: Sequence[NewItem], vectors: np.ndarray) -> list[Added]:
+        added = self.added.apply(self.index, items, vectors)
+        self.catalog = self.added.catalog()
+        return added
+
+    def add_items(self, items: Sequence[NewItem]) -> list[Added]:
+        return self.add_prepared(items, self.prepare_items(items))
+
+    def adopt_added(self, old: Retriever) -> None:
+        """Carry `old`'s added items into this bundle (hot reload): re-encoded from their text
+        with this bundle's encoder, rows recomputed for this bundle's n."""
+        items = carry_over(
+            old.added, self.added.base, self.added.dim, self.added.encoder is not None
+        )
+        if items:
+            self.add_items(items)
+            log.info("hot reload: %d added items carried into %s", len(items), self.bundle_version)
 
     def retrieve(self, user: UserState, k: int, filters: FilterSpec = NO_FILTERS) -> CandidateList:
         """Top-k items by inner product with the user embedding, filters applied in the search."""
@@ -109,7 +156,9 @@ class Retriever:
         excluded = self.catalog.indices(filters.exclude_items)
         if filters.exclude_seen:
             excluded = np.concatenate((excluded, np.asarray(user.seen, dtype=np.int64)))
-        return self.index.search(query, k, self.index.eligible(filters, excluded))
+        return self._with_rank_as(
+            self.index.search(query, k, self.index.eligible(filters, excluded))
+        )
 
     def similar(self, item_id: str, k: int, filters: FilterSpec = NO_FILTERS) -> CandidateList:
         """Items closest to `item_id` (never itself). exclude_seen has no user here: ignored."""
@@ -121,7 +170,7 @@ class Retriever:
             raise NotFound(f"unknown item {item_id!r}")
         excluded = np.concatenate(([row], self.catalog.indices(filters.exclude_items)))
         eligible = self.index.eligible(filters, excluded)
-        return self.index.search(self.index.embeddings[row], k, eligible)
+        return self._with_rank_as(self.index.search(self.index.embeddings[row], k, eligible))
 
     def set_items_available(self, item_ids: Sequence[str], available: bool) -> int:
         """Take items out of retrieval or put them back (all ids must be known: NotFound
@@ -135,10 +184,12 @@ class Retriever:
         return self.index.set_available(rows, available)
 
     def adopt_availability(self, old: Retriever) -> None:
-        """Carry `old`'s unavailable items (by id) into this bundle's index (hot reload)."""
+        """Carry `old`'s unavailable items (by id) into this bundle's index (hot reload); call
+        after adopt_added so added items keep theirs too."""
         if old.index.unavailable == 0:
             return
         gone = np.flatnonzero(~old.index.available[1:]) + 1
+        gone = gone[old.index.in_index(gone)]
         ids = [old.catalog.by_index(int(r)).item_id for r in gone]
         rows = self.catalog.indices(ids)
         self.index.set_available(rows[rows > 0], False)

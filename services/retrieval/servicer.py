@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+
 import grpc
 
-from recserve.v1 import retrieval_pb2, retrieval_pb2_grpc
+from recserve.v1 import common_pb2, retrieval_pb2, retrieval_pb2_grpc
 from services.common import convert
+from services.common.added_items import MAX_ITEMS_PER_CALL, NewItem
 from services.common.errors import InvalidArgument, ResourceExhausted, check_limit
 from services.common.reload import ModelHolder, as_holder
 from services.common.remap import ItemVocabs, VersionRouter
+from services.retrieval.added import Added
 from services.retrieval.retriever import Retriever
 
 K_ENV = "RECSERVE_RETRIEVAL_MAX_K"
@@ -51,7 +56,7 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
         version, retriever, user, _ = self._router.route(user)
         # Range-check user index, profile and history (InvalidArgument) before anything indexes
         # with them: the history's tag shares are read before the user tower ever runs.
-        retriever.inputs.feeds(user)
+        retriever.tower_feeds(user)
         pairs = retriever.tag_affinities(user, request.k)
         return retrieval_pb2.TagAffinitiesResponse(
             tags=[t for t, _ in pairs],
@@ -73,6 +78,42 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
         return retrieval_pb2.SetItemsAvailableResponse(
             changed=changed, unavailable=retriever.index.unavailable, bundle_version=version
         )
+
+    async def AddItems(
+        self, request: common_pb2.AddItemsRequest, context: grpc.aio.ServicerContext
+    ) -> common_pb2.AddItemsResponse:
+        if len(request.items) > MAX_ITEMS_PER_CALL:
+            raise ResourceExhausted(
+                f"items: {len(request.items)} exceeds {MAX_ITEMS_PER_CALL} per call"
+            )
+        items = [convert.new_item_from_proto(m) for m in request.items]
+        version, added = await add_items(self._router.holder, items)
+        return common_pb2.AddItemsResponse(
+            items=[
+                common_pb2.AddedItem(row=a.row, item=convert.new_item_to_proto(_public(a.item)))
+                for a in added
+            ],
+            bundle_version=version,
+        )
+
+
+async def add_items(
+    holder: ModelHolder[Retriever], items: list[NewItem]
+) -> tuple[str, list[Added]]:
+    """Encode off the event loop (ONNX), index on it (where searches run); if a hot reload
+    swapped the retriever meanwhile, index into the new one (adopt_added already copied what
+    the old one had before the swap)."""
+    version, retriever = holder.live
+    vectors = await asyncio.to_thread(retriever.prepare_items, items)
+    now_version, now = holder.live
+    if now is not retriever:
+        version, retriever = now_version, now
+        vectors = await asyncio.to_thread(retriever.prepare_items, items)
+    return version, retriever.add_prepared(items, vectors)
+
+
+def _public(item: NewItem) -> NewItem:
+    return dataclasses.replace(item, embedding=None)
 
 
 def register(retriever: Retriever | ModelHolder[Retriever], vocabs: ItemVocabs | None = None):

@@ -16,6 +16,7 @@ as_of_day, the snapshot's last active day and the last day in this call's live a
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ import pyarrow.parquet as pq
 from services.common.bundle import Bundle
 from services.common.errors import BundleError, InvalidArgument
 from services.common.features import SECONDS_PER_DAY
+from services.common.lru import LRUCache
 from services.common.onnx import create_session
 from services.common.types import ValueScore
 from services.common.value_features import VALUE_FEATURE_NAMES, value_features_batch
@@ -39,6 +41,7 @@ OUTPUT_NAMES: tuple[str, ...] = ("p_active", "expected_transactions", "expected_
 
 Activity = tuple[np.ndarray, np.ndarray]  # (days int64[n] ascending, values float32[n])
 _EMPTY: Activity = (np.zeros(0, np.int64), np.zeros(0, np.float32))
+DEFAULT_CACHE_USERS = 100_000
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,7 @@ class UserValueScorer:
         snapshot: Mapping[str, Activity] | None = None,
         *,
         prefer_gpu: bool = False,
+        cache_users: int = DEFAULT_CACHE_USERS,
     ) -> None:
         names = list(value_manifest.get("feature_names", VALUE_FEATURE_NAMES))
         if names != list(VALUE_FEATURE_NAMES):
@@ -131,9 +135,15 @@ class UserValueScorer:
         self._snapshot = dict(snapshot or {})
         last_days = [int(d[-1]) for d, _ in self._snapshot.values() if len(d)]
         self.snapshot_last_day = max(last_days, default=0)
+        # A score is a pure function of (user, as_of_day, activity): the gateway asks for the
+        # same users again and again between their feedback, so recomputing the ~20 numpy
+        # feature passes and one ONNX call each time is wasted work (most of this stage's CPU).
+        self._cache: LRUCache[tuple[str, int, bytes], ValueScore] = LRUCache(cache_users)
 
     @classmethod
-    def from_bundle(cls, bundle: Bundle, *, prefer_gpu: bool = False) -> UserValueScorer:
+    def from_bundle(
+        cls, bundle: Bundle, *, prefer_gpu: bool = False, cache_users: int = DEFAULT_CACHE_USERS
+    ) -> UserValueScorer:
         if "value" not in bundle.manifest:
             raise BundleError(f"bundle {bundle.version} has no manifest['value'] section")
         snapshot = activity_snapshot(bundle.path("interactions.parquet"))
@@ -142,6 +152,7 @@ class UserValueScorer:
             bundle.manifest["value"],
             snapshot,
             prefer_gpu=prefer_gpu,
+            cache_users=cache_users,
         )
 
     def score(
@@ -164,6 +175,21 @@ class UserValueScorer:
         if as_of_day == 0:
             live_last = max((int(d[-1]) for d, _ in live.values() if d.size), default=0)
             as_of_day = max(self.as_of_day, self.snapshot_last_day, live_last)
+        keys = [(uid, as_of_day, _digest(live.get(uid))) for uid in user_ids]
+        out: list[ValueScore | None] = [self._cache.get(key) for key in keys]
+        missing = [i for i, score in enumerate(out) if score is None]
+        if missing:
+            # Score each distinct missing user once (a batch may repeat an id).
+            todo = list(dict.fromkeys(user_ids[i] for i in missing))
+            fresh = dict(zip(todo, self._compute(todo, live, as_of_day), strict=True))
+            for i in missing:
+                out[i] = fresh[user_ids[i]]
+                self._cache.put(keys[i], out[i])
+        return out  # type: ignore[return-value]  # every slot is filled above
+
+    def _compute(
+        self, user_ids: Sequence[str], live: Mapping[str, Activity], as_of_day: int
+    ) -> list[ValueScore]:
         rows = [live.get(uid) or self._snapshot.get(uid, _EMPTY) for uid in user_ids]
         features = value_features_batch(rows, as_of_day)
         p, n, v = self._session.run(list(OUTPUT_NAMES), {"features": features})
@@ -178,3 +204,13 @@ class UserValueScorer:
             segment = self.thresholds.segment(bool(has_activity[i]), pa, ev)
             out.append(ValueScore(uid, pa, nt, ev, segment, self.horizon_weeks))
         return out
+
+
+def _digest(activity: Activity | None) -> bytes:
+    """Identifies a live activity history (b"" = none given: the bundle snapshot is used)."""
+    if activity is None:
+        return b""
+    days, values = activity
+    h = hashlib.blake2b(days.tobytes(), digest_size=16)
+    h.update(values.tobytes())
+    return h.digest()

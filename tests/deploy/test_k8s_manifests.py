@@ -166,6 +166,19 @@ def test_gateway_backend_addresses_use_the_headless_services() -> None:
         assert f"{name}-headless" in services
 
 
+def test_retrieval_pods_can_sync_added_items_from_the_feature_service() -> None:
+    """services.retrieval reads RECSERVE_FEATURE_ADDR / RECSERVE_ITEM_SYNC_S from the shared
+    ConfigMap: a restarted pod re-indexes the items added at runtime."""
+    resources = render(K8S / "base")
+    config = _by_kind(resources, "ConfigMap")["recserve-config"]["data"]
+    assert config["RECSERVE_FEATURE_ADDR"] == "dns:///feature-headless:50052"
+    assert float(config["RECSERVE_ITEM_SYNC_S"]) > 0
+    pod = _by_kind(resources, "Deployment")["retrieval"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    refs = [e.get("configMapRef", {}).get("name") for e in container["envFrom"]]
+    assert "recserve-config" in refs
+
+
 def test_gpu_overlay_puts_ranking_on_a_gpu_node() -> None:
     ranking = _workloads(render(K8S / "overlays" / "gpu"))["ranking"]
     pod = ranking["spec"]["template"]["spec"]

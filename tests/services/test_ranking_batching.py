@@ -39,11 +39,12 @@ def _requests(ranker, users):
     return [(u, rng.integers(1, n_items + 1, size=int(rng.integers(1, 60)))) for u in users]
 
 
-def test_batched_answers_equal_one_at_a_time_ranking(ranker, users):
+@pytest.mark.parametrize("inline", [False, True], ids=["thread", "inline"])
+def test_batched_answers_equal_one_at_a_time_ranking(ranker, users, inline):
     requests = _requests(ranker, users)
 
     async def scenario():
-        batcher = RankBatcher(ranker, max_batch=8)
+        batcher = RankBatcher(ranker, max_batch=8, inline=inline)
         try:
             return await asyncio.gather(*(batcher.rank(u, i) for u, i in requests)), batcher
         finally:
@@ -93,7 +94,8 @@ def test_warm_up_runs_every_batch_size(ranker):
     ranker.warm_up(max_batch=5)  # 1, 2, 4, 5: no error, no state change
 
 
-def test_the_service_batches_over_grpc(bundle, ranker, users):
+@pytest.mark.parametrize("inline", [False, True], ids=["thread", "inline"])
+def test_the_service_batches_over_grpc(bundle, ranker, users, inline):
     """Through a real server on port 0: answers match the in-process ranker."""
     import grpc
 
@@ -105,7 +107,7 @@ def test_the_service_batches_over_grpc(bundle, ranker, users):
     requests = _requests(ranker, users)
 
     async def scenario():
-        batcher = RankBatcher(ranker, max_batch=8)
+        batcher = RankBatcher(ranker, max_batch=8, inline=inline)
         names = ["recserve.v1.RankingService"]
         server, port = await create_server(register(ranker, batcher), port=0, service_names=names)
         try:
@@ -126,3 +128,17 @@ def test_the_service_batches_over_grpc(bundle, ranker, users):
         want = ranker.rank(user, items)
         np.testing.assert_allclose(reply.p_positive, want.p_positive, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(reply.p_interact, want.p_interact, rtol=1e-4, atol=1e-5)
+
+
+def test_executor_setting_picks_inline_on_cpu_and_a_thread_on_cuda():
+    from services.common.errors import ConfigError
+    from services.common.onnx import CPU, CUDA
+    from services.ranking.config import RankingConfig
+
+    auto = RankingConfig.from_env({})
+    assert (auto.inline_for(CPU), auto.inline_for(CUDA)) == (True, False)
+    thread = RankingConfig.from_env({"RECSERVE_RANKING_EXECUTOR": "thread"})
+    assert not thread.inline_for(CPU)
+    assert RankingConfig.from_env({"RECSERVE_RANKING_EXECUTOR": "inline"}).inline_for(CUDA)
+    with pytest.raises(ConfigError):
+        RankingConfig.from_env({"RECSERVE_RANKING_EXECUTOR": "fast"})

@@ -169,3 +169,24 @@ def test_snapshot_matches_daily_activity_per_user(bundle):
         days, values = daily_activity(group["timestamp"].to_numpy(), group["value"].to_numpy())
         np.testing.assert_array_equal(snapshot[user][0], days)
         np.testing.assert_allclose(snapshot[user][1], values, rtol=1e-6)
+
+
+def test_cached_scores_equal_fresh_ones_and_follow_new_activity(bundle):
+    cached = UserValueScorer.from_bundle(bundle, cache_users=8)
+    fresh = UserValueScorer.from_bundle(bundle, cache_users=0)
+    ids = ["dormant", "late", "stranger", "dormant"]
+    first = cached.score(ids)
+    assert cached.score(ids) == first == fresh.score(ids)
+    assert cached._cache.hits >= len(ids)  # the second call was answered from the cache
+    # New live activity is a different key: the score follows it instead of the cached one.
+    live = {"dormant": (np.array([170, 180]), np.array([100.0, 100.0], np.float32))}
+    (updated,) = cached.score(["dormant"], live)
+    assert updated == fresh.score(["dormant"], live)[0]
+    assert updated != first[0]
+    assert fresh._cache.hits == 0 and len(fresh._cache) == 0
+
+
+def test_cache_is_bounded(bundle):
+    scorer = UserValueScorer.from_bundle(bundle, cache_users=2)
+    scorer.score([f"u{i}" for i in range(5)])
+    assert len(scorer._cache) == 2

@@ -15,6 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
+from services.common.added_items import AddedItem, NewItem
 from services.common.errors import DeadlineExceeded
 from services.common.types import (
     CandidateList,
@@ -36,6 +37,8 @@ class FeatureStage(Protocol):
 
     async def apply_events(self, events: Sequence[Event]) -> int: ...
 
+    async def add_items(self, items: Sequence[NewItem]) -> list[AddedItem]: ...
+
 
 class RetrievalStage(Protocol):
     async def retrieve(self, user: UserState, k: int, filters: FilterSpec) -> CandidateList: ...
@@ -43,6 +46,8 @@ class RetrievalStage(Protocol):
     async def similar(self, item_id: str, k: int, filters: FilterSpec) -> CandidateList: ...
 
     async def tag_affinities(self, user: UserState, k: int) -> list[tuple[str, float]]: ...
+
+    async def add_items(self, items: Sequence[NewItem]) -> list[AddedItem]: ...
 
 
 class RankingStage(Protocol):

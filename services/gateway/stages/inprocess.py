@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from services.common.added_items import AddedItem, NewItem
 from services.common.bundle import Bundle
 from services.common.types import CandidateList, Event, FilterSpec, RankScores, UserState
 from services.gateway.stages import Activity, Stages, ValueScore
@@ -56,10 +57,18 @@ class InProcessFeatures:
         # Validation errors raise here; the await ends once the batch is durable and applied.
         return int(await asyncio.wrap_future(self._store.submit_events(events)))
 
+    async def add_items(self, items: Sequence[NewItem]) -> list[AddedItem]:
+        return list(await asyncio.wrap_future(self._store.submit_items(items)))
+
 
 class InProcessRetrieval:
     def __init__(self, retriever) -> None:
         self._retriever = retriever
+
+    @property
+    def retriever(self):
+        """The Retriever (the item sync indexes registry entries into it)."""
+        return self._retriever
 
     async def retrieve(self, user: UserState, k: int, filters: FilterSpec) -> CandidateList:
         return self._retriever.retrieve(user, k, filters)
@@ -69,6 +78,12 @@ class InProcessRetrieval:
 
     async def tag_affinities(self, user: UserState, k: int) -> list[tuple[str, float]]:
         return list(self._retriever.tag_affinities(user, k))
+
+    async def add_items(self, items: Sequence[NewItem]) -> list[AddedItem]:
+        """Encode off the event loop (ONNX), index on it, where searches run."""
+        vectors = await asyncio.to_thread(self._retriever.prepare_items, items)
+        added = self._retriever.add_prepared(items, vectors)
+        return [AddedItem(0, a.row, dataclasses.replace(a.item, embedding=None)) for a in added]
 
 
 class InProcessRanking:

@@ -19,6 +19,7 @@ import grpc
 import numpy as np
 
 from recserve.v1 import (
+    common_pb2,
     feature_pb2,
     feature_pb2_grpc,
     ranking_pb2,
@@ -29,6 +30,7 @@ from recserve.v1 import (
     uservalue_pb2_grpc,
 )
 from services.common import convert, metrics
+from services.common.added_items import AddedItem, NewItem
 from services.common.errors import InvalidArgument, NotFound, RecserveError, Unavailable
 from services.common.features import FeatureSpec
 from services.common.security import SecuritySettings, aio_channel
@@ -148,6 +150,13 @@ class RemoteFeatures(_Client):
         reply = await self.call(self._stub.ApplyEvents, request, idempotent=False)
         return int(reply.accepted)
 
+    async def add_items(self, items: Sequence[NewItem]) -> list[AddedItem]:
+        """Idempotent upsert by id: safe to retry. Explicit embeddings are stored too (a
+        retrieval replica that syncs or restarts indexes the item from them)."""
+        request = common_pb2.AddItemsRequest(items=[convert.new_item_to_proto(i) for i in items])
+        reply = await self.call(self._stub.AddItems, request)
+        return [convert.added_item_from_proto(m) for m in reply.items]
+
 
 class RemoteRetrieval(_Client):
     def __init__(self, backend: Backend, security: SecuritySettings | None = None) -> None:
@@ -170,6 +179,11 @@ class RemoteRetrieval(_Client):
         request = retrieval_pb2.TagAffinitiesRequest(user=convert.user_state_to_proto(user), k=k)
         reply = await self.call(self._stub.TagAffinities, request)
         return list(zip(reply.tags, (float(a) for a in reply.affinities), strict=True))
+
+    async def add_items(self, items: Sequence[NewItem]) -> list[AddedItem]:
+        request = common_pb2.AddItemsRequest(items=[convert.new_item_to_proto(i) for i in items])
+        reply = await self.call(self._stub.AddItems, request)
+        return [convert.added_item_from_proto(m) for m in reply.items]
 
 
 class RemoteRanking(_Client):

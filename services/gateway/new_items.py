@@ -1,0 +1,127 @@
+"""Gateway AddItems: register durably, index, record proxies, extend the catalog.
+
+    feature.AddItems   (durable; allocates ordinals, answers rows n + j)
+      -> retrieval.AddItems (encode + index under those rows; answers proxies)
+      -> feature.AddItems again with the proxies (idempotent upsert by id)
+      -> this gateway's catalog extended copy-on-write (ids, titles, tags, proxies)
+
+Retrieval unavailable: the items stay registered (acknowledged, durable) and the answer
+says so in `fallbacks`; a retrieval replica that syncs from the registry indexes them later
+(docs/new_items.md). Ids the bundle already has come back with row 0 and are not re-indexed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from services.common.added_items import (
+    AddedItem,
+    NewItem,
+    assign_rows,
+    check_embedding,
+    validate_new_items,
+)
+from services.common.errors import FailedPrecondition, Unavailable
+from services.gateway import validate
+
+if TYPE_CHECKING:
+    from services.gateway.catalog import GatewayCatalog
+    from services.gateway.pipeline import Pipeline
+
+
+@dataclass(frozen=True)
+class AddedItems:
+    items: list[AddedItem]  # request order; row 0 = the bundle already has the id
+    bundle_version: str
+    fallbacks: tuple[str, ...] = ()
+
+
+async def add_items(pipeline: Pipeline, items: Sequence[NewItem]) -> AddedItems:
+    for item in items:
+        validate.check_id("items.item_id", item.item_id)
+    validate_new_items(items, max_items=pipeline.limits.max_batch)
+    check_indexable(pipeline.catalog, items)  # before anything is registered
+    stages = pipeline.stages
+    entries = await stages.features.add_items(items)  # durable from here on
+    by_id = {item.item_id: item for item in items}
+    new = [e for e in entries if e.row > 0]
+    fallbacks: list[str] = []
+    proxies: dict[str, int] = {}
+    if new:
+        try:
+            indexed = await stages.retrieval.add_items(
+                [dataclasses.replace(by_id[e.item.item_id], row=e.row) for e in new]
+            )
+            proxies = {a.item.item_id: a.item.proxy_row for a in indexed}
+        except Unavailable as exc:
+            fallbacks.append(f"retrieval: {type(exc).__name__}")
+    if proxies:
+        recorded = [
+            dataclasses.replace(by_id[i], proxy_row=p, embedding=None) for i, p in proxies.items()
+        ]
+        try:
+            await stages.features.add_items(recorded)
+        except Unavailable as exc:  # retrieval re-derives proxies; only other gateways wait
+            fallbacks.append(f"features: {type(exc).__name__}")
+    out = [
+        dataclasses.replace(
+            e,
+            item=dataclasses.replace(
+                e.item, proxy_row=proxies.get(e.item.item_id, e.item.proxy_row), embedding=None
+            ),
+        )
+        for e in entries
+    ]
+    extend(pipeline, [e for e in out if e.row > 0])
+    return AddedItems(out, pipeline.catalog.version, tuple(fallbacks))
+
+
+def check_indexable(catalog: GatewayCatalog, items: Sequence[NewItem]) -> None:
+    """What retrieval would refuse, refused before the feature service registers anything (a
+    registered item that retrieval cannot index would stay registered, unindexed): a wrong
+    embedding dimension (InvalidArgument), or text to encode with a bundle that has no content
+    encoder (FailedPrecondition). Ids the bundle already has are not indexed: not checked."""
+    for item in items:
+        if catalog.in_base(item.item_id):
+            continue
+        if item.embedding is not None:
+            if catalog.embedding_dim:
+                check_embedding(item, catalog.embedding_dim)
+        elif not catalog.content_encoder:
+            raise FailedPrecondition(
+                f"item {item.item_id[:40]!r}: bundle {catalog.version} has no content encoder: "
+                f"pass each new item's embedding ({catalog.embedding_dim} floats), or serve a "
+                "bundle trained with one"
+            )
+
+
+def sync_catalog(pipeline: Pipeline, entries: Sequence[AddedItem]) -> int:
+    """Bring the pipeline's catalog up to the registry (every entry, ordinal order; the item
+    sync's mirror, services.common.item_sync): rows computed against this catalog's bundle as
+    every replica computes them; only entries that are new or changed here are written
+    (copy-on-write, as `extend`). -> how many."""
+    catalog = pipeline.catalog
+    rows = assign_rows([e.item for e in entries], catalog.base_rows, catalog.in_base)
+    changed: list[tuple[int, NewItem]] = []
+    for e in entries:
+        row = rows.get(e.item.item_id)
+        if row is None:
+            continue
+        item = e.item
+        if catalog.id_index.get(item.item_id, 0) == row and catalog.proxy is not None:
+            here = (int(catalog.proxy[row]), str(catalog.titles[row]), catalog.item_tags[row])
+            if here == (item.proxy_row, item.title, tuple(item.tags)):
+                continue
+        changed.append((row, dataclasses.replace(item, embedding=None)))
+    if changed:
+        pipeline.catalog = pipeline.catalog.extended(changed)
+    return len(changed)
+
+
+def extend(pipeline: Pipeline, entries: Sequence[AddedItem]) -> None:
+    """Copy-on-write: requests in flight keep the catalog they started with."""
+    if entries:
+        pipeline.catalog = pipeline.catalog.extended([(e.row, e.item) for e in entries])

@@ -9,6 +9,7 @@ import pytest
 
 from recserve.client import FeedbackEvent, RecserveClient
 from recserve.v1 import common_pb2, gateway_pb2_grpc
+from services.common.content import ContentEncoder, item_text
 from services.feature.store import InMemoryFeatureStore
 from services.gateway.catalog import GatewayCatalog
 from services.retrieval.retriever import Retriever
@@ -84,10 +85,26 @@ def test_a_new_item_is_recommended_rated_and_takes_feedback(client, stub, bundle
         ([new_item("t", title="x" * 600)], grpc.StatusCode.INVALID_ARGUMENT),
         ([new_item("no-text", title="")], grpc.StatusCode.INVALID_ARGUMENT),
         ([new_item("nan", [float("nan")] * 3)], grpc.StatusCode.INVALID_ARGUMENT),
-        ([new_item("no-encoder")], grpc.StatusCode.FAILED_PRECONDITION),
     ],
 )
 def test_bad_items_get_the_right_status(stub, items, code):
     with pytest.raises(grpc.RpcError) as caught:
         stub.AddItems(common_pb2.AddItemsRequest(items=items), timeout=30)
     assert caught.value.code() == code
+
+
+def test_a_text_only_item_is_embedded_by_the_bundles_content_encoder(stub, bundle):
+    """A bundle with a content encoder (training.content) needs only the item's text: the item
+    lands where its text embedding points, so its proxy is the trained item nearest to
+    ContentEncoder(item_text). A bundle without one refuses it (FAILED_PRECONDITION)."""
+    item = new_item("text-only", title="Star Wars (1977)", tags=["Action", "Sci-Fi"])
+    encoder = ContentEncoder.from_bundle(bundle)
+    if encoder is None:
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.AddItems(common_pb2.AddItemsRequest(items=[item]), timeout=30)
+        assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        return
+    (added,) = stub.AddItems(common_pb2.AddItemsRequest(items=[item]), timeout=30).items
+    (vector,) = encoder.encode([item_text("Star Wars (1977)", ["Action", "Sci-Fi"])])
+    trained = np.load(bundle.path("item_embeddings.npy"), allow_pickle=False)[1:]
+    assert added.item.proxy_row == int(np.argmax(trained @ vector)) + 1

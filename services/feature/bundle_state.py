@@ -246,13 +246,16 @@ def load_records(bundle: Bundle, spec: FeatureSpec, items: Vocabulary) -> dict[s
     seen_items, seen_bounds = _seen(group, item_index, starts.size)
     days, day_values, day_bounds = _daily(group, timestamps, values, starts.size)
 
+    for whole in (history, seen_items, days, day_values):
+        frozen(whole)  # so every slice below is read-only too (a view inherits the flag)
+    seen_at, day_at = seen_bounds.tolist(), day_bounds.tolist()
     records: dict[str, UserRecord] = {}
     for g, (start, end) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
         records[str(names[codes[start]])] = UserRecord(
-            history=frozen(history[g]),
-            seen=frozen(seen_items[seen_bounds[g] : seen_bounds[g + 1]]),
-            days=frozen(days[day_bounds[g] : day_bounds[g + 1]]),
-            values=frozen(day_values[day_bounds[g] : day_bounds[g + 1]]),
+            history=history[g],
+            seen=seen_items[seen_at[g] : seen_at[g + 1]],
+            days=days[day_at[g] : day_at[g + 1]],
+            values=day_values[day_at[g] : day_at[g + 1]],
             event_count=end - start,
         )
     return records

@@ -148,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
 
         _log("in-process stage costs")
         result["stages"] = stage_costs(Bundle.load(bundle_dir))
+        if args.baseline_artifacts:
+            _log("in-process stage costs, baseline bundle")
+            result["stages_baseline"] = stage_costs(Bundle.load(base_dir))
         save()
     if args.retrieval_items:
         from bench.retrieval import compare_indexes
@@ -255,14 +258,19 @@ def markdown(r: dict) -> str:
             "",
         ]
     if "stages" in r:
+        base = r.get("stages_baseline", {})
         lines += [
             "## In-process stage costs (one call at a time)",
             "",
-            "| stage | p50 ms | p99 ms | mean ms |",
-            "|---|---|---|---|",
+            "| stage | p50 ms | p99 ms | mean ms | baseline bundle p50 / p99 ms |",
+            "|---|---|---|---|---|",
         ]
         for name, s in r["stages"].items():
-            lines.append(f"| {name} | {s['p50_ms']} | {s['p99_ms']} | {s['mean_ms']} |")
+            b = base.get(name, {})
+            lines.append(
+                f"| {name} | {s['p50_ms']} | {s['p99_ms']} | {s['mean_ms']} | "
+                f"{b.get('p50_ms', '–')} / {b.get('p99_ms', '–')} |"
+            )
         lines.append("")
     if "retrieval_index" in r:
         ri = r["retrieval_index"]

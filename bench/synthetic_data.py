@@ -108,7 +108,8 @@ def generate(
         }
     )
 
-    # Activity: 1 + Zipf-like, scaled so the mean is about events_per_user.
+    # Activity: 1 + Zipf-like (Pareto), scaled to a mean of events_per_user before rounding
+    # down and capping at 501 (so a little below it: 4.4 for the default 5).
     raw = rng.pareto(1.5, size=n_users)
     counts = 1 + np.minimum(raw * max(events_per_user - 1, 0) / max(raw.mean(), 1e-9), 500)
     counts = counts.astype(np.int64)

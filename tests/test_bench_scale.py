@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 
 from bench.__main__ import markdown
 from bench.topology import ProcessGroup
@@ -11,7 +12,12 @@ from bench.topology import ProcessGroup
 def test_process_group_reports_resident_memory_of_its_processes(tmp_path):
     with ProcessGroup(tmp_path) as group:
         group.spawn("sleeper", [sys.executable, "-c", "import time; time.sleep(30)"])
-        memory = group.memory_mb()
+        deadline = time.monotonic() + 10
+        while (memory := group.memory_mb())["sleeper"]["rss_mb"] == 0:
+            assert time.monotonic() < deadline and group.procs["sleeper"].poll() is None, group.log(
+                "sleeper"
+            )
+            time.sleep(0.05)
     assert set(memory) == {"sleeper"}
     assert 0 < memory["sleeper"]["rss_mb"] <= memory["sleeper"]["peak_rss_mb"]
     assert not group.procs  # stopped on exit

@@ -14,6 +14,9 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
+from bench.report import processes_markdown, scale_markdown
 from bench.topology import start_embedded, start_plumbing, start_split
 from loadtest.runner import LoadSpec, TrafficConfig, run
 from loadtest.steps import find_max_rate, geometric_rates
@@ -96,6 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         help="synthetic catalog size for the index comparison (0 = skip)",
     )
     p.add_argument("--hnsw", action="store_true", help="also build HNSW32 (slow at 1M items)")
+    p.add_argument(
+        "--baseline-artifacts",
+        default="",
+        help="a second bundle (its LATEST) run right after each system, same settings: "
+        "its rows are '<system>@baseline' and scale_ratio = max rate / baseline's",
+    )
     args = p.parse_args(argv)
     command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
     out = Path(args.out)
@@ -103,6 +112,18 @@ def main(argv: list[str] | None = None) -> int:
     bundle_dir = resolve_bundle_dir(Path(args.artifacts), args.version)
     traffic = TrafficConfig(bundle_dir=str(bundle_dir), mix=args.mix, unknown_users=0.05, k=20)
     systems = args.systems.split(",")
+    runs = [(name, name, Path(args.artifacts), args.version, traffic) for name in systems]
+    if args.baseline_artifacts:
+        base_dir = resolve_bundle_dir(Path(args.baseline_artifacts))
+        base_traffic = TrafficConfig(
+            bundle_dir=str(base_dir), mix=args.mix, unknown_users=0.05, k=20
+        )
+        base = Path(args.baseline_artifacts), base_dir.name, base_traffic
+        runs = [
+            run_
+            for name in systems
+            for run_ in ((name, name, *runs[0][2:4], traffic), (f"{name}@baseline", name, *base))
+        ]
     result: dict = {
         "command": command,
         "bundle": str(bundle_dir),
@@ -112,8 +133,11 @@ def main(argv: list[str] | None = None) -> int:
         "mix": args.mix,
         "candidates": 200,
         "k": 20,
+        "bundles": {"main": bundle_info(bundle_dir)},
         "systems": {},
     }
+    if args.baseline_artifacts:
+        result["bundles"]["baseline"] = bundle_info(base_dir)
 
     def save() -> None:
         (out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -124,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
 
         _log("in-process stage costs")
         result["stages"] = stage_costs(Bundle.load(bundle_dir))
+        if args.baseline_artifacts:
+            _log("in-process stage costs, baseline bundle")
+            result["stages_baseline"] = stage_costs(Bundle.load(base_dir))
         save()
     if args.retrieval_items:
         from bench.retrieval import compare_indexes
@@ -131,18 +158,35 @@ def main(argv: list[str] | None = None) -> int:
         _log(f"index comparison on {args.retrieval_items} synthetic items")
         result["retrieval_index"] = compare_indexes(n=args.retrieval_items, with_hnsw=args.hnsw)
         save()
-    starters = {
-        "plumbing": lambda: start_plumbing(bundle_dir, out / "logs" / "plumbing"),
-        "split": lambda: start_split(Path(args.artifacts), args.version, out / "logs" / "split"),
-        "embedded": lambda: start_embedded(
-            Path(args.artifacts), args.version, out / "logs" / "embedded", gateways=args.gateways
-        ),
-    }
-    for name in systems:
-        slo = args.embedded_slo_p99_ms if name == "embedded" else args.slo_p99_ms
-        with starters[name]() as group:
-            result["systems"][name] = _steps(name, group.target, args, traffic, slo)
+
+    def starter(system: str, key: str, artifacts: Path, version: str):
+        logs = out / "logs" / key
+        if system == "plumbing":
+            return start_plumbing(resolve_bundle_dir(artifacts, version), logs)
+        if system == "split":
+            return start_split(artifacts, version, logs)
+        return start_embedded(artifacts, version, logs, gateways=args.gateways)
+
+    starters = {name: lambda name=name: starter(name, name, Path(args.artifacts), args.version)
+                for name in systems}  # fmt: skip
+    for key, system, artifacts, version, run_traffic in runs:
+        slo = args.embedded_slo_p99_ms if system == "embedded" else args.slo_p99_ms
+        with starter(system, key, artifacts, version) as group:
+            _log(f"{key}: started in {group.startup_s} s")
+            processes = {"startup_s": group.startup_s, "memory_at_start": group.memory_mb()}
+            result["systems"][key] = _steps(key, group.target, args, run_traffic, slo)
+            result["systems"][key]["processes"] = {
+                **processes,
+                "memory_after_load": group.memory_mb(),
+            }
         save()
+    ratios = {
+        name: round(result["systems"][name]["max_rate"] / base["max_rate"], 3)
+        for name in systems
+        if (base := result["systems"].get(f"{name}@baseline")) and base["max_rate"]
+    }
+    if ratios:
+        result["scale_ratio"] = ratios
     plumb, split = result["systems"].get("plumbing"), result["systems"].get("split")
     if plumb and split and plumb["max_rate"] and split["max_rate"]:
         half = round(split["max_rate"] / 2, 1)
@@ -162,6 +206,20 @@ def main(argv: list[str] | None = None) -> int:
     save()
     print(markdown(result))
     return 0
+
+
+def bundle_info(bundle_dir: Path) -> dict:
+    """Catalog size and index of a bundle, from its manifest (no file is read or checked)."""
+    bundle = Bundle.manifest_of(bundle_dir)
+    n_items = len(np.load(bundle_dir / "item_ids.npy", allow_pickle=False, mmap_mode="r"))
+    n_users = len(np.load(bundle_dir / "user_ids.npy", allow_pickle=False, mmap_mode="r"))
+    return {
+        "path": str(bundle_dir),
+        "n_items": n_items,
+        "n_users": n_users,
+        "index_type": bundle.manifest.get("index_type"),
+        "index": bundle.manifest.get("index", {}),
+    }
 
 
 def markdown(r: dict) -> str:
@@ -188,6 +246,7 @@ def markdown(r: dict) -> str:
                 f"{lat.get('p50', '–')} / {lat.get('p99', '–')} |"
             )
         lines.append("")
+    lines += scale_markdown(r) + processes_markdown(r)
     if "split_vs_plumbing_max_rate" in r:
         h = r["half_rate"]
         lines += [
@@ -199,14 +258,19 @@ def markdown(r: dict) -> str:
             "",
         ]
     if "stages" in r:
+        base = r.get("stages_baseline", {})
         lines += [
             "## In-process stage costs (one call at a time)",
             "",
-            "| stage | p50 ms | p99 ms | mean ms |",
-            "|---|---|---|---|",
+            "| stage | p50 ms | p99 ms | mean ms | baseline bundle p50 / p99 ms |",
+            "|---|---|---|---|---|",
         ]
         for name, s in r["stages"].items():
-            lines.append(f"| {name} | {s['p50_ms']} | {s['p99_ms']} | {s['mean_ms']} |")
+            b = base.get(name, {})
+            lines.append(
+                f"| {name} | {s['p50_ms']} | {s['p99_ms']} | {s['mean_ms']} | "
+                f"{b.get('p50_ms', '–')} / {b.get('p99_ms', '–')} |"
+            )
         lines.append("")
     if "retrieval_index" in r:
         ri = r["retrieval_index"]

@@ -21,8 +21,11 @@ class ProcessGroup:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.procs: dict[str, subprocess.Popen] = {}
         self.target = ""
+        self._spawned: dict[str, float] = {}
+        self.startup_s: dict[str, float] = {}  # spawn -> SERVING (and `logs_say`), per process
 
     def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        self._spawned[name] = time.monotonic()
         with open(self.log_dir / f"{name}.log", "wb") as out:
             self.procs[name] = subprocess.Popen(
                 argv,
@@ -49,9 +52,26 @@ class ProcessGroup:
             for name, target in list(waiting.items()):
                 if check(target, timeout=1.0) and (not logs_say or logs_say in self.log(name)):
                     del waiting[name]
+                    self.startup_s[name] = round(time.monotonic() - self._spawned[name], 1)
             if waiting and time.monotonic() > deadline:
                 raise LaunchError(f"not ready after {timeout:.0f}s: {list(waiting)}")
             time.sleep(0.2)
+
+    def memory_mb(self) -> dict[str, dict[str, float]]:
+        """Per process: resident set now and its peak (VmRSS / VmHWM of /proc/<pid>/status)."""
+        out = {}
+        for name, proc in self.procs.items():
+            fields = {}
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                    key, _, value = line.partition(":")
+                    if key in ("VmRSS", "VmHWM"):
+                        fields[key] = round(int(value.split()[0]) / 1024, 1)  # kB -> MB
+            out[name] = {
+                "rss_mb": fields.get("VmRSS", 0.0),
+                "peak_rss_mb": fields.get("VmHWM", 0.0),
+            }
+        return out
 
     def stop(self) -> None:
         for proc in self.procs.values():

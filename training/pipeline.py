@@ -485,6 +485,7 @@ def build_bundle_from_events(
             "feature_spec": catalog.spec.to_json(),
             "embedding_dim": cfg.embedding_dim,
             "index_type": item_index.index_type,
+            "index": item_index.info,
             "models": models,
             "value": value,
             **({"content": content} if content is not None else {}),

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from services.common.added_items import NewItem, assign_rows
@@ -26,6 +28,40 @@ def tag_masks(tags: Sequence[str], item_tags: Sequence[Sequence[str]]) -> np.nda
     for row, names in enumerate(item_tags):
         masks[[position[t] for t in names if t in position], row] = True
     return masks
+
+
+UNKNOWN_ITEM = ItemInfo("", 0, "", (), 0, 0)
+
+
+def read_item_columns(bundle: Bundle) -> dict[str, pa.Array]:
+    """items.parquet as whole columns, nulls already replaced by the defaults ("" / () / 0).
+
+    Column-wise so a million-item catalog is read without a Python loop per field."""
+    table = pq.read_table(bundle.path("items.parquet"))
+    out = {}
+    for name, default in (("item_id", ""), ("title", ""), ("year", 0), ("popularity", 0)):
+        column = table.column(name).combine_chunks()
+        out[name] = pc.fill_null(column, pa.scalar(default, type=column.type))
+    tags = table.column("tags").combine_chunks()
+    out["tags"] = pc.fill_null(tags, pa.scalar([], type=tags.type))
+    out["item_index"] = table.column("item_index").combine_chunks()
+    return out
+
+
+def tag_matrix(tags: Sequence[str], column: pa.ListArray, rows: np.ndarray, n_rows: int):
+    """bool[n_rows, T]: [r, t] when the item in row rows[k] (column entry k) carries tags[t];
+    tags not in `tags` are ignored. tag_masks(...).T for an Arrow list column, vectorised."""
+    position = {t: j for j, t in enumerate(tags)}
+    values = column.flatten().cast(pa.string()).to_numpy(zero_copy_only=False)
+    offsets = column.offsets.to_numpy()
+    owner = np.repeat(np.asarray(rows, dtype=np.int64), np.diff(offsets))
+    names, codes = np.unique(values.astype(str), return_inverse=True)
+    col_of = np.array([position.get(n, -1) for n in names.tolist()], dtype=np.int64)
+    cols = col_of[codes.reshape(-1)] if codes.size else np.zeros(0, np.int64)
+    out = np.zeros((n_rows, len(position)), dtype=bool)
+    known = cols >= 0
+    out[owner[known], cols[known]] = True
+    return out
 
 
 class ItemCatalog:
@@ -77,25 +113,25 @@ class ItemCatalog:
     @classmethod
     def from_bundle(cls, bundle: Bundle) -> ItemCatalog:
         vocab = Vocabulary.load(bundle.path("item_ids.npy"))
-        table = pq.read_table(bundle.path("items.parquet")).to_pydict()
-        infos = [ItemInfo("", 0, "", (), 0, 0)] * len(vocab)
-        for item_id, index, title, tags, year, pop in zip(
-            table["item_id"],
-            table["item_index"],
-            table["title"],
-            table["tags"],
-            table["year"],
-            table["popularity"],
-            strict=True,
-        ):
-            infos[int(index)] = ItemInfo(
-                item_id=str(item_id),
-                item_index=int(index),
-                title=str(title or ""),
-                tags=tuple(tags or ()),
-                year=int(year or 0),
-                popularity=int(pop or 0),
+        columns = read_item_columns(bundle)
+        index = columns["item_index"].to_pylist()
+        built = list(
+            map(
+                ItemInfo,
+                columns["item_id"].cast(pa.string()).to_pylist(),
+                index,
+                columns["title"].cast(pa.string()).to_pylist(),
+                map(tuple, columns["tags"].to_pylist()),
+                columns["year"].to_pylist(),
+                columns["popularity"].to_pylist(),
             )
+        )
+        infos = [UNKNOWN_ITEM] * len(vocab)
+        if len(built) < len(vocab) and index == list(range(1, len(built) + 1)):  # the writer's
+            infos[1 : len(built) + 1] = built
+        else:
+            for row, info in zip(index, built, strict=True):
+                infos[row] = info
         return cls(vocab, infos, bundle.feature_spec.tags)
 
     def __len__(self) -> int:

@@ -26,7 +26,6 @@ from services.common.errors import InvalidArgument
 from services.common.features import (
     SECONDS_PER_DAY,
     FeatureSpec,
-    daily_activity,
     encode_profiles,
     pad_history,
 )
@@ -267,17 +266,64 @@ def load_records(bundle: Bundle, spec: FeatureSpec, items: Vocabulary) -> dict[s
     timestamps, values = timestamps[order], values[order]
     cuts = np.flatnonzero(np.diff(codes)) + 1
     starts, ends = np.r_[0, cuts], np.r_[cuts, codes.size]
+    # Every user's arrays at once (a million users load in seconds, not a minute); the loop
+    # below only slices them. Same values as pad_history / np.unique / daily_activity per user.
+    group = np.repeat(np.arange(starts.size), ends - starts)  # the user of each event
+    history = _histories(group, item_index, starts.size, spec.history_len)
+    seen_items, seen_bounds = _seen(group, item_index, starts.size)
+    days, day_values, day_bounds = _daily(group, timestamps, values, starts.size)
 
+    for whole in (history, seen_items, days, day_values):
+        frozen(whole)  # so every slice below is read-only too (a view inherits the flag)
+    seen_at, day_at = seen_bounds.tolist(), day_bounds.tolist()
     records: dict[str, UserRecord] = {}
-    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
-        its = item_index[start:end]
-        known = its[its > 0]
-        days, day_values = daily_activity(timestamps[start:end], values[start:end])
+    for g, (start, end) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
         records[str(names[codes[start]])] = UserRecord(
-            history=frozen(pad_history(known[::-1], spec.history_len)),
-            seen=frozen(np.unique(known)),
-            days=frozen(days),
-            values=frozen(day_values),
+            history=history[g],
+            seen=seen_items[seen_at[g] : seen_at[g + 1]],
+            days=days[day_at[g] : day_at[g + 1]],
+            values=day_values[day_at[g] : day_at[g + 1]],
             event_count=end - start,
         )
     return records
+
+
+def _bounds(owner: np.ndarray, n_groups: int) -> np.ndarray:
+    """int64[G + 1]: group g's rows are [bounds[g], bounds[g + 1]) of an owner-sorted array."""
+    return np.r_[0, np.cumsum(np.bincount(owner, minlength=n_groups))]
+
+
+def _histories(group: np.ndarray, items: np.ndarray, n_groups: int, length: int) -> np.ndarray:
+    """int64[G, H]: each user's known items, most recent first, 0-padded (pad_history)."""
+    known = items > 0
+    owner, item = group[known], items[known]
+    bounds = _bounds(owner, n_groups)
+    from_end = bounds[owner + 1] - 1 - np.arange(owner.size)  # 0 = the user's latest
+    keep = from_end < length
+    out = np.zeros((n_groups, length), dtype=np.int64)
+    out[owner[keep], from_end[keep]] = item[keep]
+    return out
+
+
+def _seen(group: np.ndarray, items: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each user's distinct known items, ascending (np.unique), concatenated + bounds."""
+    known = items > 0
+    owner, item = group[known], items[known]
+    order = np.lexsort((item, owner))
+    owner, item = owner[order], item[order]
+    first = np.r_[True, (owner[1:] != owner[:-1]) | (item[1:] != item[:-1])]
+    return item[first], _bounds(owner[first], n_groups)
+
+
+def _daily(
+    group: np.ndarray, timestamps: np.ndarray, values: np.ndarray, n_groups: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """daily_activity for every user: (days int64, value per day float32, bounds). Events are
+    sorted by user then time; the sums are float64 added in event order, as np.add.at does."""
+    day = timestamps.astype(np.int64) // SECONDS_PER_DAY
+    new_day = np.r_[True, (group[1:] != group[:-1]) | (day[1:] != day[:-1])]
+    day_of_event = np.cumsum(new_day) - 1
+    sums = np.zeros(int(new_day.sum()), dtype=np.float64)
+    np.add.at(sums, day_of_event, np.asarray(values, dtype=np.float64))
+    starts = np.flatnonzero(new_day)
+    return day[starts], sums.astype(np.float32), _bounds(group[starts], n_groups)

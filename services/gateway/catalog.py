@@ -1,6 +1,6 @@
 """What the gateway needs of the item catalog, as arrays: ids, titles, tags, popularity order.
 
-Built once from the bundle's shared ItemCatalog (services.common.catalog). Everything is
+Built once from the bundle's items.parquet columns (services.common.catalog). Everything is
 indexed by item index (row 0 = the unknown item), so filtering N candidates or picking the
 popular items for a cold user is one numpy pass, not a Python loop over the catalog.
 """
@@ -11,12 +11,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+import pyarrow as pa
 
 from services.common.added_items import NewItem
 from services.common.bundle import Bundle
-from services.common.catalog import ItemCatalog, tag_masks
+from services.common.catalog import read_item_columns, tag_masks, tag_matrix
 from services.common.content import has_content_encoder
 from services.common.types import FilterSpec, ItemInfo
+from services.common.vocab import Vocabulary
 
 NO_FILTERS = FilterSpec()
 
@@ -93,10 +95,24 @@ class GatewayCatalog:
 
     @classmethod
     def from_bundle(cls, bundle: Bundle) -> GatewayCatalog:
-        catalog = ItemCatalog.from_bundle(bundle)
-        infos = catalog.by_indices(range(len(catalog)))
+        """Straight from items.parquet's columns: the same catalog as from_infos over
+        ItemCatalog's rows, without a Python object per item (start-up at 1M items)."""
+        n_rows = len(Vocabulary.load(bundle.path("item_ids.npy")))
+        columns = read_item_columns(bundle)
+        rows = columns["item_index"].to_numpy().astype(np.int64)
+        ids = np.full(n_rows, "", dtype=object)
+        ids[rows] = columns["item_id"].cast(pa.string()).to_numpy(zero_copy_only=False)
+        titles = np.full(n_rows, "", dtype=object)
+        titles[rows] = columns["title"].cast(pa.string()).to_numpy(zero_copy_only=False)
+        item_tags: list[tuple[str, ...]] = [()] * n_rows
+        for row, tags in zip(rows.tolist(), columns["tags"].to_pylist(), strict=True):
+            item_tags[row] = tuple(tags)
+        popularity = np.zeros(n_rows, dtype=np.int64)
+        popularity[rows] = columns["popularity"].to_numpy(zero_copy_only=False)
+        names = _tag_names(bundle.feature_spec.tags, item_tags)
+        matrix = tag_matrix(names, columns["tags"], rows, n_rows)
         return replace(
-            cls.from_infos(bundle.version, infos, catalog.tags),
+            cls._assemble(bundle.version, ids, titles, item_tags, popularity, names, matrix),
             embedding_dim=bundle.embedding_dim,
             content_encoder=has_content_encoder(bundle.manifest),
         )
@@ -106,24 +122,47 @@ class GatewayCatalog:
         cls, version: str, infos: list[ItemInfo], tag_names: Iterable[str] = ()
     ) -> GatewayCatalog:
         """infos[i] describes item index i; infos[0] is the unknown item."""
-        names = tuple(dict.fromkeys([*tag_names, *(t for info in infos for t in info.tags)]))
-        matrix = np.ascontiguousarray(tag_masks(names, [info.tags for info in infos]).T)
-        popularity = np.array([info.popularity for info in infos], dtype=np.int64)
+        item_tags = [tuple(info.tags) for info in infos]
+        names = _tag_names(tag_names, item_tags)
+        return cls._assemble(
+            version,
+            [info.item_id for info in infos],
+            [info.title for info in infos],
+            item_tags,
+            np.array([info.popularity for info in infos], dtype=np.int64),
+            names,
+            tag_masks(names, item_tags).T,
+        )
+
+    @classmethod
+    def _assemble(
+        cls,
+        version: str,
+        ids: Sequence[str] | np.ndarray,
+        titles: Sequence[str] | np.ndarray,
+        item_tags: Sequence[tuple[str, ...]],
+        popularity: np.ndarray,
+        names: tuple[str, ...],
+        matrix: np.ndarray,
+    ) -> GatewayCatalog:
+        """Rows 0..I-1 (row 0 the unknown item) -> the catalog with its popularity order."""
+        popularity = np.array(popularity, dtype=np.int64)
         popularity[0] = -1  # the unknown row sorts last and is dropped below
         # Most popular first; ties broken by item index so the order is deterministic.
-        order = np.lexsort((np.arange(len(infos)), -popularity))
+        order = np.lexsort((np.arange(len(popularity)), -popularity))
         popularity[0] = 0
+        id_list = list(ids)
         return cls(
             version=version,
-            ids=np.array([info.item_id for info in infos], dtype=str),
-            titles=np.array([info.title for info in infos], dtype=str),
-            item_tags=tuple(tuple(info.tags) for info in infos),
+            ids=np.array(id_list, dtype=str),
+            titles=np.array(list(titles), dtype=str),
+            item_tags=tuple(item_tags),
             tag_names=names,
-            tag_matrix=matrix,
+            tag_matrix=np.ascontiguousarray(matrix),
             popularity=popularity,
             by_popularity=order[:-1].astype(np.int64),
-            id_index={info.item_id: row for row, info in enumerate(infos) if row > 0},
-            n_base=len(infos),
+            id_index=dict(zip(id_list[1:], range(1, len(id_list)), strict=True)),
+            n_base=len(id_list),
         )
 
     def __len__(self) -> int:
@@ -179,3 +218,8 @@ class GatewayCatalog:
     def _columns(self, tags: Iterable[str]) -> list[int]:
         wanted = set(tags)
         return [j for j, name in enumerate(self.tag_names) if name in wanted]
+
+
+def _tag_names(known: Iterable[str], item_tags: Sequence[tuple[str, ...]]) -> tuple[str, ...]:
+    """The bundle's tags, then any other tag in order of first appearance by item row."""
+    return tuple(dict.fromkeys([*known, *(t for tags in item_tags for t in tags)]))

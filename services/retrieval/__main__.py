@@ -67,11 +67,15 @@ async def main() -> None:
         )
 
     retriever = build(bundle)
+    index_info = bundle.manifest.get("index", {})
     log.info(
-        "bundle %s loaded: %d items, index %s, user tower on %s",
+        "bundle %s loaded: %d items, index %s (nprobe %s, recall@100 %s at build), "
+        "user tower on %s",
         bundle.version,
         retriever.index.index.ntotal,
         bundle.manifest.get("index_type", "?"),
+        index_info.get("nprobe", "-"),
+        index_info.get("recall", "-"),
         retriever.provider,
     )
     reload = ReloadSettings.from_env()

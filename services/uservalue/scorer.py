@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from services.common.bundle import Bundle
@@ -74,27 +76,29 @@ def activity_snapshot(interactions_parquet: Path) -> dict[str, Activity]:
     """Per-user (days, value per day) from an event log in the canonical schema: the
     aggregation of services.common.features.daily_activity, vectorised over all users."""
     table = pq.read_table(interactions_parquet, columns=["user_id", "timestamp", "value"])
-    users = np.asarray(table.column("user_id").to_pylist(), dtype=object).astype(str)
+    if table.num_rows == 0:
+        return {}
+    # Users as codes into their distinct ids (Arrow's dictionary encoding, not a sort of every
+    # event's id string), renumbered in sorted id order like np.unique: 1M users in seconds.
+    encoded = pc.dictionary_encode(table.column("user_id").combine_chunks().cast(pa.string()))
+    names = np.asarray(encoded.dictionary.to_pylist(), dtype=object).astype(str)
+    rank = np.empty(names.size, dtype=np.int64)
+    rank[np.argsort(names, kind="stable")] = np.arange(names.size)
+    uids = np.sort(names, kind="stable")
+    owner = rank[encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)]
     days = table.column("timestamp").to_numpy().astype(np.int64) // SECONDS_PER_DAY
     values = np.nan_to_num(table.column("value").to_numpy(zero_copy_only=False), nan=0.0)
-    if users.size == 0:
-        return {}
-    uids, owner = np.unique(users, return_inverse=True)
     order = np.lexsort((days, owner))
     owner, days, values = owner[order], days[order], values.astype(np.float64)[order]
     new_day = np.r_[True, (owner[1:] != owner[:-1]) | (days[1:] != days[:-1])]
     starts = np.flatnonzero(new_day)
     day_owner, day = owner[starts], days[starts]
     day_value = np.add.reduceat(values, starts).astype(np.float32)
-    cuts = np.flatnonzero(np.diff(day_owner)) + 1
+    bounds = np.r_[np.flatnonzero(np.r_[True, day_owner[1:] != day_owner[:-1]]), day.size]
+    first, cuts = bounds[:-1].tolist(), bounds[1:].tolist()
     return {
-        str(uid): (d, v)
-        for uid, d, v in zip(
-            uids[day_owner[np.r_[0, cuts]]],
-            np.split(day, cuts),
-            np.split(day_value, cuts),
-            strict=True,
-        )
+        str(uid): (day[a:b], day_value[a:b])
+        for uid, a, b in zip(uids[day_owner[first]].tolist(), first, cuts, strict=True)
     }
 
 

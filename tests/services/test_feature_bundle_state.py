@@ -62,3 +62,35 @@ def test_apply_many_equals_event_by_event(base, live, chunk):
     np.testing.assert_array_equal(rec.values, ref["values"])
     assert rec.event_count == ref["count"] == len(base) + len(live)
     assert start.history.size == H and (rec.history == pad_history(rec.history, H)).all()
+
+
+def test_vectorised_load_records_matches_the_per_user_encoding(tiny_bundle):
+    """load_records builds every user at once; the reference is the per-user definition
+    (pad_history, np.unique, daily_activity) it replaced, compared array by array."""
+    import pyarrow.parquet as pq
+
+    from services.common.bundle import Bundle
+    from services.common.features import daily_activity, pad_history
+    from services.common.vocab import Vocabulary
+    from services.feature.bundle_state import load_records
+
+    bundle = Bundle.load(tiny_bundle)
+    spec = bundle.feature_spec
+    items = Vocabulary.load(bundle.path("item_ids.npy"))
+    records = load_records(bundle, spec, items)
+    log = pq.read_table(bundle.path("interactions.parquet")).to_pandas()
+    log["row"] = np.arange(len(log))
+    log = log.sort_values(["user_id", "timestamp", "row"])
+    assert list(records) == list(dict.fromkeys(pq.read_table(
+        bundle.path("interactions.parquet"), columns=["user_id"]
+    ).column("user_id").to_pylist()))  # fmt: skip
+    for user_id, events in log.groupby("user_id", sort=False):
+        rec = records[user_id]
+        its = items.indices(events["item_id"].tolist())
+        known = its[its > 0]
+        days, values = daily_activity(events["timestamp"].to_numpy(), events["value"].to_numpy())
+        expected = (pad_history(known[::-1], spec.history_len), np.unique(known), days, values)
+        for got, want in zip((rec.history, rec.seen, rec.days, rec.values), expected, strict=True):
+            np.testing.assert_array_equal(got, want, err_msg=user_id)
+            assert got.dtype == want.dtype and not got.flags.writeable
+        assert rec.event_count == len(events)

@@ -51,3 +51,39 @@ def test_ids_and_unknown_ids():
     catalog = catalog_of(3)
     assert catalog.index_of(["m3", "zzz"]).tolist() == [3, 0]
     assert len(catalog) == 3 and catalog.titles[2] == "Movie 2"
+
+
+def _items_the_old_way(bundle) -> list[ItemInfo]:
+    """The reference: ItemCatalog.from_bundle's former per-row loop over items.parquet."""
+    import pyarrow.parquet as pq
+
+    n_rows = len(np.load(bundle.path("item_ids.npy"), allow_pickle=False)) + 1  # + row 0
+    table = pq.read_table(bundle.path("items.parquet")).to_pydict()
+    infos = [UNKNOWN] * n_rows
+    for item_id, index, title, tags, year, pop in zip(
+        table["item_id"], table["item_index"], table["title"], table["tags"],
+        table["year"], table["popularity"], strict=True,
+    ):  # fmt: skip
+        infos[int(index)] = ItemInfo(
+            str(item_id), int(index), str(title or ""), tuple(tags or ()), int(year or 0),
+            int(pop or 0),
+        )  # fmt: skip
+    return infos
+
+
+def test_columnar_loading_matches_the_row_by_row_catalog(tiny_bundle):
+    from services.common.bundle import Bundle
+    from services.common.catalog import ItemCatalog
+
+    bundle = Bundle.load(tiny_bundle)
+    reference = _items_the_old_way(bundle)
+    items = ItemCatalog.from_bundle(bundle)
+    assert items.by_indices(range(len(items))) == reference
+    np.testing.assert_array_equal(items.popularity, [i.popularity for i in reference])
+    new = GatewayCatalog.from_bundle(bundle)
+    old = GatewayCatalog.from_infos(bundle.version, reference, bundle.feature_spec.tags)
+    for name in ("ids", "titles", "tag_matrix", "popularity", "by_popularity"):
+        np.testing.assert_array_equal(getattr(new, name), getattr(old, name), err_msg=name)
+        assert getattr(new, name).dtype == getattr(old, name).dtype, name
+    assert new.item_tags == old.item_tags and new.tag_names == old.tag_names
+    assert new.id_index == old.id_index and new.version == old.version

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faiss
 import numpy as np
 import pytest
 
@@ -9,7 +10,9 @@ from services.common.bundle import Bundle
 from services.common.errors import InvalidArgument, NotFound
 from services.common.types import FilterSpec
 from services.feature.store import InMemoryFeatureStore
+from services.retrieval.index import CandidateIndex
 from services.retrieval.retriever import Retriever
+from training.index import build_item_index, save_index
 
 
 @pytest.fixture(scope="module")
@@ -17,8 +20,26 @@ def bundle(tiny_bundle) -> Bundle:
     return Bundle.load(tiny_bundle)
 
 
-@pytest.fixture(scope="module", params=[0, 1_000_000], ids=["faiss-selector", "exact"])
-def retriever(bundle, request) -> Retriever:
+def _with_ivf(retriever: Retriever, tmp_dir) -> Retriever:
+    """The same retriever over an IVF index (training.index above the flat threshold), saved
+    and read back as the service reads items.faiss, so the stored nprobe is what it uses."""
+    item_index = build_item_index(retriever.index.embeddings, flat_max_items=100)
+    save_index(item_index, tmp_dir / "items.faiss")
+    old = retriever.index
+    item_tags = [retriever.catalog.by_index(row).tags for row in range(old.n_rows)]
+    retriever.index = CandidateIndex.load(
+        tmp_dir / "items.faiss", old.embeddings, old.tags, item_tags
+    )
+    return retriever
+
+
+@pytest.fixture(
+    scope="module", params=[0, 1_000_000, "ivf"], ids=["faiss-selector", "exact", "ivf-selector"]
+)
+def retriever(bundle, request, tmp_path_factory) -> Retriever:
+    if request.param == "ivf":
+        made = Retriever.from_bundle(bundle, max_k=200)
+        return _with_ivf(made, tmp_path_factory.mktemp("ivf"))
     return Retriever.from_bundle(bundle, exact_below=request.param, max_k=200)
 
 
@@ -118,3 +139,13 @@ def test_cold_user_tag_affinities_follow_popularity(retriever, bundle):
     pairs = retriever.tag_affinities(cold, 3)
     popularity = retriever.index.tag_masks @ retriever.catalog.popularity
     assert pairs[0][0] == retriever.index.tags[int(np.argmax(popularity))]
+
+
+def test_ivf_filtered_search_uses_the_stored_nprobe(bundle, tmp_path):
+    retriever = _with_ivf(Retriever.from_bundle(bundle, max_k=200), tmp_path)
+    ivf = faiss.extract_index_ivf(retriever.index.index)
+    assert 1 < ivf.nprobe < ivf.nlist  # chosen at build time, read back from items.faiss
+    eligible = np.ones(retriever.index.n_rows, dtype=bool)
+    selector = faiss.IDSelectorBitmap(eligible.size, faiss.swig_ptr(np.packbits(eligible)))
+    params = retriever.index._params(selector, 10)
+    assert isinstance(params, faiss.SearchParametersIVF) and params.nprobe == ivf.nprobe

@@ -165,10 +165,12 @@ def test_snapshot_matches_daily_activity_per_user(bundle):
     snapshot = activity_snapshot(bundle.path("interactions.parquet"))
     frame = pq.read_table(bundle.path("interactions.parquet")).to_pandas()
     assert set(snapshot) == set(SNAPSHOT)
+    assert list(snapshot) == sorted(snapshot)  # id order, as np.unique gave it
     for user, group in frame.groupby("user_id"):
         days, values = daily_activity(group["timestamp"].to_numpy(), group["value"].to_numpy())
         np.testing.assert_array_equal(snapshot[user][0], days)
         np.testing.assert_allclose(snapshot[user][1], values, rtol=1e-6)
+        assert snapshot[user][0].dtype == np.int64 and snapshot[user][1].dtype == np.float32
 
 
 def test_cached_scores_equal_fresh_ones_and_follow_new_activity(bundle):

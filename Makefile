@@ -23,7 +23,7 @@ RETRAIN_ARGS ?=
 # torch: without PASSIVE, OpenMP threads spin and a loaded 2-core box trains up to 50x slower.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: help install lock data train retrain export serve serve-embedded demo recommend test lint fmt protos clean eval eval-byo eval-external loadtest bench bench-1m eval-value ab-report publish rollback bundles fault soak add-items
+.PHONY: help install lock data train retrain export serve serve-embedded demo recommend test lint fmt protos clean eval eval-byo eval-external loadtest bench bench-1m bench-gpu eval-value ab-report publish rollback bundles fault soak add-items
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -119,6 +119,10 @@ $(BENCH_1M_ARTIFACTS)/LATEST:
 bench-1m: install $(BENCH_1M_ARTIFACTS)/LATEST  ## split/embedded on a synthetic 1M-item, 1M-user bundle vs the MovieLens one -> bench-results-1m/
 	$(PY) -m bench --artifacts $(BENCH_1M_ARTIFACTS) --baseline-artifacts $(ARTIFACTS) \
 	  --out bench-results-1m $(BENCH_1M_ARGS)
+
+bench-gpu: install  ## ranking: raw ONNX Runtime (run, IO binding, CUDA graph) vs the service over gRPC, CPU and CUDA -> bench-results-gpu/
+	@test -f $(ARTIFACTS)/LATEST || $(MAKE) train
+	$(PY) -m bench.gpu --artifacts $(ARTIFACTS) --version $(VERSION) --out bench-results-gpu $(BENCH_GPU_ARGS)
 
 eval: data  ## offline evaluation from scratch: splits, references, ours (3 ways), tags, 5-fold ratings -> reports/eval.md
 	nice $(PY) -m training.evaluate run --data-dir $(DATA_DIR) $(EVAL_ARGS)

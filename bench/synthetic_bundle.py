@@ -15,7 +15,6 @@ since it scores activity features, not user ids, and so accepts any user. The ma
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import os
@@ -23,7 +22,6 @@ import resource
 import shutil
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +40,7 @@ from training.data.schema import InteractionData
 from training.encode import EncodedCatalog, build_catalog
 from training.export import describe_onnx, export_ranker, export_user_tower, parity_max_abs_error
 from training.index import FLAT_MAX_ITEMS, build_item_index, save_index, tag_centroids
+from training.pipeline import Steps
 
 ONNX_LIMIT_BYTES = 2 * 1024**3  # protobuf's hard limit for a self-contained ONNX file
 SAMPLE_USERS = 1000  # user-tower queries for IVF's nprobe choice; the first 255 for parity
@@ -51,18 +50,8 @@ def _log(msg: str) -> None:
     print(f"[synthetic-bundle {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-class _Steps:
-    def __init__(self, progress: bool) -> None:
-        self.progress = progress
-        self.seconds: dict[str, float] = {}
-
-    @contextlib.contextmanager
-    def __call__(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        yield
-        self.seconds[name] = round(time.perf_counter() - start, 2)
-        if self.progress:
-            _log(f"{name}: {self.seconds[name]:.1f}s (peak RSS {_peak_rss_mb():.0f} MB)")
+def _say(name: str, seconds: float) -> None:
+    _log(f"{name}: {seconds:.1f}s (peak RSS {_peak_rss_mb():.0f} MB)")
 
 
 def _peak_rss_mb() -> float:
@@ -126,7 +115,7 @@ def build_synthetic_bundle(
     value_bundle = _value_source(value_from)
     args = {"items": n_items, "users": n_users, "dim": dim, "seed": seed,
             "events_per_user": events_per_user, "flat_max_items": flat_max_items}  # fmt: skip
-    steps = _Steps(progress)
+    steps = Steps(progress, say=_say)
     with steps("generate"):
         syn = generate(n_items, n_users, dim=dim, events_per_user=events_per_user, seed=seed)
     with steps("features"):

@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,12 +154,14 @@ def _evaluation_metrics(path: Path | None) -> dict[str, Any] | None:
     }
 
 
-class _Steps:
-    """Seconds per pipeline step, printed one line per step when progress is on."""
+class Steps:
+    """Seconds per pipeline step; with progress on, `say(name, seconds)` after each one
+    (default: one "[train] <step>: <s>" line). bench.synthetic_bundle reuses it."""
 
-    def __init__(self, progress: bool) -> None:
+    def __init__(self, progress: bool, say: Callable[[str, float], None] | None = None) -> None:
         self.progress = progress
         self.seconds: dict[str, float] = {}
+        self._say = say or (lambda name, seconds: tqdm.write(f"[train] {name}: {seconds:.1f}s"))
 
     @contextlib.contextmanager
     def __call__(self, name: str) -> Iterator[None]:
@@ -167,7 +169,7 @@ class _Steps:
         yield
         self.seconds[name] = round(time.perf_counter() - start, 3)
         if self.progress:
-            tqdm.write(f"[train] {name}: {self.seconds[name]:.1f}s")
+            self._say(name, self.seconds[name])
 
 
 def _subset(arrays: dict[str, np.ndarray], rows: slice | np.ndarray) -> dict[str, np.ndarray]:
@@ -400,7 +402,7 @@ def build_bundle_from_events(
     ctx = distributed.current()
     torch.set_num_threads(max(1, TORCH_THREADS // (ctx.world_size if ctx else 1)))
     torch.manual_seed(cfg.seed)
-    steps = _Steps(cfg.progress)
+    steps = Steps(cfg.progress)
     with steps("load data"):
         cdnow = value_data if value_data is not None else load_cdnow(cfg.data_dir / "cdnow")
     with steps("split + features"):

@@ -25,8 +25,13 @@ def tag_masks(tags: Sequence[str], item_tags: Sequence[Sequence[str]]) -> np.nda
     ignored). The one place the item x tag matrix behind every tag filter is built."""
     position = {t: j for j, t in enumerate(tags)}
     masks = np.zeros((len(position), len(item_tags)), dtype=bool)
-    for row, names in enumerate(item_tags):
-        masks[[position[t] for t in names if t in position], row] = True
+    # One scatter for all (tag, row) pairs: a numpy assignment per row costs ~1.5 s at 1M items.
+    lengths = np.fromiter((len(names) for names in item_tags), np.int64, count=len(item_tags))
+    flat = [t for names in item_tags for t in names]
+    columns = np.fromiter((position.get(t, -1) for t in flat), np.int64, count=len(flat))
+    owners = np.repeat(np.arange(len(item_tags), dtype=np.int64), lengths)
+    known = columns >= 0
+    masks[columns[known], owners[known]] = True
     return masks
 
 

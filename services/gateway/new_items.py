@@ -13,6 +13,7 @@ says so in `fallbacks`; a retrieval replica that syncs from the registry indexes
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -30,6 +31,8 @@ from services.gateway import validate
 if TYPE_CHECKING:
     from services.gateway.catalog import GatewayCatalog
     from services.gateway.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -125,3 +128,38 @@ def extend(pipeline: Pipeline, entries: Sequence[AddedItem]) -> None:
     """Copy-on-write: requests in flight keep the catalog they started with."""
     if entries:
         pipeline.catalog = pipeline.catalog.extended([(e.row, e.item) for e in entries])
+
+
+async def repair_proxies(pipeline: Pipeline, entries: Sequence[AddedItem]) -> int:
+    """Registry entries without a proxy (added while retrieval was unreachable, or its answer
+    was lost) are indexed now and their proxies recorded, so every gateway ranks them as
+    their nearest trained item instead of row 0. Run by the item sync after the catalog is
+    up to date; idempotent (retrieval AddItems by row, feature AddItems by id), so replicas
+    repairing the same entry at once do no harm. -> how many were repaired; a backend that
+    is still down is left for the next round."""
+    catalog = pipeline.catalog
+    orphans = [
+        dataclasses.replace(e.item, row=row)
+        for e in entries
+        if e.item.proxy_row == 0
+        and not catalog.in_base(e.item.item_id)
+        and (row := catalog.id_index.get(e.item.item_id, 0)) > 0
+    ]
+    if not orphans:
+        return 0
+    by_id = {item.item_id: item for item in orphans}
+    try:
+        indexed = await pipeline.stages.retrieval.add_items(orphans)
+        recorded = [
+            dataclasses.replace(by_id[a.item.item_id], proxy_row=a.item.proxy_row, embedding=None)
+            for a in indexed
+            if a.item.proxy_row > 0 and a.item.item_id in by_id
+        ]
+        if recorded:
+            await pipeline.stages.features.add_items(recorded)
+    except Unavailable as exc:
+        log.info("%d added items still without a proxy (%s): next round", len(orphans), exc)
+        return 0
+    if recorded:  # copy-on-write, as `extend`
+        pipeline.catalog = pipeline.catalog.extended([(i.row, i) for i in recorded])
+    return len(recorded)

@@ -148,3 +148,29 @@ def test_items_retrieval_would_refuse_are_never_registered(bundle, split_stack):
         )
     ids = {m.item.item_id for m in listed.items}
     assert not ids & {"wrong-dim", "text-only"}
+
+
+def test_an_item_registered_while_retrieval_was_down_gets_indexed_and_a_proxy(
+    bundle, split_stack, second_gateway
+):
+    """Only the feature service took it (as when retrieval was unreachable during AddItems):
+    proxy 0, not indexed. A gateway's item sync repairs it: indexed, proxy recorded."""
+    item = common_pb2.NewItem(item_id="orphan-item", title="Orphan")
+    item.embedding.extend([1.0] + [0.0] * (bundle.embedding_dim - 1))
+    with grpc.insecure_channel(split_stack["feature"]) as channel:
+        features = feature_pb2_grpc.FeatureServiceStub(channel)
+        (registered,) = features.AddItems(
+            common_pb2.AddItemsRequest(items=[item]), timeout=30
+        ).items
+        assert registered.row > 0 and registered.item.proxy_row == 0
+
+        def proxy() -> int:
+            listed = features.ListAddedItems(feature_pb2.ListAddedItemsRequest(after=0), timeout=30)
+            return next(m.item.proxy_row for m in listed.items if m.item.item_id == "orphan-item")
+
+        assert wait_for(proxy) > 0
+    with grpc.insecure_channel(split_stack["retrieval"]) as channel:
+        similar = retrieval_pb2_grpc.RetrievalServiceStub(channel).RetrieveSimilar(
+            retrieval_pb2.RetrieveSimilarRequest(item_id="orphan-item", k=3), timeout=10
+        )
+    assert len(similar.item_indices) == 3

@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -173,10 +173,6 @@ def assign_rows(
             continue
         rows[item.item_id] = n_base_rows + len(rows)
     return rows
-
-
-def with_proxy(item: NewItem, proxy_row: int) -> NewItem:
-    return replace(item, proxy_row=int(proxy_row))
 
 
 def encode_registry(entries: Sequence[AddedItem]) -> str:

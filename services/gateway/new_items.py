@@ -25,7 +25,7 @@ from services.common.added_items import (
     check_embedding,
     validate_new_items,
 )
-from services.common.errors import FailedPrecondition, Unavailable
+from services.common.errors import FailedPrecondition, RecserveError, Unavailable
 from services.gateway import validate
 
 if TYPE_CHECKING:
@@ -135,8 +135,9 @@ async def repair_proxies(pipeline: Pipeline, entries: Sequence[AddedItem]) -> in
     was lost) are indexed now and their proxies recorded, so every gateway ranks them as
     their nearest trained item instead of row 0. Run by the item sync after the catalog is
     up to date; idempotent (retrieval AddItems by row, feature AddItems by id), so replicas
-    repairing the same entry at once do no harm. -> how many were repaired; a backend that
-    is still down is left for the next round."""
+    repairing the same entry at once do no harm. -> how many were repaired. A backend still
+    down raises (Unavailable): the sync round fails and is retried with backoff, the mirror
+    still marked unapplied, so the repair is not forgotten once the pull has nothing new."""
     catalog = pipeline.catalog
     orphans = [
         dataclasses.replace(e.item, row=row)
@@ -150,16 +151,18 @@ async def repair_proxies(pipeline: Pipeline, entries: Sequence[AddedItem]) -> in
     by_id = {item.item_id: item for item in orphans}
     try:
         indexed = await pipeline.stages.retrieval.add_items(orphans)
-        recorded = [
-            dataclasses.replace(by_id[a.item.item_id], proxy_row=a.item.proxy_row, embedding=None)
-            for a in indexed
-            if a.item.proxy_row > 0 and a.item.item_id in by_id
-        ]
-        if recorded:
-            await pipeline.stages.features.add_items(recorded)
-    except Unavailable as exc:
-        log.info("%d added items still without a proxy (%s): next round", len(orphans), exc)
+    except Unavailable:
+        raise
+    except RecserveError as exc:  # refused for good (e.g. text, no encoder): retrying won't help
+        log.warning("%d added items without a proxy: retrieval refused them: %s", len(orphans), exc)
         return 0
-    if recorded:  # copy-on-write, as `extend`
-        pipeline.catalog = pipeline.catalog.extended([(i.row, i) for i in recorded])
+    recorded = [
+        dataclasses.replace(by_id[a.item.item_id], proxy_row=a.item.proxy_row, embedding=None)
+        for a in indexed
+        if a.item.proxy_row > 0 and a.item.item_id in by_id
+    ]
+    if recorded:
+        await pipeline.stages.features.add_items(recorded)
+        log.info("%d added items without a proxy indexed and given one", len(recorded))
+        pipeline.catalog = pipeline.catalog.extended([(i.row, i) for i in recorded])  # as extend
     return len(recorded)

@@ -87,3 +87,27 @@ def test_columnar_loading_matches_the_row_by_row_catalog(tiny_bundle):
         assert getattr(new, name).dtype == getattr(old, name).dtype, name
     assert new.item_tags == old.item_tags and new.tag_names == old.tag_names
     assert new.id_index == old.id_index and new.version == old.version
+
+
+def test_extended_rows_match_a_catalog_built_whole():
+    """Added items (a gap row left empty, one re-added with other tags) give the same tag
+    matrix, ids and popularity order as computing them over every row."""
+    from services.common.added_items import NewItem
+    from services.common.catalog import tag_masks
+
+    base = GatewayCatalog.from_infos(
+        "v", [ItemInfo("", 0, "", (), 0, 0)] + [
+            ItemInfo(f"i{r}", r, f"t{r}", ("a",) if r % 2 else ("b",), 0, 10 - r)
+            for r in range(1, 6)
+        ], ("a", "b"),
+    )  # fmt: skip
+    first = base.extended([(6, NewItem("n6", "N6", ("b",), proxy_row=2))])
+    grown = first.extended(
+        [(8, NewItem("n8", "N8", ("a", "b", "zz"), proxy_row=3)), (6, NewItem("n6", "N6", ("a",)))]
+    )
+    whole = tag_masks(grown.tag_names, grown.item_tags).T
+    np.testing.assert_array_equal(grown.tag_matrix, whole)
+    assert grown.tag_matrix.shape == (9, 2) and not grown.tag_matrix[7].any()
+    assert grown.by_popularity.tolist() == [1, 2, 3, 4, 5, 6, 8]
+    assert (grown.id_index["n6"], grown.id_index["n8"]) == (6, 8)
+    assert grown.rank_rows(np.array([6, 8, 7, 9])).tolist() == [0, 3, 0, 0]

@@ -35,7 +35,7 @@ from services.common.healthcheck import check
 from services.common.onnx import CPU, CUDA, cuda_driver_present
 from services.common.types import UserState
 from services.launcher import free_port
-from services.ranking.ranker import OnnxRanker
+from services.ranking.ranker import OnnxRanker, batch_feeds
 
 
 def cuda_usable() -> bool:
@@ -58,13 +58,6 @@ def _requests(ranker: OnnxRanker, batch: int, n_candidates: int, seed: int = 0) 
         )
         out.append(ranker.prepare(user, rng.choice(np.arange(1, n_items + 1), n, replace=False)))
     return out
-
-
-def _feeds(prepared: list) -> dict[str, np.ndarray]:
-    feeds = {k: np.concatenate([f[k] for f, _ in prepared]) for k in ("user_index", "profile")}
-    feeds["history"] = np.concatenate([f["history"] for f, _ in prepared])
-    feeds["items"] = np.stack([items for _, items in prepared])
-    return feeds
 
 
 def _timed(fn, seconds: float, per_call: int) -> dict[str, float]:
@@ -93,7 +86,7 @@ def raw_throughput(
         raise RuntimeError(f"asked for CUDA, onnxruntime gave {ranker.provider}")
     prepared = _requests(ranker, batch, n_candidates)
     per_call = sum(items.size for _, items in prepared)
-    feeds = _feeds(prepared)
+    feeds = batch_feeds(prepared)
     out = {"run": _timed(lambda: ranker.rank_prepared(prepared), seconds, per_call)}
 
     session = ranker._session  # the service's own session: same options, same provider

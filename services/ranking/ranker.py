@@ -87,18 +87,9 @@ class OnnxRanker:
     def rank_prepared(self, prepared: list[tuple[dict, np.ndarray]]) -> list[RankScores]:
         """B prepared requests -> one ONNX Runtime call over int64[B, max N] (shorter candidate
         lists padded with item 0, the unknown item; the padding is cut off again)."""
-        width = max(items.size for _, items in prepared)
-        if width == 0:
+        if max(items.size for _, items in prepared) == 0:
             return [_empty() for _ in prepared]
-        items = np.zeros((len(prepared), width), dtype=np.int64)
-        for row, (_, its) in enumerate(prepared):
-            items[row, : its.size] = its
-        feeds = {
-            name: np.concatenate([f[name] for f, _ in prepared])
-            for name in ("user_index", "profile", "history")
-        }
-        feeds["items"] = items
-        p_positive, rating, p_interact = self._run(feeds)
+        p_positive, rating, p_interact = self._run(batch_feeds(prepared))
         return [
             RankScores(
                 p_positive=p_positive[row, : its.size].astype(np.float32),
@@ -140,6 +131,21 @@ class OnnxRanker:
             rating=rating[0].astype(np.float32, copy=False),
             p_interact=p_interact[0].astype(np.float32),  # a copy: may alias p_positive
         )
+
+
+def batch_feeds(prepared: list[tuple[dict, np.ndarray]]) -> dict[str, np.ndarray]:
+    """B prepared requests -> the ranker's feeds: user inputs stacked, candidates int64[B,
+    max N] padded with item 0 (the unknown item)."""
+    width = max(items.size for _, items in prepared)
+    items = np.zeros((len(prepared), width), dtype=np.int64)
+    for row, (_, its) in enumerate(prepared):
+        items[row, : its.size] = its
+    feeds = {
+        name: np.concatenate([f[name] for f, _ in prepared])
+        for name in ("user_index", "profile", "history")
+    }
+    feeds["items"] = items
+    return feeds
 
 
 def _empty() -> RankScores:

@@ -56,8 +56,8 @@ def user_tower(
         catalog.n_items,
         spec.profile_cardinalities,
         catalog.item_tags,
-        catalog.item_years,
-        spec.n_year_buckets,
+        catalog.item_attrs,
+        spec.item_cardinalities,
         config,
     )
     tower.user_id.weight.copy_(_with_zero_row(user_vectors))
@@ -92,8 +92,8 @@ def ranker(
         catalog.n_items,
         spec.profile_cardinalities,
         catalog.item_tags,
-        catalog.item_years,
-        spec.n_year_buckets,
+        catalog.item_attrs,
+        spec.item_cardinalities,
         RankerConfig(),
         RetrievalScore(tower, item_embeddings),
     )

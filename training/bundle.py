@@ -31,7 +31,7 @@ from services.common.bundle import (
     sha256_file,
 )
 from services.common.errors import BundleError
-from services.common.features import FeatureSpec
+from services.common.features import NUMERIC, FeatureSpec, FieldSpec
 from training.encode import EncodedCatalog
 from training.export import PARITY_FILE, write_parity_samples
 
@@ -59,34 +59,63 @@ def write_tables(
     item_ids = catalog.items.ids.tolist()
     side = items.assign(item_id=items["item_id"].astype(str)).set_index("item_id").reindex(item_ids)
     popularity = interactions["item_id"].astype(str).value_counts().reindex(item_ids).fillna(0)
-    pd.DataFrame(
-        {
-            "item_id": item_ids,
-            "item_index": np.arange(1, len(item_ids) + 1, dtype=np.int64),
-            "title": side["title"].fillna("").astype(str).to_numpy(),
-            "tags": [list(t) if isinstance(t, list | np.ndarray) else [] for t in side["tags"]],
-            "year": side["year"].fillna(0).astype(np.int64).to_numpy(),
-            "popularity": popularity.astype(np.int64).to_numpy(),
-        }
-    ).to_parquet(out_dir / "items.parquet", index=False)
+    item_table = {
+        "item_id": item_ids,
+        "item_index": np.arange(1, len(item_ids) + 1, dtype=np.int64),
+        "title": _text(side, "title"),
+        "tags": [list(t) if isinstance(t, list | np.ndarray) else [] for t in _col(side, "tags")],
+        "year": _col(side, "year", np.nan).fillna(0).astype(np.int64).to_numpy(),
+        "popularity": popularity.astype(np.int64).to_numpy(),
+    }
+    if "description" in side:
+        item_table["description"] = _text(side, "description")
+    if "price" in side:
+        item_table["price"] = side["price"].astype(np.float64).to_numpy()
+    if "available" in side:
+        item_table["available"] = side["available"].fillna(True).astype(bool).to_numpy()
+    item_table.update(_attributes(side, catalog.spec.item_fields, exclude=set(item_table)))
+    pd.DataFrame(item_table).to_parquet(out_dir / "items.parquet", index=False)
 
     user_ids = catalog.users.ids.tolist()
     profile = (
         users.assign(user_id=users["user_id"].astype(str)).set_index("user_id").reindex(user_ids)
     )
-    pd.DataFrame(
-        {
-            "user_id": user_ids,
-            "user_index": np.arange(1, len(user_ids) + 1, dtype=np.int64),
-            "age": profile["age"].fillna(0).astype(np.int64).to_numpy(),
-            "gender": profile["gender"].fillna("").astype(str).to_numpy(),
-            "occupation": profile["occupation"].fillna("").astype(str).to_numpy(),
-        }
-    ).to_parquet(out_dir / "users.parquet", index=False)
+    user_table = {
+        "user_id": user_ids,
+        "user_index": np.arange(1, len(user_ids) + 1, dtype=np.int64),
+        **_attributes(profile, catalog.spec.user_fields, exclude=set()),
+    }
+    pd.DataFrame(user_table).to_parquet(out_dir / "users.parquet", index=False)
 
     columns = ["user_id", "item_id", "timestamp", "rating", "value"]
     log = interactions[columns].sort_values(["timestamp", "user_id"], kind="stable")
     log.reset_index(drop=True).to_parquet(out_dir / "interactions.parquet", index=False)
+
+
+def _col(frame: pd.DataFrame, name: str, default: Any = None) -> pd.Series:
+    return frame[name] if name in frame else pd.Series(default, index=frame.index, dtype=object)
+
+
+def _text(frame: pd.DataFrame, name: str) -> np.ndarray:
+    return _col(frame, name, "").fillna("").astype(str).to_numpy()
+
+
+def _attributes(
+    frame: pd.DataFrame, fields: tuple[FieldSpec, ...], exclude: set[str]
+) -> dict[str, np.ndarray]:
+    """The declared attributes' raw values (categorical as text, numeric as float; missing =
+    "" / NaN), the columns the services encode with services.common.features."""
+    out: dict[str, np.ndarray] = {}
+    for spec in fields:
+        if spec.name in exclude:
+            continue
+        if spec.kind == NUMERIC:
+            out[spec.name] = pd.to_numeric(_col(frame, spec.name), errors="coerce").to_numpy(
+                np.float64
+            )
+        else:
+            out[spec.name] = _text(frame, spec.name)
+    return out
 
 
 def _json_default(value: Any) -> Any:

@@ -62,12 +62,15 @@ def model_info() -> dict[str, str]:
 def catalog_texts(items: pd.DataFrame) -> list[str]:
     """One text per row of an items table (title, tags, optional year/description columns),
     built by the serving definition (services.common.content.item_text)."""
-    years = items["year"] if "year" in items else pd.Series(0, index=items.index)
-    descriptions = items["description"] if "description" in items else pd.Series("", items.index)
+
+    def column(name: str, default: object) -> pd.Series:
+        return items[name] if name in items else pd.Series(default, index=items.index)
+
     out = []
     for title, tags, year, description in zip(
-        items["title"], items["tags"], years, descriptions, strict=True
-    ):
+        column("title", ""), column("tags", None), column("year", 0), column("description", ""),
+        strict=True,
+    ):  # fmt: skip
         tags = [str(t) for t in tags] if isinstance(tags, list | tuple | np.ndarray) else []
         year = int(year) if pd.notna(year) else 0
         description = description if isinstance(description, str) else ""

@@ -201,12 +201,12 @@ def _train_two_tower(
         catalog.n_items,
         spec.profile_cardinalities,
         catalog.item_tags,
-        catalog.item_years,
-        spec.n_year_buckets,
+        catalog.item_attrs,
+        spec.item_cardinalities,
         model_cfg,
     )
     item = ItemTower(
-        catalog.n_items, catalog.item_tags, catalog.item_years, spec.n_year_buckets, model_cfg
+        catalog.n_items, catalog.item_tags, catalog.item_attrs, spec.item_cardinalities, model_cfg
     )
     counts = np.bincount(train["item_index"], minlength=catalog.n_items) + 1.0  # +1: smoothing
     model = TwoTower(user, item, np.log(counts / counts.sum()), cfg.temperature)
@@ -252,8 +252,8 @@ def _train_ranker(
         catalog.n_items,
         spec.profile_cardinalities,
         catalog.item_tags,
-        catalog.item_years,
-        spec.n_year_buckets,
+        catalog.item_attrs,
+        spec.item_cardinalities,
         model_cfg,
         retrieval,
     )

@@ -45,6 +45,9 @@ def read_item_columns(bundle: Bundle) -> dict[str, pa.Array]:
     table = pq.read_table(bundle.path("items.parquet"))
     out = {}
     for name, default in (("item_id", ""), ("title", ""), ("year", 0), ("popularity", 0)):
+        if name not in table.column_names:  # a dataset without that column
+            out[name] = pa.array([default] * table.num_rows)
+            continue
         column = table.column(name).combine_chunks()
         out[name] = pc.fill_null(column, pa.scalar(default, type=column.type))
     tags = table.column("tags").combine_chunks()

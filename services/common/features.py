@@ -1,51 +1,129 @@
 """The one definition of recserve's model features (numpy; imported by training and serving).
 
-Shapes: B = batch, H = FeatureSpec.history_len, P = len(PROFILE_FIELDS), T = number of tags.
+Shapes: B = batch, H = FeatureSpec.history_len, P = profile fields (declared user attributes),
+A = declared item attributes, T = number of tags.
 Index 0 always means "unknown / padding" in every encoded field.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-PROFILE_FIELDS: tuple[str, ...] = ("age", "gender", "occupation")
-DEFAULT_AGE_BOUNDARIES: tuple[int, ...] = (18, 25, 35, 45, 50, 56)
-DEFAULT_YEAR_BOUNDARIES: tuple[int, ...] = (1940, 1960, 1970, 1980, 1985, 1990, 1993, 1995, 1997)
 SECONDS_PER_DAY = 86_400
+CATEGORICAL, NUMERIC = "categorical", "numeric"
+# A side with no declared attributes still feeds one all-zero field, so the ONNX graphs keep
+# the same inputs (a [B, 0] input would be dropped by the exporter).
+NO_FIELD_CARDINALITIES: tuple[int, ...] = (1,)
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One declared user or item attribute and its encoding (0 = unknown / missing).
+
+    categorical: value -> 1 + its position in `values`; numeric: float -> bucket
+    1..len(boundaries)+1 by `boundaries` (searchsorted right), NaN -> 0."""
+
+    name: str
+    kind: str
+    values: tuple[str, ...] = ()
+    boundaries: tuple[float, ...] = ()
+
+    @property
+    def cardinality(self) -> int:
+        return len(self.values) + 1 if self.kind == CATEGORICAL else len(self.boundaries) + 2
+
+    def encode(self, column: Sequence[Any] | np.ndarray) -> np.ndarray:
+        """Raw values -> int64[B] codes."""
+        if self.kind == CATEGORICAL:
+            texts = [v if isinstance(v, str) else ("" if v is None else str(v)) for v in column]
+            return _lookup(texts, self.values)
+        numbers = np.asarray(
+            [np.nan if v is None or v == "" else v for v in column], dtype=np.float64
+        )
+        buckets = np.searchsorted(np.asarray(self.boundaries), numbers, side="right") + 1
+        return np.where(np.isnan(numbers), 0, buckets).astype(np.int64)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "values": list(self.values),
+                "boundaries": list(self.boundaries)}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FieldSpec:
+        return cls(data["name"], data["kind"], tuple(data.get("values", ())),
+                   tuple(float(b) for b in data.get("boundaries", ())))  # fmt: skip
 
 
 @dataclass(frozen=True)
 class FeatureSpec:
-    """Vocabularies and bucket edges of every encoded feature; stored in manifest.json."""
+    """Vocabularies and bucket edges of every encoded feature; stored in manifest.json.
+
+    user_fields -> the profile input (int64[B, P]); item_fields -> the item attribute table
+    (int64[I, A]); tags -> the multi-hot tag table (float32[I, T]) and the tag filters."""
 
     history_len: int = 50
-    age_boundaries: tuple[int, ...] = DEFAULT_AGE_BOUNDARIES
-    genders: tuple[str, ...] = ()
-    occupations: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
-    year_boundaries: tuple[int, ...] = DEFAULT_YEAR_BOUNDARIES
-    profile_fields: tuple[str, ...] = field(default=PROFILE_FIELDS)
+    user_fields: tuple[FieldSpec, ...] = ()
+    item_fields: tuple[FieldSpec, ...] = ()
+
+    @property
+    def profile_fields(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.user_fields) or ("none",)
 
     @property
     def profile_cardinalities(self) -> tuple[int, ...]:
         """Embedding table sizes per profile field (including the 0 = unknown row)."""
-        return (len(self.age_boundaries) + 2, len(self.genders) + 1, len(self.occupations) + 1)
+        return tuple(f.cardinality for f in self.user_fields) or NO_FIELD_CARDINALITIES
 
     @property
-    def n_year_buckets(self) -> int:
-        return len(self.year_boundaries) + 2
+    def item_cardinalities(self) -> tuple[int, ...]:
+        """Embedding table sizes per item attribute (including the 0 = unknown row)."""
+        return tuple(f.cardinality for f in self.item_fields) or NO_FIELD_CARDINALITIES
 
     def to_json(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        return {
+            "history_len": self.history_len,
+            "tags": list(self.tags),
+            "user_fields": [f.to_json() for f in self.user_fields],
+            "item_fields": [f.to_json() for f in self.item_fields],
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FeatureSpec:
-        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-        return cls(**kwargs)
+        if "user_fields" not in data:
+            return _legacy_spec(data)
+        return cls(
+            history_len=int(data["history_len"]),
+            tags=tuple(data.get("tags", ())),
+            user_fields=tuple(FieldSpec.from_json(f) for f in data["user_fields"]),
+            item_fields=tuple(FieldSpec.from_json(f) for f in data.get("item_fields", ())),
+        )
+
+
+# Bundles written before the data contract (schema of 2026-11) spelled MovieLens' fields out.
+LEGACY_AGE_BOUNDARIES: tuple[int, ...] = (18, 25, 35, 45, 50, 56)
+LEGACY_YEAR_BOUNDARIES: tuple[int, ...] = (1940, 1960, 1970, 1980, 1985, 1990, 1993, 1995, 1997)
+
+
+def _legacy_spec(data: dict[str, Any]) -> FeatureSpec:
+    def edges(key: str, default: tuple[int, ...]) -> tuple[float, ...]:
+        return tuple(float(b) for b in data.get(key, default))
+
+    return FeatureSpec(
+        history_len=int(data.get("history_len", 50)),
+        tags=tuple(data.get("tags", ())),
+        user_fields=(
+            FieldSpec("age", NUMERIC, boundaries=edges("age_boundaries", LEGACY_AGE_BOUNDARIES)),
+            FieldSpec("gender", CATEGORICAL, values=tuple(data.get("genders", ()))),
+            FieldSpec("occupation", CATEGORICAL, values=tuple(data.get("occupations", ()))),
+        ),
+        item_fields=(
+            FieldSpec("year", NUMERIC, boundaries=edges("year_boundaries", LEGACY_YEAR_BOUNDARIES)),
+        ),
+    )
 
 
 def _lookup(values: Sequence[str | None], vocab: tuple[str, ...]) -> np.ndarray:
@@ -53,39 +131,28 @@ def _lookup(values: Sequence[str | None], vocab: tuple[str, ...]) -> np.ndarray:
     return np.fromiter((index.get(v or "", 0) for v in values), dtype=np.int64, count=len(values))
 
 
-def age_bucket(ages: np.ndarray, boundaries: Sequence[int]) -> np.ndarray:
-    """Ages (<= 0 = unknown) -> bucket index in 1..len(boundaries)+1, 0 for unknown."""
-    ages = np.asarray(ages, dtype=np.int64)
-    buckets = np.searchsorted(np.asarray(boundaries), ages, side="right") + 1
-    return np.where(ages > 0, buckets, 0).astype(np.int64)
-
-
-def encode_profiles(
-    spec: FeatureSpec,
-    ages: Sequence[int] | np.ndarray,
-    genders: Sequence[str | None],
-    occupations: Sequence[str | None],
+def _encode_fields(
+    fields: tuple[FieldSpec, ...], table: Mapping[str, Sequence[Any] | np.ndarray], n: int
 ) -> np.ndarray:
-    """Raw profiles -> int64[B, P] (age bucket, gender index, occupation index)."""
-    out = np.zeros((len(genders), len(PROFILE_FIELDS)), dtype=np.int64)
-    out[:, 0] = age_bucket(np.asarray(ages, dtype=np.int64), spec.age_boundaries)
-    out[:, 1] = _lookup(list(genders), spec.genders)
-    out[:, 2] = _lookup(list(occupations), spec.occupations)
+    out = np.zeros((n, max(1, len(fields))), dtype=np.int64)
+    for i, spec in enumerate(fields):
+        if spec.name in table:
+            out[:, i] = spec.encode(table[spec.name])
     return out
 
 
-def encode_profile(
-    spec: FeatureSpec, age: int, gender: str | None, occupation: str | None
+def encode_profiles(
+    spec: FeatureSpec, table: Mapping[str, Sequence[Any] | np.ndarray], n: int
 ) -> np.ndarray:
-    """One raw profile -> int64[P]."""
-    return encode_profiles(spec, [age], [gender], [occupation])[0]
+    """Raw user attributes (column name -> n values) -> int64[n, P]; absent columns are 0."""
+    return _encode_fields(spec.user_fields, table, n)
 
 
-def year_buckets(spec: FeatureSpec, years: Sequence[int] | np.ndarray) -> np.ndarray:
-    """Release years (<= 0 = unknown) -> int64 bucket in 1..n_year_buckets-1, 0 for unknown."""
-    years = np.asarray(years, dtype=np.int64)
-    buckets = np.searchsorted(np.asarray(spec.year_boundaries), years, side="right") + 1
-    return np.where(years > 0, buckets, 0).astype(np.int64)
+def encode_item_attributes(
+    spec: FeatureSpec, table: Mapping[str, Sequence[Any] | np.ndarray], n: int
+) -> np.ndarray:
+    """Raw item attributes (column name -> n values) -> int64[n, A]; absent columns are 0."""
+    return _encode_fields(spec.item_fields, table, n)
 
 
 def tags_multi_hot(spec: FeatureSpec, item_tags: Sequence[Sequence[str]]) -> np.ndarray:

@@ -53,13 +53,7 @@ PARITY_FILE = "parity.npz"
 PARITY_TOLERANCE = 1e-4
 SUPPORTED_SCHEMA_VERSIONS = frozenset({MANIFEST_SCHEMA_VERSION})
 # FeatureSpec fields whose change would make one version's user state wrong for another's models.
-SPEC_FIELDS_THAT_MUST_MATCH = (
-    "history_len",
-    "profile_fields",
-    "age_boundaries",
-    "genders",
-    "occupations",
-)
+SPEC_FIELDS_THAT_MUST_MATCH = ("history_len", "user_fields")
 
 
 @dataclass(frozen=True)

@@ -236,11 +236,11 @@ class BundleFeatures:
 
 
 def load_profiles(bundle: Bundle, spec: FeatureSpec, users: Vocabulary) -> np.ndarray:
+    """int64[U, P]: every user's encoded declared attributes (users.parquet), row 0 zeros."""
     table = pq.read_table(bundle.path("users.parquet")).to_pydict()
-    profiles = np.zeros((len(users), len(spec.profile_fields)), dtype=np.int64)
+    profiles = np.zeros((len(users), len(spec.profile_cardinalities)), dtype=np.int64)
     rows = np.asarray(table["user_index"], dtype=np.int64)
-    ages = [int(a) if a is not None else 0 for a in table["age"]]
-    profiles[rows] = encode_profiles(spec, ages, table["gender"], table["occupation"])
+    profiles[rows] = encode_profiles(spec, table, rows.size)
     profiles[0] = 0
     return profiles
 

@@ -54,12 +54,11 @@ def _write_grouplens(ml, root: Path, n_ratings: int) -> None:
     lines = []
     for row in ml.items.itertuples():
         flags = "|".join("1" if g in row.tags else "0" for g in GROUPLENS_GENRES)
-        title, date = (
-            (f"{row.title} ({row.year})", f"01-Jan-{row.year}") if row.year else (row.title, "")
-        )
+        year = int(row.year) if row.year == row.year else 0  # NaN: unknown year
+        title, date = (f"{row.title} ({year})", f"01-Jan-{year}") if year else (row.title, "")
         lines.append(f"{row.item_id}|{title}|{date}||http://x|{flags}")
     (root / "u.item").write_text("\n".join(lines) + "\n", encoding="latin-1")
-    users = ml.users.assign(zip="00000")[["user_id", "age", "gender", "occupation", "zip"]]
+    users = ml.users.assign(zip="00000", age=ml.users["age"].astype(int))[["user_id", "age", "gender", "occupation", "zip"]]
     users.to_csv(root / "u.user", sep="|", header=False, index=False)
 
 

@@ -42,7 +42,7 @@ def user_tower(ml_catalog) -> UserTower:
     torch.manual_seed(0)
     spec = ml_catalog.spec
     return UserTower(ml_catalog.n_users, ml_catalog.n_items, spec.profile_cardinalities,
-                     ml_catalog.item_tags, ml_catalog.item_years, spec.n_year_buckets,
+                     ml_catalog.item_tags, ml_catalog.item_attrs, spec.item_cardinalities,
                      TwoTowerConfig()).eval()  # fmt: skip
 
 
@@ -51,7 +51,7 @@ def ranker(ml_catalog) -> Ranker:
     torch.manual_seed(0)
     spec = ml_catalog.spec
     return Ranker(ml_catalog.n_users, ml_catalog.n_items, spec.profile_cardinalities,
-                  ml_catalog.item_tags, ml_catalog.item_years, spec.n_year_buckets,
+                  ml_catalog.item_tags, ml_catalog.item_attrs, spec.item_cardinalities,
                   RankerConfig()).eval()  # fmt: skip
 
 

@@ -19,7 +19,7 @@ def ranker(ml_catalog) -> Ranker:
     torch.manual_seed(0)
     spec = ml_catalog.spec
     return Ranker(ml_catalog.n_users, ml_catalog.n_items, spec.profile_cardinalities,
-                  ml_catalog.item_tags, ml_catalog.item_years, spec.n_year_buckets,
+                  ml_catalog.item_tags, ml_catalog.item_attrs, spec.item_cardinalities,
                   RankerConfig()).eval()  # fmt: skip
 
 
@@ -114,7 +114,7 @@ def test_ranker_with_retrieval_score_adds_it_to_the_positive_logit(ml_catalog, i
 
     torch.manual_seed(0)
     spec = ml_catalog.spec
-    side = (ml_catalog.item_tags, ml_catalog.item_years, spec.n_year_buckets)
+    side = (ml_catalog.item_tags, ml_catalog.item_attrs, spec.item_cardinalities)
     tower = UserTower(ml_catalog.n_users, ml_catalog.n_items, spec.profile_cardinalities, *side,
                       TwoTowerConfig())  # fmt: skip
     embeddings = np.random.default_rng(0).normal(size=(ml_catalog.n_items, 64)).astype(np.float32)

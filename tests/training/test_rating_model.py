@@ -128,7 +128,7 @@ def test_served_ranker_exports_with_parity(ml_catalog, small_train, tmp_path) ->
     spec = ml_catalog.spec
     torch.manual_seed(0)
     ranker = Ranker(ml_catalog.n_users, ml_catalog.n_items, spec.profile_cardinalities,
-                    ml_catalog.item_tags, ml_catalog.item_years, spec.n_year_buckets,
+                    ml_catalog.item_tags, ml_catalog.item_attrs, spec.item_cardinalities,
                     RankerConfig())  # fmt: skip
     served = ServedRanker(ranker, blend).eval()
     rng = np.random.default_rng(0)

@@ -15,7 +15,7 @@ CONFIG = TwoTowerConfig(embedding_dim=64)
 def _two_tower(catalog) -> TwoTower:
     torch.manual_seed(0)
     spec = catalog.spec
-    side = (catalog.item_tags, catalog.item_years, spec.n_year_buckets)
+    side = (catalog.item_tags, catalog.item_attrs, spec.item_cardinalities)
     user = UserTower(catalog.n_users, catalog.n_items, spec.profile_cardinalities, *side, CONFIG)
     item = ItemTower(catalog.n_items, *side, CONFIG)
     log_q = np.full(catalog.n_items, -np.log(catalog.n_items))

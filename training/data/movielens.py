@@ -5,12 +5,45 @@ from __future__ import annotations
 
 import hashlib
 import re
+import tomllib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from training.data.contract import DatasetConfig
 from training.data.schema import InteractionData, make_events
+
+# MovieLens-100K's declaration in the data contract (written as dataset.toml by the fetcher).
+# The bucket edges are the classic MovieLens age groups and release-year eras.
+DATASET_TOML = """\
+name = "movielens-100k"
+description = "GroupLens MovieLens-100K: 943 users rate 1,682 films on 1..5 stars"
+
+[ratings]
+min = 1
+max = 5
+positive = 4
+
+[behaviour]
+repeat = false  # a film once rated is not recommended again
+value_horizon_days = 91
+
+[items]
+tag_columns = ["tags"]
+numeric = ["year"]
+
+[items.boundaries]
+year = [1940, 1960, 1970, 1980, 1985, 1990, 1993, 1995, 1997]
+
+[users]
+categorical = ["gender", "occupation"]
+numeric = ["age"]
+
+[users.boundaries]
+age = [18, 25, 35, 45, 50, 56]
+"""
+CONFIG = DatasetConfig.from_mapping(tomllib.loads(DATASET_TOML), "movielens dataset.toml")
 
 # Genre flag order of GroupLens u.item (u.genre), spelled as RecBole spells the tokens.
 GROUPLENS_GENRES = (
@@ -46,18 +79,18 @@ def _load_recbole(root: Path) -> InteractionData:
             "item_id": item["item_id"],
             "title": item["movie_title"],
             "tags": [t.split() if t else [] for t in item["class"]],
-            "year": pd.to_numeric(item["release_year"], errors="coerce").fillna(0).astype(np.int64),
+            "year": pd.to_numeric(item["release_year"], errors="coerce").to_numpy(np.float64),
         }
     )
     users = pd.DataFrame(
         {
             "user_id": user["user_id"],
-            "age": pd.to_numeric(user["age"], errors="coerce").fillna(0).astype(np.int64),
+            "age": pd.to_numeric(user["age"], errors="coerce").to_numpy(np.float64),
             "gender": user["gender"],
             "occupation": user["occupation"],
         }
     )
-    return InteractionData(events, items, users, "movielens-100k/recbole", _digest(files))
+    return InteractionData(events, items, users, "movielens-100k/recbole", _digest(files), CONFIG)
 
 
 _YEAR = re.compile(r"\((\d{4})\)\s*$")
@@ -88,14 +121,14 @@ def _load_grouplens(root: Path) -> InteractionData:
             "item_id": raw[0],
             "title": titles,
             "tags": [[g for g, f in zip(GROUPLENS_GENRES, row, strict=True) if f] for row in flags],
-            "year": np.asarray(years, dtype=np.int64),
+            "year": np.where(np.asarray(years) > 0, years, np.nan).astype(np.float64),
         }
     )
     u = pd.read_csv(files[2], sep="|", header=None, dtype=str, keep_default_na=False)
     users = pd.DataFrame(
-        {"user_id": u[0], "age": u[1].astype(np.int64), "gender": u[2], "occupation": u[3]}
+        {"user_id": u[0], "age": u[1].astype(np.float64), "gender": u[2], "occupation": u[3]}
     )
-    return InteractionData(events, items, users, "movielens-100k/grouplens", _digest(files))
+    return InteractionData(events, items, users, "movielens-100k/grouplens", _digest(files), CONFIG)
 
 
 def load_movielens(root: Path) -> InteractionData:

@@ -2,27 +2,43 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from training.data.contract import DatasetConfig
+
 # user_id: str, item_id: str, timestamp: int64 unix seconds, rating: float32 (NaN when the
-# source has none), value: float32 (money for purchases; 1.0 per interaction otherwise).
-EVENT_COLUMNS: tuple[str, ...] = ("user_id", "item_id", "timestamp", "rating", "value")
-ITEM_COLUMNS: tuple[str, ...] = ("item_id", "title", "tags", "year")
-USER_COLUMNS: tuple[str, ...] = ("user_id", "age", "gender", "occupation")
+# source has none), value: float32 (money when the dataset has money, else 1.0 per interaction),
+# event_type: str ("" when the source has none), quantity: float32 (NaN when absent),
+# weight: float32 (implicit-feedback weight of the event type, dataset.toml [event_weights]).
+EVENT_COLUMNS: tuple[str, ...] = (
+    "user_id", "item_id", "timestamp", "rating", "value", "event_type", "quantity", "weight",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class InteractionData:
-    """events sorted by (timestamp, user_id); items/users may be empty (e.g. CDNOW has none)."""
+    """events sorted by (timestamp, user_id); items/users may be empty (e.g. CDNOW has none).
+
+    items: item_id plus optional title, description, tags (list[str]), price, available and the
+    declared attributes of `config.items`; users: user_id plus those of `config.users`."""
 
     events: pd.DataFrame
     items: pd.DataFrame
     users: pd.DataFrame
     source: str
     sha256: str
+    config: DatasetConfig = field(default_factory=DatasetConfig)
+
+    @property
+    def has_ratings(self) -> bool:
+        return bool(self.events["rating"].notna().any()) if len(self.events) else False
+
+    @property
+    def has_money(self) -> bool:
+        return self.config.currency is not None
 
     @property
     def n_events(self) -> int:
@@ -35,6 +51,10 @@ def make_events(
     timestamp: np.ndarray | pd.Series,
     rating: np.ndarray | pd.Series | None = None,
     value: np.ndarray | pd.Series | None = None,
+    *,
+    event_type: np.ndarray | pd.Series | None = None,
+    quantity: np.ndarray | pd.Series | None = None,
+    weight: np.ndarray | pd.Series | None = None,
 ) -> pd.DataFrame:
     """Build an events frame in the canonical schema, sorted by (timestamp, user_id)."""
     n = len(user_id)
@@ -47,6 +67,13 @@ def make_events(
             if rating is None
             else np.asarray(rating, np.float32),
             "value": np.ones(n, np.float32) if value is None else np.asarray(value, np.float32),
+            "event_type": np.full(n, "", object)
+            if event_type is None
+            else np.asarray(event_type, dtype=object),
+            "quantity": np.full(n, np.nan, np.float32)
+            if quantity is None
+            else np.asarray(quantity, np.float32),
+            "weight": np.ones(n, np.float32) if weight is None else np.asarray(weight, np.float32),
         }
     )
     return frame.sort_values(["timestamp", "user_id"], kind="stable").reset_index(drop=True)

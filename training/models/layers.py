@@ -1,7 +1,7 @@
 """Small building blocks shared by the retrieval and ranking models.
 
 Shapes: B = batch, N = candidates, H = history length, D = embedding width, T = tags,
-P = profile fields. Item index 0 is padding / unknown everywhere.
+P = profile fields, A = item attributes. Item index 0 is padding / unknown everywhere.
 """
 
 from __future__ import annotations
@@ -25,40 +25,44 @@ def mlp(sizes: Sequence[int], *, final_activation: bool = False) -> nn.Sequentia
 
 
 class ItemFeatureArch(nn.Module):
-    """Item index -> concatenated id / tag / year-bucket features, float[..., out_dim].
+    """Item index -> concatenated id / tag / attribute features, float[..., out_dim].
 
-    Side features are buffers indexed by item index, so an exported graph takes only indices.
+    item_tags float32[I, T] multi-hot; item_attrs int64[I, A] codes of the declared item
+    attributes (one embedding table each, sizes `item_cardinalities`). Side features are
+    buffers indexed by item index, so an exported graph takes only indices. A dataset without
+    tags has no tag part.
     """
 
     def __init__(
         self,
         n_items: int,
         item_tags: np.ndarray,
-        item_years: np.ndarray,
-        n_year_buckets: int,
+        item_attrs: np.ndarray,
+        item_cardinalities: Sequence[int],
         id_dim: int,
         side_dim: int,
     ) -> None:
         super().__init__()
         self.register_buffer("item_tags", torch.as_tensor(item_tags, dtype=torch.float32))
-        self.register_buffer("item_years", torch.as_tensor(item_years, dtype=torch.int64))
+        self.register_buffer(
+            "item_attrs", torch.as_tensor(item_attrs, dtype=torch.int64).reshape(n_items, -1)
+        )
         self.item_id = nn.Embedding(n_items, id_dim, padding_idx=0)
-        self.tags = nn.Linear(self.item_tags.shape[1], side_dim, bias=False)
-        self.year = nn.Embedding(n_year_buckets, side_dim, padding_idx=0)
-        self.out_dim = id_dim + 2 * side_dim
+        n_tags = self.item_tags.shape[1]
+        self.tags = nn.Linear(n_tags, side_dim, bias=False) if n_tags else None
+        self.attrs = ProfileArch(item_cardinalities, side_dim)
+        self.out_dim = id_dim + (side_dim if n_tags else 0) + self.attrs.out_dim
         nn.init.normal_(self.item_id.weight, std=0.05)
         with torch.no_grad():
             self.item_id.weight[0].zero_()
 
     def forward(self, items: torch.Tensor) -> torch.Tensor:
-        return torch.cat(
-            [
-                self.item_id(items),
-                self.tags(self.item_tags[items]),
-                self.year(self.item_years[items]),
-            ],
-            dim=-1,
-        )
+        parts = [self.item_id(items)]
+        if self.tags is not None:
+            parts.append(self.tags(self.item_tags[items]))
+        attrs = self.item_attrs[items]  # [..., A]
+        parts += [emb(attrs[..., i]) for i, emb in enumerate(self.attrs.fields)]
+        return torch.cat(parts, dim=-1)
 
 
 class ProfileArch(nn.Module):

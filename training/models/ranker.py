@@ -33,7 +33,8 @@ class RankerConfig:
     side_dim: int = 8
     attention_dim: int = 32
     hidden_dims: tuple[int, ...] = (128, 64)
-    positive_threshold: float = 4.0
+    positive_threshold: float = 4.0  # the dataset's "like" threshold on its rating scale
+    rating_scale: tuple[float, float] = (1.0, 5.0)
     # Negatives per training example for P(interact) (label 0): items the retrieval model ranks
     # high for the user but the user never rated, plus items drawn by popularity. Without them
     # the ranker only ever sees rated items and cannot rank unrated retrieved candidates.
@@ -82,17 +83,18 @@ class Ranker(nn.Module):
         n_items: int,
         profile_cardinalities: Sequence[int],
         item_tags: np.ndarray,
-        item_years: np.ndarray,
-        n_year_buckets: int,
+        item_attrs: np.ndarray,
+        item_cardinalities: Sequence[int],
         config: RankerConfig,
         retrieval: RetrievalScore | None = None,
     ) -> None:
         super().__init__()
         self.retrieval = retrieval
+        self.rating_scale = config.rating_scale
         self.user_id = nn.Embedding(n_users, config.user_id_dim)
         self.profile = ProfileArch(profile_cardinalities, config.profile_dim)
         self.item_features = ItemFeatureArch(
-            n_items, item_tags, item_years, n_year_buckets, config.item_id_dim, config.side_dim
+            n_items, item_tags, item_attrs, item_cardinalities, config.item_id_dim, config.side_dim
         )
         f = self.item_features.out_dim
         self.attention = TargetAttention(f, config.attention_dim)
@@ -130,7 +132,8 @@ class Ranker(nn.Module):
             parts.append(score.unsqueeze(-1))
         heads = self.heads(self.over(torch.cat(parts, dim=-1)))  # [B, N, 3]
         bias = self.user_bias(user_index) + self.item_bias(items).squeeze(-1) + self.global_bias
-        rating = 1.0 + 4.0 * torch.sigmoid(heads[..., 2] + bias)
+        low, high = self.rating_scale
+        rating = low + (high - low) * torch.sigmoid(heads[..., 2] + bias)
         interact = heads[..., 0]
         if score is not None:
             interact = interact + self.retrieval_weight * score
@@ -160,7 +163,8 @@ def ranker_loss(
     negatives: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """BCE(interact) + BCE(likes: rating >= threshold) + MSE(rating); items int64[B, 1] are the
-    rated items (interact label 1), ratings float[B].
+    rated items (interact label 1), ratings float[B] (NaN: an event without a rating, which adds
+    nothing to the likes and rating losses).
 
     negatives int64[B, M] (optional): unrated items, interact label 0; they add nothing to the
     likes and rating losses, which see rated items only.
@@ -171,6 +175,10 @@ def ranker_loss(
     labels = torch.zeros_like(interact)
     labels[:, 0] = 1.0
     bce_interact = F.binary_cross_entropy_with_logits(interact, labels)
-    liked = (ratings >= threshold).to(torch.float32)
-    bce_likes = F.binary_cross_entropy_with_logits(likes[:, 0], liked)
-    return bce_interact + bce_likes + F.mse_loss(rating[:, 0], ratings)
+    rated = ~torch.isnan(ratings)
+    if not bool(rated.any()):
+        return bce_interact
+    truth = ratings[rated]
+    liked = (truth >= threshold).to(torch.float32)
+    bce_likes = F.binary_cross_entropy_with_logits(likes[:, 0][rated], liked)
+    return bce_interact + bce_likes + F.mse_loss(rating[:, 0][rated], truth)

@@ -1,7 +1,7 @@
 """Dedicated explicit-feedback rating models (what the bundle serves as `rating`).
 
     SVDpp     mu + biases + side-feature biases + (p_u + |N(u)|^-1/2 sum_j y_j + profile) .
-              (q_i + genres + year): biased MF with SVD++ implicit feedback from the user's
+              (q_i + tags + item attributes): biased MF with SVD++ implicit feedback from the user's
               served history (the last H items) and the user/item side features.
     AutoRecScorer  item-based AutoRec (Sedhain et al. 2015) in its served form: each item's
               code h_i = sigmoid(V r_i + c) is computed once from the training ratings, so the
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-MIN_RATING, MAX_RATING = 1.0, 5.0
+MIN_RATING, MAX_RATING = 1.0, 5.0  # the default scale; a dataset declares its own
 
 
 class SVDpp(nn.Module):
@@ -30,14 +30,16 @@ class SVDpp(nn.Module):
         n_items: int,
         profile_cardinalities: Sequence[int],
         item_tags: np.ndarray,
-        item_years: np.ndarray,
-        n_year_buckets: int,
+        item_attrs: np.ndarray,
+        item_cardinalities: Sequence[int],
         factors: int,
         global_mean: float,
     ) -> None:
         super().__init__()
         self.register_buffer("item_tags", torch.as_tensor(item_tags, dtype=torch.float32))
-        self.register_buffer("item_years", torch.as_tensor(item_years, dtype=torch.int64))
+        self.register_buffer(
+            "item_attrs", torch.as_tensor(item_attrs, dtype=torch.int64).reshape(n_items, -1)
+        )
         self.mu = nn.Parameter(torch.tensor([global_mean], dtype=torch.float32))
         self.user_bias = nn.Embedding(n_users, 1)
         self.item_bias = nn.Embedding(n_items, 1)
@@ -45,9 +47,10 @@ class SVDpp(nn.Module):
         self.item = nn.Embedding(n_items, factors)
         self.implicit = nn.Embedding(n_items, factors)  # y_j
         self.profile = nn.ModuleList(nn.Embedding(c, factors + 1) for c in profile_cardinalities)
+        # A dataset without tags still gets a (zero-width) tag layer: its output is all zeros.
         self.tag = nn.Linear(item_tags.shape[1], factors + 1, bias=False)
-        self.year = nn.Embedding(n_year_buckets, factors + 1)
-        for table in (self.user, self.item, self.implicit, *self.profile, self.year):
+        self.attrs = nn.ModuleList(nn.Embedding(c, factors + 1) for c in item_cardinalities)
+        for table in (self.user, self.item, self.implicit, *self.profile, *self.attrs):
             nn.init.normal_(table.weight, std=0.01)
         nn.init.normal_(self.tag.weight, std=0.01)
         for table in (self.user_bias, self.item_bias):
@@ -73,7 +76,10 @@ class SVDpp(nn.Module):
         tags = self.item_tags[items]
         side = self.tag(tags) / tags.sum(-1, keepdim=True).clamp(min=1.0)
         own = torch.cat([self.item(items), self.item_bias(items)], dim=-1)
-        return own + side + self.year(self.item_years[items])
+        attrs = self.item_attrs[items]  # [..., A]
+        for a, table in enumerate(self.attrs):
+            own = own + table(attrs[..., a])
+        return own + side
 
     @staticmethod
     def combine(mu: torch.Tensor, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
@@ -159,16 +165,19 @@ class AutoRecScorer(nn.Module):
 
 
 class RatingBlend(nn.Module):
-    """clip(w0 + sum_k w_k model_k, 1, 5); unknown users (index 0) get the first model alone.
-    With `positive` (a, b): also P(rating >= 4) = sigmoid(a * rating + b)."""
+    """clip(w0 + sum_k w_k model_k, low, high) on the dataset's rating scale (default 1..5);
+    unknown users (index 0) get the first model alone. With `positive` (a, b): also
+    P(rating >= the scale's "like" threshold) = sigmoid(a * rating + b)."""
 
     def __init__(
         self,
         models: Sequence[nn.Module],
         weights: Sequence[float],
         positive: tuple[float, float] = (1.0, -3.5),
+        scale: tuple[float, float] = (MIN_RATING, MAX_RATING),
     ) -> None:
         super().__init__()
+        self.low, self.high = float(scale[0]), float(scale[1])
         self.models = nn.ModuleList(models)
         self.register_buffer("weights", torch.tensor(list(weights), dtype=torch.float32))
         self.register_buffer("positive", torch.tensor(list(positive), dtype=torch.float32))
@@ -192,8 +201,8 @@ class RatingBlend(nn.Module):
         history: torch.Tensor,
         items: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (rating float[B, N] in [1, 5], P(rating >= 4) float[B, N])."""
-        rating = self.raw(user_index, profile, history, items).clamp(MIN_RATING, MAX_RATING)
+        """-> (rating float[B, N] in [low, high], P(liked) float[B, N])."""
+        rating = self.raw(user_index, profile, history, items).clamp(self.low, self.high)
         return rating, torch.sigmoid(self.positive[0] * rating + self.positive[1])
 
 

@@ -137,8 +137,8 @@ def fit_svdpp(
         catalog.n_items,
         catalog.spec.profile_cardinalities,
         catalog.item_tags,
-        catalog.item_years,
-        catalog.spec.n_year_buckets,
+        catalog.item_attrs,
+        catalog.spec.item_cardinalities,
         cfg.factors,
         float(data.ratings.mean()),
     )
@@ -150,7 +150,7 @@ def fit_svdpp(
     n_u = torch.bincount(users, minlength=data.n_users).float().unsqueeze(1)
     n_i = torch.bincount(items, minlength=data.n_items).float().unsqueeze(1)
     own = [(model.user, n_u), (model.user_bias, n_u), (model.item, n_i), (model.item_bias, n_i)]
-    side = [model.implicit.weight, model.tag.weight, model.year.weight]
+    side = [model.implicit.weight, model.tag.weight, *(t.weight for t in model.attrs)]
     side += [t.weight for t in model.profile]
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
 

@@ -39,6 +39,9 @@ class RatingTrainConfig:
     # 15-24 s -> 30-46 s of rating-model training per fold on the shared 2-core box.
     refit: bool = True
     seed: int = 0
+    # The dataset's rating scale and "like" threshold (dataset.toml [ratings]).
+    scale: tuple[float, float] = (MIN_RATING, MAX_RATING)
+    positive_threshold: float = 4.0
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -136,9 +139,9 @@ def train_rating_model(
     models, fit_info = _fit_components(catalog, fit_data, cfg, valid, None)
     preds = np.stack([predict(m, valid, fit_data) for m in models], axis=1)
     weights = fit_blend(preds, valid.ratings.astype(np.float64))
-    blended = np.clip(np.hstack([np.ones((len(preds), 1)), preds]) @ weights, MIN_RATING,
-                      MAX_RATING)  # fmt: skip
-    liked = (valid.ratings >= 4.0).astype(np.float64)
+    low, high = cfg.scale
+    blended = np.clip(np.hstack([np.ones((len(preds), 1)), preds]) @ weights, low, high)
+    liked = (valid.ratings >= cfg.positive_threshold).astype(np.float64)
     positive = fit_positive(blended, liked)
     info: dict[str, Any] = {
         "config": cfg.to_json(),
@@ -148,7 +151,7 @@ def train_rating_model(
         "positive": list(positive),
         "fit": fit_info,
         "valid_rmse": {
-            name: float(np.sqrt(np.mean((np.clip(preds[:, k], 1, 5) - valid.ratings) ** 2)))
+            name: float(np.sqrt(np.mean((np.clip(preds[:, k], low, high) - valid.ratings) ** 2)))
             for k, name in enumerate(cfg.components)
         },
         "valid_rmse_blend": float(np.sqrt(np.mean((blended - valid.ratings) ** 2))),
@@ -157,4 +160,4 @@ def train_rating_model(
         steps = {n: int(i["steps"]) for n, i in fit_info.items() if i.get("steps")}
         full = RatingData.build(catalog, train_ix)
         models, info["refit"] = _fit_components(catalog, full, cfg, None, steps)
-    return RatingBlend(models, weights.tolist(), positive), info
+    return RatingBlend(models, weights.tolist(), positive, cfg.scale), info

@@ -35,11 +35,11 @@ class FitConfig:
 
 def make_examples(catalog: EncodedCatalog, indexed: pd.DataFrame) -> Batch:
     """Indexed events sorted by (user, time) -> tensors user_index [N], profile [N, P],
-    history [N, H], items [N], ratings [N] (NaN ratings become 0)."""
+    history [N, H], items [N], ratings [N] (NaN for events without a rating)."""
     users = indexed["user_index"].to_numpy(np.int64, copy=True)
     items = indexed["item_index"].to_numpy(np.int64, copy=True)
     history = sliding_histories(users, items, catalog.spec.history_len)
-    ratings = np.nan_to_num(indexed["rating"].to_numpy(np.float32), nan=0.0)
+    ratings = indexed["rating"].to_numpy(np.float32, copy=True)
     return {
         "user_index": torch.from_numpy(users),
         "profile": torch.from_numpy(catalog.user_profiles[users]),

@@ -41,15 +41,20 @@ class UserTower(nn.Module):
         n_items: int,
         profile_cardinalities: Sequence[int],
         item_tags: np.ndarray,
-        item_years: np.ndarray,
-        n_year_buckets: int,
+        item_attrs: np.ndarray,
+        item_cardinalities: Sequence[int],
         config: TwoTowerConfig,
     ) -> None:
         super().__init__()
         self.user_id = nn.Embedding(n_users, config.user_id_dim)
         self.profile = ProfileArch(profile_cardinalities, config.profile_dim)
         self.history_items = ItemFeatureArch(
-            n_items, item_tags, item_years, n_year_buckets, config.item_id_dim, config.side_dim // 2
+            n_items,
+            item_tags,
+            item_attrs,
+            item_cardinalities,
+            config.item_id_dim,
+            config.side_dim // 2,
         )
         width = config.user_id_dim + self.profile.out_dim + 2 * self.history_items.out_dim
         self.over = mlp([width, config.hidden_dim, config.embedding_dim])
@@ -68,19 +73,19 @@ class UserTower(nn.Module):
 
 
 class ItemTower(nn.Module):
-    """items int64[B] -> embedding float32[B, D] (id + tags + year bucket -> MLP)."""
+    """items int64[B] -> embedding float32[B, D] (id + tags + item attributes -> MLP)."""
 
     def __init__(
         self,
         n_items: int,
         item_tags: np.ndarray,
-        item_years: np.ndarray,
-        n_year_buckets: int,
+        item_attrs: np.ndarray,
+        item_cardinalities: Sequence[int],
         config: TwoTowerConfig,
     ) -> None:
         super().__init__()
         self.features = ItemFeatureArch(
-            n_items, item_tags, item_years, n_year_buckets, config.item_id_dim, config.side_dim
+            n_items, item_tags, item_attrs, item_cardinalities, config.item_id_dim, config.side_dim
         )
         self.over = mlp([self.features.out_dim, config.hidden_dim, config.embedding_dim])
 

@@ -33,6 +33,7 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
 from recserve.client import DEFAULT_TARGET, EVENT_TYPES, ClientTLS, FeedbackEvent, RecserveClient
+from recserve.data_cmds import add_data_commands
 from recserve.items import add_parser as add_items_parser
 from recserve.v1 import common_pb2
 from services.common.errors import ConfigError
@@ -319,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=10.0, help="seconds for the call")
     p.set_defaults(run=cmd_demo)
     add_bundle_commands(sub)
+    add_data_commands(sub)
     return parser
 
 

@@ -33,7 +33,9 @@ from services.common.content import CONTENT_ENCODER_FILE
 from services.common.features import SECONDS_PER_DAY
 from training import distributed
 from training.bundle import BundleWriter, new_version, write_tables
-from training.data import InteractionData, load_cdnow, load_movielens
+from training.data import InteractionData
+from training.data.builtin import resolve
+from training.data.dataset import load_dataset
 from training.encode import EncodedCatalog, build_catalog, index_events
 from training.export import describe_onnx, export_ranker, export_user_tower, parity_max_abs_error
 from training.index import build_item_index, save_index, tag_centroids
@@ -53,6 +55,7 @@ from training.models.train import Batch, FitConfig, fit, make_examples
 from training.split import temporal_split
 
 TORCH_THREADS = 2
+ENGAGEMENT_UNIT = "interactions"  # the user-value unit of a dataset without money
 # value_epochs None in FULL_EPOCHS: the user-value model's own default.
 FULL_EPOCHS: dict[str, int | None] = {
     "retrieval_epochs": 8,
@@ -71,6 +74,8 @@ RATING_ONLY_EPOCHS: dict[str, int | None] = {
 @dataclass(frozen=True)
 class TrainConfig:
     data_dir: Path = Path("data")
+    # The dataset folder (docs/data.md); None: the built-in MovieLens under data_dir/datasets.
+    dataset: Path | None = None
     artifacts_dir: Path = Path("artifacts")
     version: str | None = None  # default: UTC timestamp
     seed: int = 0
@@ -242,7 +247,10 @@ def _train_ranker(
 ) -> tuple[Ranker, dict[str, Any]]:
     spec = catalog.spec
     model_cfg = RankerConfig(
-        hard_negatives=cfg.ranker_hard_negatives, sampled_negatives=cfg.ranker_sampled_negatives
+        hard_negatives=cfg.ranker_hard_negatives,
+        sampled_negatives=cfg.ranker_sampled_negatives,
+        positive_threshold=cfg.rating.positive_threshold,
+        rating_scale=cfg.rating.scale,
     )
     retrieval = (
         RetrievalScore(two_tower.user_tower, item_embeddings) if cfg.ranker_uses_retrieval else None
@@ -317,19 +325,47 @@ def _train_ranker(
     }
 
 
+def value_view(data: InteractionData, events: pd.DataFrame) -> tuple[InteractionData, str]:
+    """The events the user-value model learns from, and their unit. With money (a declared
+    currency): purchases, i.e. events carrying money, valued in that currency. Without:
+    engagement, every event worth 1 (the model then predicts future interactions)."""
+    if data.has_money:
+        paid = events[events["value"] > 0].reset_index(drop=True)
+        return dataclasses.replace(data, events=paid), str(data.config.currency)
+    counted = events.assign(value=np.float32(1.0)).reset_index(drop=True)
+    return dataclasses.replace(data, events=counted), ENGAGEMENT_UNIT
+
+
 def _value_section(
-    cdnow: InteractionData, out_dir: Path, cfg: TrainConfig, as_of_day: int
+    value_data: InteractionData, unit: str, out_dir: Path, cfg: TrainConfig, as_of_day: int
 ) -> tuple[dict[str, Any], dict[str, Any], float]:
     from training.value import build_value_model  # owned by the user-value model
+    from training.value.protocol import protocol_for
 
+    horizon_weeks = max(1, value_data.config.value_horizon_days // 7)
     result = build_value_model(
-        cdnow, out_dir, seed=cfg.seed, epochs=cfg.value_epochs, progress=cfg.progress
+        value_data,
+        out_dir,
+        seed=cfg.seed,
+        epochs=cfg.value_epochs,
+        progress=cfg.progress,
+        protocol=protocol_for(value_data.events, value_data.source, horizon_weeks),
     )
     section = dict(result.manifest_section)
+    section["unit"] = unit  # a currency code, or "interactions" (engagement)
+    section["kind"] = "engagement" if unit == ENGAGEMENT_UNIT else "money"
     parity = getattr(result, "parity_max_abs_error", section.get("parity_max_abs_error"))
     section["model_as_of_day"] = section.get("as_of_day")
     section["as_of_day"] = as_of_day  # serving scores "now" = the end of the shipped event log
     return section, dict(result.metrics), float(parity)
+
+
+def has_item_text(items: pd.DataFrame) -> bool:
+    """Whether any item has a title or description for the content encoder to read."""
+    return any(
+        name in items and items[name].fillna("").astype(str).str.len().gt(0).any()
+        for name in ("title", "description")
+    )
 
 
 def _content_section(
@@ -364,11 +400,11 @@ def build_bundle(config: TrainConfig) -> Path:
     metrics are measured on it and the shipped models never saw it.
     """
     cfg = config.resolved()
-    movielens = load_movielens(cfg.data_dir / "ml-100k")
-    split = temporal_split(movielens.events, cfg.test_fraction)
+    data = load_dataset(cfg.dataset or resolve(cfg.data_dir, "movielens"))
+    split = temporal_split(data.events, cfg.test_fraction)
     return build_bundle_from_events(
         split.train,
-        movielens,
+        data,
         cfg,
         valid=split.test,
         split_info=split.describe(),
@@ -391,7 +427,8 @@ def build_bundle_from_events(
     train/valid: events in the canonical schema (training.data.schema). `data` supplies the
     item and user tables (its events only name ids for the vocabularies); `valid` is used only
     to measure the manifest's metrics (nothing is fitted on it). The value model trains on
-    `value_data` (default: CDNOW under config.data_dir). interactions.parquet = `train`.
+    `value_data` (default: `train` itself through value_view: money when the dataset has it,
+    else engagement). interactions.parquet = `train`.
     `evaluation` (optional) is recorded as the manifest's metrics.evaluation.
     """
     cfg = config.resolved()
@@ -403,8 +440,18 @@ def build_bundle_from_events(
     torch.set_num_threads(max(1, TORCH_THREADS // (ctx.world_size if ctx else 1)))
     torch.manual_seed(cfg.seed)
     steps = Steps(cfg.progress)
-    with steps("load data"):
-        cdnow = value_data if value_data is not None else load_cdnow(cfg.data_dir / "cdnow")
+    if value_data is not None:
+        value_unit = str(value_data.config.currency or ENGAGEMENT_UNIT)
+        value_data, _ = value_view(value_data, value_data.events)
+    else:
+        value_data, value_unit = value_view(data, train)
+    scale = data.config.ratings  # the dataset's rating scale, for the ranker and rating model
+    cfg = dataclasses.replace(
+        cfg,
+        rating=dataclasses.replace(
+            cfg.rating, scale=(scale.low, scale.high), positive_threshold=scale.like_threshold
+        ),
+    )
     with steps("split + features"):
         catalog = build_catalog(data, cfg.history_len)
         train_ix = index_events(catalog, train)
@@ -425,17 +472,23 @@ def build_bundle_from_events(
     if not distributed.is_main():  # rank 0 evaluates, exports and publishes; the others wait
         distributed.barrier()
         return cfg.artifacts_dir / cfg.version
-    with steps("train rating model"):  # explicit-feedback model: small, rank 0 only
-        rating_model, rt_info = train_rating_model(catalog, train_ix, cfg.rating)
-        served = ServedRanker(ranker, rating_model)
+    rating_model, rt_info = None, {"skipped": "the dataset has no ratings"}
+    if data.has_ratings and train["rating"].notna().any():
+        with steps("train rating model"):  # explicit-feedback model: small, rank 0 only
+            rating_model, rt_info = train_rating_model(catalog, train_ix, cfg.rating)
+    elif cfg.progress:
+        tqdm.write("[train] rating model: skipped (the dataset has no ratings)")
+    served = ServedRanker(ranker, rating_model)
     metrics: dict[str, Any] = {}
     if valid_ix is not None:
         with steps("evaluate"):
             metrics["retrieval"] = evaluate_retrieval(
                 two_tower.user_tower, item_embeddings, catalog, train_ix, valid_ix
             )
-            metrics["ranker"] = evaluate_ranker(ranker, heldout, float(train["rating"].mean()))
-            metrics["rating"] = evaluate_served_rating(served, heldout)
+            if rating_model is not None:
+                mean = float(train["rating"].mean())
+                metrics["ranker"] = evaluate_ranker(ranker, heldout, mean, scale.like_threshold)
+                metrics["rating"] = evaluate_served_rating(served, heldout)
     if evaluation is not None:
         metrics["evaluation"] = evaluation
     with BundleWriter(cfg.artifacts_dir, cfg.version) as writer:
@@ -460,7 +513,10 @@ def build_bundle_from_events(
         with steps("tables"):
             write_tables(out, catalog, data.items, data.users, train)
         content = None
-        if cfg.content:
+        if cfg.content and not has_item_text(data.items):
+            if cfg.progress:
+                tqdm.write("[train] content encoder: skipped (items have no title or description)")
+        elif cfg.content:
             with steps("content encoder"):
                 content = _content_section(cfg, catalog, data, train_ix, item_embeddings, out)
         if content is not None:
@@ -468,7 +524,7 @@ def build_bundle_from_events(
         as_of_day = int(train["timestamp"].max()) // SECONDS_PER_DAY
         with steps("train user-value"):
             value, metrics["user_value"], parity["user_value.onnx"] = _value_section(
-                cdnow, out, cfg, as_of_day
+                value_data, value_unit, out, cfg, as_of_day
             )
         models = {
             name: {**describe_onnx(out / name), "parity_max_abs_error": err}
@@ -480,9 +536,13 @@ def build_bundle_from_events(
                 "sha256": data.sha256,
                 "n_events": data.n_events,
                 "split": split_info or _supplied_split(train, valid),
-                "value_source": cdnow.source,
-                "value_sha256": cdnow.sha256,
+                "value_source": value_data.source,
+                "value_sha256": value_data.sha256,
             },
+            "dataset": data.config.to_json(),
+            "rating_model": None
+            if rating_model is None
+            else {"scale": [scale.low, scale.high], "positive": scale.like_threshold},
             "metrics": metrics,
             "feature_spec": catalog.spec.to_json(),
             "embedding_dim": cfg.embedding_dim,

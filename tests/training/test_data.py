@@ -58,7 +58,9 @@ def _write_grouplens(ml, root: Path, n_ratings: int) -> None:
         title, date = (f"{row.title} ({year})", f"01-Jan-{year}") if year else (row.title, "")
         lines.append(f"{row.item_id}|{title}|{date}||http://x|{flags}")
     (root / "u.item").write_text("\n".join(lines) + "\n", encoding="latin-1")
-    users = ml.users.assign(zip="00000", age=ml.users["age"].astype(int))[["user_id", "age", "gender", "occupation", "zip"]]
+    users = ml.users.assign(zip="00000", age=ml.users["age"].astype(int))[
+        ["user_id", "age", "gender", "occupation", "zip"]
+    ]
     users.to_csv(root / "u.user", sep="|", header=False, index=False)
 
 

@@ -68,12 +68,24 @@ def _items_table(items: Sequence) -> str:
     return _table(("#", "item", "title", "tags", "score", "rating"), rows)
 
 
+ENGAGEMENT_UNIT = "interactions"
+
+
+def _amount(value: common_pb2.UserValue) -> str:
+    """expected_value with its unit: money in the dataset's currency, or interactions."""
+    unit = value.unit or "(no unit)"
+    return f"{value.expected_value:.2f} {unit}"
+
+
 def _value_line(value: common_pb2.UserValue) -> str:
     segment = common_pb2.Segment.Name(value.segment).removeprefix("SEGMENT_")
+    engagement = value.unit == ENGAGEMENT_UNIT
+    counted = "active days" if engagement else "transactions"
+    worth = "expected engagement" if engagement else "expected value"
     return (
         f"user {value.user_id}: segment {segment}, P(active in {value.horizon_weeks:g} weeks) "
-        f"{value.p_active:.2f}, expected transactions {value.expected_transactions:.2f}, "
-        f"expected value {value.expected_value:.2f}"
+        f"{value.p_active:.2f}, expected {counted} {value.expected_transactions:.2f}, "
+        f"{worth} {_amount(value)}"
     )
 
 
@@ -97,7 +109,7 @@ def cmd_recommend(client: RecserveClient, args: argparse.Namespace) -> None:
     reply = client.recommend(
         args.user,
         args.k,
-        exclude_seen=not args.include_seen,
+        exclude_seen=False if args.include_seen else None,  # None: the dataset's default
         include_tags=args.include_tags,
         exclude_tags=args.exclude_tags,
         exclude_items=args.exclude_items,
@@ -142,11 +154,11 @@ def cmd_value(client: RecserveClient, args: argparse.Namespace) -> None:
         return _print_json(reply)
     rows = [
         (v.user_id, common_pb2.Segment.Name(v.segment).removeprefix("SEGMENT_"),
-         f"{v.p_active:.3f}", f"{v.expected_transactions:.2f}", f"{v.expected_value:.2f}",
+         f"{v.p_active:.3f}", f"{v.expected_transactions:.2f}", _amount(v),
          f"{v.horizon_weeks:g}")
         for v in reply.values
     ]  # fmt: skip
-    headers = ("user", "segment", "P(active)", "E[transactions]", "E[value]", "weeks")
+    headers = ("user", "segment", "P(active)", "E[active days]", "E[value]", "weeks")
     print(_table(headers, rows))
     print(f"model {reply.model_version}")
 
@@ -273,7 +285,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exclude-tags", type=_csv, default=[], metavar="A,B")
     p.add_argument("--exclude-items", type=_csv, default=[], metavar="ID,ID")
     p.add_argument("--recent", type=_csv, default=[], metavar="ID,ID", help="just viewed")
-    p.add_argument("--include-seen", action="store_true", help="keep already-seen items")
+    p.add_argument(
+        "--include-seen",
+        action="store_true",
+        help="keep already-seen items (default: the dataset's; groceries keep them, films not)",
+    )
 
     p = client_cmd("predict", cmd_predict, "predicted ratings of items for a user")
     p.add_argument("--user", required=True)

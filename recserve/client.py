@@ -89,7 +89,7 @@ class RecserveClient:
         user_id: str,
         k: int = 10,
         *,
-        exclude_seen: bool = True,
+        exclude_seen: bool | None = None,
         include_tags: Sequence[str] = (),
         exclude_tags: Sequence[str] = (),
         exclude_items: Sequence[str] = (),

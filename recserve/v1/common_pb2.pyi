@@ -104,20 +104,22 @@ class ItemInfo(_message.Message):
     def __init__(self, item_id: _Optional[str] = ..., item_index: _Optional[int] = ..., title: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., year: _Optional[int] = ..., popularity: _Optional[int] = ...) -> None: ...
 
 class UserValue(_message.Message):
-    __slots__ = ("user_id", "p_active", "expected_transactions", "expected_value", "segment", "horizon_weeks")
+    __slots__ = ("user_id", "p_active", "expected_transactions", "expected_value", "segment", "horizon_weeks", "unit")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     P_ACTIVE_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_TRANSACTIONS_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_VALUE_FIELD_NUMBER: _ClassVar[int]
     SEGMENT_FIELD_NUMBER: _ClassVar[int]
     HORIZON_WEEKS_FIELD_NUMBER: _ClassVar[int]
+    UNIT_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     p_active: float
     expected_transactions: float
     expected_value: float
     segment: Segment
     horizon_weeks: float
-    def __init__(self, user_id: _Optional[str] = ..., p_active: _Optional[float] = ..., expected_transactions: _Optional[float] = ..., expected_value: _Optional[float] = ..., segment: _Optional[_Union[Segment, str]] = ..., horizon_weeks: _Optional[float] = ...) -> None: ...
+    unit: str
+    def __init__(self, user_id: _Optional[str] = ..., p_active: _Optional[float] = ..., expected_transactions: _Optional[float] = ..., expected_value: _Optional[float] = ..., segment: _Optional[_Union[Segment, str]] = ..., horizon_weeks: _Optional[float] = ..., unit: _Optional[str] = ...) -> None: ...
 
 class NewItem(_message.Message):
     __slots__ = ("item_id", "title", "tags", "description", "embedding", "proxy_row", "row")

@@ -65,6 +65,33 @@ def resolve_bundle_dir(artifacts_root: Path, version: str = "latest") -> Path:
 
 
 @dataclass(frozen=True)
+class DatasetFacts:
+    """What serving needs to know of the dataset a bundle was trained on (manifest "dataset",
+    "rating_model", "value"). Bundles from before the data contract: MovieLens, value in USD."""
+
+    name: str = "movielens-100k"
+    repeat: bool = False  # may already-seen items be recommended by default?
+    has_ratings: bool = True
+    rating_scale: tuple[float, float] = (1.0, 5.0)
+    value_unit: str = "USD"  # a currency code, or "interactions" (engagement)
+
+    @classmethod
+    def from_manifest(cls, manifest: dict[str, Any]) -> DatasetFacts:
+        dataset = manifest.get("dataset")
+        if dataset is None:
+            return cls()
+        rating = manifest.get("rating_model")
+        value = manifest.get("value", {})
+        return cls(
+            name=str(dataset.get("name", "")),
+            repeat=bool(dataset.get("repeat", False)),
+            has_ratings=rating is not None,
+            rating_scale=tuple(rating["scale"]) if rating else (0.0, 0.0),
+            value_unit=str(value.get("unit", "")),
+        )
+
+
+@dataclass(frozen=True)
 class Bundle:
     """A verified bundle on disk. `path(name)` gives the location of one of its files."""
 
@@ -78,6 +105,10 @@ class Bundle:
     @property
     def feature_spec(self) -> FeatureSpec:
         return FeatureSpec.from_json(self.manifest["feature_spec"])
+
+    @property
+    def dataset(self) -> DatasetFacts:
+        return DatasetFacts.from_manifest(self.manifest)
 
     @property
     def embedding_dim(self) -> int:

@@ -144,7 +144,7 @@ def filters_from_proto(msg: common_pb2.Filters | None) -> FilterSpec:
     if msg is None:
         return FilterSpec()
     return FilterSpec(
-        exclude_seen=msg.exclude_seen,
+        exclude_seen=msg.exclude_seen if msg.HasField("exclude_seen") else None,
         include_tags=tuple(msg.include_tags),
         exclude_tags=tuple(msg.exclude_tags),
         exclude_items=tuple(msg.exclude_items),
@@ -153,7 +153,7 @@ def filters_from_proto(msg: common_pb2.Filters | None) -> FilterSpec:
 
 def filters_to_proto(spec: FilterSpec) -> common_pb2.Filters:
     return common_pb2.Filters(
-        exclude_seen=spec.exclude_seen,
+        exclude_seen=spec.exclude_seen,  # None: unset, the serving bundle's default
         include_tags=list(spec.include_tags),
         exclude_tags=list(spec.exclude_tags),
         exclude_items=list(spec.exclude_items),
@@ -291,6 +291,7 @@ def user_value_to_proto(score: ValueScore) -> common_pb2.UserValue:
         expected_value=float(score.expected_value),
         segment=segment_to_proto(score.segment),
         horizon_weeks=float(score.horizon_weeks),
+        unit=score.unit,
     )
 
 
@@ -306,6 +307,7 @@ def user_value_from_proto(msg: common_pb2.UserValue) -> ValueScore:
         expected_value=float(msg.expected_value),
         segment=segment,
         horizon_weeks=float(msg.horizon_weeks),
+        unit=msg.unit,
     )
 
 

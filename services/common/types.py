@@ -69,7 +69,9 @@ class ItemInfo:
 
 @dataclass(frozen=True, slots=True)
 class FilterSpec:
-    exclude_seen: bool = False
+    # None: the bundle's dataset decides (docs/data.md, behaviour.repeat): films are not
+    # recommended again, groceries are ("buy again").
+    exclude_seen: bool | None = False
     include_tags: tuple[str, ...] = ()
     exclude_tags: tuple[str, ...] = ()
     exclude_items: tuple[str, ...] = ()
@@ -116,3 +118,4 @@ class ValueScore:
     expected_value: float
     segment: str
     horizon_weeks: float
+    unit: str = ""  # expected_value's unit: a currency code, or "interactions" (engagement)

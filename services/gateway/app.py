@@ -49,7 +49,12 @@ def build_pipeline(
     if vocabs is not None:
         vocabs.add_bundle(bundle)
     return Pipeline(
-        stages, GatewayCatalog.from_bundle(bundle), bundle.feature_spec, settings.limits, vocabs
+        stages,
+        GatewayCatalog.from_bundle(bundle),
+        bundle.feature_spec,
+        settings.limits,
+        vocabs,
+        bundle.dataset,
     )
 
 

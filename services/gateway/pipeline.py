@@ -28,7 +28,8 @@ import numpy as np
 
 from services.common import metrics, tracing
 from services.common.added_items import NewItem
-from services.common.errors import NotFound, Unavailable
+from services.common.bundle import DatasetFacts
+from services.common.errors import FailedPrecondition, NotFound, Unavailable
 from services.common.features import FeatureSpec, pad_history
 from services.common.remap import ItemVocabs
 from services.common.types import CandidateList, Event, FilterSpec, RankScores, UserState
@@ -61,8 +62,10 @@ class Pipeline:
         spec: FeatureSpec,
         limits: Limits,
         vocabs: ItemVocabs | None = None,
+        dataset: DatasetFacts | None = None,
     ) -> None:
         self.stages = stages
+        self.dataset = dataset or DatasetFacts()
         self.catalog = catalog
         self.spec = spec
         self.limits = limits
@@ -88,6 +91,8 @@ class Pipeline:
         validate.check_k(k, self.limits.max_k)
         validate.check_filters(filters, self.limits.max_batch, self.catalog.tag_names)
         validate.check_ids("recent_items", recent_items, self.limits.max_batch, allow_empty=True)
+        if filters.exclude_seen is None:  # unset: films are not recommended again, groceries are
+            filters = dataclasses.replace(filters, exclude_seen=not self.dataset.repeat)
         fallbacks: list[str] = []
         with request_budget(self.limits.recommend_budget_s):
             user = await self._attempt(
@@ -173,6 +178,12 @@ class Pipeline:
         ]
 
     async def predict_ratings(self, user_id: str, item_ids: Sequence[str]) -> RatingPrediction:
+        if not self.dataset.has_ratings:
+            raise FailedPrecondition(
+                f"bundle {self.catalog.version} has no rating model: its dataset "
+                f"({self.dataset.name}) has no ratings. Recommend still orders items by "
+                "P(interact); train on events with a rating column to predict ratings"
+            )
         validate.check_id("user_id", user_id)
         validate.check_ids("item_ids", item_ids, self.limits.max_batch)
         rows = self.catalog.index_of(item_ids)

@@ -133,7 +133,7 @@ class UserValueScorer:
             raise BundleError("user_value.onnx was trained on different value features")
         self.horizon_weeks = float(value_manifest["horizon_weeks"])
         self.as_of_day = int(value_manifest["as_of_day"])
-        self.unit = str(value_manifest.get("unit", ""))
+        self.unit = str(value_manifest.get("unit", "USD"))  # older bundles: CDNOW dollars
         self.thresholds = SegmentThresholds.from_json(value_manifest["segment_thresholds"])
         self._session, self.provider = create_session(Path(model_path), prefer_gpu=prefer_gpu)
         self._snapshot = dict(snapshot or {})
@@ -206,7 +206,7 @@ class UserValueScorer:
             if not all(map(math.isfinite, (pa, nt, ev))):
                 raise BundleError("user_value.onnx produced a non-finite score")
             segment = self.thresholds.segment(bool(has_activity[i]), pa, ev)
-            out.append(ValueScore(uid, pa, nt, ev, segment, self.horizon_weeks))
+            out.append(ValueScore(uid, pa, nt, ev, segment, self.horizon_weeks, self.unit))
         return out
 
 

@@ -97,7 +97,8 @@ def _col(frame: pd.DataFrame, name: str, default: Any = None) -> pd.Series:
 
 
 def _text(frame: pd.DataFrame, name: str) -> np.ndarray:
-    return _col(frame, name, "").fillna("").astype(str).to_numpy()
+    column = _col(frame, name, "").astype(object)
+    return column.where(column.notna(), "").astype(str).to_numpy()
 
 
 def _attributes(

@@ -149,18 +149,22 @@ def booleans(table: Table, column: str) -> tuple[np.ndarray, list[str]]:
 
 def timestamps(table: Table, column: str) -> tuple[np.ndarray, list[str]]:
     """int64 unix seconds from unix seconds or ISO 8601 text (with or without a zone; no zone
-    means UTC)."""
+    means UTC); a column may mix both."""
     raw = table.frame[column]
     as_number = pd.to_numeric(raw, errors="coerce")
-    if as_number.notna().all():
-        seconds = as_number.to_numpy(np.float64)
-        problems = table.problems(seconds < 0, column, "negative unix time")
-        problems += table.problems(
-            seconds >= SECONDS_CEILING, column, "looks like milliseconds; give unix seconds"
-        )
-        return np.floor(np.nan_to_num(seconds)).astype(np.int64), problems
-    parsed = pd.to_datetime(raw, errors="coerce", utc=True, format="ISO8601")
-    bad = parsed.isna().to_numpy()
-    reason = "not a timestamp (unix seconds or ISO 8601, e.g. 2024-05-01T12:30:00Z)"
-    seconds = (parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
-    return seconds.fillna(0).to_numpy(np.int64), table.problems(bad, column, reason)
+    numeric = as_number.notna().to_numpy()
+    seconds = np.floor(as_number.fillna(0).to_numpy(np.float64))
+    problems = table.problems(numeric & (seconds < 0), column, "negative unix time")
+    problems += table.problems(
+        numeric & (seconds >= SECONDS_CEILING), column, "looks like milliseconds; give unix seconds"
+    )
+    if not numeric.all():
+        text = raw[~numeric]
+        parsed = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
+        bad = np.zeros(len(raw), dtype=bool)
+        bad[~numeric] = parsed.isna().to_numpy()
+        reason = "not a timestamp (unix seconds or ISO 8601, e.g. 2024-05-01T12:30:00Z)"
+        problems += table.problems(bad, column, reason)
+        since = (parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+        seconds[~numeric] = since.fillna(0).to_numpy(np.float64)
+    return seconds.astype(np.int64), problems

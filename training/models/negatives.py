@@ -30,6 +30,7 @@ def retrieval_candidates(
     items in `seen` (indexed events). histories int64[U, H]: each user's latest history."""
     user_tower.eval()
     n_users = len(user_profiles)
+    k = min(k, item_embeddings.shape[0] - 1)  # a small catalog has fewer items than the pool
     out = np.zeros((n_users, k), dtype=np.int64)
     seen_rows = seen["user_index"].to_numpy(np.int64)
     seen_items = seen["item_index"].to_numpy(np.int64)

@@ -7,7 +7,9 @@ PY := $(VENV)/bin/python
 DATA_DIR ?= data
 ARTIFACTS ?= artifacts
 VERSION ?= latest
-USER_ID ?= 196
+DATA ?= movielens
+# MovieLens' classic demo user; other datasets: the most active user of the bundle
+USER_ID ?= $(if $(filter movielens,$(DATA)),196,)
 K ?= 10
 TRAIN_ARGS ?=
 LOADTEST_ARGS ?= --slo-p99-ms 50 --start 100 --factor 1.5 --max-rate 4000 --duration 10
@@ -23,7 +25,7 @@ RETRAIN_ARGS ?=
 # torch: without PASSIVE, OpenMP threads spin and a loaded 2-core box trains up to 50x slower.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: help install lock data train retrain export serve serve-embedded demo recommend test lint fmt protos clean eval eval-byo eval-external loadtest bench bench-1m bench-gpu eval-value ab-report publish rollback bundles fault soak add-items
+.PHONY: help install lock data check-data train retrain export serve serve-embedded demo recommend test lint fmt protos clean eval eval-byo eval-external loadtest bench bench-1m bench-gpu eval-value ab-report publish rollback bundles fault soak add-items
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -40,11 +42,14 @@ lock: install  ## rewrite requirements/lock.txt from the installed environment
 	{ sed -n 1,2p requirements/lock.txt; $(PY) -m pip freeze --exclude-editable | grep -v '^recserve' | sed 's/+cpu$$//'; } > requirements/lock.tmp
 	mv requirements/lock.tmp requirements/lock.txt
 
-data: install  ## fetch MovieLens-100K and CDNOW (checksums verified)
+data: install  ## fetch MovieLens-100K, CDNOW and Instacart (checksums verified) -> data/datasets/<name>/
 	$(PY) -m training.data fetch --data-dir $(DATA_DIR)
 
-train: data  ## train all models, export ONNX (parity-checked), build FAISS, write artifacts/<version>/
-	$(PY) -m training train --data-dir $(DATA_DIR) --artifacts $(ARTIFACTS) $(TRAIN_ARGS)
+check-data: data  ## validate a dataset and print its summary: make check-data DATA=path/to/shop (or a built-in name)
+	$(VENV)/bin/recserve data check $(DATA) --data-dir $(DATA_DIR)
+
+train: data  ## train all models on DATA (default movielens; a folder or built-in name), export ONNX, FAISS -> artifacts/<version>/
+	$(PY) -m training train --data $(DATA) --data-dir $(DATA_DIR) --artifacts $(ARTIFACTS) $(TRAIN_ARGS)
 
 retrain: data  ## base data + logged feedback (FEEDBACK_LOG=state/feature-log) -> a new bundle
 	$(PY) -m training.data retrain --data-dir $(DATA_DIR) --log-dir $(FEEDBACK_LOG) \
@@ -71,8 +76,8 @@ serve: install  ## run the five services as separate processes until Ctrl-C
 serve-embedded: install  ## run the gateway with every stage in-process
 	$(VENV)/bin/recserve serve --mode embedded --artifacts $(ARTIFACTS) --version $(VERSION)
 
-demo: train  ## fresh machine -> install, data, train, export, start 5 services, recommend, stop
-	$(VENV)/bin/recserve demo --artifacts $(ARTIFACTS) --user $(USER_ID) -k $(K)
+demo: train  ## fresh machine -> install, data, train DATA, export, start 5 services, recommend, stop
+	$(VENV)/bin/recserve demo --artifacts $(ARTIFACTS) $(if $(USER_ID),--user $(USER_ID)) -k $(K)
 
 publish: install  ## validate a bundle dir and make it live (hot reload): make publish BUNDLE=path/to/<version>
 	@test -n "$(BUNDLE)" || { echo "usage: make publish BUNDLE=path/to/<version>" >&2; exit 2; }

@@ -34,8 +34,10 @@ from google.protobuf.message import Message
 
 from recserve.client import DEFAULT_TARGET, EVENT_TYPES, ClientTLS, FeedbackEvent, RecserveClient
 from recserve.data_cmds import add_data_commands
+from recserve.demo_view import demo_user, show_buy_again
 from recserve.items import add_parser as add_items_parser
 from recserve.v1 import common_pb2
+from services.common.bundle import resolve_bundle_dir
 from services.common.errors import ConfigError
 
 
@@ -214,13 +216,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     ports = ", ".join(f"{n}:{p}" for n, p in launcher.ports.items())
     print(f"started {len(launcher.ports)} services in {time.perf_counter() - start:.1f}s ({ports})")
     try:
+        bundle_dir = resolve_bundle_dir(Path(args.artifacts), args.version)
+        user = demo_user(bundle_dir, args.user)
         with client:
             t0 = time.perf_counter()
-            reply = client.recommend(args.user, args.k)
+            reply = client.recommend(user, args.k)
             took_ms = (time.perf_counter() - t0) * 1e3
-        print_recommendations(reply, f"Top {len(reply.items)} for user {args.user}")
-        via = "every stage in-process" if args.mode == "embedded" else ", ".join(launcher.ports)
-        print(f"answered in {took_ms:.1f} ms ({via})")
+            print_recommendations(reply, f"Top {len(reply.items)} for user {user}")
+            via = "every stage in-process" if args.mode == "embedded" else ", ".join(launcher.ports)
+            print(f"answered in {took_ms:.1f} ms ({via})")
+            show_buy_again(client, bundle_dir, user, args.k)
     except grpc.RpcError as exc:
         print(f"recserve demo: {exc.code().name}: {exc.details()}", file=sys.stderr)
         _report_exits(launcher.stop())
@@ -331,7 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", parents=[run_opts, security_opts], help="start 5 services, recommend, stop"
     )
     p.add_argument("--mode", choices=("split", "embedded"), default="split")
-    p.add_argument("--user", default="196")
+    p.add_argument(
+        "--user", default=None, help="user id (default: the most active user of the bundle)"
+    )
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--timeout", type=float, default=10.0, help="seconds for the call")
     p.set_defaults(run=cmd_demo)

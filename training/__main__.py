@@ -1,6 +1,7 @@
-"""`python -m training train [--data-dir data] [--artifacts artifacts] [--tiny] [--seed 0] ...`
+"""`python -m training train [--data movielens|DIR] [--data-dir data] [--artifacts artifacts] ...`
 
-Trains every model on the real data, publishes artifacts/<version> and prints its path and
+Trains every model on one dataset (a folder in the data contract's format, docs/data.md),
+publishes artifacts/<version> and prints its path and
 offline metrics.
 """
 
@@ -21,6 +22,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train all models and publish a bundle")
     train.add_argument("--data-dir", type=Path, default=Path("data"))
+    train.add_argument(
+        "--data",
+        default="movielens",
+        help="dataset folder (docs/data.md) or a built-in name under DATA_DIR/datasets",
+    )
     train.add_argument("--artifacts", type=Path, default=Path("artifacts"))
     train.add_argument("--version", default=None, help="bundle name (default: UTC timestamp)")
     train.add_argument("--seed", type=int, default=0)
@@ -34,8 +40,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def config_from_args(argv: list[str] | None = None) -> TrainConfig:
     args = _parser().parse_args(argv)
+    from training.data.builtin import resolve
+
     return TrainConfig(
         data_dir=args.data_dir,
+        dataset=resolve(args.data_dir, args.data),
         artifacts_dir=args.artifacts,
         version=args.version,
         seed=args.seed,

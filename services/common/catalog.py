@@ -56,6 +56,17 @@ def read_item_columns(bundle: Bundle) -> dict[str, pa.Array]:
     return out
 
 
+def unavailable_rows(bundle: Bundle) -> np.ndarray:
+    """int64 item rows the dataset marks unavailable (items.parquet `available` false); empty
+    for a dataset without that column. Such items are never recommended."""
+    table = pq.read_table(bundle.path("items.parquet"))
+    if "available" not in table.column_names:
+        return np.zeros(0, dtype=np.int64)
+    available = pc.fill_null(table.column("available").combine_chunks(), True)
+    rows = table.column("item_index").combine_chunks().to_numpy().astype(np.int64)
+    return rows[~available.to_numpy(zero_copy_only=False).astype(bool)]
+
+
 def tag_matrix(tags: Sequence[str], column: pa.ListArray, rows: np.ndarray, n_rows: int):
     """bool[n_rows, T]: [r, t] when the item in row rows[k] (column entry k) carries tags[t];
     tags not in `tags` are ignored. tag_masks(...).T for an Arrow list column, vectorised."""

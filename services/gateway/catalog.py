@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from services.common.added_items import NewItem
 from services.common.bundle import Bundle
-from services.common.catalog import read_item_columns, tag_masks, tag_matrix
+from services.common.catalog import read_item_columns, tag_masks, tag_matrix, unavailable_rows
 from services.common.content import has_content_encoder
 from services.common.types import FilterSpec, ItemInfo
 from services.common.vocab import Vocabulary
@@ -116,8 +116,13 @@ class GatewayCatalog:
         popularity[rows] = columns["popularity"].to_numpy(zero_copy_only=False)
         names = _tag_names(bundle.feature_spec.tags, item_tags)
         matrix = tag_matrix(names, columns["tags"], rows, n_rows)
+        catalog = cls._assemble(bundle.version, ids, titles, item_tags, popularity, names, matrix)
+        # Items the dataset marks unavailable are not even a popular fallback.
+        order = catalog.by_popularity
+        order = order[~np.isin(order, unavailable_rows(bundle))]
         return replace(
-            cls._assemble(bundle.version, ids, titles, item_tags, popularity, names, matrix),
+            catalog,
+            by_popularity=order,
             embedding_dim=bundle.embedding_dim,
             content_encoder=has_content_encoder(bundle.manifest),
         )

@@ -12,7 +12,7 @@ import numpy as np
 
 from services.common.added_items import NewItem
 from services.common.bundle import Bundle
-from services.common.catalog import ItemCatalog
+from services.common.catalog import ItemCatalog, unavailable_rows
 from services.common.content import ContentEncoder
 from services.common.errors import InvalidArgument, NotFound
 from services.common.model_inputs import UserInputs
@@ -88,6 +88,9 @@ class Retriever:
         index = CandidateIndex.load(
             bundle.path("items.faiss"), embeddings, tags, item_tags, exact_below=exact_below
         )
+        unavailable = unavailable_rows(bundle)
+        if unavailable.size:
+            index.set_available(unavailable, False)
         session, provider = create_session(
             bundle.path("user_tower.onnx"), prefer_gpu=False, intra_op_threads=intra_op_threads
         )

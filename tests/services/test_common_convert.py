@@ -115,8 +115,11 @@ def test_user_value_segment_name_maps_to_enum():
         expected_value=30.0,
         segment="HIGH_VALUE",
         horizon_weeks=12.0,
+        unit="EUR",
     )
-    assert convert.user_value_to_proto(score).segment == common_pb2.SEGMENT_HIGH_VALUE
+    msg = convert.user_value_to_proto(score)
+    assert msg.segment == common_pb2.SEGMENT_HIGH_VALUE and msg.unit == "EUR"
+    assert convert.user_value_from_proto(msg).unit == "EUR"
 
 
 def test_activities_validate_alignment():

@@ -18,6 +18,7 @@ from services.common.bundle import Bundle, DatasetFacts
 pytestmark = pytest.mark.timeout(300)
 
 N_USERS, N_ITEMS, PER_USER, DAYS = 60, 40, 24, 180
+UNAVAILABLE = (0, 1, 2, 10, 11)  # the most bought items of two taste blocks
 
 
 def events_frame(seed: int) -> pd.DataFrame:
@@ -50,6 +51,7 @@ def shape(name: str, folder: Path) -> Path:
         items["title"] = [f"Product {i}" for i in range(N_ITEMS)]
         items["tags"] = [f"aisle{i % 5}" for i in range(N_ITEMS)]
         items["price"] = np.round(rng.uniform(2, 20, N_ITEMS), 2)
+        items["available"] = [i not in UNAVAILABLE for i in range(N_ITEMS)]
         toml = '[money]\ncurrency = "EUR"\n[behaviour]\nrepeat = true\nvalue_horizon_days = 28\n'
     elif name == "implicit":
         ev["event_type"] = rng.choice(["view", "cart", "purchase"], len(ev), p=[0.7, 0.2, 0.1])
@@ -130,3 +132,20 @@ def test_data_check_prints_a_summary_or_every_problem(tmp_path: Path, capsys) ->
     assert "items.csv, line 3, column item_id: duplicate id" in err
     assert "items.csv, line 2, column weight_g: not a number" in err
     assert "column item_id: item not in the items file" in err
+
+
+def test_unavailable_items_are_never_recommended(tmp_path: Path) -> None:
+    from services.common.vocab import Vocabulary
+    from services.gateway.catalog import GatewayCatalog
+    from services.retrieval.retriever import Retriever
+
+    artifacts = tmp_path / "artifacts"
+    assert train(shape("money", tmp_path / "money"), artifacts) == 0
+    bundle = Bundle.load(artifacts / (artifacts / "LATEST").read_text().strip())
+    items = Vocabulary.load(bundle.path("item_ids.npy"))
+    rows = items.indices([f"i{i}" for i in UNAVAILABLE])
+    retriever = Retriever.from_bundle(bundle, encoder=None)
+    assert not retriever.index.available[rows].any()
+    assert retriever.index.available[1:].sum() == N_ITEMS - len(UNAVAILABLE)
+    popular = GatewayCatalog.from_bundle(bundle).popular(N_ITEMS)
+    assert len(popular) == N_ITEMS - len(UNAVAILABLE) and not set(rows) & set(popular.tolist())

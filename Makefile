@@ -51,8 +51,8 @@ check-data: data  ## validate a dataset and print its summary: make check-data D
 train: data  ## train all models on DATA (default movielens; a folder or built-in name), export ONNX, FAISS -> artifacts/<version>/
 	$(PY) -m training train --data $(DATA) --data-dir $(DATA_DIR) --artifacts $(ARTIFACTS) $(TRAIN_ARGS)
 
-retrain: data  ## base data + logged feedback (FEEDBACK_LOG=state/feature-log) -> a new bundle
-	$(PY) -m training.data retrain --data-dir $(DATA_DIR) --log-dir $(FEEDBACK_LOG) \
+retrain: data  ## DATA + logged feedback (FEEDBACK_LOG=state/feature-log) -> a new bundle
+	$(PY) -m training.data retrain --data $(DATA) --data-dir $(DATA_DIR) --log-dir $(FEEDBACK_LOG) \
 	  --artifacts $(ARTIFACTS) $(RETRAIN_ARGS)
 
 EXT_VENV ?= .venv-external

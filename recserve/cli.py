@@ -37,7 +37,7 @@ from recserve.data_cmds import add_data_commands
 from recserve.demo_view import demo_user, show_buy_again
 from recserve.items import add_parser as add_items_parser
 from recserve.v1 import common_pb2
-from services.common.bundle import resolve_bundle_dir
+from services.common.bundle import ENGAGEMENT_UNIT, resolve_bundle_dir
 from services.common.errors import ConfigError
 
 
@@ -68,9 +68,6 @@ def _items_table(items: Sequence) -> str:
         for n, it in enumerate(items, 1)
     ]  # fmt: skip
     return _table(("#", "item", "title", "tags", "score", "rating"), rows)
-
-
-ENGAGEMENT_UNIT = "interactions"
 
 
 def _amount(value: common_pb2.UserValue) -> str:

@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from services.common.bundle import ENGAGEMENT_UNIT
 from services.common.content import CONTENT_ENCODER_FILE
 from services.common.features import SECONDS_PER_DAY
 from training import distributed
@@ -55,7 +56,6 @@ from training.models.train import Batch, FitConfig, fit, make_examples
 from training.split import temporal_split
 
 TORCH_THREADS = 2
-ENGAGEMENT_UNIT = "interactions"  # the user-value unit of a dataset without money
 # value_epochs None in FULL_EPOCHS: the user-value model's own default.
 FULL_EPOCHS: dict[str, int | None] = {
     "retrieval_epochs": 8,
@@ -327,11 +327,14 @@ def _train_ranker(
 
 def value_view(data: InteractionData, events: pd.DataFrame) -> tuple[InteractionData, str]:
     """The events the user-value model learns from, and their unit. With money (a declared
-    currency): purchases, i.e. events carrying money, valued in that currency. Without:
-    engagement, every event worth 1 (the model then predicts future interactions)."""
+    currency): every event makes its day active, and only money counts as value, in that
+    currency. Without: engagement, every event worth 1 (the model then predicts future
+    interactions). The feature service adds live events the same way
+    (services.feature.bundle_state.activity_value)."""
     if data.has_money:
-        paid = events[events["value"] > 0].reset_index(drop=True)
-        return dataclasses.replace(data, events=paid), str(data.config.currency)
+        return dataclasses.replace(data, events=events.reset_index(drop=True)), str(
+            data.config.currency
+        )
     counted = events.assign(value=np.float32(1.0)).reset_index(drop=True)
     return dataclasses.replace(data, events=counted), ENGAGEMENT_UNIT
 

@@ -64,6 +64,9 @@ def resolve_bundle_dir(artifacts_root: Path, version: str = "latest") -> Path:
     return path
 
 
+ENGAGEMENT_UNIT = "interactions"  # the user-value unit of a dataset without money
+
+
 @dataclass(frozen=True)
 class DatasetFacts:
     """What serving needs to know of the dataset a bundle was trained on (manifest "dataset",
@@ -72,7 +75,7 @@ class DatasetFacts:
     name: str = "movielens-100k"
     repeat: bool = False  # may already-seen items be recommended by default?
     has_ratings: bool = True
-    rating_scale: tuple[float, float] = (1.0, 5.0)
+    rating_scale: tuple[float, float] = (1.0, 5.0)  # what a rating event may carry
     value_unit: str = "USD"  # a currency code, or "interactions" (engagement)
 
     @classmethod
@@ -80,15 +83,19 @@ class DatasetFacts:
         dataset = manifest.get("dataset")
         if dataset is None:
             return cls()
-        rating = manifest.get("rating_model")
+        scale = dataset.get("rating_scale", {})
         value = manifest.get("value", {})
         return cls(
             name=str(dataset.get("name", "")),
             repeat=bool(dataset.get("repeat", False)),
-            has_ratings=rating is not None,
-            rating_scale=tuple(rating["scale"]) if rating else (0.0, 0.0),
+            has_ratings=manifest.get("rating_model") is not None,
+            rating_scale=(float(scale.get("min", 1.0)), float(scale.get("max", 5.0))),
             value_unit=str(value.get("unit", "")),
         )
+
+    @property
+    def has_money(self) -> bool:
+        return self.value_unit not in ("", ENGAGEMENT_UNIT)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from services.common.added_items import AddedItem, NewItem, validate_new_items
-from services.common.bundle import Bundle
+from services.common.bundle import Bundle, DatasetFacts
 from services.common.catalog import ItemCatalog
 from services.common.errors import InvalidArgument
 from services.common.features import (
@@ -37,10 +37,13 @@ DEFAULT_MAX_BATCH = 10_000
 DEFAULT_MAX_IDS = 1_000
 
 
-def activity_value(event: Event) -> float:
-    """What one event adds to its day's activity: money for purchases, 1.0 per interaction
-    otherwise (the canonical event schema's `value`, so live and training activity agree)."""
-    return float(event.value) if event.kind is EventKind.PURCHASE else 1.0
+def activity_value(event: Event, money: bool) -> float:
+    """What one event adds to its day's activity, as the bundle's value model learned it
+    (training.pipeline.value_view): with money, a purchase's amount and 0 for any other event
+    (which still makes the day active); without (engagement), 1.0 per event."""
+    if not money:
+        return 1.0
+    return float(event.value) if event.kind is EventKind.PURCHASE else 0.0
 
 
 def event_day(event: Event) -> int:
@@ -100,12 +103,14 @@ class UserRecord:
         self.event_count += len(items)
 
 
-def validate_event(event: Event) -> None:
+def validate_event(event: Event, scale: tuple[float, float] = (1.0, 5.0)) -> None:
+    """scale: the dataset's rating scale (manifest dataset.rating_scale)."""
     if not event.user_id or not event.item_id:
         raise InvalidArgument("event with an empty user_id or item_id")
-    if event.kind is EventKind.RATING and not 1.0 <= event.rating <= 5.0:
+    low, high = scale
+    if event.kind is EventKind.RATING and not low <= event.rating <= high:
         raise InvalidArgument(
-            f"event for user {event.user_id!r}: rating {event.rating} not in 1..5"
+            f"event for user {event.user_id!r}: rating {event.rating:g} not in {low:g}..{high:g}"
         )
     if not np.isfinite(event.value) or event.value < 0:
         raise InvalidArgument(f"event for user {event.user_id!r}: value must be finite and >= 0")
@@ -116,6 +121,8 @@ def validate_event(event: Event) -> None:
 class BundleFeatures:
     """The bundle half of a feature store. Subclasses keep live events and implement get_user,
     get_users and apply_events with `_check_*` + `_state` so validation and output agree."""
+
+    dataset: DatasetFacts = DatasetFacts()  # from_bundle sets the bundle's own
 
     def __init__(
         self,
@@ -150,7 +157,12 @@ class BundleFeatures:
         catalog = ItemCatalog.from_bundle(bundle)
         profiles = load_profiles(bundle, spec, users)
         records = load_records(bundle, spec, catalog.vocab)
-        return cls(spec, bundle.version, users, profiles, catalog, records, **kwargs)
+        store = cls(spec, bundle.version, users, profiles, catalog, records, **kwargs)
+        store.dataset = bundle.dataset
+        return store
+
+    def activity_value(self, event: Event) -> float:
+        return activity_value(event, self.dataset.has_money)
 
     @property
     def bundle_version(self) -> str:
@@ -199,7 +211,7 @@ class BundleFeatures:
         if len(events) > self.max_batch:
             raise InvalidArgument(f"{len(events)} events in one batch; at most {self.max_batch}")
         for event in events:
-            validate_event(event)
+            validate_event(event, self.dataset.rating_scale)
         return self.catalog.indices([e.item_id for e in events]).tolist()
 
     def _state(

@@ -49,7 +49,6 @@ from services.feature.bundle_state import (
     DEFAULT_MAX_IDS,
     BundleFeatures,
     UserRecord,
-    activity_value,
     event_day,
 )
 from services.feature.redis_registry import RedisItemRegistry
@@ -224,7 +223,7 @@ class RedisFeatureStore(BundleFeatures):
         keys = [self.stream_key, *(self.user_key(e.user_id) for e in events)]
         args: list[str] = [self.bundle_version]
         for e in events:
-            entry = f"{event_day(e)} {activity_value(e)!r} {e.item_id}"
+            entry = f"{event_day(e)} {self.activity_value(e)!r} {e.item_id}"
             args += [e.user_id, e.item_id, e.kind.value, str(e.timestamp), repr(float(e.rating)),
                      repr(float(e.value)), entry]  # fmt: skip
         with redis_errors():

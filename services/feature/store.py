@@ -193,7 +193,7 @@ class InMemoryFeatureStore(BundleFeatures):
                 rec.apply_many(
                     [items[i] for i in rows],
                     [event_day(events[i]) for i in rows],
-                    [activity_value(events[i]) for i in rows],
+                    [self.activity_value(events[i]) for i in rows],
                 )
             self.events_applied += len(events)
             self.unknown_item_events += items.count(0)

@@ -111,7 +111,32 @@ def test_unknown_user_gets_history_from_live_events(store):
     state = store.get_user("newcomer")
     assert not state.known
     assert state.history[:2].tolist() == [store.catalog.index(b), store.catalog.index(a)]
-    assert state.activity_values.tolist() == [pytest.approx(13.5)]  # 1.0 view + 12.5 purchase
+    # MovieLens has no money: its value model counts engagement, one per event.
+    assert not store.dataset.has_money
+    assert state.activity_values.tolist() == [pytest.approx(2.0)]
+
+
+def test_money_datasets_count_only_money_as_value(store):
+    """With money, a view makes the day active and adds nothing; a purchase adds its amount
+    (what training.pipeline.value_view fed the value model)."""
+    from dataclasses import replace
+
+    a, b = _item_ids(store, 2)
+    original = store.dataset
+    store.dataset = replace(original, value_unit="EUR")
+    try:
+        store.apply_events(
+            [
+                Event("shopper", a, EventKind.VIEW, 2_000_000_000),
+                Event("shopper", b, EventKind.PURCHASE, 2_000_000_100, value=12.5),
+                Event("shopper", a, EventKind.VIEW, 2_000_086_400),
+            ]
+        )
+        state = store.get_user("shopper")
+    finally:
+        store.dataset = original
+    assert state.activity_days.size == 2
+    assert state.activity_values.tolist() == [pytest.approx(12.5), 0.0]
 
 
 def test_recent_items_go_first_for_this_call_only(store, log):

@@ -16,11 +16,16 @@ from training.data.fetch import DataFetchError, fetch_all
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training.data")
     sub = parser.add_subparsers(dest="command", required=True)
-    fetch = sub.add_parser("fetch", help="fetch and verify MovieLens-100K and CDNOW")
+    fetch = sub.add_parser(
+        "fetch", help="fetch and verify MovieLens-100K, CDNOW and Instacart; write data/datasets"
+    )
     fetch.add_argument("--data-dir", type=Path, default=Path("data"))
     fetch.add_argument("--force", action="store_true", help="download again even if verified")
     retrain = sub.add_parser("retrain", help="base data + logged feedback -> a new bundle")
     retrain.add_argument("--data-dir", type=Path, default=Path("data"))
+    retrain.add_argument(
+        "--data", default="movielens", help="dataset folder or built-in name (docs/data.md)"
+    )
     retrain.add_argument("--log-dir", type=Path, default=Path("state/feature-log"))
     retrain.add_argument("--artifacts", type=Path, default=Path("artifacts"))
     retrain.add_argument("--version", default=None, help="bundle name (default: UTC timestamp)")
@@ -51,8 +56,11 @@ def _retrain(args: argparse.Namespace) -> int:
     if not args.log_dir.is_dir():
         print(f"error: no event log at {args.log_dir}", file=sys.stderr)
         return 1
+    from training.data.builtin import resolve
+
     config = TrainConfig(
         data_dir=args.data_dir,
+        dataset=resolve(args.data_dir, args.data),
         artifacts_dir=args.artifacts,
         version=args.version,
         seed=args.seed,

@@ -1,7 +1,7 @@
 """Logged feedback (the feature service's event log) as training data for the next retrain.
 
     feedback, end = read_feedback(Path("state/feature-log"))   # canonical event frame
-    plan = plan_retrain(load_movielens(...), feedback, end)     # train / valid / manifest entry
+    plan = plan_retrain(load_dataset(...), feedback, end)       # train / valid / manifest entry
 
 Canonical schema (training.data.schema): rating is the event's rating for rating events and NaN
 otherwise; value is the money of a purchase and 1.0 for every other interaction (as the base
@@ -102,12 +102,15 @@ def _sorted(events: pd.DataFrame) -> pd.DataFrame:
 
 
 def retrain(data_dir: Path, log_dir: Path, config: Any) -> Path:
-    """MovieLens + the logged feedback -> a new bundle (training.pipeline.TrainConfig)."""
-    from training.data.movielens import load_movielens
+    """The dataset (config.dataset, default the built-in MovieLens) + the logged feedback -> a
+    new bundle (training.pipeline.TrainConfig)."""
+    from training.data.builtin import resolve
+    from training.data.dataset import load_dataset
     from training.pipeline import build_bundle_from_events
 
     feedback, end = read_feedback(log_dir)
-    plan = plan_retrain(load_movielens(Path(data_dir) / "ml-100k"), feedback, end)
+    base = load_dataset(config.dataset or resolve(Path(data_dir), "movielens"))
+    plan = plan_retrain(base, feedback, end)
     cfg = config.resolved()
     if cfg.progress:
         print(

@@ -223,6 +223,7 @@ def test_unknown_fsync_mode_is_a_config_error(tmp_path):
 
 def test_the_log_reads_back_as_canonical_training_events(tmp_path):
     from training.data.feedback import read_feedback
+    from training.data.schema import EVENT_COLUMNS
 
     events = [
         Event("u1", "i1", EventKind.RATING, 30, rating=4.0),
@@ -232,10 +233,11 @@ def test_the_log_reads_back_as_canonical_training_events(tmp_path):
     ends = write(tmp_path, [events[:2], events[2:]])
     frame, end = read_feedback(tmp_path)
     assert end == ends[-1]
-    assert list(frame.columns) == ["user_id", "item_id", "timestamp", "rating", "value"]
+    assert list(frame.columns) == list(EVENT_COLUMNS)
     assert frame["timestamp"].tolist() == [10, 20, 30]  # canonical order: time, then user
     assert frame["item_id"].tolist() == ["i2", "i1", "i1"]
-    assert frame["value"].tolist() == [12.5, 1.0, 1.0]
+    assert frame["event_type"].tolist() == ["purchase", "view", "rating"]
+    assert frame["value"].tolist() == [12.5, 0.0, 0.0]  # money; an engagement base counts one
     assert frame["rating"].isna().tolist() == [True, True, False]
     assert frame["rating"].iloc[2] == 4.0
     assert read_feedback(tmp_path, ends[0])[0]["user_id"].tolist() == ["u2"]
@@ -268,6 +270,7 @@ def test_retrain_plan_puts_feedback_on_known_items_in_train_and_records_the_posi
     assert ("new", "i3") in set(zip(plan.train["user_id"], plan.train["item_id"], strict=True))
     assert "gone" not in set(plan.train["item_id"]) | set(plan.data.events["item_id"])
     assert len(plan.train) + len(plan.valid) == len(base_events) + 1
+    assert plan.train.loc[plan.train["user_id"] == "new", "value"].tolist() == [1.0]  # no money
     assert plan.data.sha256 != base.sha256 and "new" in set(plan.data.events["user_id"])
 
 

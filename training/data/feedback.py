@@ -4,8 +4,9 @@
     plan = plan_retrain(load_dataset(...), feedback, end)       # train / valid / manifest entry
 
 Canonical schema (training.data.schema): rating is the event's rating for rating events and NaN
-otherwise; value is the money of a purchase and 1.0 for every other interaction (as the base
-data sets and the feature store's activity counters define it). Every logged event goes into
+otherwise; event_type is the event's kind; value is the money of a purchase and 0 for any other
+event when the base dataset has money, else 1.0 per event (as the dataset loader and the feature
+store's activity counters define it). Every logged event goes into
 train: the validation set stays the base data's per-user temporal holdout, so metrics remain
 comparable between retrains. The new bundle's manifest records the log position it covers
 (data.split.feedback_log); the feature service then replays only the log after it.
@@ -37,6 +38,7 @@ def read_feedback(
     stamps: list[int] = []
     ratings: list[float] = []
     values: list[float] = []
+    kinds: list[str] = []
     end: LogPosition | None = None
     for batch_end, batch in read_events(Path(log_dir), start):
         end = batch_end
@@ -45,13 +47,15 @@ def read_feedback(
             items.append(e.item_id)
             stamps.append(e.timestamp)
             ratings.append(e.rating if e.kind is EventKind.RATING else np.nan)
-            values.append(e.value if e.kind is EventKind.PURCHASE else 1.0)
+            values.append(e.value if e.kind is EventKind.PURCHASE else 0.0)
+            kinds.append(e.kind.value)
     frame = make_events(
         np.asarray(users, dtype=object),
         np.asarray(items, dtype=object),
         np.asarray(stamps, dtype=np.int64),
         rating=np.asarray(ratings, dtype=np.float32),
         value=np.asarray(values, dtype=np.float32),
+        event_type=np.asarray(kinds, dtype=object),
     )
     return frame, end
 
@@ -74,8 +78,11 @@ def plan_retrain(
     from the catalog is dropped (no tags or title to serve them with); new users are kept."""
     from training.split import temporal_split
 
-    known = feedback["item_id"].isin(set(base.items["item_id"].astype(str)))
+    catalog = base.items["item_id"] if len(base.items) else base.events["item_id"]
+    known = feedback["item_id"].isin(set(catalog.astype(str)))
     kept = feedback[known]
+    if not base.has_money:  # engagement: every event counts one, as in the dataset itself
+        kept = kept.assign(value=np.float32(1.0))
     split = temporal_split(base.events, test_fraction)
     train = _sorted(pd.concat([split.train, kept], ignore_index=True))
     digest = hashlib.sha256(base.sha256.encode())

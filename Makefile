@@ -132,8 +132,9 @@ bench-gpu: install  ## ranking: raw ONNX Runtime (run, IO binding, CUDA graph) v
 eval: data  ## offline evaluation from scratch: splits, references, ours (3 ways), tags, 5-fold ratings -> reports/eval.md
 	nice $(PY) -m training.evaluate run --data-dir $(DATA_DIR) $(EVAL_ARGS)
 
-eval-byo: data  ## bring your own split: make eval-byo TRAIN=train.tsv TEST=test.tsv (TSV user item rating timestamp)
-	$(PY) -m training.evaluate byo --train $(TRAIN) --test $(TEST) --data-dir $(DATA_DIR) --out $(or $(OUT),runs/eval/byo)
+eval-byo: data  ## bring your own split: make eval-byo TRAIN=train.tsv TEST=test.tsv [ITEMS=items.csv USERS=users.csv CONFIG=dataset.toml | BYO_DATA=movielens]
+	$(PY) -m training.evaluate byo --train $(TRAIN) --test $(TEST) --data-dir $(DATA_DIR) --out $(or $(OUT),runs/eval/byo) \
+	  $(if $(ITEMS),--items $(ITEMS)) $(if $(USERS),--users $(USERS)) $(if $(CONFIG),--config $(CONFIG)) $(if $(BYO_DATA),--data $(BYO_DATA))
 
 ab-report: data  ## A/B report from logs: make ab-report EXPOSURES=... FEEDBACK=... EXPERIMENTS=... (none given: MovieLens replay)
 	$(PY) -m training.experiments $(if $(EXPOSURES),--exposures $(EXPOSURES) --feedback $(FEEDBACK) --config $(EXPERIMENTS),--simulate --data-dir $(DATA_DIR)) --out reports/ab

@@ -3,8 +3,9 @@
 run     splits → references → ours (retrieval, two-stage, gateway) → tags → 5-fold ratings
         → reports/eval.json, eval_metrics.json, eval.md, *.png      (`make eval`)
 report  rewrite eval.md and the PNGs from an existing eval.json
-byo     --train FILE --test FILE: train ours on that train file; export our top-100 lists and
-        rating predictions for its test users as TSV (and score them)
+byo     --train FILE --test FILE [--data DIR | --items FILE --users FILE --config TOML]: train
+        ours on that train file (with that item/user metadata, docs/data.md); export our top-100
+        lists and rating predictions for its test users as TSV (and score them)
 score   --topk FILE / --predictions FILE --split DIR: score any system's TSV answers
 """
 
@@ -53,22 +54,35 @@ def main(argv: list[str] | None = None) -> int:
     byo.add_argument("--data-dir", type=Path, default=Path("data"))
     byo.add_argument("--artifacts", type=Path, default=Path("runs/eval/artifacts"))
     byo.add_argument("--tiny", action="store_true")
+    byo.add_argument("--data", help="items, users and dataset.toml of this dataset (docs/data.md)")
+    byo.add_argument("--items", type=Path, help="items file in the data contract's format")
+    byo.add_argument("--users", type=Path, help="users file in the data contract's format")
+    byo.add_argument("--config", type=Path, help="a dataset.toml for those files")
 
     score = sub.add_parser("score", help="score TSV answers of any system")
     score.add_argument("--split", type=Path, required=True, help="dir with train.tsv, test.tsv")
     score.add_argument("--topk", type=Path, help="TSV user item rank")
     score.add_argument("--predictions", type=Path, help="TSV user item prediction")
     score.add_argument("--data-dir", type=Path, default=Path("data"))
+    score.add_argument("--data", help="dataset whose items the coverage/tag metrics use")
     args = parser.parse_args(argv)
 
     if args.command == "byo" or (args.command == "run" and args.train is not None):
         if args.command == "run" and args.test is None:
             parser.error("--train needs --test")
-        from training.evaluate.run import bring_your_own
+        from training.data.contract import DataError
+        from training.evaluate.byo import bring_your_own
 
         out = args.out if args.command == "byo" else Path("runs/eval/byo")
-        scores = bring_your_own(args.train, args.test, out, args.data_dir, args.artifacts,
-                                tiny=args.tiny)  # fmt: skip
+        sides = {k: getattr(args, k, None) for k in ("items", "users", "config")}
+        try:
+            scores = bring_your_own(args.train, args.test, out, args.data_dir, args.artifacts,
+                                    tiny=args.tiny, dataset=getattr(args, "data", None),
+                                    **sides)  # fmt: skip
+        except DataError as exc:
+            print(f"error: the train file with its metadata is not a valid dataset:\n{exc}",
+                  file=sys.stderr)  # fmt: skip
+            return 1
         print(json.dumps(scores, indent=2))
         print(f"answers: {out}/topk.tsv (user item rank), {out}/predictions.tsv "
               "(user item prediction)")  # fmt: skip
@@ -76,10 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "score":
         if args.topk is None and args.predictions is None:
             parser.error("give --topk and/or --predictions")
-        from training.evaluate.run import score_files
+        from training.data.builtin import resolve
+        from training.data.dataset import load_dataset
+        from training.evaluate.byo import score_files
 
-        print(json.dumps(score_files(args.split, args.topk, args.predictions, args.data_dir),
-                         indent=2))  # fmt: skip
+        items = load_dataset(resolve(args.data_dir, args.data)) if args.data else None
+        print(json.dumps(score_files(args.split, args.topk, args.predictions, items), indent=2))
         return 0
 
     from training.evaluate.report import write_report

@@ -181,11 +181,14 @@ def recommend(
         seen = data.binary[known].toarray() > 0
         seen[chunk < 0] = False
         scores[seen] = -np.inf
-        top = np.argpartition(-scores, k, axis=1)[:, :k]
-        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+        # A catalog smaller than k: every item, best first, minus the user's own.
+        top = np.argpartition(-scores, min(k, scores.shape[1] - 1), axis=1)[:, :k]
+        ranked = np.take_along_axis(scores, top, axis=1)
+        order = np.argsort(-ranked, axis=1, kind="stable")
         top = np.take_along_axis(top, order, axis=1)
-        for user, items in zip(user_ids[start : start + batch], top, strict=True):
-            out[str(user)] = data.item_ids[items].tolist()
+        allowed = np.isfinite(np.take_along_axis(ranked, order, axis=1))
+        for user, items, ok in zip(user_ids[start : start + batch], top, allowed, strict=True):
+            out[str(user)] = data.item_ids[items[ok]].tolist()
     return out
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from training.data import InteractionData, load_movielens
+from training.data import load_movielens
 from training.evaluate import references as R
 from training.evaluate import scoring as S
 from training.evaluate.io import write_predictions, write_topk
@@ -287,66 +287,3 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
         json.dumps(manifest_metrics(results), indent=2, default=float) + "\n"
     )
     return results
-
-
-def bring_your_own(
-    train_path: Path,
-    test_path: Path,
-    out_dir: Path,
-    data_dir: Path = Path("data"),
-    artifacts_dir: Path = Path("runs/eval/artifacts"),
-    *,
-    tiny: bool = False,
-) -> dict[str, Any]:
-    """Train ours on an external train file; export our top-100 lists and rating predictions for
-    its test users (and score them, and the references, on its test file)."""
-    from training.evaluate.io import read_events
-    from training.evaluate.ours import OurModel, train_bundle
-
-    train, test = read_events(Path(train_path)), read_events(Path(test_path))
-    movielens = load_movielens(Path(data_dir) / "ml-100k")
-    data = InteractionData(train, movielens.items, movielens.users, "byo", "")
-    bundle = train_bundle(train, data, artifacts_dir, "byo", data_dir=data_dir, tiny=tiny)
-    ours = OurModel.load(bundle)
-    users = sorted(test["user_id"].astype(str).unique())
-    top = ours.two_stage(users, K)
-    preds = ours.predict(test[["user_id", "item_id", "rating"]])
-    out_dir = Path(out_dir)
-    write_topk(top, out_dir / "topk.tsv")
-    write_predictions(preds, out_dir / "predictions.tsv")
-    lists = {"ours": top, **reference_lists(
-        {"popularity": R.Popularity(), "item_knn": R.ItemKNN(200)}, train, movielens.items, users
-    )}  # fmt: skip
-    scores = {n: S.score_topk(rec, S.relevant_items(train, test), train, movielens.items)
-              for n, rec in lists.items()}  # fmt: skip
-    rated = preds["rating"].notna().to_numpy()
-    if rated.any():
-        scores["ours"].update(
-            S.score_ratings(
-                preds["rating"].to_numpy()[rated], preds["prediction"].to_numpy()[rated]
-            )
-        )
-    (out_dir / "scores.json").write_text(json.dumps(scores, indent=2) + "\n")
-    return scores
-
-
-def score_files(
-    split_dir: Path,
-    topk_path: Path | None,
-    predictions_path: Path | None,
-    data_dir: Path = Path("data"),
-) -> dict[str, Any]:
-    """Score another system's TSV answers against <split_dir>/{train,test}.tsv."""
-    from training.evaluate.io import read_events, read_predictions, read_topk
-
-    train = read_events(Path(split_dir) / "train.tsv")
-    test = read_events(Path(split_dir) / "test.tsv")
-    items = load_movielens(Path(data_dir) / "ml-100k").items
-    out: dict[str, Any] = {}
-    if topk_path is not None:
-        out.update(S.score_topk(read_topk(topk_path), S.relevant_items(train, test), train, items))
-    if predictions_path is not None:
-        pred = read_predictions(predictions_path)
-        merged = test.merge(pred, on=["user_id", "item_id"], how="left")
-        out.update(S.score_ratings(merged["rating"].to_numpy(), merged["prediction"].to_numpy()))
-    return out

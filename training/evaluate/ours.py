@@ -59,24 +59,9 @@ def train_bundle(
         progress=progress,
         rating_only=rating_only,
     )
-    customers = RATING_ONLY_VALUE_CUSTOMERS if rating_only else VALUE_SAMPLE_CUSTOMERS
-    value_data = _value_sample(config.data_dir, customers)
-    return build_bundle_from_events(train, data, config, value_data=value_data)
-
-
-VALUE_SAMPLE_CUSTOMERS = 3000
-RATING_ONLY_VALUE_CUSTOMERS = 300  # rating-CV bundles: the value model is only a placeholder
-
-
-def _value_sample(data_dir: Path, customers: int = VALUE_SAMPLE_CUSTOMERS) -> InteractionData:
-    """The user-value model plays no part in these metrics; training it on a sample of CDNOW
-    customers keeps each evaluation bundle quick (the shipped bundle uses all of them)."""
-    from training.data import load_cdnow
-
-    cdnow = load_cdnow(data_dir / "cdnow")
-    keep = sorted(cdnow.events["user_id"].unique())[:customers]
-    events = cdnow.events[cdnow.events["user_id"].isin(set(keep))].reset_index(drop=True)
-    return InteractionData(events, cdnow.items, cdnow.users, cdnow.source, cdnow.sha256)
+    # The user-value model plays no part in these metrics; it learns from the same train events
+    # as everything else (money or engagement, training.pipeline.value_view).
+    return build_bundle_from_events(train, data, config)
 
 
 @dataclass

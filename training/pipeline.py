@@ -444,8 +444,7 @@ def build_bundle_from_events(
     torch.manual_seed(cfg.seed)
     steps = Steps(cfg.progress)
     if value_data is not None:
-        value_unit = str(value_data.config.currency or ENGAGEMENT_UNIT)
-        value_data, _ = value_view(value_data, value_data.events)
+        value_data, value_unit = value_view(value_data, value_data.events)
     else:
         value_data, value_unit = value_view(data, train)
     scale = data.config.ratings  # the dataset's rating scale, for the ranker and rating model

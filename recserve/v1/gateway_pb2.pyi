@@ -40,20 +40,24 @@ class StageScores(_message.Message):
     def __init__(self, retrieval: _Optional[float] = ..., ranking: _Optional[float] = ..., rating: _Optional[float] = ..., interaction: _Optional[float] = ...) -> None: ...
 
 class RecommendedItem(_message.Message):
-    __slots__ = ("item_id", "title", "tags", "score", "predicted_rating", "stage_scores")
+    __slots__ = ("item_id", "title", "tags", "score", "predicted_rating", "stage_scores", "price", "currency")
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     PREDICTED_RATING_FIELD_NUMBER: _ClassVar[int]
     STAGE_SCORES_FIELD_NUMBER: _ClassVar[int]
+    PRICE_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
     item_id: str
     title: str
     tags: _containers.RepeatedScalarFieldContainer[str]
     score: float
     predicted_rating: float
     stage_scores: StageScores
-    def __init__(self, item_id: _Optional[str] = ..., title: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., score: _Optional[float] = ..., predicted_rating: _Optional[float] = ..., stage_scores: _Optional[_Union[StageScores, _Mapping]] = ...) -> None: ...
+    price: float
+    currency: str
+    def __init__(self, item_id: _Optional[str] = ..., title: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., score: _Optional[float] = ..., predicted_rating: _Optional[float] = ..., stage_scores: _Optional[_Union[StageScores, _Mapping]] = ..., price: _Optional[float] = ..., currency: _Optional[str] = ...) -> None: ...
 
 class RecommendResponse(_message.Message):
     __slots__ = ("items", "model_version", "user_value", "cold_start", "fallbacks")

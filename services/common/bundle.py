@@ -77,6 +77,7 @@ class DatasetFacts:
     has_ratings: bool = True
     rating_scale: tuple[float, float] = (1.0, 5.0)  # what a rating event may carry
     value_unit: str = "USD"  # a currency code, or "interactions" (engagement)
+    currency: str = ""  # of prices and money in the dataset; "" when it has none
 
     @classmethod
     def from_manifest(cls, manifest: dict[str, Any]) -> DatasetFacts:
@@ -91,6 +92,7 @@ class DatasetFacts:
             has_ratings=manifest.get("rating_model") is not None,
             rating_scale=(float(scale.get("min", 1.0)), float(scale.get("max", 5.0))),
             value_unit=str(value.get("unit", "")),
+            currency=str(dataset.get("currency") or ""),
         )
 
     @property

@@ -56,6 +56,19 @@ def read_item_columns(bundle: Bundle) -> dict[str, pa.Array]:
     return out
 
 
+def item_prices(bundle: Bundle, n_rows: int) -> np.ndarray | None:
+    """float64[n_rows] prices by item row (NaN: none), or None when the dataset has no price
+    column (items.parquet `price`, in the dataset's currency)."""
+    table = pq.read_table(bundle.path("items.parquet"))
+    if "price" not in table.column_names:
+        return None
+    prices = np.full(n_rows, np.nan)
+    rows = table.column("item_index").combine_chunks().to_numpy().astype(np.int64)
+    column = pc.fill_null(table.column("price").combine_chunks().cast(pa.float64()), np.nan)
+    prices[rows] = column.to_numpy(zero_copy_only=False)
+    return prices
+
+
 def unavailable_rows(bundle: Bundle) -> np.ndarray:
     """int64 item rows the dataset marks unavailable (items.parquet `available` false); empty
     for a dataset without that column. Such items are never recommended."""

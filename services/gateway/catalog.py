@@ -15,7 +15,13 @@ import pyarrow as pa
 
 from services.common.added_items import NewItem
 from services.common.bundle import Bundle
-from services.common.catalog import read_item_columns, tag_masks, tag_matrix, unavailable_rows
+from services.common.catalog import (
+    item_prices,
+    read_item_columns,
+    tag_masks,
+    tag_matrix,
+    unavailable_rows,
+)
 from services.common.content import has_content_encoder
 from services.common.types import FilterSpec, ItemInfo
 from services.common.vocab import Vocabulary
@@ -45,6 +51,14 @@ class GatewayCatalog:
     embedding_dim: int = 0
     content_encoder: bool = True
     n_base: int = 0
+    # float64[I] item prices in the dataset's currency (NaN: no price); None: no price column.
+    prices: np.ndarray | None = None
+
+    def price(self, row: int) -> float | None:
+        if self.prices is None or not 0 <= row < self.prices.size:
+            return None
+        value = float(self.prices[row])
+        return None if np.isnan(value) else value
 
     @property
     def base_rows(self) -> int:
@@ -83,10 +97,13 @@ class GatewayCatalog:
         popularity = np.concatenate((self.popularity, np.zeros(grow, dtype=np.int64)))
         rows = np.unique(added_rows)
         order = np.concatenate((self.by_popularity, rows[~np.isin(rows, self.by_popularity)]))
+        prices = self.prices
+        if prices is not None:  # added items carry no price
+            prices = np.concatenate((prices, np.full(grow, np.nan)))
         return replace(
             self, ids=ids.astype(str), titles=titles.astype(str), item_tags=tuple(item_tags),
             tag_matrix=matrix, popularity=popularity, by_popularity=order,
-            id_index=id_index, proxy=proxy,
+            id_index=id_index, proxy=proxy, prices=prices,
         )  # fmt: skip
 
     def rank_rows(self, rows: np.ndarray) -> np.ndarray:
@@ -125,6 +142,7 @@ class GatewayCatalog:
             by_popularity=order,
             embedding_dim=bundle.embedding_dim,
             content_encoder=has_content_encoder(bundle.manifest),
+            prices=item_prices(bundle, n_rows),
         )
 
     @classmethod

@@ -173,6 +173,8 @@ class Pipeline:
                 retrieval_score=float(candidates.scores[j]),
                 ranking_score=float(p_positive[j]),
                 interaction_score=float(p_interact[j]),
+                price=self.catalog.price(row),
+                currency=self.dataset.currency,
             )
             for j, row in zip(order.tolist(), rows.tolist(), strict=True)
         ]

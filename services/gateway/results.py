@@ -17,6 +17,8 @@ class RankedItem:
     retrieval_score: float  # candidate source's score: embedding inner product or popularity
     ranking_score: float  # ranking model's P(rating >= 4); 0 when ranking was skipped
     interaction_score: float  # ranking model's P(interact), the list order when ranked; else 0
+    price: float | None = None  # in the dataset's currency; None when the item has no price
+    currency: str = ""
 
 
 @dataclass(frozen=True)

@@ -136,6 +136,8 @@ def _items(items: Iterable[RankedItem]) -> list[gateway_pb2.RecommendedItem]:
                 rating=item.predicted_rating,
                 interaction=item.interaction_score,
             ),
+            price=item.price,
+            currency=item.currency if item.price is not None else "",
         )
         for item in items
     ]

@@ -43,12 +43,23 @@ ITEMS = """\
 
 
 def test_minimal_folder_needs_no_configuration(tmp_path: Path) -> None:
-    data = load_dataset(write(tmp_path / "d", {"events.csv": EVENTS, "items.csv": ITEMS}))
+    plain = ITEMS.replace(",price", "").replace(",2.5", "").replace(",3\n", "\n")
+    data = load_dataset(write(tmp_path / "d", {"events.csv": EVENTS, "items.csv": plain}))
     assert data.n_events == 3 and data.has_ratings and not data.has_money
+    assert data.config.name == "d" and data.config.ratings.like_threshold == 4.0
+
+
+def test_prices_come_with_their_currency(tmp_path: Path) -> None:
+    files = {"events.csv": EVENTS, "items.csv": ITEMS}
+    assert "has a price column but dataset.toml declares no currency" in problems(
+        write(tmp_path / "nocur", files)
+    )
+    files["dataset.toml"] = '[money]\ncurrency = "EUR"\n'
+    data = load_dataset(write(tmp_path / "d", files))
+    assert data.has_money and data.config.currency == "EUR"
     assert data.events["timestamp"].tolist() == [1700000000, 1700000100, 1714566600]
     assert data.items.set_index("item_id").loc["i1", "tags"] == ["Dairy", "Vegan"]
     assert data.items["price"].tolist() == [2.5, 3.0]
-    assert data.config.name == "d" and data.config.ratings.like_threshold == 4.0
 
 
 def test_parquet_and_renamed_columns(tmp_path: Path) -> None:

@@ -53,8 +53,9 @@ def load_dataset(folder: Path) -> InteractionData:
         digest.update(_file_digest(path).encode())
     if (folder / "dataset.toml").is_file():
         digest.update(_file_digest(folder / "dataset.toml").encode())
-    return InteractionData(events, items, users, config.name or folder.name, digest.hexdigest(),
-                           config)  # fmt: skip
+    name = config.name or folder.name
+    money = "value" in tables["events"].frame
+    return InteractionData(events, items, users, name, digest.hexdigest(), config, money)
 
 
 def _more(problems: list[str]) -> list[str]:
@@ -110,6 +111,11 @@ def _items(table: Table | None, config: DatasetConfig, problems: list[str]) -> p
     if "price" in f:
         price, bad = numbers(table, "price")
         problems += bad + table.problems(price < 0, "price", "negative price")
+        if config.currency is None:
+            problems.append(
+                f"{table.name}: has a price column but dataset.toml declares no currency; add "
+                '[money] currency = "USD" (or your currency)'
+            )
         out["price"] = price
     if "available" in f:
         available, bad = booleans(table, "available")

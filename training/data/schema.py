@@ -31,6 +31,9 @@ class InteractionData:
     source: str
     sha256: str
     config: DatasetConfig = field(default_factory=DatasetConfig)
+    # Whether the events carry money (a value column in the declared currency). None: whenever
+    # a currency is declared (the built-in loaders); a shop may declare one for prices only.
+    events_have_money: bool | None = None
 
     @property
     def has_ratings(self) -> bool:
@@ -38,6 +41,9 @@ class InteractionData:
 
     @property
     def has_money(self) -> bool:
+        """Money in the events: user value is then spend in the declared currency."""
+        if self.events_have_money is not None:
+            return self.events_have_money
         return self.config.currency is not None
 
     @property

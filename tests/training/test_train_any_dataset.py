@@ -134,7 +134,7 @@ def test_data_check_prints_a_summary_or_every_problem(tmp_path: Path, capsys) ->
     assert "column item_id: item not in the items file" in err
 
 
-def test_unavailable_items_are_never_recommended(tmp_path: Path) -> None:
+def test_unavailable_items_are_never_recommended_and_prices_are_served(tmp_path: Path) -> None:
     from services.common.vocab import Vocabulary
     from services.gateway.catalog import GatewayCatalog
     from services.retrieval.retriever import Retriever
@@ -147,5 +147,9 @@ def test_unavailable_items_are_never_recommended(tmp_path: Path) -> None:
     retriever = Retriever.from_bundle(bundle, encoder=None)
     assert not retriever.index.available[rows].any()
     assert retriever.index.available[1:].sum() == N_ITEMS - len(UNAVAILABLE)
-    popular = GatewayCatalog.from_bundle(bundle).popular(N_ITEMS)
+    catalog = GatewayCatalog.from_bundle(bundle)
+    popular = catalog.popular(N_ITEMS)
     assert len(popular) == N_ITEMS - len(UNAVAILABLE) and not set(rows) & set(popular.tolist())
+    prices = pd.read_csv(tmp_path / "money" / "items.csv").set_index("item_id")["price"]
+    assert catalog.price(int(items.index("i7"))) == pytest.approx(prices["i7"])
+    assert bundle.dataset.currency == "EUR"

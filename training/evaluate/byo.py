@@ -131,7 +131,11 @@ def score_files(
     dataset whose item table the coverage and tag metrics use (None: ids only)."""
     train = read_events(Path(split_dir) / "train.tsv")
     test = read_events(Path(split_dir) / "test.tsv")
-    table = items.items if items is not None else pd.DataFrame({"item_id": [], "tags": []})
+    if items is not None and len(items.items):
+        table = items.items
+    else:  # ids only: the catalog is every item the split names
+        ids = sorted(set(train["item_id"].astype(str)) | set(test["item_id"].astype(str)))
+        table = pd.DataFrame({"item_id": ids, "tags": [[] for _ in ids]})
     out: dict[str, Any] = {}
     if topk_path is not None:
         out.update(S.score_topk(read_topk(topk_path), S.relevant_items(train, test), train, table))

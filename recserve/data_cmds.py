@@ -96,7 +96,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     start = time.perf_counter()
-    bundle_dir = build_bundle(config)
+    try:
+        bundle_dir = build_bundle(config)
+    except DataError as exc:
+        print(f"recserve train: {args.data}: cannot train; no bundle written", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
     manifest = json.loads((bundle_dir / "manifest.json").read_text())
     print(f"bundle: {bundle_dir} ({time.perf_counter() - start:.1f}s)")
     metrics = manifest.get("metrics", {})

@@ -339,6 +339,19 @@ def value_view(data: InteractionData, events: pd.DataFrame) -> tuple[Interaction
     return dataclasses.replace(data, events=counted), ENGAGEMENT_UNIT
 
 
+def _check_value_span(value_data: InteractionData) -> None:
+    from training.data.contract import DataError
+    from training.value.protocol import MIN_SPAN_DAYS
+
+    stamps = value_data.events["timestamp"]
+    days = (int(stamps.max()) - int(stamps.min())) / SECONDS_PER_DAY if len(stamps) else 0.0
+    if days < MIN_SPAN_DAYS:
+        raise DataError([
+            f"{value_data.source}: the training events span {days:.1f} days; the user-value "
+            f"model needs at least {MIN_SPAN_DAYS} (a calibration period and a holdout)"
+        ])  # fmt: skip
+
+
 def _value_section(
     value_data: InteractionData, unit: str, out_dir: Path, cfg: TrainConfig, as_of_day: int
 ) -> tuple[dict[str, Any], dict[str, Any], float]:
@@ -447,6 +460,7 @@ def build_bundle_from_events(
         value_data, value_unit = value_view(value_data, value_data.events)
     else:
         value_data, value_unit = value_view(data, train)
+    _check_value_span(value_data)  # before any training: refuse early, with the reason
     scale = data.config.ratings  # the dataset's rating scale, for the ranker and rating model
     cfg = dataclasses.replace(
         cfg,

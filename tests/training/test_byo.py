@@ -14,6 +14,7 @@ from training.evaluate.byo import bring_your_own, byo_dataset
 from training.evaluate.io import write_events
 
 pytestmark = pytest.mark.timeout(300)
+DAY = 86_400
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def split(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for u in range(40):
         items = (u % 3) * 10 + rng.integers(0, 12, 15)
         for n, i in enumerate(items):
-            rows.append((f"shopper-{u}", f"SKU-{i % 30:03d}", 1_700_000_000 + n * 3600 + u,
+            rows.append((f"shopper-{u}", f"SKU-{i % 30:03d}", 1_700_000_000 + n * 6 * DAY + u,
                          float(rng.integers(1, 6))))  # fmt: skip
     events = make_events(*zip(*[(r[0], r[1], r[2]) for r in rows], strict=True),
                          rating=np.asarray([r[3] for r in rows], np.float32))  # fmt: skip

@@ -56,7 +56,7 @@ def test_prices_come_with_their_currency(tmp_path: Path) -> None:
     )
     files["dataset.toml"] = '[money]\ncurrency = "EUR"\n'
     data = load_dataset(write(tmp_path / "d", files))
-    assert data.has_money and data.config.currency == "EUR"
+    assert not data.has_money and data.config.currency == "EUR"  # prices only: no money events
     assert data.events["timestamp"].tolist() == [1700000000, 1700000100, 1714566600]
     assert data.items.set_index("item_id").loc["i1", "tags"] == ["Dairy", "Vegan"]
     assert data.items["price"].tolist() == [2.5, 3.0]

@@ -153,3 +153,15 @@ def test_unavailable_items_are_never_recommended_and_prices_are_served(tmp_path:
     prices = pd.read_csv(tmp_path / "money" / "items.csv").set_index("item_id")["price"]
     assert catalog.price(int(items.index("i7"))) == pytest.approx(prices["i7"])
     assert bundle.dataset.currency == "EUR"
+
+
+def test_too_short_a_log_is_refused_before_training(tmp_path: Path, capsys) -> None:
+    folder = tmp_path / "short"
+    folder.mkdir()
+    ev = events_frame(seed=1)
+    ev["timestamp"] = 1_700_000_000 + (ev["timestamp"] - ev["timestamp"].min()) // 30  # 6 days
+    ev.to_csv(folder / "events.csv", index=False)
+    assert train(folder, tmp_path / "artifacts") == 1
+    err = capsys.readouterr().err
+    assert "no bundle written" in err and "needs at least 28" in err
+    assert not (tmp_path / "artifacts" / "LATEST").exists()

@@ -90,12 +90,12 @@ def _renamed(table: Table, name: str, config: DatasetConfig) -> Table:
     return Table(table.name, frame, table.is_csv)
 
 
-def _ids(table: Table, column: str, problems: list[str], unique: bool) -> np.ndarray:
-    ids = table.frame[column].to_numpy(dtype=object)
-    problems += table.problems(ids == "", column, "empty id")
+def _ids(table: Table, column: str, problems: list[str], unique: bool) -> pd.Series:
+    ids = table.frame[column]
+    empty = (ids == "").to_numpy()
+    problems += table.problems(empty, column, "empty id")
     if unique:
-        dup = pd.Series(ids).duplicated().to_numpy() & (ids != "")
-        problems += table.problems(dup, column, "duplicate id")
+        problems += table.problems(ids.duplicated().to_numpy() & ~empty, column, "duplicate id")
     return ids
 
 
@@ -106,7 +106,7 @@ def _items(table: Table | None, config: DatasetConfig, problems: list[str]) -> p
     out = pd.DataFrame({"item_id": _ids(table, "item_id", problems, unique=True)})
     for text in ("title", "description"):
         if text in f:
-            out[text] = f[text].to_numpy(dtype=object)
+            out[text] = f[text]
     out["tags"] = _tags(f, config)
     if "price" in f:
         price, bad = numbers(table, "price")
@@ -122,7 +122,7 @@ def _items(table: Table | None, config: DatasetConfig, problems: list[str]) -> p
         problems += bad
         out["available"] = available
     for name in config.items.categorical:
-        out[name] = f[name].to_numpy(dtype=object)
+        out[name] = f[name]
     for name in config.items.numeric:
         values, bad = numbers(table, name)
         problems += bad
@@ -149,7 +149,7 @@ def _users(table: Table | None, config: DatasetConfig, problems: list[str]) -> p
         return pd.DataFrame({"user_id": pd.Series([], dtype=object)})
     out = pd.DataFrame({"user_id": _ids(table, "user_id", problems, unique=True)})
     for name in config.users.categorical:
-        out[name] = table.frame[name].to_numpy(dtype=object)
+        out[name] = table.frame[name]
     for name in config.users.numeric:
         values, bad = numbers(table, name)
         problems += bad
@@ -164,7 +164,7 @@ def _events(
     users = _ids(table, "user_id", problems, unique=False)
     item_ids = _ids(table, "item_id", problems, unique=False)
     if len(items):
-        unknown = ~pd.Series(item_ids).isin(items["item_id"]).to_numpy() & (item_ids != "")
+        unknown = ~item_ids.isin(items["item_id"]).to_numpy() & (item_ids != "").to_numpy()
         problems += table.problems(unknown, "item_id", "item not in the items file")
     stamps, bad = timestamps(table, "timestamp")
     problems += bad
@@ -190,7 +190,7 @@ def _events(
     if "quantity" in f:
         quantity, bad = numbers(table, "quantity")
         problems += bad + table.problems(quantity < 0, "quantity", "negative quantity")
-    event_type = f["event_type"].to_numpy(dtype=object) if "event_type" in f else None
+    event_type = f.get("event_type")
     weight = _weights(table, event_type, config, problems)
     return make_events(
         users, item_ids, stamps, rating=rating, value=value,
@@ -199,15 +199,14 @@ def _events(
 
 
 def _weights(
-    table: Table, event_type: np.ndarray | None, config: DatasetConfig, problems: list[str]
+    table: Table, event_type: pd.Series | None, config: DatasetConfig, problems: list[str]
 ) -> np.ndarray | None:
     """Implicit-feedback weight per event from [event_weights]; 1.0 where nothing is declared."""
     if event_type is None or not config.event_weights:
         return None
-    known = np.isin(event_type, list(config.event_weights))
+    known = event_type.isin(list(config.event_weights)).to_numpy()
     declared = ", ".join(sorted(config.event_weights))
     problems += table.problems(
         ~known, "event_type", f"no weight declared for this type (declared: {declared})"
     )
-    lookup = pd.Series(config.event_weights)
-    return lookup.reindex(event_type).fillna(1.0).to_numpy(np.float32)
+    return event_type.map(config.event_weights).fillna(1.0).to_numpy(np.float32)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -38,13 +39,14 @@ class Table:
 
     def problems(self, mask: np.ndarray, column: str, reason: str) -> list[str]:
         """One message per bad row (the first few), plus a count of the rest."""
-        rows = np.flatnonzero(mask)
+        rows = np.flatnonzero(np.asarray(mask))
         if rows.size == 0:
             return []
-        values = self.frame[column].to_numpy() if column in self.frame else None
+        values = self.frame.get(column)
         out = []
         for where, row in zip(self.where(rows[:MAX_PROBLEMS_PER_CHECK]), rows, strict=False):
-            shown = f" ({values[row]!r})" if values is not None and values[row] != "" else ""
+            value = None if values is None else str(values.iloc[row])
+            shown = f" ({value!r})" if value else ""
             out.append(f"{where}, column {column}: {reason}{shown}")
         if rows.size > MAX_PROBLEMS_PER_CHECK:
             out.append(f"{self.name}, column {column}: {rows.size - MAX_PROBLEMS_PER_CHECK} more "
@@ -80,9 +82,7 @@ def read_table(path: Path, encoding: str = "utf-8") -> Table:
         raise DataError([f"{path.name}: cannot be read: {message.splitlines()[0]}"]) from None
     if arrow.num_rows == 0:
         raise DataError([f"{path.name}: no rows (only a header)"])
-    frame = pd.DataFrame(
-        {name: _as_text(arrow.column(name)) for name in arrow.column_names}, copy=False
-    )
+    frame = pd.DataFrame({name: _as_text(arrow.column(name)) for name in arrow.column_names})
     return Table(path.name, frame, is_csv)
 
 
@@ -102,20 +102,19 @@ def _read_csv(path: Path, encoding: str) -> pa.Table:
     )
 
 
-def _as_text(column: pa.ChunkedArray) -> np.ndarray:
-    """Any Arrow column -> object array of str ('' for null), stripped of surrounding spaces."""
+def _as_text(column: pa.ChunkedArray) -> pd.Series:
+    """Any Arrow column -> pandas text ('' for null; Arrow-backed, so 20M ids stay compact),
+    stripped of surrounding spaces. Parquet timestamps become unix seconds; lists a|b|c."""
     if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
         values = column.to_pylist()
-        return np.asarray(
-            ["|".join(str(v) for v in row) if row else "" for row in values], dtype=object
-        )
+        return pd.Series(["|".join(str(v) for v in row) if row else "" for row in values],
+                         dtype="str")  # fmt: skip
     if pa.types.is_timestamp(column.type):
-        column = column.cast(pa.int64()).cast(pa.string())  # already parsed: keep the instant
-        seconds = pd.to_numeric(pd.Series(column.to_pylist()), errors="coerce")
         unit = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}[column.type.unit]
-        return (seconds // unit).astype("Int64").astype(str).replace("<NA>", "").to_numpy(object)
-    text = column.cast(pa.string()).to_pandas().fillna("")
-    return text.str.strip().to_numpy(dtype=object)
+        raw = pc.divide(column.cast(pa.int64()), unit)
+        column = pc.cast(raw, pa.int64()).cast(pa.string())
+    text = pc.utf8_trim_whitespace(column.cast(pa.string()).combine_chunks())
+    return pd.Series(pc.fill_null(text, ""), dtype="str")
 
 
 def _encoding_problem(path: Path, encoding: str) -> str:
@@ -134,16 +133,16 @@ def numbers(table: Table, column: str) -> tuple[np.ndarray, list[str]]:
     """float64 values (NaN for empty cells); non-numeric text is a problem."""
     raw = table.frame[column]
     parsed = pd.to_numeric(raw, errors="coerce").to_numpy(np.float64)
-    bad = np.isnan(parsed) & (raw.to_numpy() != "")
+    bad = np.isnan(parsed) & (raw != "").to_numpy()
     bad |= np.isinf(parsed)
     return np.where(bad, np.nan, parsed), table.problems(bad, column, "not a number")
 
 
 def booleans(table: Table, column: str) -> tuple[np.ndarray, list[str]]:
     """true/false, 1/0, yes/no (any case); empty = true (available unless said otherwise)."""
-    raw = table.frame[column].str.lower().to_numpy()
-    truthy = np.isin(raw, ["true", "1", "yes", "y", "t", ""])
-    falsy = np.isin(raw, ["false", "0", "no", "n", "f"])
+    raw = table.frame[column].str.lower()
+    truthy = raw.isin(["true", "1", "yes", "y", "t", ""]).to_numpy()
+    falsy = raw.isin(["false", "0", "no", "n", "f"]).to_numpy()
     return truthy, table.problems(~(truthy | falsy), column, "not true/false")
 
 

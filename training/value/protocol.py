@@ -24,6 +24,9 @@ import pandas as pd
 from services.common.features import SECONDS_PER_DAY
 
 DAYS_PER_WEEK = 7
+# The shortest event log a value model can learn from: a calibration period with at least one
+# week-long training window before it, and a holdout after it.
+MIN_SPAN_DAYS = 28
 LABEL_HORIZONS_WEEKS: tuple[int, ...] = (4, 8, 13, 26)
 CUT_OFF_WEEKS_BEFORE_END: tuple[int, ...] = (4, 8, 13, 17, 21, 26)
 

@@ -93,14 +93,14 @@ def heldout_ranking_inputs(
     full = pd.concat([train.assign(_test=False), test.assign(_test=True)])
     full = full.sort_values(["user_index", "timestamp", "_test"], kind="stable")
     users = full["user_index"].to_numpy(np.int64)
-    history = sliding_histories(
-        users, full["item_index"].to_numpy(np.int64), catalog.spec.history_len
-    )
     rows = full["_test"].to_numpy(bool)
+    history = sliding_histories(  # the test rows only: train + test x H would not fit at scale
+        users, full["item_index"].to_numpy(np.int64), catalog.spec.history_len, np.flatnonzero(rows)
+    )
     return {
         "user_index": users[rows],
         "profile": catalog.user_profiles[users[rows]],
-        "history": history[rows],
+        "history": history,
         "items": full["item_index"].to_numpy(np.int64)[rows][:, None],
         "ratings": full["rating"].to_numpy(np.float32)[rows],
     }

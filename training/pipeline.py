@@ -64,6 +64,10 @@ FULL_EPOCHS: dict[str, int | None] = {
 }
 TINY_EPOCHS: dict[str, int | None] = {"retrieval_epochs": 2, "ranker_epochs": 1, "value_epochs": 2}
 TINY_CONTENT_ITEMS = 300
+HARD_NEGATIVE_MAX_ITEMS = 200_000
+# The manifest's retrieval metrics rank every item for each sampled validation user; this many
+# (user, item) scores at most keeps that pass within memory at 1M items.
+RETRIEVAL_EVAL_MAX_SCORES = 500_000_000
 RATING_ONLY_EPOCHS: dict[str, int | None] = {
     "retrieval_epochs": 0,
     "ranker_epochs": 0,
@@ -117,7 +121,8 @@ class TrainConfig:
     # Content encoder (cold start from text, training.content): on/off, and how many of the
     # most interacted-with items its projection is fitted on (None: all; tiny: 300).
     content: bool = True
-    content_items: int | None = None
+    # At most this many items fit the projection (encoding costs ~9 ms a text on 2 cores).
+    content_items: int | None = 20_000
     tiny: bool = False  # quick preset for tests: fewer epochs, same data and code paths
     progress: bool = True
 
@@ -128,8 +133,8 @@ class TrainConfig:
             preset = RATING_ONLY_EPOCHS
         rating = self.rating.tiny() if self.tiny else self.rating
         content_items = self.content_items
-        if self.tiny and content_items is None:
-            content_items = TINY_CONTENT_ITEMS
+        if self.tiny:
+            content_items = min(content_items or TINY_CONTENT_ITEMS, TINY_CONTENT_ITEMS)
         return dataclasses.replace(
             self,
             rating=rating,
@@ -246,9 +251,14 @@ def _train_ranker(
     item_embeddings: np.ndarray,
 ) -> tuple[Ranker, dict[str, Any]]:
     spec = catalog.spec
+    hard, sampled = cfg.ranker_hard_negatives, cfg.ranker_sampled_negatives
+    if catalog.n_items > HARD_NEGATIVE_MAX_ITEMS:
+        # Hard negatives score every item for every user (1M x 1M at scale: hours on 2 cores);
+        # a large catalog's ranker learns from popularity-sampled negatives instead.
+        hard, sampled = 0, hard + sampled
     model_cfg = RankerConfig(
-        hard_negatives=cfg.ranker_hard_negatives,
-        sampled_negatives=cfg.ranker_sampled_negatives,
+        hard_negatives=hard,
+        sampled_negatives=sampled,
         positive_threshold=cfg.rating.positive_threshold,
         rating_scale=cfg.rating.scale,
     )
@@ -499,8 +509,9 @@ def build_bundle_from_events(
     if valid_ix is not None:
         with steps("evaluate"):
             metrics["retrieval"] = evaluate_retrieval(
-                two_tower.user_tower, item_embeddings, catalog, train_ix, valid_ix
-            )
+                two_tower.user_tower, item_embeddings, catalog, train_ix,
+                _sample_users(valid_ix, RETRIEVAL_EVAL_MAX_SCORES // catalog.n_items, cfg.seed),
+            )  # fmt: skip
             if rating_model is not None:
                 mean = float(train["rating"].mean())
                 metrics["ranker"] = evaluate_ranker(ranker, heldout, mean, scale.like_threshold)
@@ -591,6 +602,15 @@ def _supplied_split(train: pd.DataFrame, valid: pd.DataFrame | None) -> dict[str
         "n_valid": 0 if valid is None else len(valid),
         "n_valid_users": 0 if valid is None else int(valid["user_id"].nunique()),
     }
+
+
+def _sample_users(events: pd.DataFrame, max_users: int, seed: int) -> pd.DataFrame:
+    """The events of at most max_users users, drawn at random (all when there are fewer)."""
+    users = events["user_index"].unique()
+    if users.size <= max_users:
+        return events
+    keep = np.random.default_rng(seed).choice(users, size=max(1, max_users), replace=False)
+    return events[events["user_index"].isin(keep)]
 
 
 def _training_rows(examples: Batch) -> dict[str, np.ndarray]:

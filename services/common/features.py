@@ -176,22 +176,28 @@ def pad_history(recent_first: Sequence[int] | np.ndarray, history_len: int) -> n
 
 
 def sliding_histories(
-    user_codes: np.ndarray, item_indices: np.ndarray, history_len: int
+    user_codes: np.ndarray,
+    item_indices: np.ndarray,
+    history_len: int,
+    rows: np.ndarray | None = None,
 ) -> np.ndarray:
     """History seen *before* each event, for an event log sorted by (user, time).
 
-    user_codes, item_indices: int64[N]. Returns int64[N, H]: row n holds the same user's
-    previous items, most recent first, 0-padded. This is exactly what the feature service
-    serves for that user at that moment, so training and serving agree.
+    user_codes, item_indices: int64[N]. Returns int64[N, H] (or int64[R, H] for the given
+    `rows` only, so a training loop can build each batch's histories instead of holding N x H):
+    row n holds the same user's previous items, most recent first, 0-padded. This is exactly
+    what the feature service serves for that user at that moment, so training and serving agree.
     """
-    n = len(item_indices)
-    out = np.zeros((n, history_len), dtype=np.int64)
     user_codes = np.asarray(user_codes)
     item_indices = np.asarray(item_indices, dtype=np.int64)
+    rows = np.arange(len(item_indices)) if rows is None else np.asarray(rows, dtype=np.int64)
+    out = np.zeros((rows.size, history_len), dtype=np.int64)
     for lag in range(1, history_len + 1):
-        same_user = np.zeros(n, dtype=bool)
-        same_user[lag:] = user_codes[lag:] == user_codes[:-lag]
-        out[lag:, lag - 1] = np.where(same_user[lag:], item_indices[:-lag], 0)
+        before = rows - lag
+        ok = before >= 0
+        prev = np.where(ok, before, 0)
+        same_user = ok & (user_codes[prev] == user_codes[rows])
+        out[:, lag - 1] = np.where(same_user, item_indices[prev], 0)
     return out
 
 

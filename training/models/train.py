@@ -33,17 +33,45 @@ class FitConfig:
     seed: int = 0
 
 
+class SlidingHistory:
+    """history int64[N, H] of an event log sorted by (user, time), built per batch: indexing
+    with row numbers gives those rows' histories (services.common.features.sliding_histories),
+    so N x H never has to fit in memory (20M events x 50 = 8 GB as int64)."""
+
+    def __init__(self, users: np.ndarray, items: np.ndarray, history_len: int) -> None:
+        self.users, self.items, self.history_len = users, items, history_len
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, rows: torch.Tensor | np.ndarray) -> torch.Tensor:
+        rows = rows.numpy() if isinstance(rows, torch.Tensor) else np.asarray(rows)
+        return torch.from_numpy(sliding_histories(self.users, self.items, self.history_len, rows))
+
+    def numpy(self) -> np.ndarray:
+        return sliding_histories(self.users, self.items, self.history_len)
+
+
+# Above this many history entries (N x H) make_examples builds histories per batch.
+LAZY_HISTORY_ENTRIES = 50_000_000
+
+
 def make_examples(catalog: EncodedCatalog, indexed: pd.DataFrame) -> Batch:
     """Indexed events sorted by (user, time) -> tensors user_index [N], profile [N, P],
-    history [N, H], items [N], ratings [N] (NaN for events without a rating)."""
+    history [N, H] (a SlidingHistory for large logs), items [N], ratings [N] (NaN for events
+    without a rating)."""
     users = indexed["user_index"].to_numpy(np.int64, copy=True)
     items = indexed["item_index"].to_numpy(np.int64, copy=True)
-    history = sliding_histories(users, items, catalog.spec.history_len)
+    history_len = catalog.spec.history_len
+    if len(items) * history_len > LAZY_HISTORY_ENTRIES:
+        history: torch.Tensor | SlidingHistory = SlidingHistory(users, items, history_len)
+    else:
+        history = torch.from_numpy(sliding_histories(users, items, history_len))
     ratings = indexed["rating"].to_numpy(np.float32, copy=True)
     return {
         "user_index": torch.from_numpy(users),
         "profile": torch.from_numpy(catalog.user_profiles[users]),
-        "history": torch.from_numpy(history),
+        "history": history,
         "items": torch.from_numpy(items),
         "ratings": torch.from_numpy(ratings),
     }

@@ -65,6 +65,7 @@ FULL_EPOCHS: dict[str, int | None] = {
 TINY_EPOCHS: dict[str, int | None] = {"retrieval_epochs": 2, "ranker_epochs": 1, "value_epochs": 2}
 TINY_CONTENT_ITEMS = 300
 HARD_NEGATIVE_MAX_ITEMS = 200_000
+VALUE_MAX_CUSTOMERS = 100_000
 # The manifest's retrieval metrics rank every item for each sampled validation user; this many
 # (user, item) scores at most keeps that pass within memory at 1M items.
 RETRIEVAL_EVAL_MAX_SCORES = 500_000_000
@@ -471,6 +472,7 @@ def build_bundle_from_events(
     else:
         value_data, value_unit = value_view(data, train)
     _check_value_span(value_data)  # before any training: refuse early, with the reason
+    value_data = _sample_customers(value_data, VALUE_MAX_CUSTOMERS, cfg.seed)
     scale = data.config.ratings  # the dataset's rating scale, for the ranker and rating model
     cfg = dataclasses.replace(
         cfg,
@@ -602,6 +604,17 @@ def _supplied_split(train: pd.DataFrame, valid: pd.DataFrame | None) -> dict[str
         "n_valid": 0 if valid is None else len(valid),
         "n_valid_users": 0 if valid is None else int(valid["user_id"].nunique()),
     }
+
+
+def _sample_customers(data: InteractionData, max_users: int, seed: int) -> InteractionData:
+    """The value model learns from at most max_users customers' logs (all their events); it
+    then scores every user. 1M customers x 18 training windows would not train in an hour."""
+    users = data.events["user_id"].unique()
+    if users.size <= max_users:
+        return data
+    keep = np.random.default_rng(seed).choice(users, size=max_users, replace=False)
+    events = data.events[data.events["user_id"].isin(keep)].reset_index(drop=True)
+    return dataclasses.replace(data, events=events, source=f"{data.source} (sample)")
 
 
 def _sample_users(events: pd.DataFrame, max_users: int, seed: int) -> pd.DataFrame:

@@ -110,6 +110,8 @@ class TrainConfig:
     ranker_sampled_negatives: int = 0
     hard_negative_pool: int = 1000
     ranker_uses_retrieval: bool = True
+    # Examples per epoch at most (two-tower and ranker); larger logs sample each epoch afresh.
+    examples_per_epoch: int = 2_500_000
     # The bundle's rating (ranker.onnx `rating`, `p_positive`): a dedicated explicit-feedback
     # model (training.models.rating_train), not a head of the implicit ranker.
     rating: RatingTrainConfig = field(default_factory=RatingTrainConfig)
@@ -227,6 +229,7 @@ def _train_two_tower(
         cfg.retrieval_lr,
         user_dropout=cfg.user_dropout,
         seed=cfg.seed,
+        examples_per_epoch=cfg.examples_per_epoch,
     )
     info = fit(
         model,
@@ -283,6 +286,7 @@ def _train_ranker(
         weight_decay=1e-4,
         user_dropout=cfg.user_dropout,
         seed=cfg.seed + 1,
+        examples_per_epoch=cfg.examples_per_epoch,
     )
     hard = (
         retrieval_candidates(

@@ -31,6 +31,9 @@ class FitConfig:
     weight_decay: float = 0.0
     user_dropout: float = 0.1  # share of examples whose user id is replaced by 0 (unknown)
     seed: int = 0
+    # At most this many examples per epoch, drawn afresh each epoch (None: all). A 20M-event
+    # log trains in bounded time; every event keeps the same chance of being seen.
+    examples_per_epoch: int | None = None
 
 
 class SlidingHistory:
@@ -115,13 +118,14 @@ def fit(
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
-    n = len(examples["items"])
+    n_all = len(examples["items"])
+    n = min(n_all, config.examples_per_epoch or n_all)
     n_batches = (n + config.batch_size - 1) // config.batch_size
     losses: list[float] = []
     start = time.perf_counter()
     model.train()
     for epoch in range(config.epochs):
-        order = torch.randperm(n, generator=generator)
+        order = torch.randperm(n_all, generator=generator)[:n]
         total = 0.0
         bar = tqdm(
             range(n_batches),

@@ -86,15 +86,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"recserve train: needs the train extra (pip install '.[train]'): {exc}",
               file=sys.stderr)  # fmt: skip
         return 2
-    config = TrainConfig(
-        data_dir=args.data_dir,
-        dataset=folder,
-        artifacts_dir=args.artifacts,
-        version=args.version,
-        seed=args.seed,
-        tiny=args.tiny,
-        progress=not args.no_progress,
-    )
+    config = TrainConfig.from_args(args, folder)
     start = time.perf_counter()
     try:
         bundle_dir = build_bundle(config)

@@ -42,14 +42,9 @@ def config_from_args(argv: list[str] | None = None) -> TrainConfig:
     args = _parser().parse_args(argv)
     from training.data.builtin import resolve
 
-    return TrainConfig(
-        data_dir=args.data_dir,
-        dataset=resolve(args.data_dir, args.data),
-        artifacts_dir=args.artifacts,
-        version=args.version,
-        seed=args.seed,
-        tiny=args.tiny,
-        progress=not args.no_progress,
+    return TrainConfig.from_args(
+        args,
+        resolve(args.data_dir, args.data),
         retrieval_epochs=args.retrieval_epochs,
         ranker_epochs=args.ranker_epochs,
         value_epochs=args.value_epochs,

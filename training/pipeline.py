@@ -151,6 +151,21 @@ class TrainConfig:
             k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self).items()
         }
 
+    @classmethod
+    def from_args(cls, args: Any, dataset: Path, **overrides: Any) -> TrainConfig:
+        """From the options every training command shares (--data-dir, --artifacts, --version,
+        --seed, --tiny, --no-progress)."""
+        return cls(
+            data_dir=args.data_dir,
+            dataset=dataset,
+            artifacts_dir=args.artifacts,
+            version=args.version,
+            seed=args.seed,
+            tiny=args.tiny,
+            progress=not args.no_progress,
+            **overrides,
+        )
+
 
 def _evaluation_metrics(path: Path | None) -> dict[str, Any] | None:
     """The last `make eval`'s compact metrics (reports/eval_metrics.json) with their source."""

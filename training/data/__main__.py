@@ -58,15 +58,7 @@ def _retrain(args: argparse.Namespace) -> int:
         return 1
     from training.data.builtin import resolve
 
-    config = TrainConfig(
-        data_dir=args.data_dir,
-        dataset=resolve(args.data_dir, args.data),
-        artifacts_dir=args.artifacts,
-        version=args.version,
-        seed=args.seed,
-        tiny=args.tiny,
-        progress=not args.no_progress,
-    )
+    config = TrainConfig.from_args(args, resolve(args.data_dir, args.data))
     start = time.perf_counter()
     try:
         bundle_dir = retrain(args.data_dir, args.log_dir, config)

@@ -109,14 +109,7 @@ def _items(table: Table | None, config: DatasetConfig, problems: list[str]) -> p
             out[text] = f[text]
     out["tags"] = _tags(f, config)
     if "price" in f:
-        price, bad = numbers(table, "price")
-        problems += bad + table.problems(price < 0, "price", "negative price")
-        if config.currency is None:
-            problems.append(
-                f"{table.name}: has a price column but dataset.toml declares no currency; add "
-                '[money] currency = "USD" (or your currency)'
-            )
-        out["price"] = price
+        out["price"] = _money(table, "price", "negative price", config, problems)
     if "available" in f:
         available, bad = booleans(table, "available")
         problems += bad
@@ -178,14 +171,7 @@ def _events(
         )
     value = None
     if "value" in f:
-        value, bad = numbers(table, "value")
-        problems += bad + table.problems(value < 0, "value", "negative money")
-        if config.currency is None:
-            problems.append(
-                f"{table.name}: has a value column (money) but dataset.toml declares no "
-                'currency; add [money] currency = "USD" (or your currency)'
-            )
-        value = np.nan_to_num(value, nan=0.0)
+        value = np.nan_to_num(_money(table, "value", "negative money", config, problems), nan=0.0)
     quantity = None
     if "quantity" in f:
         quantity, bad = numbers(table, "quantity")
@@ -196,6 +182,20 @@ def _events(
         users, item_ids, stamps, rating=rating, value=value,
         event_type=event_type, quantity=quantity, weight=weight,
     )  # fmt: skip
+
+
+def _money(
+    table: Table, column: str, negative: str, config: DatasetConfig, problems: list[str]
+) -> np.ndarray:
+    """A money column: numbers >= 0, and a declared currency (never money of unknown kind)."""
+    amounts, bad = numbers(table, column)
+    problems += bad + table.problems(amounts < 0, column, negative)
+    if config.currency is None:
+        problems.append(
+            f"{table.name}: has a {column} column but dataset.toml declares no currency; add "
+            '[money] currency = "USD" (or your currency)'
+        )
+    return amounts
 
 
 def _weights(

@@ -3,11 +3,12 @@
     python -m loadtest.fault --artifacts artifacts --rate 50 --down 5 \
         --backends feature,retrieval,ranking,uservalue --out loadtest-results
 
-Starts the split stack (services.launcher: five processes on loopback), drives the gateway with
-the open-loop harness (loadtest.runner) at a fixed rate with a Recommend-heavy mix that includes
-Feedback, and per backend: `settle` seconds of normal traffic, SIGKILL, `down` seconds dead,
-restart on the same port (until it reports SERVING), `recover` seconds of observation. The
-gateway is never restarted.
+Starts the split stack under the supervisor of `recserve serve` (services.launcher with a
+RestartPolicy: five processes on loopback), drives the gateway with the open-loop harness
+(loadtest.runner) at a fixed rate with a Recommend-heavy mix that includes Feedback, and per
+backend: `settle` seconds of normal traffic, SIGKILL, and the supervisor restarts it on its port
+by itself after `down` seconds (its first backoff), then `recover` seconds of observation after
+it reports SERVING. The gateway is never restarted.
 
 Per phase it reports requests, failed requests by status, fallback flags, and the recovery time:
 from the restarted backend reporting SERVING (and from its spawn) to the last answer still
@@ -37,7 +38,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from loadtest import report
 from loadtest.runner import LoadSpec, TrafficConfig, _Worker
-from services.launcher import BACKENDS, Launcher, free_port
+from services.launcher import BACKENDS, Launcher, RestartPolicy, free_port
 
 MIX = "recommend=0.85,feedback=0.15"
 STAGE_FLAG = {"feature": "features", "retrieval": "retrieval", "ranking": "ranking",
@@ -127,34 +128,23 @@ def scrape(port: int) -> dict[str, float]:
     return out
 
 
-async def _wait_serving(launcher: Launcher, name: str, timeout: float) -> None:
-    """Until the restarted service reports SERVING. The load runs on this process's grpc.aio
-    loop, so no gRPC client is made here (a sync grpc channel polling a refused port stalled
-    the aio calls by up to a second): TCP connects until the port accepts, then the health
-    check in a child process."""
-    proc = launcher.processes[name]
+async def _restarted(launcher: Launcher, name: str, restarts: int, timeout: float) -> float:
+    """Until the supervisor has started `name` again (its restart count passes `restarts`) ->
+    the loop time it saw that; then until the new process reports SERVING (the supervisor
+    probes it without a gRPC client in this process: the load's aio calls are not stalled)."""
+    loop = asyncio.get_running_loop()
     deadline = time.monotonic() + timeout
+    restarted = None
     while time.monotonic() < deadline:
-        if proc.popen.poll() is not None:
-            raise RuntimeError(f"{name} exited with {proc.popen.returncode}:\n{proc.log_tail()}")
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", proc.port)
-        except OSError:
-            await asyncio.sleep(0.05)
-            continue
-        writer.close()
-        check = await asyncio.create_subprocess_exec(
-            launcher.python,
-            "-m",
-            "services.common.healthcheck",
-            proc.target,
-            stdout=asyncio.subprocess.DEVNULL,
-            env=launcher.base_env,
-        )
-        if await check.wait() == 0:
-            return
-        await asyncio.sleep(0.1)
-    raise TimeoutError(f"{name} not SERVING after {timeout:.0f} s")
+        status = launcher.status()[name]
+        if restarted is None and status.restarts > restarts:
+            restarted = loop.time()
+        if status.state == "failed":
+            raise RuntimeError(f"the supervisor gave up on {name}:\n{launcher.log_tail(name)}")
+        if restarted is not None and status.state == "serving":
+            return restarted
+        await asyncio.sleep(0.02)
+    raise TimeoutError(f"{name} not SERVING again after {timeout:.0f} s")
 
 
 async def _choreography(launcher: Launcher, worker: _FaultWorker, plan: FaultPlan, metrics_port):
@@ -174,14 +164,12 @@ async def _choreography(launcher: Launcher, worker: _FaultWorker, plan: FaultPla
         phase = Phase(name, start=t)
         phases.append(phase)
         await until(t + plan.settle_s)
-        proc = launcher.processes[name].popen
+        restarts = launcher.status()[name].restarts
         phase.kill = now()
-        os.kill(proc.pid, signal.SIGKILL)
-        await asyncio.to_thread(proc.wait)
-        await until(phase.kill + plan.down_s)
-        phase.restart = now()
-        await asyncio.to_thread(launcher.spawn, name)
-        await _wait_serving(launcher, name, plan.restart_budget_s + 30)
+        launcher.kill(name, signal.SIGKILL)  # the supervisor restarts it after `down_s`
+        budget = plan.down_s + plan.restart_budget_s + 30
+        restarted = await _restarted(launcher, name, restarts, budget)
+        phase.restart = restarted - worker.start
         phase.healthy = now()
         await until(max(phase.healthy + plan.recover_s, t + plan.phase_s))
         phase.end = t = now()
@@ -279,6 +267,8 @@ def run_fault(
         version,
         mode="split",
         log_dir=log_dir,
+        # Crashes are restarted by the supervisor (as under `recserve serve`), `down_s` after.
+        restart=RestartPolicy(backoff_s=plan.down_s, max_backoff_s=max(plan.down_s, 1.0)),
         # The availability-first setting: feedback is held in the gateway while the feature
         # service is down (acknowledged before it is durable; off by default).
         env={
@@ -291,7 +281,7 @@ def run_fault(
     load_before = os.getloadavg()
     launcher.start()
     try:
-        gateway_pid = launcher.processes["gateway"].popen.pid
+        gateway_pid = launcher.pids()["gateway"]
         spec = LoadSpec(
             target=launcher.gateway_target,
             rate=plan.rate,
@@ -311,8 +301,7 @@ def run_fault(
             return await choreo
 
         phases = asyncio.run(go())
-        gateway = launcher.processes["gateway"].popen
-        same_gateway = gateway.pid == gateway_pid and gateway.poll() is None
+        same_gateway = launcher.pids().get("gateway") == gateway_pid
         exited = launcher.exited()
     finally:
         launcher.stop()
@@ -348,8 +337,8 @@ def markdown(result: dict, command: str) -> str:
         "",
         f"Open-loop constant {plan['rate']:g} req/s, mix `{plan['mix']}`, client deadline "
         f"{plan['deadline_ms']:g} ms; each backend killed after {plan['settle_s']:g} s, dead "
-        f"{plan['down_s']:g} s, then restarted on its port. Kill window = requests due within "
-        f"±{plan['kill_window_s']:g} s of the SIGKILL. Gateway restarted: "
+        f"{plan['down_s']:g} s, then restarted on its port by the supervisor. Kill window = "
+        f"requests due within ±{plan['kill_window_s']:g} s of the SIGKILL. Gateway restarted: "
         f"{result['gateway_restarted']}. Result: **{'PASS' if result['passed'] else 'FAIL'}**.",
         "",
         "| backend | requests | failed near kill | failed outside (ratio) | restart→SERVING s "

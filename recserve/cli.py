@@ -162,28 +162,42 @@ def cmd_feedback(client: RecserveClient, args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from services.launcher import DEFAULT_PORTS, Launcher, LaunchError
+    from services.launcher import DEFAULT_PORTS, Launcher, LaunchError, RestartPolicy
 
+    policy = RestartPolicy(max_crashes=args.max_crashes, window_s=args.crash_window)
     try:
-        launcher = Launcher(args.artifacts, args.version, mode=args.mode, ports=DEFAULT_PORTS)
+        launcher = Launcher(
+            args.artifacts, args.version, mode=args.mode, ports=DEFAULT_PORTS, restart=policy
+        )
         launcher.start(timeout=args.start_timeout)
     except (LaunchError, ConfigError) as exc:
         print(f"recserve serve: {exc}", file=sys.stderr)
         return 1
     names = ", ".join(f"{n}={p}" for n, p in launcher.ports.items())
     print(f"recserve: {args.mode} mode SERVING ({names}); gateway {launcher.gateway_target}")
-    print("press Ctrl-C to stop")
+    if launcher.metrics_ports:
+        urls = ", ".join(
+            f"{n}=http://127.0.0.1:{p}/metrics" for n, p in launcher.metrics_ports.items()
+        )
+        print(f"recserve: metrics {urls}")
+    where = launcher.feedback_log or "nowhere (RECSERVE_FEATURE_LOG_DIR=none: feedback is lost)"
+    print(f"recserve: durable feedback log {where}")
+    print(
+        f"recserve: a crashed service is restarted on its port (giving up after "
+        f"{policy.max_crashes} crashes in {policy.window_s:g}s); press Ctrl-C to stop"
+    )
     # Ctrl-C or SIGTERM (docker stop, systemd) both mean: stop the services cleanly.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _interrupt)
+    failed = False
     try:
-        while not (exited := launcher.exited()):
+        while not (failed := "gateway" in launcher.failed()):
             time.sleep(0.5)
-        print(f"recserve serve: service exited unexpectedly: {exited}", file=sys.stderr)
+        print("recserve serve: gave up on the gateway: stopping everything", file=sys.stderr)
     except KeyboardInterrupt:
-        exited = {}
+        pass
     codes = launcher.stop()
-    return _report_exits({**codes, **exited}) or (1 if exited else 0)
+    return _report_exits(codes) or (1 if failed else 0)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -306,8 +320,18 @@ def build_parser() -> argparse.ArgumentParser:
     run_opts.add_argument("--version", default="latest", help="bundle version (or latest)")
     run_opts.add_argument("--start-timeout", type=float, default=120.0, help="seconds")
 
-    p = sub.add_parser("serve", parents=[run_opts], help="run the services until Ctrl-C")
+    p = sub.add_parser(
+        "serve", parents=[run_opts], help="run and supervise the services until Ctrl-C"
+    )
     p.add_argument("--mode", choices=("split", "embedded"), default="split")
+    p.add_argument(
+        "--max-crashes", type=int, default=5, metavar="N",
+        help="give up on a service after N crashes within --crash-window (default: %(default)s)",
+    )  # fmt: skip
+    p.add_argument(
+        "--crash-window", type=float, default=120.0, metavar="S",
+        help="seconds over which crashes are counted (default: %(default)s)",
+    )  # fmt: skip
     p.set_defaults(run=cmd_serve)
 
     p = sub.add_parser(

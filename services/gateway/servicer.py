@@ -63,9 +63,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         return gateway_pb2.PredictRatingsResponse(
             ratings=[
                 gateway_pb2.PredictedRating(
-                    item_id=r.item_id, rating=r.rating, p_positive=r.p_positive,
+                    item_id=r.item_id,
+                    rating=r.rating,
+                    p_positive=r.p_positive,
                     p_interact=r.p_interact,
-                )  # fmt: skip
+                )
                 for r in answer.ratings
             ],
             model_version=answer.model_version,

@@ -178,6 +178,13 @@ async def _choreography(launcher: Launcher, worker: _FaultWorker, plan: FaultPla
     return phases
 
 
+def _metrics_up(port: int) -> bool:
+    try:
+        return bool(scrape(port))
+    except OSError:
+        return False
+
+
 def analyse(phases: list[Phase], answers: list, plan: FaultPlan, load_end: float) -> dict:
     results = []
     for i, ph in enumerate(phases):
@@ -261,7 +268,10 @@ def run_fault(
 ) -> dict:
     from services.common.bundle import resolve_bundle_dir
 
-    metrics_port = free_port()
+    # The gateway's /metrics is scraped per phase: its own free port, or, with a base port
+    # (RECSERVE_METRICS_PORT in env), the base (every process then serves one: base + offset).
+    base = int((env or {}).get("RECSERVE_METRICS_PORT") or 0)
+    metrics_port = base or free_port()
     launcher = Launcher(
         artifacts,
         version,
@@ -272,7 +282,7 @@ def run_fault(
         # The availability-first setting: feedback is held in the gateway while the feature
         # service is down (acknowledged before it is durable; off by default).
         env={
-            "RECSERVE_GATEWAY_METRICS_PORT": str(metrics_port),
+            **({} if base else {"RECSERVE_GATEWAY_METRICS_PORT": str(metrics_port)}),
             "RECSERVE_GATEWAY_FEEDBACK_SPOOL": "10000",
             **(env or {}),
         },
@@ -303,6 +313,8 @@ def run_fault(
         phases = asyncio.run(go())
         same_gateway = launcher.pids().get("gateway") == gateway_pid
         exited = launcher.exited()
+        restarts = {name: s.restarts for name, s in launcher.status().items()}
+        metrics_up = sorted(n for n, port in launcher.metrics_ports.items() if _metrics_up(port))
     finally:
         launcher.stop()
     load_end = plan.warmup_s + plan.load_s
@@ -318,6 +330,9 @@ def run_fault(
         "warmup_failed": sum(a[0] < plan.warmup_s and a[3] != "OK" for a in worker.answers),
         "gateway_restarted": not same_gateway,
         "exited_during_run": exited,
+        "restarts": restarts,  # by the supervisor, per service
+        "metrics_ports": launcher.metrics_ports,
+        "metrics_up": metrics_up,  # processes whose /metrics answered at the end
         "wall_s": round(time.monotonic() - t0, 1),
         # The machine's 1/5/15-min load averages before and after: others' jobs starve ours.
         "loadavg_before": [round(x, 2) for x in load_before],

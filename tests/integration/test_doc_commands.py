@@ -105,6 +105,10 @@ def test_every_documented_command_works(embedded_gateway, tiny_bundle, items_fil
     # What the docs promise about the answers, beyond "it ran":
     value = next(out.out for c, out in outputs.items() if c.startswith("recserve value"))
     assert "999999  NEW" in value, value  # unknown users are NEW, not NOT_FOUND
+    # The item `make add-items` added brought a tag the bundle never had: it filters at once.
+    argv = ["recommend", "--user", "196", "-k", "5", "--include-tags", "Kitchen", "--json"]
+    assert main([*argv, "--target", embedded_gateway]) == 0
+    assert [i["item_id"] for i in json.loads(capsys.readouterr().out)["items"]] == ["doc-item"]
 
 
 def test_every_documented_command_is_run_or_consciously_skipped():

@@ -53,7 +53,7 @@ def measure(system: str, artifacts: Path, rate: float, seconds: float, out: Path
         )  # fmt: skip
         try:
             time.sleep(warmup + 2)
-            pids = {name: proc.pid for name, proc in group.procs.items()}
+            pids = group.pids()
             pids["load generator"] = load.pid
             before = {name: cpu_seconds(pid) for name, pid in pids.items()}
             time.sleep(seconds)

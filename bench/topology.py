@@ -6,64 +6,63 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-from services.common.healthcheck import check
-from services.launcher import BACKENDS, LaunchError, free_port
+from services.launcher import BACKENDS, Launcher, free_port
+from services.supervisor import ServiceSpec, Supervisor
 
 
 class ProcessGroup:
-    def __init__(self, log_dir: Path) -> None:
+    """The processes of one system under test, kept by a services.supervisor.Supervisor (the
+    one `recserve serve` uses) without restarts: a benchmark reports a crash, never hides it."""
+
+    def __init__(self, log_dir: Path, supervisor: Supervisor | None = None) -> None:
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.procs: dict[str, subprocess.Popen] = {}
+        self.supervisor = supervisor or Supervisor(log_dir=self.log_dir)
         self.target = ""
-        self._spawned: dict[str, float] = {}
-        self.startup_s: dict[str, float] = {}  # spawn -> SERVING (and `logs_say`), per process
 
-    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
-        self._spawned[name] = time.monotonic()
-        with open(self.log_dir / f"{name}.log", "wb") as out:
-            self.procs[name] = subprocess.Popen(
-                argv,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
+    def spawn(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str] | None = None,
+        *,
+        port: int = 0,
+        ready_log: str = "",
+    ) -> None:
+        environ = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.supervisor.add(ServiceSpec(name, argv, environ, port, ready_log))
+        self.supervisor.launch(name)
 
     def log(self, name: str) -> str:
-        path = self.log_dir / f"{name}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
+        return self.supervisor.log_tail(name, lines=100_000)
 
-    def wait(self, targets: dict[str, str], timeout: float = 180.0, logs_say: str = "") -> None:
-        """Until each target answers SERVING (and each named log contains `logs_say`)."""
-        deadline = time.monotonic() + timeout
-        waiting = dict(targets)
-        while waiting:
-            for name, proc in self.procs.items():
-                if proc.poll() is not None:
-                    raise LaunchError(
-                        f"{name} exited with {proc.returncode}\n{self.log(name)[-2000:]}"
-                    )
-            for name, target in list(waiting.items()):
-                if check(target, timeout=1.0) and (not logs_say or logs_say in self.log(name)):
-                    del waiting[name]
-                    self.startup_s[name] = round(time.monotonic() - self._spawned[name], 1)
-            if waiting and time.monotonic() > deadline:
-                raise LaunchError(f"not ready after {timeout:.0f}s: {list(waiting)}")
-            time.sleep(0.2)
+    def wait(self, names: list[str], timeout: float = 180.0) -> None:
+        """Until each named process answers SERVING on its port (and its log holds its
+        ready_log). Raises LaunchError when one exits first."""
+        self.supervisor.wait_serving(names, timeout)
+
+    @property
+    def startup_s(self) -> dict[str, float]:
+        """Spawn -> SERVING (and its ready_log), per process that got there."""
+        return {
+            name: status.startup_s
+            for name, status in self.supervisor.status().items()
+            if status.startup_s is not None
+        }
+
+    def pids(self) -> dict[str, int]:
+        return self.supervisor.pids()
 
     def memory_mb(self) -> dict[str, dict[str, float]]:
         """Per process: resident set now and its peak (VmRSS / VmHWM of /proc/<pid>/status)."""
         out = {}
-        for name, proc in self.procs.items():
+        for name, pid in self.pids().items():
             fields = {}
             with contextlib.suppress(OSError):
-                for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                     key, _, value = line.partition(":")
                     if key in ("VmRSS", "VmHWM"):
                         fields[key] = round(int(value.split()[0]) / 1024, 1)  # kB -> MB
@@ -74,16 +73,7 @@ class ProcessGroup:
         return out
 
     def stop(self) -> None:
-        for proc in self.procs.values():
-            with contextlib.suppress(ProcessLookupError):
-                proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.procs.clear()
+        self.supervisor.stop()
 
     def __enter__(self) -> ProcessGroup:
         return self
@@ -98,10 +88,9 @@ def start_plumbing(bundle_dir: Path, log_dir: Path) -> ProcessGroup:
         ports = {name: free_port() for name in (*BACKENDS, "gateway")}
         base = [sys.executable, "-m", "bench.plumbing"]
         for name in BACKENDS:
-            group.spawn(
-                name, [*base, name, "--port", str(ports[name]), "--bundle", str(bundle_dir)]
-            )
-        group.wait({n: f"127.0.0.1:{ports[n]}" for n in BACKENDS})
+            argv = [*base, name, "--port", str(ports[name]), "--bundle", str(bundle_dir)]
+            group.spawn(name, argv, port=ports[name])
+        group.wait(list(BACKENDS))
         addrs = ",".join(f"127.0.0.1:{ports[n]}" for n in BACKENDS)
         group.spawn(
             "gateway",
@@ -115,9 +104,10 @@ def start_plumbing(bundle_dir: Path, log_dir: Path) -> ProcessGroup:
                 "--backends",
                 addrs,
             ],
+            port=ports["gateway"],
         )
         group.target = f"127.0.0.1:{ports['gateway']}"
-        group.wait({"gateway": group.target})
+        group.wait(["gateway"])
     except BaseException:
         group.stop()
         raise
@@ -138,31 +128,17 @@ def _recserve_env(artifacts: Path, version: str) -> dict[str, str]:
 def start_split(
     artifacts: Path, version: str, log_dir: Path, extra_env: dict[str, str] | None = None
 ) -> ProcessGroup:
-    group = ProcessGroup(log_dir)
-    env = {**_recserve_env(artifacts, version), **(extra_env or {})}
-    try:
-        ports = {name: free_port() for name in (*BACKENDS, "gateway")}
-        for name in BACKENDS:
-            group.spawn(
-                name,
-                [sys.executable, "-m", f"services.{name}"],
-                {
-                    **env,
-                    f"RECSERVE_{name.upper()}_PORT": str(ports[name]),
-                    # its own feedback log: never the lock of another run's store in ./state
-                    "RECSERVE_FEATURE_LOG_DIR": str(Path(log_dir) / "state" / name),
-                },
-            )
-        group.wait({n: f"127.0.0.1:{ports[n]}" for n in BACKENDS})
-        gw_env = {**env, "RECSERVE_MODE": "split", "RECSERVE_GATEWAY_PORT": str(ports["gateway"])}
-        for name in BACKENDS:
-            gw_env[f"RECSERVE_{name.upper()}_ADDR"] = f"127.0.0.1:{ports[name]}"
-        group.spawn("gateway", [sys.executable, "-m", "services.gateway"], gw_env)
-        group.target = f"127.0.0.1:{ports['gateway']}"
-        group.wait({"gateway": group.target})
-    except BaseException:
-        group.stop()
-        raise
+    """recserve split as `recserve serve` starts it (services.launcher), restarts off."""
+    env = {
+        **_recserve_env(artifacts, version),
+        # its own feedback log: never the lock of another run's store in ./state
+        "RECSERVE_FEATURE_LOG_DIR": str(Path(log_dir) / "state" / "feature"),
+        **(extra_env or {}),
+    }
+    launcher = Launcher(artifacts, version, mode="split", log_dir=log_dir, env=env)
+    group = ProcessGroup(log_dir, launcher.supervisor)
+    launcher.start(timeout=180.0)
+    group.target = launcher.gateway_target
     return group
 
 
@@ -189,8 +165,9 @@ def start_embedded(
     try:
         for i in range(gateways):  # one feedback log per process (a log has one writer)
             state = {"RECSERVE_FEATURE_LOG_DIR": str(Path(log_dir) / "state" / f"gateway{i}")}
-            group.spawn(f"gateway{i}", [sys.executable, "-m", "services.gateway"], {**env, **state})
-        group.wait({f"gateway{i}": group.target for i in range(gateways)}, logs_say="listening")
+            argv = [sys.executable, "-m", "services.gateway"]
+            group.spawn(f"gateway{i}", argv, {**env, **state}, port=port, ready_log="listening")
+        group.wait([f"gateway{i}" for i in range(gateways)])
     except BaseException:
         group.stop()
         raise

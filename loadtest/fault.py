@@ -3,11 +3,12 @@
     python -m loadtest.fault --artifacts artifacts --rate 50 --down 5 \
         --backends feature,retrieval,ranking,uservalue --out loadtest-results
 
-Starts the split stack (services.launcher: five processes on loopback), drives the gateway with
-the open-loop harness (loadtest.runner) at a fixed rate with a Recommend-heavy mix that includes
-Feedback, and per backend: `settle` seconds of normal traffic, SIGKILL, `down` seconds dead,
-restart on the same port (until it reports SERVING), `recover` seconds of observation. The
-gateway is never restarted.
+Starts the split stack under the supervisor of `recserve serve` (services.launcher with a
+RestartPolicy: five processes on loopback), drives the gateway with the open-loop harness
+(loadtest.runner) at a fixed rate with a Recommend-heavy mix that includes Feedback, and per
+backend: `settle` seconds of normal traffic, SIGKILL, and the supervisor restarts it on its port
+by itself after `down` seconds (its first backoff), then `recover` seconds of observation after
+it reports SERVING. The gateway is never restarted.
 
 Per phase it reports requests, failed requests by status, fallback flags, and the recovery time:
 from the restarted backend reporting SERVING (and from its spawn) to the last answer still
@@ -37,7 +38,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from loadtest import report
 from loadtest.runner import LoadSpec, TrafficConfig, _Worker
-from services.launcher import BACKENDS, Launcher, free_port
+from services.launcher import BACKENDS, Launcher, RestartPolicy, free_port
 
 MIX = "recommend=0.85,feedback=0.15"
 STAGE_FLAG = {"feature": "features", "retrieval": "retrieval", "ranking": "ranking",
@@ -127,34 +128,23 @@ def scrape(port: int) -> dict[str, float]:
     return out
 
 
-async def _wait_serving(launcher: Launcher, name: str, timeout: float) -> None:
-    """Until the restarted service reports SERVING. The load runs on this process's grpc.aio
-    loop, so no gRPC client is made here (a sync grpc channel polling a refused port stalled
-    the aio calls by up to a second): TCP connects until the port accepts, then the health
-    check in a child process."""
-    proc = launcher.processes[name]
+async def _restarted(launcher: Launcher, name: str, restarts: int, timeout: float) -> float:
+    """Until the supervisor has started `name` again (its restart count passes `restarts`) ->
+    the loop time it saw that; then until the new process reports SERVING (the supervisor
+    probes it without a gRPC client in this process: the load's aio calls are not stalled)."""
+    loop = asyncio.get_running_loop()
     deadline = time.monotonic() + timeout
+    restarted = None
     while time.monotonic() < deadline:
-        if proc.popen.poll() is not None:
-            raise RuntimeError(f"{name} exited with {proc.popen.returncode}:\n{proc.log_tail()}")
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", proc.port)
-        except OSError:
-            await asyncio.sleep(0.05)
-            continue
-        writer.close()
-        check = await asyncio.create_subprocess_exec(
-            launcher.python,
-            "-m",
-            "services.common.healthcheck",
-            proc.target,
-            stdout=asyncio.subprocess.DEVNULL,
-            env=launcher.base_env,
-        )
-        if await check.wait() == 0:
-            return
-        await asyncio.sleep(0.1)
-    raise TimeoutError(f"{name} not SERVING after {timeout:.0f} s")
+        status = launcher.status()[name]
+        if restarted is None and status.restarts > restarts:
+            restarted = loop.time()
+        if status.state == "failed":
+            raise RuntimeError(f"the supervisor gave up on {name}:\n{launcher.log_tail(name)}")
+        if restarted is not None and status.state == "serving":
+            return restarted
+        await asyncio.sleep(0.02)
+    raise TimeoutError(f"{name} not SERVING again after {timeout:.0f} s")
 
 
 async def _choreography(launcher: Launcher, worker: _FaultWorker, plan: FaultPlan, metrics_port):
@@ -174,20 +164,25 @@ async def _choreography(launcher: Launcher, worker: _FaultWorker, plan: FaultPla
         phase = Phase(name, start=t)
         phases.append(phase)
         await until(t + plan.settle_s)
-        proc = launcher.processes[name].popen
+        restarts = launcher.status()[name].restarts
         phase.kill = now()
-        os.kill(proc.pid, signal.SIGKILL)
-        await asyncio.to_thread(proc.wait)
-        await until(phase.kill + plan.down_s)
-        phase.restart = now()
-        await asyncio.to_thread(launcher.spawn, name)
-        await _wait_serving(launcher, name, plan.restart_budget_s + 30)
+        launcher.kill(name, signal.SIGKILL)  # the supervisor restarts it after `down_s`
+        budget = plan.down_s + plan.restart_budget_s + 30
+        restarted = await _restarted(launcher, name, restarts, budget)
+        phase.restart = restarted - worker.start
         phase.healthy = now()
         await until(max(phase.healthy + plan.recover_s, t + plan.phase_s))
         phase.end = t = now()
         if metrics_port:
             phase.metrics = await asyncio.to_thread(scrape, metrics_port)
     return phases
+
+
+def _metrics_up(port: int) -> bool:
+    try:
+        return bool(scrape(port))
+    except OSError:
+        return False
 
 
 def analyse(phases: list[Phase], answers: list, plan: FaultPlan, load_end: float) -> dict:
@@ -273,16 +268,21 @@ def run_fault(
 ) -> dict:
     from services.common.bundle import resolve_bundle_dir
 
-    metrics_port = free_port()
+    # The gateway's /metrics is scraped per phase: its own free port, or, with a base port
+    # (RECSERVE_METRICS_PORT in env), the base (every process then serves one: base + offset).
+    base = int((env or {}).get("RECSERVE_METRICS_PORT") or 0)
+    metrics_port = base or free_port()
     launcher = Launcher(
         artifacts,
         version,
         mode="split",
         log_dir=log_dir,
+        # Crashes are restarted by the supervisor (as under `recserve serve`), `down_s` after.
+        restart=RestartPolicy(backoff_s=plan.down_s, max_backoff_s=max(plan.down_s, 1.0)),
         # The availability-first setting: feedback is held in the gateway while the feature
         # service is down (acknowledged before it is durable; off by default).
         env={
-            "RECSERVE_GATEWAY_METRICS_PORT": str(metrics_port),
+            **({} if base else {"RECSERVE_GATEWAY_METRICS_PORT": str(metrics_port)}),
             "RECSERVE_GATEWAY_FEEDBACK_SPOOL": "10000",
             **(env or {}),
         },
@@ -291,7 +291,7 @@ def run_fault(
     load_before = os.getloadavg()
     launcher.start()
     try:
-        gateway_pid = launcher.processes["gateway"].popen.pid
+        gateway_pid = launcher.pids()["gateway"]
         spec = LoadSpec(
             target=launcher.gateway_target,
             rate=plan.rate,
@@ -311,9 +311,10 @@ def run_fault(
             return await choreo
 
         phases = asyncio.run(go())
-        gateway = launcher.processes["gateway"].popen
-        same_gateway = gateway.pid == gateway_pid and gateway.poll() is None
+        same_gateway = launcher.pids().get("gateway") == gateway_pid
         exited = launcher.exited()
+        restarts = {name: s.restarts for name, s in launcher.status().items()}
+        metrics_up = sorted(n for n, port in launcher.metrics_ports.items() if _metrics_up(port))
     finally:
         launcher.stop()
     load_end = plan.warmup_s + plan.load_s
@@ -329,6 +330,9 @@ def run_fault(
         "warmup_failed": sum(a[0] < plan.warmup_s and a[3] != "OK" for a in worker.answers),
         "gateway_restarted": not same_gateway,
         "exited_during_run": exited,
+        "restarts": restarts,  # by the supervisor, per service
+        "metrics_ports": launcher.metrics_ports,
+        "metrics_up": metrics_up,  # processes whose /metrics answered at the end
         "wall_s": round(time.monotonic() - t0, 1),
         # The machine's 1/5/15-min load averages before and after: others' jobs starve ours.
         "loadavg_before": [round(x, 2) for x in load_before],
@@ -348,8 +352,8 @@ def markdown(result: dict, command: str) -> str:
         "",
         f"Open-loop constant {plan['rate']:g} req/s, mix `{plan['mix']}`, client deadline "
         f"{plan['deadline_ms']:g} ms; each backend killed after {plan['settle_s']:g} s, dead "
-        f"{plan['down_s']:g} s, then restarted on its port. Kill window = requests due within "
-        f"±{plan['kill_window_s']:g} s of the SIGKILL. Gateway restarted: "
+        f"{plan['down_s']:g} s, then restarted on its port by the supervisor. Kill window = "
+        f"requests due within ±{plan['kill_window_s']:g} s of the SIGKILL. Gateway restarted: "
         f"{result['gateway_restarted']}. Result: **{'PASS' if result['passed'] else 'FAIL'}**.",
         "",
         "| backend | requests | failed near kill | failed outside (ratio) | restart→SERVING s "

@@ -160,7 +160,7 @@ def soak(cfg: SoakConfig, log=print) -> dict:
     launcher = Launcher(cfg.artifacts, cfg.version, mode="split", log_dir=out / "soak-logs")
     started = time.time()
     with launcher:
-        pids = {name: p.popen.pid for name, p in launcher.processes.items()}
+        pids = launcher.pids()
         spec = LoadSpec(
             target=launcher.gateway_target,
             rate=cfg.rate or cfg.probe_start,

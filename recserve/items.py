@@ -14,6 +14,7 @@ import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from recserve.display import print_json
 from recserve.v1 import common_pb2
 
 DEFAULT_BATCH = 500
@@ -77,9 +78,7 @@ def cmd_add_items(client, args: argparse.Namespace) -> None:
     for batch in batches(items, args.batch):
         reply = client.add_items(batch)
         if args.json:
-            from recserve.cli import _print_json
-
-            _print_json(reply)
+            print_json(reply)
         added += sum(1 for m in reply.items if m.row > 0)
         known += sum(1 for m in reply.items if m.row == 0)
     if not args.json:

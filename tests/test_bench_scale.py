@@ -14,13 +14,11 @@ def test_process_group_reports_resident_memory_of_its_processes(tmp_path):
         group.spawn("sleeper", [sys.executable, "-c", "import time; time.sleep(30)"])
         deadline = time.monotonic() + 10
         while (memory := group.memory_mb())["sleeper"]["rss_mb"] == 0:
-            assert time.monotonic() < deadline and group.procs["sleeper"].poll() is None, group.log(
-                "sleeper"
-            )
+            assert time.monotonic() < deadline and "sleeper" in group.pids(), group.log("sleeper")
             time.sleep(0.05)
     assert set(memory) == {"sleeper"}
     assert 0 < memory["sleeper"]["rss_mb"] <= memory["sleeper"]["peak_rss_mb"]
-    assert not group.procs  # stopped on exit
+    assert not group.pids()  # stopped on exit
 
 
 def _system(rate: float) -> dict:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from recserve.cli import main
+from recserve.cli import build_parser, main
 from recserve.client import RecserveClient
 from services.common.bundle import Bundle
 from services.common.vocab import Vocabulary
@@ -70,4 +70,70 @@ def test_cli_says_when_no_gateway_is_running(capsys):
 
     target = f"127.0.0.1:{free_port()}"
     assert main(["recommend", "--target", target, "--user", "1", "--timeout", "2"]) == 1
-    assert "UNAVAILABLE" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert "UNAVAILABLE" in err and target in err and "recserve serve" in err
+
+
+def test_predict_shows_p_interact_the_score_recommend_orders_by(gateway, user, capsys):
+    main(["recommend", "--target", gateway, "--user", user, "-k", "1", "--json"])
+    top = json.loads(capsys.readouterr().out)["items"][0]
+    assert main(["predict", "--target", gateway, "--user", user, "--items", top["item_id"]]) == 0
+    out = capsys.readouterr().out
+    assert "P(interact)" in out.splitlines()[0]
+    assert f"{top['stage_scores']['interaction']:.3f}" in out.splitlines()[2]
+
+
+def test_similar_names_the_item_and_has_no_empty_rating_column(gateway, user, capsys):
+    main(["recommend", "--target", gateway, "--user", user, "-k", "1", "--json"])
+    top = json.loads(capsys.readouterr().out)["items"][0]
+    assert main(["similar", "--target", gateway, "--item", top["item_id"], "-k", "3"]) == 0
+    header, columns, *_ = capsys.readouterr().out.splitlines()
+    assert header == f"Items like {top['item_id']}: {top['title']}"
+    assert "rating" not in columns and "score" in columns
+
+
+def test_a_rating_event_needs_its_rating(gateway, user, capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(["feedback", "--target", gateway, "--user", user, "--item", "1", "--type", "rating"])
+    assert caught.value.code == 2
+    assert "--rating is required for rating events" in capsys.readouterr().err
+
+
+def test_options_go_after_the_subcommand_too(tiny_bundle, capsys):
+    assert main(["bundle", "list", "--artifacts", str(tiny_bundle.parent)]) == 0
+    assert tiny_bundle.name in capsys.readouterr().out
+    assert main(["bundle", "--artifacts", str(tiny_bundle.parent), "list"]) == 0
+    assert tiny_bundle.name in capsys.readouterr().out
+
+
+def test_every_option_explains_itself(capsys):
+    import argparse
+
+    def commands(parser):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield name, sub
+                    yield from commands(sub)
+
+    for name, parser in commands(build_parser()):
+        for action in parser._actions:
+            if not isinstance(action, argparse._SubParsersAction):
+                assert action.help, (name, action.option_strings or action.dest)
+    with pytest.raises(SystemExit):
+        main(["recommend", "--help"])
+    assert "number of items (default: 10)" in capsys.readouterr().out
+
+
+def test_a_closed_pipe_is_not_a_traceback(tiny_bundle):
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "recserve.cli", "bundle", "list", "--artifacts",
+            str(tiny_bundle.parent)]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader (`| head`) is gone before the first write
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=60)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err

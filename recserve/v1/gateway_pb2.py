@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from recserve.v1 import common_pb2 as recserve_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19recserve/v1/gateway.proto\x12\x0brecserve.v1\x1a\x18recserve/v1/common.proto\"6\n\x10RecommendContext\x12\x14\n\x0crecent_items\x18\x01 \x03(\t\x12\x0c\n\x04time\x18\x02 \x01(\x03\"\x85\x01\n\x10RecommendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12%\n\x07\x66ilters\x18\x03 \x01(\x0b\x32\x14.recserve.v1.Filters\x12.\n\x07\x63ontext\x18\x04 \x01(\x0b\x32\x1d.recserve.v1.RecommendContext\"V\n\x0bStageScores\x12\x11\n\tretrieval\x18\x01 \x01(\x02\x12\x0f\n\x07ranking\x18\x02 \x01(\x02\x12\x0e\n\x06rating\x18\x03 \x01(\x02\x12\x13\n\x0binteraction\x18\x04 \x01(\x02\"\xc8\x01\n\x0fRecommendedItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0c\n\x04tags\x18\x03 \x03(\t\x12\r\n\x05score\x18\x04 \x01(\x02\x12\x18\n\x10predicted_rating\x18\x05 \x01(\x02\x12.\n\x0cstage_scores\x18\x06 \x01(\x0b\x32\x18.recserve.v1.StageScores\x12\x12\n\x05price\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x08\x63urrency\x18\x08 \x01(\tB\x08\n\x06_price\"\xaa\x01\n\x11RecommendResponse\x12+\n\x05items\x18\x01 \x03(\x0b\x32\x1c.recserve.v1.RecommendedItem\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12*\n\nuser_value\x18\x03 \x01(\x0b\x32\x16.recserve.v1.UserValue\x12\x12\n\ncold_start\x18\x04 \x01(\x08\x12\x11\n\tfallbacks\x18\x05 \x03(\t\":\n\x15PredictRatingsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08item_ids\x18\x02 \x03(\t\"F\n\x0fPredictedRating\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x0e\n\x06rating\x18\x02 \x01(\x02\x12\x12\n\np_positive\x18\x03 \x01(\x02\"r\n\x16PredictRatingsResponse\x12-\n\x07ratings\x18\x01 \x03(\x0b\x32\x1c.recserve.v1.PredictedRating\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x12\n\ncold_start\x18\x03 \x01(\x08\"X\n\x13SimilarItemsRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12%\n\x07\x66ilters\x18\x03 \x01(\x0b\x32\x14.recserve.v1.Filters\"Z\n\x14SimilarItemsResponse\x12+\n\x05items\x18\x01 \x03(\x0b\x32\x1c.recserve.v1.RecommendedItem\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"2\n\x14RecommendTagsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\",\n\x0bTagAffinity\x12\x0b\n\x03tag\x18\x01 \x01(\t\x12\x10\n\x08\x61\x66\x66inity\x18\x02 \x01(\x02\"j\n\x15RecommendTagsResponse\x12&\n\x04tags\x18\x01 \x03(\x0b\x32\x18.recserve.v1.TagAffinity\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x12\n\ncold_start\x18\x03 \x01(\x08\"%\n\x11ScoreUsersRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\t\"S\n\x12ScoreUsersResponse\x12&\n\x06values\x18\x01 \x03(\x0b\x32\x16.recserve.v1.UserValue\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"5\n\x0f\x46\x65\x65\x64\x62\x61\x63kRequest\x12\"\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x12.recserve.v1.Event\"$\n\x10\x46\x65\x65\x64\x62\x61\x63kResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x03\x32\xbe\x04\n\x07Gateway\x12J\n\tRecommend\x12\x1d.recserve.v1.RecommendRequest\x1a\x1e.recserve.v1.RecommendResponse\x12Y\n\x0ePredictRatings\x12\".recserve.v1.PredictRatingsRequest\x1a#.recserve.v1.PredictRatingsResponse\x12S\n\x0cSimilarItems\x12 .recserve.v1.SimilarItemsRequest\x1a!.recserve.v1.SimilarItemsResponse\x12V\n\rRecommendTags\x12!.recserve.v1.RecommendTagsRequest\x1a\".recserve.v1.RecommendTagsResponse\x12M\n\nScoreUsers\x12\x1e.recserve.v1.ScoreUsersRequest\x1a\x1f.recserve.v1.ScoreUsersResponse\x12G\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x1c.recserve.v1.FeedbackRequest\x1a\x1d.recserve.v1.FeedbackResponse\x12G\n\x08\x41\x64\x64Items\x12\x1c.recserve.v1.AddItemsRequest\x1a\x1d.recserve.v1.AddItemsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19recserve/v1/gateway.proto\x12\x0brecserve.v1\x1a\x18recserve/v1/common.proto\"6\n\x10RecommendContext\x12\x14\n\x0crecent_items\x18\x01 \x03(\t\x12\x0c\n\x04time\x18\x02 \x01(\x03\"\x85\x01\n\x10RecommendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12%\n\x07\x66ilters\x18\x03 \x01(\x0b\x32\x14.recserve.v1.Filters\x12.\n\x07\x63ontext\x18\x04 \x01(\x0b\x32\x1d.recserve.v1.RecommendContext\"V\n\x0bStageScores\x12\x11\n\tretrieval\x18\x01 \x01(\x02\x12\x0f\n\x07ranking\x18\x02 \x01(\x02\x12\x0e\n\x06rating\x18\x03 \x01(\x02\x12\x13\n\x0binteraction\x18\x04 \x01(\x02\"\xc8\x01\n\x0fRecommendedItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0c\n\x04tags\x18\x03 \x03(\t\x12\r\n\x05score\x18\x04 \x01(\x02\x12\x18\n\x10predicted_rating\x18\x05 \x01(\x02\x12.\n\x0cstage_scores\x18\x06 \x01(\x0b\x32\x18.recserve.v1.StageScores\x12\x12\n\x05price\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x08\x63urrency\x18\x08 \x01(\tB\x08\n\x06_price\"\xaa\x01\n\x11RecommendResponse\x12+\n\x05items\x18\x01 \x03(\x0b\x32\x1c.recserve.v1.RecommendedItem\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12*\n\nuser_value\x18\x03 \x01(\x0b\x32\x16.recserve.v1.UserValue\x12\x12\n\ncold_start\x18\x04 \x01(\x08\x12\x11\n\tfallbacks\x18\x05 \x03(\t\":\n\x15PredictRatingsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08item_ids\x18\x02 \x03(\t\"Z\n\x0fPredictedRating\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x0e\n\x06rating\x18\x02 \x01(\x02\x12\x12\n\np_positive\x18\x03 \x01(\x02\x12\x12\n\np_interact\x18\x04 \x01(\x02\"r\n\x16PredictRatingsResponse\x12-\n\x07ratings\x18\x01 \x03(\x0b\x32\x1c.recserve.v1.PredictedRating\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x12\n\ncold_start\x18\x03 \x01(\x08\"X\n\x13SimilarItemsRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12%\n\x07\x66ilters\x18\x03 \x01(\x0b\x32\x14.recserve.v1.Filters\"i\n\x14SimilarItemsResponse\x12+\n\x05items\x18\x01 \x03(\x0b\x32\x1c.recserve.v1.RecommendedItem\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\"2\n\x14RecommendTagsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\",\n\x0bTagAffinity\x12\x0b\n\x03tag\x18\x01 \x01(\t\x12\x10\n\x08\x61\x66\x66inity\x18\x02 \x01(\x02\"j\n\x15RecommendTagsResponse\x12&\n\x04tags\x18\x01 \x03(\x0b\x32\x18.recserve.v1.TagAffinity\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x12\n\ncold_start\x18\x03 \x01(\x08\"%\n\x11ScoreUsersRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\t\"S\n\x12ScoreUsersResponse\x12&\n\x06values\x18\x01 \x03(\x0b\x32\x16.recserve.v1.UserValue\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"5\n\x0f\x46\x65\x65\x64\x62\x61\x63kRequest\x12\"\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x12.recserve.v1.Event\"$\n\x10\x46\x65\x65\x64\x62\x61\x63kResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x03\x32\xbe\x04\n\x07Gateway\x12J\n\tRecommend\x12\x1d.recserve.v1.RecommendRequest\x1a\x1e.recserve.v1.RecommendResponse\x12Y\n\x0ePredictRatings\x12\".recserve.v1.PredictRatingsRequest\x1a#.recserve.v1.PredictRatingsResponse\x12S\n\x0cSimilarItems\x12 .recserve.v1.SimilarItemsRequest\x1a!.recserve.v1.SimilarItemsResponse\x12V\n\rRecommendTags\x12!.recserve.v1.RecommendTagsRequest\x1a\".recserve.v1.RecommendTagsResponse\x12M\n\nScoreUsers\x12\x1e.recserve.v1.ScoreUsersRequest\x1a\x1f.recserve.v1.ScoreUsersResponse\x12G\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x1c.recserve.v1.FeedbackRequest\x1a\x1d.recserve.v1.FeedbackResponse\x12G\n\x08\x41\x64\x64Items\x12\x1c.recserve.v1.AddItemsRequest\x1a\x1d.recserve.v1.AddItemsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,27 +45,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PREDICTRATINGSREQUEST']._serialized_start=724
   _globals['_PREDICTRATINGSREQUEST']._serialized_end=782
   _globals['_PREDICTEDRATING']._serialized_start=784
-  _globals['_PREDICTEDRATING']._serialized_end=854
-  _globals['_PREDICTRATINGSRESPONSE']._serialized_start=856
-  _globals['_PREDICTRATINGSRESPONSE']._serialized_end=970
-  _globals['_SIMILARITEMSREQUEST']._serialized_start=972
-  _globals['_SIMILARITEMSREQUEST']._serialized_end=1060
-  _globals['_SIMILARITEMSRESPONSE']._serialized_start=1062
-  _globals['_SIMILARITEMSRESPONSE']._serialized_end=1152
-  _globals['_RECOMMENDTAGSREQUEST']._serialized_start=1154
-  _globals['_RECOMMENDTAGSREQUEST']._serialized_end=1204
-  _globals['_TAGAFFINITY']._serialized_start=1206
-  _globals['_TAGAFFINITY']._serialized_end=1250
-  _globals['_RECOMMENDTAGSRESPONSE']._serialized_start=1252
-  _globals['_RECOMMENDTAGSRESPONSE']._serialized_end=1358
-  _globals['_SCOREUSERSREQUEST']._serialized_start=1360
-  _globals['_SCOREUSERSREQUEST']._serialized_end=1397
-  _globals['_SCOREUSERSRESPONSE']._serialized_start=1399
-  _globals['_SCOREUSERSRESPONSE']._serialized_end=1482
-  _globals['_FEEDBACKREQUEST']._serialized_start=1484
-  _globals['_FEEDBACKREQUEST']._serialized_end=1537
-  _globals['_FEEDBACKRESPONSE']._serialized_start=1539
-  _globals['_FEEDBACKRESPONSE']._serialized_end=1575
-  _globals['_GATEWAY']._serialized_start=1578
-  _globals['_GATEWAY']._serialized_end=2152
+  _globals['_PREDICTEDRATING']._serialized_end=874
+  _globals['_PREDICTRATINGSRESPONSE']._serialized_start=876
+  _globals['_PREDICTRATINGSRESPONSE']._serialized_end=990
+  _globals['_SIMILARITEMSREQUEST']._serialized_start=992
+  _globals['_SIMILARITEMSREQUEST']._serialized_end=1080
+  _globals['_SIMILARITEMSRESPONSE']._serialized_start=1082
+  _globals['_SIMILARITEMSRESPONSE']._serialized_end=1187
+  _globals['_RECOMMENDTAGSREQUEST']._serialized_start=1189
+  _globals['_RECOMMENDTAGSREQUEST']._serialized_end=1239
+  _globals['_TAGAFFINITY']._serialized_start=1241
+  _globals['_TAGAFFINITY']._serialized_end=1285
+  _globals['_RECOMMENDTAGSRESPONSE']._serialized_start=1287
+  _globals['_RECOMMENDTAGSRESPONSE']._serialized_end=1393
+  _globals['_SCOREUSERSREQUEST']._serialized_start=1395
+  _globals['_SCOREUSERSREQUEST']._serialized_end=1432
+  _globals['_SCOREUSERSRESPONSE']._serialized_start=1434
+  _globals['_SCOREUSERSRESPONSE']._serialized_end=1517
+  _globals['_FEEDBACKREQUEST']._serialized_start=1519
+  _globals['_FEEDBACKREQUEST']._serialized_end=1572
+  _globals['_FEEDBACKRESPONSE']._serialized_start=1574
+  _globals['_FEEDBACKRESPONSE']._serialized_end=1610
+  _globals['_GATEWAY']._serialized_start=1613
+  _globals['_GATEWAY']._serialized_end=2187
 # @@protoc_insertion_point(module_scope)

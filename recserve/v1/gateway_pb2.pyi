@@ -82,14 +82,16 @@ class PredictRatingsRequest(_message.Message):
     def __init__(self, user_id: _Optional[str] = ..., item_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PredictedRating(_message.Message):
-    __slots__ = ("item_id", "rating", "p_positive")
+    __slots__ = ("item_id", "rating", "p_positive", "p_interact")
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     RATING_FIELD_NUMBER: _ClassVar[int]
     P_POSITIVE_FIELD_NUMBER: _ClassVar[int]
+    P_INTERACT_FIELD_NUMBER: _ClassVar[int]
     item_id: str
     rating: float
     p_positive: float
-    def __init__(self, item_id: _Optional[str] = ..., rating: _Optional[float] = ..., p_positive: _Optional[float] = ...) -> None: ...
+    p_interact: float
+    def __init__(self, item_id: _Optional[str] = ..., rating: _Optional[float] = ..., p_positive: _Optional[float] = ..., p_interact: _Optional[float] = ...) -> None: ...
 
 class PredictRatingsResponse(_message.Message):
     __slots__ = ("ratings", "model_version", "cold_start")
@@ -112,12 +114,14 @@ class SimilarItemsRequest(_message.Message):
     def __init__(self, item_id: _Optional[str] = ..., k: _Optional[int] = ..., filters: _Optional[_Union[_common_pb2.Filters, _Mapping]] = ...) -> None: ...
 
 class SimilarItemsResponse(_message.Message):
-    __slots__ = ("items", "model_version")
+    __slots__ = ("items", "model_version", "title")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[RecommendedItem]
     model_version: str
-    def __init__(self, items: _Optional[_Iterable[_Union[RecommendedItem, _Mapping]]] = ..., model_version: _Optional[str] = ...) -> None: ...
+    title: str
+    def __init__(self, items: _Optional[_Iterable[_Union[RecommendedItem, _Mapping]]] = ..., model_version: _Optional[str] = ..., title: _Optional[str] = ...) -> None: ...
 
 class RecommendTagsRequest(_message.Message):
     __slots__ = ("user_id", "k")

@@ -1,7 +1,9 @@
 """Typed, validated environment variables and the settings every server shares.
 
 Every reader raises ConfigError with the variable's name and the reason, so a service can fail
-at start-up with one clear line (see services.common.server.run_main).
+at start-up with one clear line (see services.common.server.run_main). Reading the process
+environment (env=None) also records the value, default included, for the effective-configuration
+line each service logs at start-up (services.common.env_names).
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
+from services.common import env_names
 from services.common.bundle import Bundle, resolve_bundle_dir
 from services.common.errors import ConfigError
 from services.common.security import SecuritySettings
 
 Env = Mapping[str, str]
+T = TypeVar("T")
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -27,9 +32,22 @@ def _raw(env: Env | None, name: str) -> str | None:
     return None if value is None or value.strip() == "" else value.strip()
 
 
+def _noted(env: Env | None, name: str, value: T) -> T:
+    if env is None:
+        env_names.record(name, value)
+    return value
+
+
 def env_str(name: str, default: str, env: Env | None = None) -> str:
     value = _raw(env, name)
-    return default if value is None else value
+    return _noted(env, name, default if value is None else value)
+
+
+def env_path(name: str, default: str, env: Env | None = None) -> Path:
+    """A path setting, made absolute against the working directory at start-up (so where state
+    goes is printed, and stays put whoever changes directory later)."""
+    raw = _raw(env, name)
+    return _noted(env, name, Path(default if raw is None else raw).resolve())
 
 
 def env_int(
@@ -49,7 +67,7 @@ def env_int(
         except ValueError:
             raise ConfigError(f"{name}={raw!r} is not an integer") from None
     _check_range(name, value, min_value, max_value)
-    return value
+    return _noted(env, name, value)
 
 
 def env_float(
@@ -71,17 +89,17 @@ def env_float(
         if not math.isfinite(value):
             raise ConfigError(f"{name}={raw!r} must be finite")
     _check_range(name, value, min_value, max_value)
-    return value
+    return _noted(env, name, value)
 
 
 def env_bool(name: str, default: bool, env: Env | None = None) -> bool:
     raw = _raw(env, name)
     if raw is None:
-        return default
+        return _noted(env, name, default)
     if raw.lower() in _TRUE:
-        return True
+        return _noted(env, name, True)
     if raw.lower() in _FALSE:
-        return False
+        return _noted(env, name, False)
     raise ConfigError(f"{name}={raw!r} is not a boolean (use true/false, 1/0, yes/no, on/off)")
 
 
@@ -89,7 +107,7 @@ def env_choice(name: str, default: str, choices: tuple[str, ...], env: Env | Non
     value = env_str(name, default, env).lower()
     if value not in choices:
         raise ConfigError(f"{name}={value!r} must be one of {', '.join(choices)}")
-    return value
+    return _noted(env, name, value)
 
 
 def _check_range(name: str, value: float, lo: float | None, hi: float | None) -> None:

@@ -32,6 +32,7 @@ from typing import Any
 
 import grpc
 
+from services.common import env_names
 from services.common.errors import ConfigError
 
 log = logging.getLogger("recserve.security")
@@ -50,7 +51,10 @@ REJECTED_MESSAGE = "missing or invalid API key"
 
 def _get(env: Env | None, name: str) -> str | None:
     value = (os.environ if env is None else env).get(name)
-    return None if value is None or value.strip() == "" else value.strip()
+    value = None if value is None or value.strip() == "" else value.strip()
+    if env is None and value is not None:
+        env_names.record(name, value)  # masked there: keys never reach a log
+    return value
 
 
 def _read_file(name: str, path: str) -> bytes:

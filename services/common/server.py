@@ -21,7 +21,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from services.common import metrics, tracing
+from services.common import env_names, metrics, tracing
 from services.common.config import ServerSettings
 from services.common.errors import BundleError, ConfigError
 from services.common.interceptors import ErrorInterceptor
@@ -108,7 +108,9 @@ async def set_not_serving(server: grpc.aio.Server) -> None:
 
 
 async def serve(server: grpc.aio.Server, *, grace: float) -> None:
-    """Run until SIGTERM/SIGINT (or the server terminates), then drain and stop gracefully."""
+    """Run until SIGTERM/SIGINT (or the server terminates), then drain and stop gracefully.
+    Logs the process's effective configuration first (one line, secrets masked)."""
+    log.info("effective configuration: %s", env_names.describe())
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     installed: list[signal.Signals] = []
@@ -173,8 +175,10 @@ async def serve_settings(
 
 
 def run_main(service_name: str, main: Callable[[], Awaitable[None]]) -> int:
-    """Run a service's async main; invalid config or a bad bundle -> one stderr line, exit 2."""
+    """Run a service's async main; invalid config (an unknown RECSERVE_* variable included) or
+    a bad bundle -> one stderr line, exit 2."""
     try:
+        env_names.check_environment()
         with tracing.traced_process(service_name):
             asyncio.run(main())
     except (ConfigError, BundleError) as exc:

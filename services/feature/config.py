@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from services.common.config import (
@@ -14,6 +13,7 @@ from services.common.config import (
     env_choice,
     env_float,
     env_int,
+    env_path,
     env_str,
 )
 from services.common.errors import ConfigError
@@ -48,7 +48,9 @@ _DISABLED = frozenset({"none", "off", "disabled"})
 
 @dataclass(frozen=True)
 class DurabilitySettings:
-    """RECSERVE_FEATURE_LOG_DIR            state/feature-log  ("none": no log, feedback is lost)
+    """RECSERVE_FEATURE_LOG_DIR            state/feature-log  ("none": no log, feedback is lost;
+                                                           relative: to the directory the
+                                                           service starts in, made absolute)
     RECSERVE_FEATURE_FSYNC              group              group | always | off
     RECSERVE_FEATURE_GROUP_DELAY_MS     0                  wait this long for more appends
     RECSERVE_FEATURE_GROUP_MAX_RECORDS  512                batches covered by one fsync, at most
@@ -72,9 +74,10 @@ class DurabilitySettings:
         )
         segment_mb = env_int("RECSERVE_FEATURE_SEGMENT_MB", 64, min_value=1, env=env)
         log_settings = None
-        if directory.lower() not in _DISABLED:
+        if directory.lower() not in _DISABLED:  # relative: to the start-up directory
+            path = env_path("RECSERVE_FEATURE_LOG_DIR", DEFAULT_LOG_DIR, env)
             log_settings = LogSettings(
-                Path(directory), fsync, delay_ms / 1000.0, max_records, segment_mb << 20
+                path, fsync, delay_ms / 1000.0, max_records, segment_mb << 20
             )
         return cls(
             log=log_settings,

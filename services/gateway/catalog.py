@@ -88,12 +88,15 @@ class GatewayCatalog:
             ids[row], titles[row], item_tags[row] = item.item_id, item.title, tuple(item.tags)
             proxy[row] = item.proxy_row
             id_index[item.item_id] = row
-        # Only the added rows' tags are (re)computed: the whole catalog's would cost O(n) per
-        # AddItems call (about a second at 1M items).
+        # Tags are data: a tag first seen on an added item joins the vocabulary (a new column),
+        # so filters on it work at once. Only the added rows' tags are (re)computed: the whole
+        # catalog's would cost O(n) per AddItems call (about a second at 1M items).
+        added_tags = [tuple(i.tags) for _, i in added]
+        names = _tag_names(self.tag_names, added_tags)
         added_rows = np.array([row for row, _ in added], dtype=np.int64)
-        matrix = np.zeros((top + 1, len(self.tag_names)), dtype=bool)
-        matrix[:n] = self.tag_matrix
-        matrix[added_rows] = tag_masks(self.tag_names, [tuple(i.tags) for _, i in added]).T
+        matrix = np.zeros((top + 1, len(names)), dtype=bool)
+        matrix[:n, : len(self.tag_names)] = self.tag_matrix
+        matrix[added_rows] = tag_masks(names, added_tags).T
         popularity = np.concatenate((self.popularity, np.zeros(grow, dtype=np.int64)))
         rows = np.unique(added_rows)
         order = np.concatenate((self.by_popularity, rows[~np.isin(rows, self.by_popularity)]))
@@ -102,7 +105,7 @@ class GatewayCatalog:
             prices = np.concatenate((prices, np.full(grow, np.nan)))
         return replace(
             self, ids=ids.astype(str), titles=titles.astype(str), item_tags=tuple(item_tags),
-            tag_matrix=matrix, popularity=popularity, by_popularity=order,
+            tag_names=names, tag_matrix=matrix, popularity=popularity, by_popularity=order,
             id_index=id_index, proxy=proxy, prices=prices,
         )  # fmt: skip
 

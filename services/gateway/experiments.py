@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from services.common.config import env_str
+from services.common.config import env_path, env_str
 from services.common.errors import ConfigError
 
 HOLDOUT = "holdout"
@@ -248,10 +248,10 @@ class ExperimentRunner:
 
 def runner_from_env(env: Mapping[str, str] | None = None) -> ExperimentRunner | None:
     """RECSERVE_EXPERIMENTS_FILE (unset: no experiments) and RECSERVE_EXPOSURE_LOG (default
-    state/exposures.jsonl)."""
+    state/exposures.jsonl, relative to the start-up directory, made absolute)."""
     path = env_str("RECSERVE_EXPERIMENTS_FILE", "", env)
     if not path:
         return None
     experiments = load_experiments(Path(path))
-    log_path = Path(env_str("RECSERVE_EXPOSURE_LOG", "state/exposures.jsonl", env))
+    log_path = env_path("RECSERVE_EXPOSURE_LOG", "state/exposures.jsonl", env)
     return ExperimentRunner(experiments, ExposureLog(log_path))

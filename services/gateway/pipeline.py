@@ -197,8 +197,10 @@ class Pipeline:
         # The answer itself: no fallback. Items added at runtime are rated as their proxies.
         ranks = await self.stages.ranking.rank(self._model_user(user), self.catalog.rank_rows(rows))
         ratings = [
-            PredictedRating(item, float(r), float(p))
-            for item, r, p in zip(item_ids, ranks.rating, ranks.p_positive, strict=True)
+            PredictedRating(item, float(r), float(p), float(i))
+            for item, r, p, i in zip(
+                item_ids, ranks.rating, ranks.p_positive, ranks.p_interact, strict=True
+            )
         ]
         return RatingPrediction(ratings, self.catalog.version, user.is_cold)
 
@@ -218,7 +220,9 @@ class Pipeline:
         found = self._local_candidates(await self.stages.retrieval.similar(item_id, k, filters))
         keep = self.catalog.allowed(found.item_indices, filters)
         candidates = CandidateList(found.item_indices[keep], found.scores[keep])
-        return SimilarItems(self._top_k(candidates, None, k, by_model=False), self.catalog.version)
+        title = str(self.catalog.titles[self.catalog.id_index[item_id]])
+        top = self._top_k(candidates, None, k, by_model=False)
+        return SimilarItems(top, self.catalog.version, title)
 
     async def recommend_tags(self, user_id: str, k: int) -> TagAffinities:
         validate.check_id("user_id", user_id)

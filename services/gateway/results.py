@@ -35,6 +35,7 @@ class PredictedRating:
     item_id: str
     rating: float
     p_positive: float
+    p_interact: float = 0.0  # the ranking model's P(interact): what Recommend orders by
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class RatingPrediction:
 class SimilarItems:
     items: list[RankedItem]
     model_version: str
+    title: str = ""  # of the item asked about
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         return gateway_pb2.PredictRatingsResponse(
             ratings=[
                 gateway_pb2.PredictedRating(
-                    item_id=r.item_id, rating=r.rating, p_positive=r.p_positive
+                    item_id=r.item_id,
+                    rating=r.rating,
+                    p_positive=r.p_positive,
+                    p_interact=r.p_interact,
                 )
                 for r in answer.ratings
             ],
@@ -78,7 +81,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             request.item_id, request.k, convert.filters_from_proto(request.filters)
         )
         return gateway_pb2.SimilarItemsResponse(
-            items=_items(answer.items), model_version=answer.model_version
+            items=_items(answer.items), model_version=answer.model_version, title=answer.title
         )
 
     async def RecommendTags(

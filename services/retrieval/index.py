@@ -123,12 +123,17 @@ class CandidateIndex:
         ids (Flat) and keeps its first one where it cannot (HNSW: FAISS has no removal there).
         Arrays are replaced copy-on-write, never resized in place, so a search holding the old
         ones stays consistent; callers serialise writers and never run one during a search
-        (services.retrieval.added does both on the event loop). Tags outside the bundle's tag
-        vocabulary are ignored for filtering."""
+        (services.retrieval.added does both on the event loop). A tag the vocabulary lacks
+        joins it (a new mask row), so filters on it work at once."""
         rows = np.asarray(rows, dtype=np.int64)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         n_rows = max(self.n_rows, int(rows.max(initial=0)) + 1)
         embeddings, available, masks = self.embeddings, self.available, self.tag_masks
+        tags = tuple(dict.fromkeys([*self.tags, *(t for names in item_tags for t in names)]))
+        if len(tags) > len(self.tags):
+            masks = np.concatenate(
+                (masks, np.zeros((len(tags) - len(self.tags), masks.shape[1]), dtype=bool))
+            )
         if n_rows > self.n_rows:
             grow = n_rows - self.n_rows
             embeddings = np.concatenate(
@@ -149,12 +154,12 @@ class CandidateIndex:
         if keep.any():
             self.index.add_with_ids(vectors[keep], rows[keep])
         embeddings[rows[keep]] = vectors[keep]
-        new_masks = tag_masks(self.tags, item_tags)
-        masks[:, rows] = new_masks
+        masks[:, rows] = tag_masks(tags, item_tags)
         newly = rows[~self.in_index(rows)]
         available[newly] = True
         self._added_rows = np.union1d(self._added_rows, rows)
         self.embeddings, self.tag_masks, self.available = embeddings, masks, available
+        self.tags, self._tag_pos = tags, {t: i for i, t in enumerate(tags)}
         self.n_rows = n_rows
         self._unavailable = self._count_unavailable(available)
 

@@ -212,15 +212,18 @@ class Retriever:
         against tag popularity and the user's own tag history)."""
         if k <= 0:
             raise InvalidArgument(f"k={k} must be positive")
-        probs = self._tag_popularity
+        # Tags first seen on items added at runtime have no training interactions: prior 0.
+        masks = self.index.tag_masks
+        prior = np.pad(self._tag_popularity, (0, masks.shape[0] - self._tag_popularity.size))
+        probs = prior
         if not user.is_cold:
             history = user.history[user.history > 0]
             recency = TAG_HISTORY_DECAY ** np.arange(history.size)
-            from_history = _normalise(self.index.tag_masks[:, history] @ recency)
+            from_history = _normalise(masks[:, history] @ recency)
             nxt = self.retrieve(user, TAG_NEXT_ITEMS, FilterSpec(exclude_seen=True))
             weights = np.exp((nxt.scores - nxt.scores.max(initial=0.0)) / self.tag_temperature)
-            from_model = _normalise(self.index.tag_masks[:, nxt.item_indices] @ weights)
-            probs = 0.45 * from_history + 0.45 * from_model + 0.10 * self._tag_popularity
+            from_model = _normalise(masks[:, nxt.item_indices] @ weights)
+            probs = 0.45 * from_history + 0.45 * from_model + 0.10 * prior
             probs = _normalise(probs)
         order = np.argsort(-probs, kind="stable")[:k]
         return [(self.index.tags[i], float(probs[i])) for i in order.tolist()]

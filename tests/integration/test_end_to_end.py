@@ -17,15 +17,15 @@ def test_five_processes_answer_recommend_and_stop_cleanly(tiny_bundle: Path, kno
     launcher = Launcher(tiny_bundle.parent, tiny_bundle.name, mode="split", log_dir=tmp_path)
     launcher.start(timeout=180)
     try:
-        assert set(launcher.processes) == {
+        assert set(launcher.pids()) == {
             "feature",
             "retrieval",
             "ranking",
             "uservalue",
             "gateway",
         }
-        assert len({p.popen.pid for p in launcher.processes.values()}) == 5
-        assert all(check(p.target) for p in launcher.processes.values())
+        assert len(set(launcher.pids().values())) == 5
+        assert all(check(target) for target in launcher.targets.values())
         with RecserveClient(launcher.gateway_target, timeout=30) as client:
             reply = client.recommend(known_users[0], k=10)
     finally:

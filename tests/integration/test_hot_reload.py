@@ -63,7 +63,7 @@ def wait_for_logs(running: Launcher, needle: str, timeout: float) -> dict[str, s
     """Every process's log, once each holds `needle` (or the timeout passed)."""
     deadline = time.monotonic() + timeout
     while True:
-        logs = {name: proc.log_path.read_text() for name, proc in running.processes.items()}
+        logs = {name: running.log_tail(name, lines=100_000) for name in running.names}
         if all(needle in text for text in logs.values()) or time.monotonic() > deadline:
             return logs
         time.sleep(0.2)

@@ -22,6 +22,7 @@ from recserve.v1 import (
 from services.common.content import has_content_encoder
 from services.common.reload import ModelHolder
 from services.common.server import create_server
+from services.common.types import FilterSpec
 from services.feature.store import InMemoryFeatureStore
 from services.gateway.app import build_pipeline, start_gateway, start_item_sync
 from services.retrieval import servicer as retrieval_servicer
@@ -102,6 +103,9 @@ def test_an_item_added_through_one_gateway_reaches_the_others(
     with RecserveClient(split_stack["gateway"], timeout=30) as first:
         assert "synced-item" in [i.item_id for i in first.recommend(user_id, k=50).items]
         assert len(first.similar_items("synced-item", k=5).items) == 5
+        # Tags are data: the tag the item brought filters at once.
+        tagged = first.recommend(user_id, k=50, include_tags=["x-new"])
+        assert [i.item_id for i in tagged.items] == ["synced-item"] and not tagged.fallbacks
 
     with RecserveClient(second_gateway, timeout=30) as second:
         found = wait_for(
@@ -109,6 +113,8 @@ def test_an_item_added_through_one_gateway_reaches_the_others(
         )
         assert found[0].title == "Synced" and list(found[0].tags) == ["x-new"]
         assert len(second.similar_items("synced-item", k=5).items) == 5
+        tagged = second.recommend(user_id, k=50, include_tags=["x-new"])  # after its item sync
+        assert [i.item_id for i in tagged.items] == ["synced-item"]
 
     server, sync, holder, target = start_retrieval(bundle, split_stack["feature"], loop_thread)
     try:
@@ -124,6 +130,8 @@ def test_an_item_added_through_one_gateway_reaches_the_others(
         assert restarted.catalog.index("synced-item") == added.row
         assert restarted.added.by_id["synced-item"].proxy == added.item.proxy_row
         assert restarted.retrieve(user, 5).item_indices[0] == added.row
+        only = restarted.retrieve(user, 5, FilterSpec(include_tags=("x-new",)))
+        assert only.item_indices.tolist() == [added.row]
     finally:
         loop_thread.run(sync.stop())
         loop_thread.run(server.stop(None))

@@ -15,7 +15,7 @@ def test_missing_bundle_fails_fast_with_the_services_message(tmp_path):
     message = str(caught.value)
     assert "gateway exited with code 2" in message
     assert "no bundle published" in message  # the service's own one-line error
-    assert launcher.processes == {}
+    assert launcher.pids() == {}
 
 
 def test_unknown_mode_is_refused(tmp_path):

@@ -105,7 +105,7 @@ def test_the_stack_refuses_callers_without_the_right_credentials(secure_stack, t
 def test_backends_refuse_the_client_key_and_keep_health_open(secure_stack, tls):
     from recserve.v1 import feature_pb2, feature_pb2_grpc
 
-    feature = secure_stack.processes["feature"].target
+    feature = secure_stack.targets["feature"]
     request = feature_pb2.GetUserRequest(user_id="196")
     with grpc.secure_channel(feature, tls.credentials()) as channel:
         stub = feature_pb2_grpc.FeatureServiceStub(channel)
@@ -114,8 +114,8 @@ def test_backends_refuse_the_client_key_and_keep_health_open(secure_stack, tls):
                               (INTERNAL_KEY, grpc.StatusCode.OK)):  # fmt: skip
             md = None if key is None else (("authorization", f"Bearer {key}"),)
             assert _code(lambda md=md: stub.GetUser(request, timeout=10, metadata=md)) is expected
-    for name, proc in secure_stack.processes.items():
-        assert check(proc.target, tls=tls), name  # health: TLS yes, key no
+    for name, target in secure_stack.targets.items():
+        assert check(target, tls=tls), name  # health: TLS yes, key no
 
 
 def test_cli_with_security_flags(secure_stack, pki, capsys):

@@ -107,7 +107,12 @@ def test_extended_rows_match_a_catalog_built_whole():
     )
     whole = tag_masks(grown.tag_names, grown.item_tags).T
     np.testing.assert_array_equal(grown.tag_matrix, whole)
-    assert grown.tag_matrix.shape == (9, 2) and not grown.tag_matrix[7].any()
+    # "zz", first seen on an added item, joins the vocabulary: a filter on it finds n8 only.
+    assert grown.tag_names == ("a", "b", "zz")
+    assert grown.tag_matrix.shape == (9, 3) and not grown.tag_matrix[7].any()
+    assert not grown.unknown_tags(["zz"]) and base.unknown_tags(["zz"]) == ["zz"]
+    zz = grown.allowed(np.arange(1, 9), FilterSpec(include_tags=("zz",)))
+    assert np.arange(1, 9)[zz].tolist() == [8]
     assert grown.by_popularity.tolist() == [1, 2, 3, 4, 5, 6, 8]
     assert (grown.id_index["n6"], grown.id_index["n8"]) == (6, 8)
     assert grown.rank_rows(np.array([6, 8, 7, 9])).tolist() == [0, 3, 0, 0]

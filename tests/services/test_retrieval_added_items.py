@@ -85,11 +85,17 @@ def test_an_added_item_is_retrieved_for_a_user_it_suits(retriever, user):
     assert found.rank_as is not None and found.rank_as[0] == added.proxy
     np.testing.assert_array_equal(found.rank_as[1:], found.item_indices[1:])
     assert retriever.catalog.index("new-1") == n_rows
-    # Tag filters: a bundle tag works; the unknown tag is ignored for filtering.
+    # Tag filters: a bundle tag works, and so does the tag the added item brought (tags are
+    # data: the vocabulary grows); a tag nobody carries is still refused.
     assert n_rows in retriever.retrieve(user, 10, FilterSpec(include_tags=(tag,))).item_indices
     assert n_rows not in retriever.retrieve(user, 10, FilterSpec(exclude_tags=(tag,))).item_indices
+    only_new = retriever.retrieve(user, 10, FilterSpec(include_tags=("brand-new-tag",)))
+    assert only_new.item_indices.tolist() == [n_rows]
+    without = retriever.retrieve(user, 10, FilterSpec(exclude_tags=("brand-new-tag",)))
+    assert n_rows not in without.item_indices and without.item_indices.size == 10
+    assert "brand-new-tag" in [t for t, _ in retriever.tag_affinities(user, 1000)]
     with pytest.raises(InvalidArgument):
-        retriever.retrieve(user, 10, FilterSpec(include_tags=("brand-new-tag",)))
+        retriever.retrieve(user, 10, FilterSpec(include_tags=("no-such-tag",)))
     assert (
         n_rows
         not in retriever.retrieve(user, 10, FilterSpec(exclude_items=("new-1",))).item_indices

@@ -25,3 +25,26 @@ def test_each_epoch_draws_at_most_the_budget_afresh() -> None:
         progress=False)  # fmt: skip
     assert len(first) == len(set(first)) == 30 and len(seen[-1]) == 30
     assert set(first) != set(seen[-1])  # another seed, another sample
+
+
+def test_large_embedding_tables_train_with_sparse_gradients(monkeypatch) -> None:
+    """Tables above SPARSE_EMBEDDING_ROWS step with SparseAdam (only the rows a batch touched
+    move); the rest with AdamW; afterwards the tables are plain again (for export)."""
+    import training.models.train as train_module
+
+    monkeypatch.setattr(train_module, "SPARSE_EMBEDDING_ROWS", 50)
+    torch.manual_seed(0)
+    big, small = nn.Embedding(100, 4), nn.Embedding(10, 4)
+    model = nn.ModuleDict({"big": big, "small": small})
+    before_big, before_small = big.weight.detach().clone(), small.weight.detach().clone()
+
+    def loss(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return (big(batch["items"]).sum(1) + small(batch["items"] % 10).sum(1)).pow(2).mean()
+
+    examples = {"items": torch.tensor([3, 7]), "user_index": torch.zeros(2, dtype=torch.long)}
+    fit(model, loss, examples, FitConfig(epochs=1, batch_size=2, lr=0.1, user_dropout=0.0),
+        desc="t", progress=False)  # fmt: skip
+    moved = (big.weight.detach() != before_big).any(1)
+    assert moved.nonzero().flatten().tolist() == [3, 7]  # only the rows the batch used
+    assert (small.weight.detach() != before_small).any()
+    assert not big.sparse and not small.sparse

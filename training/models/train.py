@@ -115,9 +115,7 @@ def fit(
         step = nn.parallel.DistributedDataParallel(
             step, device_ids=[ctx.local_rank] if ctx.backend == "nccl" else None
         )
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-    )
+    optimizer = _optimizer(model, config, distributed_run=ctx is not None)
     n_all = len(examples["items"])
     n = min(n_all, config.examples_per_epoch or n_all)
     n_batches = (n + config.batch_size - 1) // config.batch_size
@@ -157,5 +155,54 @@ def fit(
         losses.append(distributed.mean_across_ranks(total / n_batches))
         if progress and distributed.is_main():
             tqdm.write(f"  {desc} epoch {epoch + 1}/{config.epochs}: loss {losses[-1]:.4f}")
+    for table in _large_tables(model):
+        table.sparse = False  # back to the default for export and later use
     model.to("cpu").eval()
     return {"epoch_losses": losses, "seconds": time.perf_counter() - start}
+
+
+# Embedding tables with more rows than this train with sparse gradients (SparseAdam): AdamW
+# would read and write every row of a 1M x 48 table, and its two moment buffers, at every step
+# although a batch touches a few thousand rows (the optimizer, not the model, was the cost).
+SPARSE_EMBEDDING_ROWS = 100_000
+
+
+def _large_tables(model: nn.Module) -> list[nn.Embedding]:
+    return [
+        m
+        for m in model.modules()
+        if isinstance(m, nn.Embedding)
+        and m.num_embeddings > SPARSE_EMBEDDING_ROWS
+        and m.weight.requires_grad
+    ]
+
+
+class _Optimizers:
+    """AdamW for the dense parameters and SparseAdam for the large embedding tables, stepped
+    together (SparseAdam has no weight decay: the large tables train without it)."""
+
+    def __init__(self, parts: list[torch.optim.Optimizer]) -> None:
+        self.parts = parts
+
+    def step(self) -> None:
+        for part in self.parts:
+            part.step()
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for part in self.parts:
+            part.zero_grad(set_to_none=set_to_none)
+
+
+def _optimizer(
+    model: nn.Module, config: FitConfig, distributed_run: bool
+) -> torch.optim.Optimizer | _Optimizers:
+    tables = [] if distributed_run else _large_tables(model)  # NCCL has no sparse all-reduce
+    sparse_ids = {id(t.weight) for t in tables}
+    dense = [p for p in model.parameters() if id(p) not in sparse_ids]
+    adamw = torch.optim.AdamW(dense, lr=config.lr, weight_decay=config.weight_decay)
+    if not tables:
+        return adamw
+    for table in tables:
+        table.sparse = True
+    sparse = torch.optim.SparseAdam([t.weight for t in tables], lr=config.lr)
+    return _Optimizers([adamw, sparse])

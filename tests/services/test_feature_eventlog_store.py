@@ -183,6 +183,7 @@ def test_durability_settings_from_env(tmp_path):
     assert settings.log == LogSettings(tmp_path, "always", 0.0025, 512, 8 << 20)
     assert settings.snapshot_every == 0 and not settings.keep_segments
     assert DurabilitySettings.from_env({"RECSERVE_FEATURE_LOG_DIR": "none"}).log is None
-    assert DurabilitySettings.from_env({}).log.directory == Path("state/feature-log")
+    # A relative setting is made absolute against the start-up directory (printed at start-up).
+    assert DurabilitySettings.from_env({}).log.directory == Path("state/feature-log").resolve()
     with pytest.raises(ConfigError, match="RECSERVE_FEATURE_FSYNC"):
         DurabilitySettings.from_env({"RECSERVE_FEATURE_FSYNC": "sometimes"})

@@ -63,7 +63,9 @@ class Retriever:
         tag_pop = index.tag_masks.astype(np.float64) @ catalog.popularity.astype(np.float64)
         total = tag_pop.sum()
         n_tags = len(index.tags)
-        self._tag_popularity = tag_pop / total if total > 0 else np.full(n_tags, 1.0 / n_tags)
+        # A catalog without tags (e.g. groceries without metadata) has an empty distribution.
+        uniform = np.full(n_tags, 1.0 / max(n_tags, 1))
+        self._tag_popularity = tag_pop / total if total > 0 else uniform
         self.added = AddedItems(catalog, encoder, index.embeddings.shape[1])
 
     @classmethod

@@ -1,11 +1,11 @@
 """Next-basket baselines, each tuned on the validation basket (fit -> valid) and refit on train.
 
-    popularity           items by number of training users (training.evaluate.references)
-    user frequency       the user's own most bought items, ties by the latest purchase; the
-                         remaining slots by popularity (P-TopFreq in Li et al. 2021, "A Next
-                         Basket Recommendation Reality Check": the strongest simple baseline)
-    item-kNN, EASE,      training.evaluate.references on the binary user x item matrix, with
-    implicit ALS         the user's own items allowed (groceries are bought again)
+popularity           items by number of training users (training.evaluate.references)
+user frequency       the user's own most bought items, ties by the latest purchase; the
+                     remaining slots by popularity (P-TopFreq in Li et al. 2021, "A Next
+                     Basket Recommendation Reality Check": the strongest simple baseline)
+item-kNN, EASE,      training.evaluate.references on the binary user x item matrix, with
+implicit ALS         the user's own items allowed (groceries are bought again)
 """
 
 from __future__ import annotations
@@ -106,8 +106,10 @@ def grids() -> dict[str, list[tuple[dict[str, Any], Factory]]]:
         "user_frequency": [({}, UserFrequency)],
         "item_knn": [({"neighbours": n}, lambda _ev, n=n: R.ItemKNN(n)) for n in KNN_GRID],
         "ease": [
-            ({"lambda": lam, "min_users": EASE_MIN_USERS},
-             lambda _ev, lam=lam: R.EASE(lam, EASE_MIN_USERS))
+            (
+                {"lambda": lam, "min_users": EASE_MIN_USERS},
+                lambda _ev, lam=lam: R.EASE(lam, EASE_MIN_USERS),
+            )
             for lam in EASE_GRID
         ],  # fmt: skip
         "implicit_als": [(p, als(p)) for p in ALS_GRID],

@@ -122,9 +122,7 @@ class Relevant:
         return sum(len(v) for v in self.repeat.values()) / max(n_all, 1)
 
 
-def score_baskets(
-    recommended: Mapping[str, Sequence[str]], relevant: Relevant
-) -> dict[str, float]:
+def score_baskets(recommended: Mapping[str, Sequence[str]], relevant: Relevant) -> dict[str, float]:
     """Recall@20 and NDCG@10 over the basket's distinct items; repeat and new Recall@20."""
     return {
         f"recall@{K_RECALL}": M.recall_at_k(recommended, relevant.all, K_RECALL),

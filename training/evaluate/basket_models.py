@@ -111,7 +111,7 @@ def grids() -> dict[str, list[tuple[dict[str, Any], Factory]]]:
                 lambda _ev, lam=lam: R.EASE(lam, EASE_MIN_USERS),
             )
             for lam in EASE_GRID
-        ],  # fmt: skip
+        ],
         "implicit_als": [(p, als(p)) for p in ALS_GRID],
     }
 

@@ -114,12 +114,12 @@ def run_baskets(cfg: BasketEvalConfig) -> dict[str, Any]:
             "sha256": data.sha256,
             "n_events": data.n_events,
             "repeat": data.config.repeat,
-        },  # fmt: skip
+        },
         "split": {
             **split.describe(),
             "test_repeat_share": test_rel.repeat_share(),
             "valid_repeat_share": valid_rel.repeat_share(),
-        },  # fmt: skip
+        },
         "systems": systems,
         "baselines": {k: v for k, v in info.items() if k != "ours"},
         "ours": info.get("ours"),

@@ -46,15 +46,23 @@ from training.metrics import (
     heldout_ranking_inputs,
 )
 from training.models import ItemTower, Ranker, RankerConfig, TwoTower, TwoTowerConfig, UserTower
-from training.models.negatives import NegativeSampler, retrieval_candidates
+from training.models.negatives import NegativeSampler, history_negatives, retrieval_candidates
 from training.models.ranker import RetrievalScore, ranker_loss
 from training.models.rating import ServedRanker
 from training.models.rating_fit import latest_histories
 from training.models.rating_train import RatingTrainConfig, train_rating_model
-from training.models.train import Batch, FitConfig, fit, make_examples
+from training.models.train import (
+    Batch,
+    FitConfig,
+    basket_items,
+    fit,
+    has_baskets,
+    make_examples,
+)
 from training.split import temporal_split
 
 TORCH_THREADS = 2
+BASKET_WIDTH = 48  # items of one basket kept out of its history negatives (longer: the first 48)
 ENGAGEMENT_UNIT = "interactions"  # the user-value unit of a dataset without money
 # value_epochs None in FULL_EPOCHS: the user-value model's own default.
 FULL_EPOCHS: dict[str, int | None] = {
@@ -105,6 +113,11 @@ class TrainConfig:
     ranker_sampled_negatives: int = 0
     hard_negative_pool: int = 1000
     ranker_uses_retrieval: bool = True
+    # Buy again (the dataset's behaviour.repeat): the history holds at least repeat_history_len
+    # events (the ranker's purchase-record features read it), and each ranker example also gets
+    # ranker_history_negatives of the user's earlier items that are not in its basket.
+    repeat_history_len: int = 200
+    ranker_history_negatives: int = 8
     # The bundle's rating (ranker.onnx `rating`, `p_positive`): a dedicated explicit-feedback
     # model (training.models.rating_train), not a head of the implicit ranker.
     rating: RatingTrainConfig = field(default_factory=RatingTrainConfig)
@@ -244,11 +257,14 @@ def _train_ranker(
     examples: Batch,
     two_tower: TwoTower,
     item_embeddings: np.ndarray,
+    repeat: bool = False,
 ) -> tuple[Ranker, dict[str, Any]]:
     spec = catalog.spec
     model_cfg = RankerConfig(
         hard_negatives=cfg.ranker_hard_negatives,
         sampled_negatives=cfg.ranker_sampled_negatives,
+        repeat_features=repeat,
+        history_negatives=cfg.ranker_history_negatives if repeat else 0,
         positive_threshold=cfg.rating.positive_threshold,
         rating_scale=cfg.rating.scale,
     )
@@ -299,6 +315,21 @@ def _train_ranker(
         "items": examples["items"].unsqueeze(1),  # [B] -> [B, N=1]
         "user_row": examples["user_index"].clone(),
     }
+    n_history = model_cfg.history_negatives
+    if n_history:  # the example's basket (or the item alone): never its own negatives
+        per_item["basket"] = (
+            torch.from_numpy(basket_items(train, BASKET_WIDTH))
+            if has_baskets(train)
+            else per_item["items"]
+        )
+    generator = torch.Generator().manual_seed(cfg.seed + 3)
+
+    def negatives(b: Batch) -> torch.Tensor | None:
+        parts = [sampler(b["user_row"])] if use_negatives else []
+        if n_history:
+            parts.append(history_negatives(b["history"], b["basket"], n_history, generator))
+        return torch.cat(parts, dim=1) if parts else None
+
     info = fit(
         ranker,
         lambda b: ranker_loss(
@@ -309,7 +340,7 @@ def _train_ranker(
             b["items"],
             b["ratings"],
             model_cfg.positive_threshold,
-            sampler(b["user_row"]) if use_negatives else None,
+            negatives(b),
         ),
         per_item,
         fit_cfg,
@@ -445,6 +476,8 @@ def build_bundle_from_events(
         value_data, _ = value_view(value_data, value_data.events)
     else:
         value_data, value_unit = value_view(data, train)
+    if data.config.repeat:  # buy again: the history must reach back over several baskets
+        cfg = dataclasses.replace(cfg, history_len=max(cfg.history_len, cfg.repeat_history_len))
     scale = data.config.ratings  # the dataset's rating scale, for the ranker and rating model
     cfg = dataclasses.replace(
         cfg,
@@ -467,7 +500,7 @@ def build_bundle_from_events(
         item_embeddings = two_tower.item_embeddings(catalog.n_items)
     with steps("train ranker"):
         ranker, rk_info = _train_ranker(
-            cfg, catalog, train_ix, examples, two_tower, item_embeddings
+            cfg, catalog, train_ix, examples, two_tower, item_embeddings, data.config.repeat
         )
     if not distributed.is_main():  # rank 0 evaluates, exports and publishes; the others wait
         distributed.barrier()

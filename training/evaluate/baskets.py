@@ -42,14 +42,16 @@ def basket_source(events: pd.DataFrame) -> str:
 
 
 def last_basket(events: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """-> (rest, last): each user's last basket (by its latest event time, then its first
-    event's position) split off. Users with a single basket stay whole in `rest`."""
+    """-> (rest, last): each user's last basket (the latest to start; ties: to end, then the
+    later in the log) split off. Users with a single basket stay whole in `rest`."""
     key = basket_keys(events)
     frame = events.assign(_basket=key.to_numpy(), _pos=np.arange(len(events)))
     per_basket = frame.groupby(["user_id", "_basket"], sort=False).agg(
-        end=("timestamp", "max"), pos=("_pos", "max")
+        start=("timestamp", "min"), end=("timestamp", "max"), pos=("_pos", "max")
     )
-    per_basket = per_basket.reset_index().sort_values(["user_id", "end", "pos"], kind="stable")
+    per_basket = per_basket.reset_index().sort_values(
+        ["user_id", "start", "end", "pos"], kind="stable"
+    )
     n_baskets = per_basket.groupby("user_id")["_basket"].transform("size")
     last = per_basket.groupby("user_id").tail(1)
     last = last[n_baskets.loc[last.index] >= 2]

@@ -218,7 +218,8 @@ def recommend(
             seen = data.binary[known].toarray() > 0
             seen[chunk < 0] = False
             scores[seen] = -np.inf
-        top = np.argpartition(-scores, k, axis=1)[:, :k]
+        kth = min(k, scores.shape[1]) - 1  # a catalog smaller than k: every item, ranked
+        top = np.argpartition(-scores, kth, axis=1)[:, : kth + 1]
         order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
         top = np.take_along_axis(top, order, axis=1)
         for user, items in zip(user_ids[start : start + batch], top, strict=True):

@@ -81,3 +81,19 @@ class NegativeSampler:
             )
             parts.append(drawn.view(len(users), self.n_sampled))
         return torch.cat(parts, dim=1)
+
+
+def history_negatives(
+    history: torch.Tensor, basket: torch.Tensor, n: int, generator: torch.Generator
+) -> torch.Tensor:
+    """Buy-again negatives: history int64[B, H] (front-filled, 0 = padding), basket int64[B, L]
+    (the items bought together with the example's item, which are not negatives) -> int64[B, n]
+    drawn uniformly from the history positions, so an item comes up as often as it was bought.
+    A draw that is in the basket (or a user without history) becomes item 0, the unknown item."""
+    lengths = (history > 0).sum(dim=1, keepdim=True)  # [B, 1]
+    u = torch.rand(len(history), n, generator=generator)
+    position = (u * lengths).long().clamp(max=history.shape[1] - 1)
+    picked = history.gather(1, position)
+    picked = picked.masked_fill(lengths == 0, 0)
+    in_basket = (picked.unsqueeze(-1) == basket.unsqueeze(1)).any(dim=-1)
+    return picked.masked_fill(in_basket, 0)

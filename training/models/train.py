@@ -33,12 +33,42 @@ class FitConfig:
     seed: int = 0
 
 
+def has_baskets(indexed: pd.DataFrame) -> bool:
+    """Whether every event names its order (basket): the canonical order_id column."""
+    return "order_id" in indexed and bool(len(indexed)) and bool((indexed["order_id"] != "").all())
+
+
+def basket_starts(users: np.ndarray, orders: np.ndarray) -> np.ndarray:
+    """Events sorted by (user, time) -> int64[N]: the row of the first event of each event's
+    basket (a run of consecutive rows with the same user and order id)."""
+    new = np.r_[True, (users[1:] != users[:-1]) | (orders[1:] != orders[:-1])]
+    return np.flatnonzero(new)[np.cumsum(new) - 1]
+
+
+def basket_items(indexed: pd.DataFrame, width: int) -> np.ndarray:
+    """int64[N, width]: for each event (sorted by user, time), the items of its whole basket,
+    0-padded (a basket longer than width keeps its first width items)."""
+    users = indexed["user_index"].to_numpy(np.int64)
+    items = indexed["item_index"].to_numpy(np.int64)
+    start = basket_starts(users, indexed["order_id"].to_numpy())
+    offset = np.arange(len(items)) - start
+    keep = offset < width
+    table = np.zeros((len(items), width), dtype=np.int64)
+    table[start[keep], offset[keep]] = items[keep]  # row `start` holds its basket's items
+    return table[start]
+
+
 def make_examples(catalog: EncodedCatalog, indexed: pd.DataFrame) -> Batch:
     """Indexed events sorted by (user, time) -> tensors user_index [N], profile [N, P],
-    history [N, H], items [N], ratings [N] (NaN for events without a rating)."""
+    history [N, H], items [N], ratings [N] (NaN for events without a rating).
+
+    With baskets (order ids), an event's history is the one before its basket began: what the
+    feature service serves when the next basket is recommended (nothing of it bought yet)."""
     users = indexed["user_index"].to_numpy(np.int64, copy=True)
     items = indexed["item_index"].to_numpy(np.int64, copy=True)
     history = sliding_histories(users, items, catalog.spec.history_len)
+    if has_baskets(indexed):
+        history = history[basket_starts(users, indexed["order_id"].to_numpy())]
     ratings = indexed["rating"].to_numpy(np.float32, copy=True)
     return {
         "user_index": torch.from_numpy(users),

@@ -86,14 +86,18 @@ class NegativeSampler:
 def history_negatives(
     history: torch.Tensor, basket: torch.Tensor, n: int, generator: torch.Generator
 ) -> torch.Tensor:
-    """Buy-again negatives: history int64[B, H] (front-filled, 0 = padding), basket int64[B, L]
-    (the items bought together with the example's item, which are not negatives) -> int64[B, n]
-    drawn uniformly from the history positions, so an item comes up as often as it was bought.
-    A draw that is in the basket (or a user without history) becomes item 0, the unknown item."""
-    lengths = (history > 0).sum(dim=1, keepdim=True)  # [B, 1]
-    u = torch.rand(len(history), n, generator=generator)
-    position = (u * lengths).long().clamp(max=history.shape[1] - 1)
-    picked = history.gather(1, position)
-    picked = picked.masked_fill(lengths == 0, 0)
+    """Buy-again negatives: history int64[B, H] (0 = padding), basket int64[B, L] (the items
+    bought together with the example's item, which are not negatives) -> int64[B, n] drawn
+    uniformly over the distinct items of the history, as serving offers each earlier item once
+    (drawing history positions would offer an item as often as it was bought, and cancel the
+    very frequency signal the ranker must learn). A draw in the basket, or a user without
+    history, becomes item 0, the unknown item."""
+    filled = history > 0
+    copies = (history.unsqueeze(2) == history.unsqueeze(1)).sum(dim=2)  # [B, H]
+    weights = torch.where(filled, 1.0 / copies.clamp(min=1).to(torch.float32), 0.0)
+    empty = ~filled.any(dim=1, keepdim=True)  # [B, 1]
+    weights = weights.masked_fill(empty, 1.0)  # any position; masked to item 0 below
+    position = torch.multinomial(weights, n, replacement=True, generator=generator)
+    picked = history.gather(1, position).masked_fill(empty, 0)
     in_basket = (picked.unsqueeze(-1) == basket.unsqueeze(1)).any(dim=-1)
     return picked.masked_fill(in_basket, 0)

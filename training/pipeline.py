@@ -516,7 +516,12 @@ def build_bundle_from_events(
     if valid_ix is not None:
         with steps("evaluate"):
             metrics["retrieval"] = evaluate_retrieval(
-                two_tower.user_tower, item_embeddings, catalog, train_ix, valid_ix
+                two_tower.user_tower,
+                item_embeddings,
+                catalog,
+                train_ix,
+                valid_ix,
+                repeat=data.config.repeat,
             )
             if rating_model is not None:
                 mean = float(train["rating"].mean())

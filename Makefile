@@ -129,8 +129,8 @@ bench-gpu: install  ## ranking: raw ONNX Runtime (run, IO binding, CUDA graph) v
 	@test -f $(ARTIFACTS)/LATEST || $(MAKE) train
 	$(PY) -m bench.gpu --artifacts $(ARTIFACTS) --version $(VERSION) --out bench-results-gpu $(BENCH_GPU_ARGS)
 
-eval: data  ## offline evaluation from scratch: splits, references, ours (3 ways), tags, 5-fold ratings -> reports/eval.md
-	nice $(PY) -m training.evaluate run --data-dir $(DATA_DIR) $(EVAL_ARGS)
+eval: data  ## offline evaluation: MovieLens (splits, references, ours 3 ways, tags, 5-fold ratings) -> reports/eval.md; DATA=instacart: next-basket -> reports/eval_instacart.md
+	nice $(PY) -m training.evaluate run --data-dir $(DATA_DIR) $(if $(filter-out movielens,$(DATA)),--data $(DATA)) $(EVAL_ARGS)
 
 eval-byo: data  ## bring your own split: make eval-byo TRAIN=train.tsv TEST=test.tsv [ITEMS=items.csv USERS=users.csv CONFIG=dataset.toml | BYO_DATA=movielens]
 	$(PY) -m training.evaluate byo --train $(TRAIN) --test $(TEST) --data-dir $(DATA_DIR) --out $(or $(OUT),runs/eval/byo) \

@@ -46,15 +46,17 @@ def evaluate_retrieval(
     test: pd.DataFrame,
     k_recall: int = 20,
     k_ndcg: int = 10,
+    repeat: bool = False,
 ) -> dict[str, float]:
     """train/test: indexed events sorted by (user, time). Also reports popularity and random
-    baselines under the same exclusions."""
+    baselines under the same exclusions. repeat (the dataset's behaviour.repeat): training
+    items are neither excluded nor dropped from the relevant set (groceries are bought again)."""
     seen = train.groupby("user_index")["item_index"].apply(list).to_dict()
     held = test.groupby("user_index")["item_index"].apply(set).to_dict()
     users, histories, relevant = [], [], []
     for user, items in held.items():
         past = seen.get(user, [])
-        rel = items - set(past)
+        rel = items if repeat else items - set(past)
         if rel:
             users.append(user)
             histories.append(pad_history(past[::-1], catalog.spec.history_len))
@@ -70,7 +72,7 @@ def evaluate_retrieval(
     exclude = np.zeros((len(users), catalog.n_items), dtype=bool)
     exclude[:, 0] = True
     for row, user in enumerate(users):
-        exclude[row, seen.get(user, [])] = True
+        exclude[row, [] if repeat else seen.get(user, [])] = True
     k = max(k_recall, k_ndcg)
     model_scores = np.where(exclude, -np.inf, queries @ item_embeddings.T)
     popular_scores = np.where(exclude, -np.inf, np.broadcast_to(popularity, exclude.shape))

@@ -47,15 +47,23 @@ from training.metrics import (
     heldout_ranking_inputs,
 )
 from training.models import ItemTower, Ranker, RankerConfig, TwoTower, TwoTowerConfig, UserTower
-from training.models.negatives import NegativeSampler, retrieval_candidates
+from training.models.negatives import NegativeSampler, history_negatives, retrieval_candidates
 from training.models.ranker import RetrievalScore, ranker_loss
 from training.models.rating import ServedRanker
 from training.models.rating_fit import latest_histories
 from training.models.rating_train import RatingTrainConfig, train_rating_model
-from training.models.train import Batch, FitConfig, fit, make_examples
+from training.models.train import (
+    Batch,
+    FitConfig,
+    basket_items,
+    fit,
+    has_baskets,
+    make_examples,
+)
 from training.split import temporal_split
 
 TORCH_THREADS = 2
+BASKET_WIDTH = 48  # items of one basket kept out of its history negatives (longer: the first 48)
 # value_epochs None in FULL_EPOCHS: the user-value model's own default.
 FULL_EPOCHS: dict[str, int | None] = {
     "retrieval_epochs": 8,
@@ -112,6 +120,11 @@ class TrainConfig:
     ranker_uses_retrieval: bool = True
     # Examples per epoch at most (two-tower and ranker); larger logs sample each epoch afresh.
     examples_per_epoch: int = 2_500_000
+    # Buy again (the dataset's behaviour.repeat): the history holds at least repeat_history_len
+    # events (the ranker's purchase-record features read it), and each ranker example also gets
+    # ranker_history_negatives of the user's earlier items that are not in its basket.
+    repeat_history_len: int = 200
+    ranker_history_negatives: int = 8
     # The bundle's rating (ranker.onnx `rating`, `p_positive`): a dedicated explicit-feedback
     # model (training.models.rating_train), not a head of the implicit ranker.
     rating: RatingTrainConfig = field(default_factory=RatingTrainConfig)
@@ -268,6 +281,7 @@ def _train_ranker(
     examples: Batch,
     two_tower: TwoTower,
     item_embeddings: np.ndarray,
+    repeat: bool = False,
 ) -> tuple[Ranker, dict[str, Any]]:
     spec = catalog.spec
     hard, sampled = cfg.ranker_hard_negatives, cfg.ranker_sampled_negatives
@@ -278,6 +292,8 @@ def _train_ranker(
     model_cfg = RankerConfig(
         hard_negatives=hard,
         sampled_negatives=sampled,
+        repeat_features=repeat,
+        history_negatives=cfg.ranker_history_negatives if repeat else 0,
         positive_threshold=cfg.rating.positive_threshold,
         rating_scale=cfg.rating.scale,
     )
@@ -329,6 +345,21 @@ def _train_ranker(
         "items": examples["items"].unsqueeze(1),  # [B] -> [B, N=1]
         "user_row": examples["user_index"].clone(),
     }
+    n_history = model_cfg.history_negatives
+    if n_history:  # the example's basket (or the item alone): never its own negatives
+        per_item["basket"] = (
+            torch.from_numpy(basket_items(train, BASKET_WIDTH))
+            if has_baskets(train)
+            else per_item["items"]
+        )
+    generator = torch.Generator().manual_seed(cfg.seed + 3)
+
+    def negatives(b: Batch) -> torch.Tensor | None:
+        parts = [sampler(b["user_row"])] if use_negatives else []
+        if n_history:
+            parts.append(history_negatives(b["history"], b["basket"], n_history, generator))
+        return torch.cat(parts, dim=1) if parts else None
+
     info = fit(
         ranker,
         lambda b: ranker_loss(
@@ -339,7 +370,7 @@ def _train_ranker(
             b["items"],
             b["ratings"],
             model_cfg.positive_threshold,
-            sampler(b["user_row"]) if use_negatives else None,
+            negatives(b),
         ),
         per_item,
         fit_cfg,
@@ -492,6 +523,8 @@ def build_bundle_from_events(
         value_data, value_unit = value_view(data, train)
     _check_value_span(value_data)  # before any training: refuse early, with the reason
     value_data = _sample_customers(value_data, VALUE_MAX_CUSTOMERS, cfg.seed)
+    if data.config.repeat:  # buy again: the history must reach back over several baskets
+        cfg = dataclasses.replace(cfg, history_len=max(cfg.history_len, cfg.repeat_history_len))
     scale = data.config.ratings  # the dataset's rating scale, for the ranker and rating model
     cfg = dataclasses.replace(
         cfg,
@@ -514,7 +547,7 @@ def build_bundle_from_events(
         item_embeddings = two_tower.item_embeddings(catalog.n_items)
     with steps("train ranker"):
         ranker, rk_info = _train_ranker(
-            cfg, catalog, train_ix, examples, two_tower, item_embeddings
+            cfg, catalog, train_ix, examples, two_tower, item_embeddings, data.config.repeat
         )
     if not distributed.is_main():  # rank 0 evaluates, exports and publishes; the others wait
         distributed.barrier()
@@ -532,6 +565,7 @@ def build_bundle_from_events(
             metrics["retrieval"] = evaluate_retrieval(
                 two_tower.user_tower, item_embeddings, catalog, train_ix,
                 _sample_users(valid_ix, RETRIEVAL_EVAL_MAX_SCORES // catalog.n_items, cfg.seed),
+                repeat=data.config.repeat,
             )  # fmt: skip
             if rating_model is not None:
                 mean = float(train["rating"].mean())

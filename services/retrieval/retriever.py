@@ -47,9 +47,12 @@ class Retriever:
         max_k: int = DEFAULT_MAX_K,
         tag_temperature: float = DEFAULT_TAG_TEMPERATURE,
         encoder=None,
+        buy_again: bool = False,
     ) -> None:
         """encoder: the bundle's ContentEncoder (or any object with .encode(texts) -> float32
-        [N, D]); None = new items need explicit embeddings."""
+        [N, D]); None = new items need explicit embeddings. buy_again (the bundle's dataset
+        says repeat = true): a search that may return seen items also returns the user's
+        earlier items (see retrieve)."""
         self._session = session
         self.index = index
         self.catalog = catalog
@@ -59,14 +62,14 @@ class Retriever:
         self.provider = provider
         self.max_k = max_k
         self.tag_temperature = tag_temperature
+        self.buy_again = buy_again
         # Cold users: each tag's share of training interactions.
         tag_pop = index.tag_masks.astype(np.float64) @ catalog.popularity.astype(np.float64)
         total = tag_pop.sum()
         n_tags = len(index.tags)
-        # A dataset without tags has no tag affinities (RecommendTags answers with none).
-        self._tag_popularity = (
-            tag_pop / total if total > 0 else np.full(n_tags, 1.0 / max(n_tags, 1))
-        )
+        # A catalog without tags (e.g. groceries without metadata) has an empty distribution.
+        uniform = np.full(n_tags, 1.0 / max(n_tags, 1))
+        self._tag_popularity = tag_pop / total if total > 0 else uniform
         self.added = AddedItems(catalog, encoder, index.embeddings.shape[1])
 
     @classmethod
@@ -108,6 +111,7 @@ class Retriever:
             max_k=max_k,
             tag_temperature=tag_temperature,
             encoder=ContentEncoder.from_bundle(bundle) if encoder is _FROM_BUNDLE else encoder,
+            buy_again=bundle.dataset.repeat,
         )
 
     def _check_k(self, k: int) -> None:
@@ -162,9 +166,38 @@ class Retriever:
         excluded = self.catalog.indices(filters.exclude_items)
         if filters.exclude_seen:
             excluded = np.concatenate((excluded, np.asarray(user.seen, dtype=np.int64)))
-        return self._with_rank_as(
-            self.index.search(query, k, self.index.eligible(filters, excluded))
-        )
+        eligible = self.index.eligible(filters, excluded)
+        found = self.index.search(query, k, eligible)
+        if self.buy_again and not filters.exclude_seen:
+            found = self._with_bought(found, query, user.seen, k, eligible)
+        return self._with_rank_as(found)
+
+    def _with_bought(
+        self,
+        found: CandidateList,
+        query: np.ndarray,
+        seen: np.ndarray,
+        k: int,
+        eligible: np.ndarray | None,
+    ) -> CandidateList:
+        """Buy again: the user's earlier items (the best k of them by the retrieval score, the
+        filters honoured) join the top k whether or not the search reached them, so the ranker
+        sees them; -> up to 2k candidates, best first."""
+        bought = np.asarray(seen, dtype=np.int64)
+        bought = bought[(bought > 0) & (bought < self.index.embeddings.shape[0])]
+        if eligible is not None:
+            bought = bought[eligible[bought]]
+        bought = np.setdiff1d(bought, found.item_indices)
+        if bought.size == 0:
+            return found
+        scores = self.index.embeddings[bought] @ np.asarray(query, dtype=np.float32)
+        if bought.size > k:
+            top = np.argpartition(-scores, k - 1)[:k]
+            bought, scores = bought[top], scores[top]
+        rows = np.concatenate((found.item_indices, bought))
+        merged = np.concatenate((found.scores, scores.astype(np.float32)))
+        order = np.argsort(-merged, kind="stable")
+        return CandidateList(rows[order], merged[order])
 
     def similar(self, item_id: str, k: int, filters: FilterSpec = NO_FILTERS) -> CandidateList:
         """Items closest to `item_id` (never itself). exclude_seen has no user here: ignored."""

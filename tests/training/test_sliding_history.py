@@ -39,7 +39,7 @@ def test_rows_give_the_same_rows_of_the_whole() -> None:
 
 def test_sliding_history_builds_each_batch() -> None:
     users, items = log(2)
-    lazy = SlidingHistory(users, items, 6)
+    lazy = SlidingHistory(users, items, 6, None)
     rows = torch.tensor([5, 1, 99])
     assert len(lazy) == 120
     np.testing.assert_array_equal(lazy[rows].numpy(), naive(users, items, 6)[rows.numpy()])

@@ -20,7 +20,7 @@ CONFIG_FILE = "dataset.toml"
 TABLES: tuple[str, ...] = ("events", "items", "users")
 # Contract columns per table (the names a file uses unless [columns.<table>] renames them).
 EVENT_FIELDS: tuple[str, ...] = (
-    "user_id", "item_id", "timestamp", "event_type", "rating", "value", "quantity",
+    "user_id", "item_id", "timestamp", "event_type", "rating", "value", "quantity", "order_id",
 )  # fmt: skip
 ITEM_FIELDS: tuple[str, ...] = ("item_id", "title", "description", "tags", "price", "available")
 USER_FIELDS: tuple[str, ...] = ("user_id",)

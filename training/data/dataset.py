@@ -178,9 +178,10 @@ def _events(
         problems += bad + table.problems(quantity < 0, "quantity", "negative quantity")
     event_type = f.get("event_type")
     weight = _weights(table, event_type, config, problems)
+    order_id = f["order_id"].to_numpy(dtype=object) if "order_id" in f else None
     return make_events(
         users, item_ids, stamps, rating=rating, value=value,
-        event_type=event_type, quantity=quantity, weight=weight,
+        event_type=event_type, quantity=quantity, weight=weight, order_id=order_id,
     )  # fmt: skip
 
 

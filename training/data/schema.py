@@ -12,9 +12,11 @@ from training.data.contract import DatasetConfig
 # user_id: str, item_id: str, timestamp: int64 unix seconds, rating: float32 (NaN when the
 # source has none), value: float32 (money when the dataset has money, else 1.0 per interaction),
 # event_type: str ("" when the source has none), quantity: float32 (NaN when absent),
-# weight: float32 (implicit-feedback weight of the event type, dataset.toml [event_weights]).
+# weight: float32 (implicit-feedback weight of the event type, dataset.toml [event_weights]),
+# order_id: str (the basket / order an event belongs to; "" when the source has none).
 EVENT_COLUMNS: tuple[str, ...] = (
     "user_id", "item_id", "timestamp", "rating", "value", "event_type", "quantity", "weight",
+    "order_id",
 )  # fmt: skip
 
 
@@ -61,6 +63,7 @@ def make_events(
     event_type: np.ndarray | pd.Series | None = None,
     quantity: np.ndarray | pd.Series | None = None,
     weight: np.ndarray | pd.Series | None = None,
+    order_id: np.ndarray | pd.Series | None = None,
 ) -> pd.DataFrame:
     """Build an events frame in the canonical schema, sorted by (timestamp, user_id)."""
     n = len(user_id)
@@ -82,6 +85,9 @@ def make_events(
             if quantity is None
             else np.asarray(quantity, np.float32),
             "weight": np.ones(n, np.float32) if weight is None else np.asarray(weight, np.float32),
+            "order_id": np.full(n, "", object)
+            if order_id is None
+            else pd.Series(order_id).fillna("").astype(str).to_numpy(dtype=object),
         }
     )
     return frame.sort_values(["timestamp", "user_id"], kind="stable").reset_index(drop=True)

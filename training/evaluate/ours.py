@@ -27,7 +27,6 @@ from services.retrieval.retriever import Retriever
 from training.data import InteractionData
 
 CANDIDATES = 200
-EXCLUDE_SEEN = FilterSpec(exclude_seen=True)
 
 
 def train_bundle(
@@ -89,38 +88,49 @@ class OurModel:
     def _ids(self, rows: np.ndarray) -> list[str]:
         return self.store.catalog.vocab.ids_of(np.asarray(rows, dtype=np.int64))
 
-    def retrieve(self, user_ids: Sequence[str], k: int = 100) -> dict[str, list[str]]:
-        """Retrieval alone: the top k by the user tower, seen items excluded inside FAISS."""
+    def retrieve(
+        self, user_ids: Sequence[str], k: int = 100, *, exclude_seen: bool = True
+    ) -> dict[str, list[str]]:
+        """Retrieval alone: the top k by the user tower, seen items excluded inside FAISS
+        (unless not exclude_seen: a dataset whose items are bought again)."""
+        filters = FilterSpec(exclude_seen=exclude_seen)
         out = {}
         for user_id in user_ids:
             user = self.user(user_id)
             if user.is_cold:
-                out[str(user_id)] = self._popular(user, k)
+                out[str(user_id)] = self._popular(user, k, exclude_seen)
                 continue
-            found = self.retriever.retrieve(user, k, EXCLUDE_SEEN)
+            found = self.retriever.retrieve(user, k, filters)
             out[str(user_id)] = self._ids(found.item_indices)
         return out
 
     def two_stage(
-        self, user_ids: Sequence[str], k: int = 100, candidates: int = CANDIDATES
+        self,
+        user_ids: Sequence[str],
+        k: int = 100,
+        candidates: int = CANDIDATES,
+        *,
+        exclude_seen: bool = True,
     ) -> dict[str, list[str]]:
         """Retrieval top-N, re-ranked by the ranker's P(interact) (the gateway's order)."""
+        filters = FilterSpec(exclude_seen=exclude_seen)
         out = {}
         for user_id in user_ids:
             user = self.user(user_id)
             if user.is_cold:
-                out[str(user_id)] = self._popular(user, k)
+                out[str(user_id)] = self._popular(user, k, exclude_seen)
                 continue
-            found = self.retriever.retrieve(user, max(candidates, k), EXCLUDE_SEEN)
+            found = self.retriever.retrieve(user, max(candidates, k), filters)
             scores = self.ranker.rank(user, found.item_indices).p_interact
             order = np.argsort(-scores, kind="stable")[:k]
             out[str(user_id)] = self._ids(found.item_indices[order])
         return out
 
-    def _popular(self, user: UserState, k: int) -> list[str]:
+    def _popular(self, user: UserState, k: int, exclude_seen: bool = True) -> list[str]:
         pop = self.store.catalog.popularity.astype(np.float64)
         pop[0] = -np.inf
-        pop[user.seen] = -np.inf
+        if exclude_seen:
+            pop[user.seen] = -np.inf
         return self._ids(np.argsort(-pop, kind="stable")[:k])
 
     def predict(self, pairs: pd.DataFrame, batch: int = 1000) -> pd.DataFrame:

@@ -4,6 +4,7 @@ Top-K (implicit feedback: every rated item is a positive):
     Popularity            items by number of training users
     ItemKNN               cosine item-item similarity, top-n neighbours per item (Sarwar 2001)
     ImplicitALS           weighted matrix factorisation, confidence 1 + alpha (Hu et al. 2008)
+    EASE                  closed-form item-item linear autoencoder, zero diagonal (Steck 2019)
 Rating:
     GlobalMean, Biases    mu, and mu + b_u + b_i (regularised, alternating least squares)
     BiasedMF              mu + b_u + b_i + p_u·q_i by ALS with weighted-lambda regularisation
@@ -162,14 +163,49 @@ class ImplicitALS:
         return self.user_factors[rows] @ self.item_factors.T
 
 
-TopKModel = Popularity | ItemKNN | ImplicitALS
+class EASE:
+    """B = argmin ||X - XB||² + lam·||B||², diag(B) = 0, in closed form: P = (XᵀX + lam·I)⁻¹,
+    B = -P / diag(P) off the diagonal. Items with fewer than `min_users` training users are
+    left out of the I × I solve (they score 0): it costs O(I³) time and I² float64 memory."""
+
+    name = "ease"
+
+    def __init__(self, lam: float = 500.0, min_users: int = 1) -> None:
+        self.lam, self.min_users = lam, min_users
+
+    def fit(self, data: Interactions) -> EASE:
+        x = data.binary.tocsc()
+        self.columns = np.flatnonzero(np.asarray(x.sum(axis=0)).ravel() >= self.min_users)
+        xs = x[:, self.columns]
+        gram = (xs.T @ xs).toarray()
+        gram[np.diag_indices_from(gram)] += self.lam
+        p = np.linalg.inv(gram)
+        del gram
+        self.weights = p / -np.diag(p)[None, :]
+        np.fill_diagonal(self.weights, 0.0)
+        return self
+
+    def scores(self, data: Interactions, rows: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(rows), data.binary.shape[1]))
+        out[:, self.columns] = data.binary[rows][:, self.columns] @ self.weights
+        return out
+
+
+TopKModel = Popularity | ItemKNN | ImplicitALS | EASE
 
 
 def recommend(
-    model: TopKModel, data: Interactions, user_ids: Sequence[str], k: int, batch: int = 512
+    model: TopKModel,
+    data: Interactions,
+    user_ids: Sequence[str],
+    k: int,
+    batch: int = 512,
+    *,
+    exclude_seen: bool = True,
 ) -> dict[str, list[str]]:
-    """Full ranking over the catalog minus each user's training items -> {user: top-k ids}.
-    Users unknown to training get the most popular items."""
+    """Full ranking over the catalog minus each user's training items (all items when not
+    exclude_seen: groceries are bought again) -> {user: top-k ids}. Users unknown to training
+    get the most popular items."""
     rows = data.user_rows(user_ids)
     popular = np.asarray(data.binary.sum(axis=0)).ravel()
     out: dict[str, list[str]] = {}
@@ -178,11 +214,13 @@ def recommend(
         known = np.maximum(chunk, 0)
         scores = np.asarray(model.scores(data, known), dtype=np.float64)
         scores[chunk < 0] = popular
-        seen = data.binary[known].toarray() > 0
-        seen[chunk < 0] = False
-        scores[seen] = -np.inf
-        # A catalog smaller than k: every item, best first, minus the user's own.
-        top = np.argpartition(-scores, min(k, scores.shape[1] - 1), axis=1)[:, :k]
+        if exclude_seen:
+            seen = data.binary[known].toarray() > 0
+            seen[chunk < 0] = False
+            scores[seen] = -np.inf
+        # A catalog smaller than k: every item, ranked (and then minus the user's own).
+        kth = min(k, scores.shape[1]) - 1
+        top = np.argpartition(-scores, kth, axis=1)[:, : kth + 1]
         ranked = np.take_along_axis(scores, top, axis=1)
         order = np.argsort(-ranked, axis=1, kind="stable")
         top = np.take_along_axis(top, order, axis=1)

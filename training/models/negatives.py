@@ -82,3 +82,23 @@ class NegativeSampler:
             )
             parts.append(drawn.view(len(users), self.n_sampled))
         return torch.cat(parts, dim=1)
+
+
+def history_negatives(
+    history: torch.Tensor, basket: torch.Tensor, n: int, generator: torch.Generator
+) -> torch.Tensor:
+    """Buy-again negatives: history int64[B, H] (0 = padding), basket int64[B, L] (the items
+    bought together with the example's item, which are not negatives) -> int64[B, n] drawn
+    uniformly over the distinct items of the history, as serving offers each earlier item once
+    (drawing history positions would offer an item as often as it was bought, and cancel the
+    very frequency signal the ranker must learn). A draw in the basket, or a user without
+    history, becomes item 0, the unknown item."""
+    filled = history > 0
+    copies = (history.unsqueeze(2) == history.unsqueeze(1)).sum(dim=2)  # [B, H]
+    weights = torch.where(filled, 1.0 / copies.clamp(min=1).to(torch.float32), 0.0)
+    empty = ~filled.any(dim=1, keepdim=True)  # [B, 1]
+    weights = weights.masked_fill(empty, 1.0)  # any position; masked to item 0 below
+    position = torch.multinomial(weights, n, replacement=True, generator=generator)
+    picked = history.gather(1, position).masked_fill(empty, 0)
+    in_basket = (picked.unsqueeze(-1) == basket.unsqueeze(1)).any(dim=-1)
+    return picked.masked_fill(in_basket, 0)

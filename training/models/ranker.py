@@ -40,6 +40,31 @@ class RankerConfig:
     # the ranker only ever sees rated items and cannot rank unrated retrieved candidates.
     hard_negatives: int = 16
     sampled_negatives: int = 0
+    # Buy again (dataset behaviour.repeat): the candidate's own purchase record in the history
+    # input (repeat_features) is an MLP input, and history_negatives earlier items of the user
+    # that are not in the example's basket are negatives (else every history item is a positive).
+    repeat_features: bool = False
+    history_negatives: int = 0
+
+
+REPEAT_DECAYS = (0.97, 0.8)  # per history position (0 = the latest event)
+N_REPEAT_FEATURES = 2 + len(REPEAT_DECAYS)
+
+
+def repeat_features(history: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """history int64[B, H] (most recent first, 0 = padding), items int64[B, N] -> float[B, N,
+    N_REPEAT_FEATURES]: whether and how often each candidate is in the history (log1p count),
+    and its recency-weighted count per decay. Part of the exported graph: serving computes it
+    from the same history input, so training and serving cannot disagree."""
+    match = (history.unsqueeze(1) == items.unsqueeze(-1)) & (history.unsqueeze(1) > 0)
+    match = match.to(torch.float32)  # [B, N, H]
+    position = torch.cumsum(torch.ones_like(history, dtype=torch.float32), dim=1) - 1.0  # [B, H]
+    count = match.sum(dim=-1)
+    parts = [(count > 0).to(torch.float32), torch.log1p(count)]
+    for decay in REPEAT_DECAYS:
+        weight = torch.exp(position * float(np.log(decay))).unsqueeze(1)  # [B, 1, H]
+        parts.append((match * weight).sum(dim=-1))
+    return torch.stack(parts, dim=-1)
 
 
 class RetrievalScore(nn.Module):
@@ -100,6 +125,10 @@ class Ranker(nn.Module):
         self.attention = TargetAttention(f, config.attention_dim)
         user_width = config.user_id_dim + self.profile.out_dim + f
         n_scores = 0 if retrieval is None else 1
+        n_scores += N_REPEAT_FEATURES if config.repeat_features else 0
+        # A direct linear path too, as for the retrieval score: "bought often, bought lately"
+        # is the strongest grocery signal and must not wait for the MLP to find it.
+        self.repeat_weight = nn.Linear(N_REPEAT_FEATURES, 1) if config.repeat_features else None
         self.over = mlp([user_width + 3 * f + n_scores, *config.hidden_dims], final_activation=True)
         self.retrieval_weight = nn.Parameter(torch.full((1,), 1.0 / 0.07))
         self.heads = nn.Linear(config.hidden_dims[-1], 3)  # [interact, likes, rating] logits
@@ -130,6 +159,10 @@ class Ranker(nn.Module):
         if self.retrieval is not None:
             score = self.retrieval(user_index, profile, history, items)  # [B, N]
             parts.append(score.unsqueeze(-1))
+        repeat = None
+        if self.repeat_weight is not None:
+            repeat = repeat_features(history, items)  # [B, N, R]
+            parts.append(repeat)
         heads = self.heads(self.over(torch.cat(parts, dim=-1)))  # [B, N, 3]
         bias = self.user_bias(user_index) + self.item_bias(items).squeeze(-1) + self.global_bias
         low, high = self.rating_scale
@@ -137,6 +170,8 @@ class Ranker(nn.Module):
         interact = heads[..., 0]
         if score is not None:
             interact = interact + self.retrieval_weight * score
+        if repeat is not None:
+            interact = interact + self.repeat_weight(repeat).squeeze(-1)
         return interact, heads[..., 1], rating
 
     def forward(

@@ -41,35 +41,71 @@ class SlidingHistory:
     with row numbers gives those rows' histories (services.common.features.sliding_histories),
     so N x H never has to fit in memory (20M events x 50 = 8 GB as int64)."""
 
-    def __init__(self, users: np.ndarray, items: np.ndarray, history_len: int) -> None:
+    def __init__(
+        self, users: np.ndarray, items: np.ndarray, history_len: int, starts: np.ndarray | None
+    ) -> None:
+        """starts: each row's basket start (its history is the one before the basket began);
+        None: each row's own history."""
         self.users, self.items, self.history_len = users, items, history_len
+        self.starts = np.arange(len(items)) if starts is None else starts
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, rows: torch.Tensor | np.ndarray) -> torch.Tensor:
         rows = rows.numpy() if isinstance(rows, torch.Tensor) else np.asarray(rows)
-        return torch.from_numpy(sliding_histories(self.users, self.items, self.history_len, rows))
+        return torch.from_numpy(
+            sliding_histories(self.users, self.items, self.history_len, self.starts[rows])
+        )
 
     def numpy(self) -> np.ndarray:
-        return sliding_histories(self.users, self.items, self.history_len)
+        return sliding_histories(self.users, self.items, self.history_len, self.starts)
 
 
 # Above this many history entries (N x H) make_examples builds histories per batch.
 LAZY_HISTORY_ENTRIES = 50_000_000
 
 
+def has_baskets(indexed: pd.DataFrame) -> bool:
+    """Whether every event names its order (basket): the canonical order_id column."""
+    return "order_id" in indexed and bool(len(indexed)) and bool((indexed["order_id"] != "").all())
+
+
+def basket_starts(users: np.ndarray, orders: np.ndarray) -> np.ndarray:
+    """Events sorted by (user, time) -> int64[N]: the row of the first event of each event's
+    basket (a run of consecutive rows with the same user and order id)."""
+    new = np.r_[True, (users[1:] != users[:-1]) | (orders[1:] != orders[:-1])]
+    return np.flatnonzero(new)[np.cumsum(new) - 1]
+
+
+def basket_items(indexed: pd.DataFrame, width: int) -> np.ndarray:
+    """int64[N, width]: for each event (sorted by user, time), the items of its whole basket,
+    0-padded (a basket longer than width keeps its first width items)."""
+    users = indexed["user_index"].to_numpy(np.int64)
+    items = indexed["item_index"].to_numpy(np.int64)
+    start = basket_starts(users, indexed["order_id"].to_numpy())
+    offset = np.arange(len(items)) - start
+    keep = offset < width
+    table = np.zeros((len(items), width), dtype=np.int64)
+    table[start[keep], offset[keep]] = items[keep]  # row `start` holds its basket's items
+    return table[start]
+
+
 def make_examples(catalog: EncodedCatalog, indexed: pd.DataFrame) -> Batch:
     """Indexed events sorted by (user, time) -> tensors user_index [N], profile [N, P],
     history [N, H] (a SlidingHistory for large logs), items [N], ratings [N] (NaN for events
-    without a rating)."""
+    without a rating).
+
+    With baskets (order ids), an event's history is the one before its basket began: what the
+    feature service serves when the next basket is recommended (nothing of it bought yet)."""
     users = indexed["user_index"].to_numpy(np.int64, copy=True)
     items = indexed["item_index"].to_numpy(np.int64, copy=True)
     history_len = catalog.spec.history_len
+    starts = basket_starts(users, indexed["order_id"].to_numpy()) if has_baskets(indexed) else None
     if len(items) * history_len > LAZY_HISTORY_ENTRIES:
-        history: torch.Tensor | SlidingHistory = SlidingHistory(users, items, history_len)
+        history: torch.Tensor | SlidingHistory = SlidingHistory(users, items, history_len, starts)
     else:
-        history = torch.from_numpy(sliding_histories(users, items, history_len))
+        history = torch.from_numpy(sliding_histories(users, items, history_len, starts))
     ratings = indexed["rating"].to_numpy(np.float32, copy=True)
     return {
         "user_index": torch.from_numpy(users),

@@ -21,6 +21,7 @@ LABELS = {
     "popularity": "popularity (ref)",
     "item_knn": "item-kNN cosine (ref)",
     "implicit_als": "implicit ALS MF (ref)",
+    "ease": "EASE (ref)",
     "retrieval": "ours: retrieval alone",
     "two_stage": "ours: retrieval → ranking",
     "gateway": "ours: through the gateway",
@@ -189,7 +190,8 @@ def write_report(results: Mapping[str, Any], out_dir: Path) -> Path:
     tuning = topk["tuning"]["best"]
     lines += [
         f"- Reference hyper-parameters (picked on validation by {topk['tuning']['metric']}): "
-        f"item-kNN {tuning['item_knn']}, implicit ALS {tuning['implicit_als']}.",
+        f"item-kNN {tuning['item_knn']}, implicit ALS {tuning['implicit_als']}"
+        + (f", EASE {tuning['ease']}." if "ease" in tuning else "."),
         "- coverage@K: share of the catalog shown to anyone; diversity@10: mean pairwise tag "
         "cosine distance in a list; novelty@10: mean -log2(share of training users with the "
         "item), in bits.",

@@ -39,6 +39,7 @@ ALS_GRID = (
     {"factors": 128, "reg": 50.0, "alpha": 10.0},
     {"factors": 128, "reg": 100.0, "alpha": 20.0},
 )
+EASE_GRID = (50.0, 100.0, 250.0, 500.0, 1000.0)
 TUNE_METRIC = "ndcg@10"
 TINY_COLD_FIT_ITEMS = 300  # tiny preset: the projection is fitted on the most popular items
 
@@ -80,7 +81,7 @@ def tune_references(
     data = R.Interactions.from_events(split.fit, items["item_id"].astype(str).tolist())
     relevant = S.relevant_items(split.fit, split.valid)
     users = sorted(relevant)
-    log: dict[str, Any] = {"metric": TUNE_METRIC, "knn": {}, "als": {}}
+    log: dict[str, Any] = {"metric": TUNE_METRIC, "knn": {}, "als": {}, "ease": {}}
 
     def score(model: R.TopKModel) -> float:
         rec = R.recommend(model.fit(data), data, users, 10)
@@ -90,13 +91,18 @@ def tune_references(
         log["knn"][str(n)] = score(R.ItemKNN(n))
     for params in ALS_GRID:
         log["als"][json.dumps(params)] = score(R.ImplicitALS(**params, seed=seed))
+    for lam in EASE_GRID:
+        log["ease"][str(lam)] = score(R.EASE(lam))
     best_n = max(KNN_GRID, key=lambda n: log["knn"][str(n)])
     best_als = max(ALS_GRID, key=lambda p: log["als"][json.dumps(p)])
-    log["best"] = {"item_knn": {"neighbours": best_n}, "implicit_als": best_als}
+    best_lam = max(EASE_GRID, key=lambda lam: log["ease"][str(lam)])
+    log["best"] = {"item_knn": {"neighbours": best_n}, "implicit_als": best_als,
+                   "ease": {"lambda": best_lam}}  # fmt: skip
     models: dict[str, R.TopKModel] = {
         "popularity": R.Popularity(),
         "item_knn": R.ItemKNN(best_n),
         "implicit_als": R.ImplicitALS(**best_als, seed=seed),
+        "ease": R.EASE(best_lam),
     }
     return models, log
 
@@ -211,7 +217,7 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     if cfg.gateway:
         lists["gateway"] = clock("ours: gateway", lambda: gateway_answers(bundle, users, K))
     topk = score_systems(lists, split.train, test, items)
-    refs = ("popularity", "item_knn", "implicit_als")
+    refs = ("popularity", "item_knn", "implicit_als", "ease")
     best_ref = max(refs, key=lambda n: topk["systems"][n]["ndcg@10"])
     topk["best_reference"] = best_ref
     topk["tuning"] = tuning

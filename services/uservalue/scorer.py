@@ -19,6 +19,7 @@ counts as recent (docs/user_value.md: "Serving clock").
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -47,6 +48,7 @@ OUTPUT_NAMES: tuple[str, ...] = ("p_active", "expected_transactions", "expected_
 Activity = tuple[np.ndarray, np.ndarray]  # (days int64[n] ascending, values float32[n])
 _EMPTY: Activity = (np.zeros(0, np.int64), np.zeros(0, np.float32))
 DEFAULT_CACHE_USERS = 100_000
+log = logging.getLogger(__name__)
 Clock = Callable[[], float]  # unix seconds, like time.time
 
 
@@ -137,8 +139,9 @@ class UserValueScorer:
         if names != list(VALUE_FEATURE_NAMES):
             raise BundleError("user_value.onnx was trained on different value features")
         self.horizon_weeks = float(value_manifest["horizon_weeks"])
-        # The day the bundle's data ends (reported; scoring follows `clock` instead).
-        self.as_of_day = int(value_manifest["as_of_day"])
+        # The day the bundle's event log ends: scoring follows `clock`, this only tells how far
+        # serving has run past the data the model was calibrated on.
+        self.data_end_day = int(value_manifest["as_of_day"])
         self._clock = clock
         self.unit = str(value_manifest.get("unit", "USD"))  # older bundles: CDNOW dollars
         self.thresholds = SegmentThresholds.from_json(value_manifest["segment_thresholds"])
@@ -161,7 +164,7 @@ class UserValueScorer:
         if "value" not in bundle.manifest:
             raise BundleError(f"bundle {bundle.version} has no manifest['value'] section")
         snapshot = activity_snapshot(bundle.path("interactions.parquet"))
-        return cls(
+        scorer = cls(
             bundle.path("user_value.onnx"),
             bundle.manifest["value"],
             snapshot,
@@ -169,10 +172,30 @@ class UserValueScorer:
             cache_users=cache_users,
             clock=clock,
         )
+        scorer.warn_if_stale()
+        return scorer
 
     def today(self) -> int:
         """The day as_of_day 0 stands for: today by the scorer's clock."""
         return day_of(self._clock())
+
+    def days_past_data(self) -> int:
+        """Days from the end of the bundle's event log to today (negative: a clock behind it)."""
+        return self.today() - self.data_end_day
+
+    def warn_if_stale(self) -> bool:
+        """Log once at start-up when today lies more than one horizon past the training data:
+        users without recent activity then drift to DORMANT (docs/user_value.md)."""
+        past = self.days_past_data()
+        stale = past > 7 * self.horizon_weeks
+        if stale:
+            log.warning(
+                "user value: serving %d days after the bundle's data ends (horizon %.0f weeks); "
+                "users without recent activity score as DORMANT, retrain to recalibrate",
+                past,
+                self.horizon_weeks,
+            )
+        return stale
 
     def score(
         self,

@@ -170,6 +170,17 @@ def test_serving_time_far_past_the_data_drifts_users_to_dormant(bundle):
     assert all(s.p_active == pytest.approx(1 / (1 + math.exp(2)), rel=1e-5) for s in later)
 
 
+def test_a_clock_far_past_the_data_is_logged_at_load(bundle, caplog):
+    horizon_days = int(SECTION["horizon_weeks"] * 7)
+    with caplog.at_level("WARNING", logger="services.uservalue.scorer"):
+        fresh = UserValueScorer.from_bundle(bundle, clock=Clock(AS_OF + horizon_days))
+    assert fresh.days_past_data() == horizon_days and not caplog.records
+    with caplog.at_level("WARNING", logger="services.uservalue.scorer"):
+        stale = UserValueScorer.from_bundle(bundle, clock=Clock(AS_OF + horizon_days + 1))
+    assert stale.days_past_data() == horizon_days + 1
+    assert len(caplog.records) == 1 and "retrain" in caplog.records[0].getMessage()
+
+
 def test_fresh_activity_today_makes_a_known_user_more_active(bundle):
     """Issue 16: a known user with old activity is scored now; after 15 events today their
     P(active) must go up. With the clock frozen at the end of the data (day 200) the first

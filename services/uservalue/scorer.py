@@ -184,14 +184,14 @@ class UserValueScorer:
         return self.today() - self.data_end_day
 
     def warn_if_stale(self) -> bool:
-        """Log once at start-up when today lies more than one horizon past the training data:
-        users without recent activity then drift to DORMANT (docs/user_value.md)."""
+        """Log once at load when today lies more than one horizon past the training data: the
+        model then extrapolates its decay to gaps it never saw (docs/user_value.md)."""
         past = self.days_past_data()
         stale = past > 7 * self.horizon_weeks
         if stale:
             log.warning(
                 "user value: serving %d days after the bundle's data ends (horizon %.0f weeks); "
-                "users without recent activity score as DORMANT, retrain to recalibrate",
+                "scores of users without recent activity are extrapolated, retrain to recalibrate",
                 past,
                 self.horizon_weeks,
             )

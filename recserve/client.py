@@ -139,8 +139,11 @@ class RecserveClient:
         request = gateway_pb2.RecommendTagsRequest(user_id=user_id, k=k)
         return self._stub.RecommendTags(request, timeout=self.timeout, metadata=self._metadata)
 
-    def score_users(self, user_ids: Sequence[str]) -> gateway_pb2.ScoreUsersResponse:
-        request = gateway_pb2.ScoreUsersRequest(user_ids=list(user_ids))
+    def score_users(
+        self, user_ids: Sequence[str], *, time_s: int = 0
+    ) -> gateway_pb2.ScoreUsersResponse:
+        """Values as of `time_s` (unix seconds; 0 = now)."""
+        request = gateway_pb2.ScoreUsersRequest(user_ids=list(user_ids), time=time_s)
         return self._stub.ScoreUsers(request, timeout=self.timeout, metadata=self._metadata)
 
     def feedback(

@@ -433,7 +433,9 @@ def _value_section(
     section["kind"] = "engagement" if unit == ENGAGEMENT_UNIT else "money"
     parity = getattr(result, "parity_max_abs_error", section.get("parity_max_abs_error"))
     section["model_as_of_day"] = section.get("as_of_day")
-    section["as_of_day"] = as_of_day  # serving scores "now" = the end of the shipped event log
+    # The end of the shipped event log. Serving scores as of the request's day (0 = today);
+    # this only tells the scorer how far past the data it runs (docs/user_value.md).
+    section["as_of_day"] = as_of_day
     return section, dict(result.metrics), float(parity)
 
 

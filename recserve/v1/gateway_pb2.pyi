@@ -150,10 +150,12 @@ class RecommendTagsResponse(_message.Message):
     def __init__(self, tags: _Optional[_Iterable[_Union[TagAffinity, _Mapping]]] = ..., model_version: _Optional[str] = ..., cold_start: _Optional[bool] = ...) -> None: ...
 
 class ScoreUsersRequest(_message.Message):
-    __slots__ = ("user_ids",)
+    __slots__ = ("user_ids", "time")
     USER_IDS_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
     user_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, user_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    time: int
+    def __init__(self, user_ids: _Optional[_Iterable[str]] = ..., time: _Optional[int] = ...) -> None: ...
 
 class ScoreUsersResponse(_message.Message):
     __slots__ = ("values", "model_version")

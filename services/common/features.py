@@ -201,6 +201,11 @@ def sliding_histories(
     return out
 
 
+def day_of(unix_seconds: float) -> int:
+    """Days since 1970-01-01 (UTC) of a unix time: the day numbering of daily_activity."""
+    return int(unix_seconds // SECONDS_PER_DAY)
+
+
 def daily_activity(timestamps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """One user's events (unix s, value) -> (distinct days ascending int64, value per day)."""
     days = np.asarray(timestamps, dtype=np.int64) // SECONDS_PER_DAY

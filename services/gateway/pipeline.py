@@ -84,10 +84,13 @@ class Pipeline:
         *,
         rank: bool = True,
         candidates: int | None = None,
+        time_s: int = 0,
     ) -> Recommendation:
         """rank=False serves the candidates' order without calling ranking; `candidates`
-        overrides how many are retrieved (experiment arms use both)."""
+        overrides how many are retrieved (experiment arms use both). User value is scored as of
+        the request's `time_s` (unix seconds, 0 = now)."""
         validate.check_id("user_id", user_id)
+        day = validate.as_of_day("context.time", time_s)
         validate.check_k(k, self.limits.max_k)
         validate.check_filters(filters, self.limits.max_batch, self.catalog.tag_names)
         validate.check_ids("recent_items", recent_items, self.limits.max_batch, allow_empty=True)
@@ -101,7 +104,7 @@ class Pipeline:
             user = self._local(user or self.cold_user(user_id))
             found, value = await asyncio.gather(
                 self._candidates(user, k, filters, fallbacks, candidates),
-                self._user_value(user, fallbacks),
+                self._user_value(user, day, fallbacks),
             )
             ranks = None
             if rank:
@@ -142,10 +145,11 @@ class Pipeline:
         rank_as = None if found.rank_as is None else found.rank_as[keep]
         return CandidateList(found.item_indices[keep], found.scores[keep], rank_as=rank_as)
 
-    async def _user_value(self, user: UserState, fallbacks: list[str]) -> ValueScore | None:
-        values = await self._attempt(
-            "uservalue", self.stages.uservalue.score([user.user_id], _activities([user])), fallbacks
-        )
+    async def _user_value(
+        self, user: UserState, as_of_day: int, fallbacks: list[str]
+    ) -> ValueScore | None:
+        scoring = self.stages.uservalue.score([user.user_id], _activities([user]), as_of_day)
+        values = await self._attempt("uservalue", scoring, fallbacks)
         return values[0] if values else None
 
     def _top_k(
@@ -232,11 +236,13 @@ class Pipeline:
         tags = await self.stages.retrieval.tag_affinities(user, k)
         return TagAffinities(list(tags)[:k], self.catalog.version, user.is_cold)
 
-    async def score_users(self, user_ids: Sequence[str]) -> UserValues:
+    async def score_users(self, user_ids: Sequence[str], time_s: int = 0) -> UserValues:
+        """Values as of `time_s` (unix seconds, 0 = now)."""
         validate.check_ids("user_ids", user_ids, self.limits.max_batch)
+        day = validate.as_of_day("time", time_s)
         # Live activity from the feature store; without it the scorer uses its bundle snapshot.
         users = await self._attempt("features", self.stages.features.get_users(user_ids), [])
-        values = await self.stages.uservalue.score(user_ids, _activities(users or []))
+        values = await self.stages.uservalue.score(user_ids, _activities(users or []), day)
         return UserValues(list(values), self.catalog.version)
 
     async def feedback(self, events: Sequence[Event]) -> int:

@@ -42,6 +42,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             request.k,
             convert.filters_from_proto(request.filters),
             tuple(request.context.recent_items),
+            time_s=request.context.time,
             **(runner.settings(request.user_id) if runner is not None else {}),
         )
         if runner is not None:
@@ -97,7 +98,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     async def ScoreUsers(
         self, request: gateway_pb2.ScoreUsersRequest, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.ScoreUsersResponse:
-        answer = await self._pipeline.score_users(tuple(request.user_ids))
+        answer = await self._pipeline.score_users(tuple(request.user_ids), request.time)
         return gateway_pb2.ScoreUsersResponse(
             values=[convert.user_value_to_proto(v) for v in answer.values],
             model_version=answer.model_version,

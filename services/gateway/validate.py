@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 
 from services.common.errors import InvalidArgument, check_limit
+from services.common.features import SECONDS_PER_DAY, day_of
 from services.common.types import Event, FilterSpec
 
 MAX_ID_CHARS = 256
@@ -39,6 +40,16 @@ def check_k(k: int, max_k: int, env_var: str = K_ENV) -> None:
     if k < 1:
         raise InvalidArgument(f"k must be in 1..{max_k}, got {k}")
     check_limit("k", k, max_k, env_var)
+
+
+def as_of_day(field: str, time_s: int) -> int:
+    """A request time (unix seconds, 0 = now) -> the day user value is scored as of (0 = today
+    by the scorer's clock). A time on 1970-01-01 would read as "now", so it is refused."""
+    if time_s != 0 and time_s < SECONDS_PER_DAY:
+        raise InvalidArgument(
+            f"{field} must be 0 (now) or unix seconds after 1970-01-01, got {time_s}"
+        )
+    return day_of(time_s)
 
 
 def check_filters(filters: FilterSpec, limit: int, known_tags: Collection[str]) -> None:

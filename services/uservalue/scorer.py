@@ -10,15 +10,19 @@ Segments (thresholds live in manifest["value"]["segment_thresholds"], written by
     HIGH_VALUE  expected_value >= high_value_expected_value (90th percentile of the predicted
                 value over the training customers at the manifest's as_of_day)
     ACTIVE      everything else
-checked in that order. as_of_day 0 means the scorer's clock: the latest of the manifest's
-as_of_day, the snapshot's last active day and the last day in this call's live activities.
+checked in that order. as_of_day 0 means now: today's day (UTC) by the scorer's wall clock
+(`clock`, injectable for tests). Features are computed relative to that day, so a user whose
+last activity was long ago drifts towards DORMANT as serving time passes, and activity today
+counts as recent (docs/user_value.md: "Serving clock").
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +34,7 @@ import pyarrow.parquet as pq
 
 from services.common.bundle import Bundle
 from services.common.errors import BundleError, InvalidArgument
-from services.common.features import SECONDS_PER_DAY
+from services.common.features import SECONDS_PER_DAY, day_of
 from services.common.lru import LRUCache
 from services.common.onnx import create_session
 from services.common.types import ValueScore
@@ -44,6 +48,8 @@ OUTPUT_NAMES: tuple[str, ...] = ("p_active", "expected_transactions", "expected_
 Activity = tuple[np.ndarray, np.ndarray]  # (days int64[n] ascending, values float32[n])
 _EMPTY: Activity = (np.zeros(0, np.int64), np.zeros(0, np.float32))
 DEFAULT_CACHE_USERS = 100_000
+log = logging.getLogger(__name__)
+Clock = Callable[[], float]  # unix seconds, like time.time
 
 
 @dataclass(frozen=True)
@@ -127,18 +133,20 @@ class UserValueScorer:
         *,
         prefer_gpu: bool = False,
         cache_users: int = DEFAULT_CACHE_USERS,
+        clock: Clock = time.time,
     ) -> None:
         names = list(value_manifest.get("feature_names", VALUE_FEATURE_NAMES))
         if names != list(VALUE_FEATURE_NAMES):
             raise BundleError("user_value.onnx was trained on different value features")
         self.horizon_weeks = float(value_manifest["horizon_weeks"])
-        self.as_of_day = int(value_manifest["as_of_day"])
+        # The day the bundle's event log ends: scoring follows `clock`, this only tells how far
+        # serving has run past the data the model was calibrated on.
+        self.data_end_day = int(value_manifest["as_of_day"])
+        self._clock = clock
         self.unit = str(value_manifest.get("unit", "USD"))  # older bundles: CDNOW dollars
         self.thresholds = SegmentThresholds.from_json(value_manifest["segment_thresholds"])
         self._session, self.provider = create_session(Path(model_path), prefer_gpu=prefer_gpu)
         self._snapshot = dict(snapshot or {})
-        last_days = [int(d[-1]) for d, _ in self._snapshot.values() if len(d)]
-        self.snapshot_last_day = max(last_days, default=0)
         # A score is a pure function of (user, as_of_day, activity): the gateway asks for the
         # same users again and again between their feedback, so recomputing the ~20 numpy
         # feature passes and one ONNX call each time is wasted work (most of this stage's CPU).
@@ -146,18 +154,48 @@ class UserValueScorer:
 
     @classmethod
     def from_bundle(
-        cls, bundle: Bundle, *, prefer_gpu: bool = False, cache_users: int = DEFAULT_CACHE_USERS
+        cls,
+        bundle: Bundle,
+        *,
+        prefer_gpu: bool = False,
+        cache_users: int = DEFAULT_CACHE_USERS,
+        clock: Clock = time.time,
     ) -> UserValueScorer:
         if "value" not in bundle.manifest:
             raise BundleError(f"bundle {bundle.version} has no manifest['value'] section")
         snapshot = activity_snapshot(bundle.path("interactions.parquet"))
-        return cls(
+        scorer = cls(
             bundle.path("user_value.onnx"),
             bundle.manifest["value"],
             snapshot,
             prefer_gpu=prefer_gpu,
             cache_users=cache_users,
+            clock=clock,
         )
+        scorer.warn_if_stale()
+        return scorer
+
+    def today(self) -> int:
+        """The day as_of_day 0 stands for: today by the scorer's clock."""
+        return day_of(self._clock())
+
+    def days_past_data(self) -> int:
+        """Days from the end of the bundle's event log to today (negative: a clock behind it)."""
+        return self.today() - self.data_end_day
+
+    def warn_if_stale(self) -> bool:
+        """Log once at load when today lies more than one horizon past the training data: the
+        model then extrapolates its decay to gaps it never saw (docs/user_value.md)."""
+        past = self.days_past_data()
+        stale = past > 7 * self.horizon_weeks
+        if stale:
+            log.warning(
+                "user value: serving %d days after the bundle's data ends (horizon %.0f weeks); "
+                "scores of users without recent activity are extrapolated, retrain to recalibrate",
+                past,
+                self.horizon_weeks,
+            )
+        return stale
 
     def score(
         self,
@@ -165,8 +203,8 @@ class UserValueScorer:
         activities: Mapping[str, Activity] | None = None,
         as_of_day: int = 0,
     ) -> list[ValueScore]:
-        """Scores aligned with user_ids. Live `activities` override the bundle snapshot; a user
-        in neither is scored as NEW."""
+        """Scores aligned with user_ids, as of `as_of_day` (0 = today by the clock). Live
+        `activities` override the bundle snapshot; a user in neither is scored as NEW."""
         if not user_ids:
             raise InvalidArgument("user_ids is empty")
         if len(user_ids) > MAX_USERS_PER_CALL:
@@ -177,8 +215,7 @@ class UserValueScorer:
             raise InvalidArgument(f"as_of_day must be >= 0, got {as_of_day}")
         live = {uid: _check_activity(uid, act) for uid, act in (activities or {}).items()}
         if as_of_day == 0:
-            live_last = max((int(d[-1]) for d, _ in live.values() if d.size), default=0)
-            as_of_day = max(self.as_of_day, self.snapshot_last_day, live_last)
+            as_of_day = self.today()
         keys = [(uid, as_of_day, _digest(live.get(uid))) for uid in user_ids]
         out: list[ValueScore | None] = [self._cache.get(key) for key in keys]
         missing = [i for i, score in enumerate(out) if score is None]

@@ -7,6 +7,7 @@ import pytest
 
 from recserve.client import FeedbackEvent, RecserveClient
 from services.common.errors import Unavailable
+from services.common.features import SECONDS_PER_DAY
 from services.gateway.catalog import GatewayCatalog
 
 
@@ -75,6 +76,25 @@ def test_feedback_then_recommend_reflects_the_new_history(client, known_users):
     assert top not in {item.item_id for item in client.recommend(user, k=3).items}
 
 
+def test_activity_today_makes_a_known_user_more_active(client, known_users, catalog, bundle):
+    """Issue 16: user value is scored now, so 15 events today raise P(active). With the clock
+    frozen at the end of the training data the same events lowered it (0.21 -> 0.19)."""
+    user = known_users[3]
+    data_end_s = int(bundle.manifest["value"]["as_of_day"]) * SECONDS_PER_DAY
+    then = client.score_users([user], time_s=data_end_s).values[0]
+    assert client.recommend(user, k=3, time_s=data_end_s).user_value == then
+    before = client.score_users([user]).values[0]
+    assert client.recommend(user, k=3).user_value == before
+    assert before.p_active != then.p_active  # decades later, the same history scores apart
+
+    items = catalog.ids[catalog.popular(15)].tolist()
+    events = [FeedbackEvent(user, item, "view") for item in items]  # timestamp 0: now
+    assert client.feedback(events).accepted == 15
+    after = client.score_users([user]).values[0]
+    assert after.p_active > before.p_active
+    assert client.recommend(user, k=3).user_value.p_active == after.p_active
+
+
 def test_predict_ratings_are_between_1_and_5(client, known_users, catalog):
     items = catalog.ids[1:6].tolist()
     reply = client.predict_ratings(known_users[0], items)
@@ -113,6 +133,8 @@ def test_similar_items_recommend_tags_and_score_users(client, known_users, catal
         ("similar_items", {"item_id": "", "k": 5}),
         ("recommend_tags", {"user_id": "u", "k": -1}),
         ("score_users", {"user_ids": []}),
+        ("score_users", {"user_ids": ["u"], "time_s": -1}),
+        ("recommend", {"user_id": "u", "k": 5, "time_s": 1}),
         ("feedback", {"events": []}),
         ("feedback", {"events": [FeedbackEvent("u", "i", "rating", rating=9.0)]}),
     ],

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from services.common.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
-from services.common.features import FeatureSpec, pad_history
+from services.common.features import SECONDS_PER_DAY, FeatureSpec, pad_history
 from services.common.types import (
     CandidateList,
     Event,
@@ -117,9 +117,18 @@ class FakeRanking:
 
 
 class FakeUserValue:
+    """Records the as_of_day of every call (0 = the scorer's "now")."""
+
+    def __init__(self) -> None:
+        self.days: list[int] = []
+
     async def score(
-        self, user_ids: Sequence[str], activities: Mapping[str, object] | None = None
+        self,
+        user_ids: Sequence[str],
+        activities: Mapping[str, object] | None = None,
+        as_of_day: int = 0,
     ) -> list[ValueScore]:
+        self.days.append(as_of_day)
         live = activities or {}
         return [
             ValueScore(u, 0.8 if u in live else 0.1, 2.0, 10.0, "ACTIVE" if u in live else "NEW", 4)
@@ -206,6 +215,26 @@ def test_recommend_orders_by_p_interact_not_p_positive():
 def test_recommend_attaches_the_user_value():
     value = run(make_pipeline().recommend("u1", 3, UNSEEN)).user_value
     assert value is not None and value.user_id == "u1" and value.segment == "ACTIVE"
+
+
+def test_user_value_is_scored_at_the_request_time():
+    value = FakeUserValue()
+    pipeline = make_pipeline(uservalue=value)
+    run(pipeline.recommend("u1", 3, UNSEEN))  # time 0: the scorer's clock says which day
+    day = 20_000  # 2024-10-04
+    run(pipeline.recommend("u1", 3, UNSEEN, time_s=day * SECONDS_PER_DAY + 23 * 3600))
+    run(pipeline.score_users(["u1"]))
+    run(pipeline.score_users(["u1"], time_s=day * SECONDS_PER_DAY))
+    assert value.days == [0, day, 0, day]
+
+
+@pytest.mark.parametrize("time_s", [-1, 1, SECONDS_PER_DAY - 1])
+def test_a_request_time_before_1970_01_02_is_invalid_argument(time_s):
+    pipeline = make_pipeline()
+    with pytest.raises(InvalidArgument, match=r"context\.time"):
+        run(pipeline.recommend("u1", 3, UNSEEN, time_s=time_s))
+    with pytest.raises(InvalidArgument, match=r"^time"):
+        run(pipeline.score_users(["u1"], time_s=time_s))
 
 
 def test_exclude_seen_drops_the_users_items_and_recent_items():

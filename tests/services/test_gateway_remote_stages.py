@@ -8,7 +8,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from recserve.v1 import ranking_pb2, ranking_pb2_grpc
+from recserve.v1 import common_pb2, ranking_pb2, ranking_pb2_grpc, uservalue_pb2, uservalue_pb2_grpc
 from services.common.convert import user_value_from_proto
 from services.common.errors import InvalidArgument, Unavailable
 from services.common.features import FeatureSpec
@@ -16,7 +16,7 @@ from services.common.server import create_server
 from services.common.types import UserState
 from services.gateway.config import Backend, GatewaySettings
 from services.gateway.stages import DeadlineExceeded
-from services.gateway.stages.remote import RemoteRanking, connect
+from services.gateway.stages.remote import RemoteRanking, RemoteUserValue, connect
 from services.launcher import free_port
 
 USER = UserState("u1", True, 1, np.zeros(3, np.int64), np.array([5, 2, 0], np.int64))
@@ -110,7 +110,44 @@ def test_connect_gives_each_backend_its_own_channel_and_deadline():
 
 
 def test_value_scores_come_back_with_segment_names():
-    from recserve.v1 import common_pb2
-
     msg = common_pb2.UserValue(user_id="u", p_active=0.5, segment=common_pb2.SEGMENT_AT_RISK)
     assert user_value_from_proto(msg).segment == "AT_RISK"
+
+
+class StandInUserValue(uservalue_pb2_grpc.UserValueServiceServicer):
+    """Records each request; answers every user as ACTIVE."""
+
+    def __init__(self) -> None:
+        self.requests: list[uservalue_pb2.ScoreRequest] = []
+
+    async def Score(self, request, context):
+        self.requests.append(request)
+        values = [
+            common_pb2.UserValue(user_id=u, p_active=0.5, segment=common_pb2.SEGMENT_ACTIVE)
+            for u in request.user_ids
+        ]
+        return uservalue_pb2.ScoreResponse(values=values, bundle_version="v")
+
+
+def test_user_value_client_sends_the_day_and_the_activity():
+    servicer = StandInUserValue()
+
+    async def scenario():
+        def register(server):
+            uservalue_pb2_grpc.add_UserValueServiceServicer_to_server(servicer, server)
+
+        server, port = await create_server(register, service_names=["recserve.v1.UserValueService"])
+        stage = RemoteUserValue(Backend("uservalue", f"127.0.0.1:{port}", 1.0))
+        activity = {"u1": (np.array([19_990, 20_000]), np.array([1.0, 2.0], np.float32))}
+        try:
+            now = await stage.score(["u1"], activity)
+            then = await stage.score(["u1"], activity, as_of_day=20_000)
+            return now, then
+        finally:
+            await stage.close()
+            await server.stop(None)
+
+    now, then = asyncio.run(scenario())
+    assert [v.segment for v in (*now, *then)] == ["ACTIVE", "ACTIVE"]
+    assert [r.as_of_day for r in servicer.requests] == [0, 20_000]  # 0: the service's clock
+    assert list(servicer.requests[1].activities[0].days) == [19_990, 20_000]

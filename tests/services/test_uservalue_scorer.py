@@ -13,7 +13,7 @@ import pytest
 
 from services.common.bundle import Bundle
 from services.common.errors import InvalidArgument
-from services.common.features import SECONDS_PER_DAY
+from services.common.features import SECONDS_PER_DAY, daily_activity
 from services.common.value_features import VALUE_FEATURE_NAMES
 from services.uservalue.scorer import MAX_USERS_PER_CALL, UserValueScorer
 
@@ -99,9 +99,24 @@ def bundle(tmp_path_factory) -> Bundle:
     return Bundle(root=root, manifest={"version": "v-test", "files": files, "value": SECTION})
 
 
+class Clock:
+    """A settable wall clock (unix seconds), noon of `day`."""
+
+    def __init__(self, day: int) -> None:
+        self.now = 0.0
+        self.set_day(day)
+
+    def set_day(self, day: int) -> None:
+        self.now = day * SECONDS_PER_DAY + 12 * 3600.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture(scope="module")
 def scorer(bundle) -> UserValueScorer:
-    return UserValueScorer.from_bundle(bundle)
+    """Serving on the manifest's as_of_day, where the snapshot users' segments are known."""
+    return UserValueScorer.from_bundle(bundle, clock=Clock(AS_OF))
 
 
 def test_segments_follow_the_documented_thresholds(scorer):
@@ -126,11 +141,66 @@ def test_live_activity_overrides_the_snapshot(scorer):
     assert score.segment == "HIGH_VALUE"
 
 
-def test_as_of_day_zero_follows_the_latest_live_day(scorer):
+def test_as_of_day_zero_is_today_by_the_clock(bundle):
+    clock = Clock(260)
+    scorer = UserValueScorer.from_bundle(bundle, clock=clock)
     live = {"late": (np.array([250, 260]), np.array([5.0, 5.0], np.float32))}
-    late, _ = scorer.score(["late", "dormant"], live)
-    assert late.segment == "ACTIVE"  # scored as of day 260, so both days count
+    assert scorer.today() == 260
+    assert scorer.score(["late"], live)[0].segment == "ACTIVE"  # today: both days count
+    assert scorer.score(["late"], live) == scorer.score(["late"], live, as_of_day=260)
+    # Neither the manifest's as_of_day (200) nor the live activity's last day moves "now".
+    clock.set_day(230)
+    assert scorer.score(["late"], live)[0].segment == "NEW"  # both days lie in the future
+
+
+def test_an_explicit_as_of_day_overrides_the_clock(scorer):
+    live = {"late": (np.array([250, 260]), np.array([5.0, 5.0], np.float32))}
     assert scorer.score(["late"], live, as_of_day=255)[0].expected_transactions == 0.0
+    assert scorer.score(["late"], live, as_of_day=260)[0].segment == "ACTIVE"
+
+
+def test_serving_time_far_past_the_data_drifts_users_to_dormant(bundle):
+    clock = Clock(AS_OF)
+    scorer = UserValueScorer.from_bundle(bundle, clock=clock)
+    ids = ["at_risk", "active", "high"]
+    assert [s.segment for s in scorer.score(ids)] == ["AT_RISK", "ACTIVE", "HIGH_VALUE"]
+    clock.set_day(AS_OF + 365)  # a year later, nothing new: the cache must not answer
+    later = scorer.score(ids)
+    assert [s.segment for s in later] == ["DORMANT"] * 3
+    assert all(s.p_active == pytest.approx(1 / (1 + math.exp(2)), rel=1e-5) for s in later)
+
+
+def test_a_clock_far_past_the_data_is_logged_at_load(bundle, caplog):
+    horizon_days = int(SECTION["horizon_weeks"] * 7)
+    with caplog.at_level("WARNING", logger="services.uservalue.scorer"):
+        fresh = UserValueScorer.from_bundle(bundle, clock=Clock(AS_OF + horizon_days))
+    assert fresh.days_past_data() == horizon_days and not caplog.records
+    with caplog.at_level("WARNING", logger="services.uservalue.scorer"):
+        stale = UserValueScorer.from_bundle(bundle, clock=Clock(AS_OF + horizon_days + 1))
+    assert stale.days_past_data() == horizon_days + 1
+    assert len(caplog.records) == 1 and "retrain" in caplog.records[0].getMessage()
+
+
+def test_fresh_activity_today_makes_a_known_user_more_active(bundle):
+    """Issue 16: a known user with old activity is scored now; after 15 events today their
+    P(active) must go up. With the clock frozen at the end of the data (day 200) the first
+    score was as of day 200 (ACTIVE, 0.55) and the second as of today (0.35): it went down."""
+    today = 10_000  # decades after the data (1997 on the day numbering)
+    clock = Clock(today)
+    scorer = UserValueScorer.from_bundle(bundle, clock=clock)
+    (before,) = scorer.score(["active"])
+    assert before.segment == "DORMANT"  # nothing in the 13 weeks before today
+
+    old = np.array([150, 160]) * SECONDS_PER_DAY + 3600
+    now = int(clock())
+    stamps = np.r_[old, now - 60 * np.arange(15)[::-1]]
+    values = np.r_[[5.0, 5.0], np.full(15, 2.0)]
+    days, per_day = daily_activity(stamps, values)
+    np.testing.assert_array_equal(days, [150, 160, today])  # 15 events: one active day
+    (after,) = scorer.score(["active"], {"active": (days, per_day)})
+    assert after.p_active > before.p_active
+    assert after.p_active == pytest.approx(1 / (1 + math.exp(2 - 2 * math.log(2))), rel=1e-5)
+    assert after.segment == "AT_RISK"
 
 
 def test_activity_after_an_explicit_as_of_day_is_ignored(scorer):
@@ -174,8 +244,8 @@ def test_snapshot_matches_daily_activity_per_user(bundle):
 
 
 def test_cached_scores_equal_fresh_ones_and_follow_new_activity(bundle):
-    cached = UserValueScorer.from_bundle(bundle, cache_users=8)
-    fresh = UserValueScorer.from_bundle(bundle, cache_users=0)
+    cached = UserValueScorer.from_bundle(bundle, cache_users=8, clock=Clock(AS_OF))
+    fresh = UserValueScorer.from_bundle(bundle, cache_users=0, clock=Clock(AS_OF))
     ids = ["dormant", "late", "stranger", "dormant"]
     first = cached.score(ids)
     assert cached.score(ids) == first == fresh.score(ids)

@@ -56,8 +56,13 @@ class RankingStage(Protocol):
 
 class UserValueStage(Protocol):
     async def score(
-        self, user_ids: Sequence[str], activities: Mapping[str, Activity] | None = None
-    ) -> list[ValueScore]: ...
+        self,
+        user_ids: Sequence[str],
+        activities: Mapping[str, Activity] | None = None,
+        as_of_day: int = 0,
+    ) -> list[ValueScore]:
+        """Scores as of `as_of_day` (days since 1970-01-01; 0 = today by the scorer's clock)."""
+        ...
 
 
 class Closeable(Protocol):

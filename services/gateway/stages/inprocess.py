@@ -99,9 +99,12 @@ class InProcessUserValue:
         self._scorer = scorer
 
     async def score(
-        self, user_ids: Sequence[str], activities: Mapping[str, Activity] | None = None
+        self,
+        user_ids: Sequence[str],
+        activities: Mapping[str, Activity] | None = None,
+        as_of_day: int = 0,
     ) -> list[ValueScore]:
-        return list(self._scorer.score(list(user_ids), activities))
+        return list(self._scorer.score(list(user_ids), activities, as_of_day=as_of_day))
 
 
 def build_in_process(

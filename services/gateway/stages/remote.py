@@ -207,10 +207,15 @@ class RemoteUserValue(_Client):
         self._stub = uservalue_pb2_grpc.UserValueServiceStub(self.channel)
 
     async def score(
-        self, user_ids: Sequence[str], activities: Mapping[str, Activity] | None = None
+        self,
+        user_ids: Sequence[str],
+        activities: Mapping[str, Activity] | None = None,
+        as_of_day: int = 0,
     ) -> list[ValueScore]:
         request = uservalue_pb2.ScoreRequest(
-            user_ids=list(user_ids), activities=convert.activities_to_proto(activities or {})
+            user_ids=list(user_ids),
+            activities=convert.activities_to_proto(activities or {}),
+            as_of_day=as_of_day,
         )
         reply = await self.call(self._stub.Score, request)
         return [convert.user_value_from_proto(v) for v in reply.values]

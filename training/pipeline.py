@@ -29,7 +29,6 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from services.common.bundle import ENGAGEMENT_UNIT
 from services.common.content import CONTENT_ENCODER_FILE
 from services.common.features import SECONDS_PER_DAY
 from training import distributed
@@ -61,6 +60,13 @@ from training.models.train import (
     make_examples,
 )
 from training.split import temporal_split
+from training.value_step import (
+    VALUE_MAX_CUSTOMERS,
+    check_value_span,
+    sample_customers,
+    value_section,
+    value_view,
+)
 
 TORCH_THREADS = 2
 BASKET_WIDTH = 48  # items of one basket kept out of its history negatives (longer: the first 48)
@@ -73,7 +79,6 @@ FULL_EPOCHS: dict[str, int | None] = {
 TINY_EPOCHS: dict[str, int | None] = {"retrieval_epochs": 2, "ranker_epochs": 1, "value_epochs": 2}
 TINY_CONTENT_ITEMS = 300
 HARD_NEGATIVE_MAX_ITEMS = 200_000
-VALUE_MAX_CUSTOMERS = 100_000
 # The manifest's retrieval metrics rank every item for each sampled validation user; this many
 # (user, item) scores at most keeps that pass within memory at 1M items.
 RETRIEVAL_EVAL_MAX_SCORES = 500_000_000
@@ -391,59 +396,6 @@ def _train_ranker(
     }
 
 
-def value_view(data: InteractionData, events: pd.DataFrame) -> tuple[InteractionData, str]:
-    """The events the user-value model learns from, and their unit. With money (a declared
-    currency): every event makes its day active, and only money counts as value, in that
-    currency. Without: engagement, every event worth 1 (the model then predicts future
-    interactions). The feature service adds live events the same way
-    (services.feature.bundle_state.activity_value)."""
-    if data.has_money:
-        return dataclasses.replace(data, events=events.reset_index(drop=True)), str(
-            data.config.currency
-        )
-    counted = events.assign(value=np.float32(1.0)).reset_index(drop=True)
-    return dataclasses.replace(data, events=counted), ENGAGEMENT_UNIT
-
-
-def _check_value_span(value_data: InteractionData) -> None:
-    from training.data.contract import DataError
-    from training.value.protocol import MIN_SPAN_DAYS
-
-    stamps = value_data.events["timestamp"]
-    days = (int(stamps.max()) - int(stamps.min())) / SECONDS_PER_DAY if len(stamps) else 0.0
-    if days < MIN_SPAN_DAYS:
-        raise DataError([
-            f"{value_data.source}: the training events span {days:.1f} days; the user-value "
-            f"model needs at least {MIN_SPAN_DAYS} (a calibration period and a holdout)"
-        ])  # fmt: skip
-
-
-def _value_section(
-    value_data: InteractionData, unit: str, out_dir: Path, cfg: TrainConfig, as_of_day: int
-) -> tuple[dict[str, Any], dict[str, Any], float]:
-    from training.value import build_value_model  # owned by the user-value model
-    from training.value.protocol import protocol_for
-
-    horizon_weeks = max(1, value_data.config.value_horizon_days // 7)
-    result = build_value_model(
-        value_data,
-        out_dir,
-        seed=cfg.seed,
-        epochs=cfg.value_epochs,
-        progress=cfg.progress,
-        protocol=protocol_for(value_data.events, value_data.source, horizon_weeks),
-    )
-    section = dict(result.manifest_section)
-    section["unit"] = unit  # a currency code, or "interactions" (engagement)
-    section["kind"] = "engagement" if unit == ENGAGEMENT_UNIT else "money"
-    parity = getattr(result, "parity_max_abs_error", section.get("parity_max_abs_error"))
-    section["model_as_of_day"] = section.get("as_of_day")
-    # The end of the shipped event log. Serving scores as of the request's day (0 = today);
-    # this only tells the scorer how far past the data it runs (docs/user_value.md).
-    section["as_of_day"] = as_of_day
-    return section, dict(result.metrics), float(parity)
-
-
 def has_item_text(items: pd.DataFrame) -> bool:
     """Whether any item has a title or description for the content encoder to read."""
     return any(
@@ -528,8 +480,8 @@ def build_bundle_from_events(
         value_data, value_unit = value_view(value_data, value_data.events)
     else:
         value_data, value_unit = value_view(data, train)
-    _check_value_span(value_data)  # before any training: refuse early, with the reason
-    value_data = _sample_customers(value_data, VALUE_MAX_CUSTOMERS, cfg.seed)
+    check_value_span(value_data)  # before any training: refuse early, with the reason
+    value_data = sample_customers(value_data, VALUE_MAX_CUSTOMERS, cfg.seed)
     if data.config.repeat:  # buy again: the history must reach back over several baskets
         cfg = dataclasses.replace(
             cfg,
@@ -616,9 +568,10 @@ def build_bundle_from_events(
             parity[CONTENT_ENCODER_FILE] = content["parity"]["max_abs_error"]
         as_of_day = int(train["timestamp"].max()) // SECONDS_PER_DAY
         with steps("train user-value"):
-            value, metrics["user_value"], parity["user_value.onnx"] = _value_section(
-                value_data, value_unit, out, cfg, as_of_day
-            )
+            value, metrics["user_value"], parity["user_value.onnx"] = value_section(
+                value_data, value_unit, out, as_of_day,
+                seed=cfg.seed, epochs=cfg.value_epochs, progress=cfg.progress,
+            )  # fmt: skip
         models = {
             name: {**describe_onnx(out / name), "parity_max_abs_error": err}
             for name, err in parity.items()
@@ -668,17 +621,6 @@ def _supplied_split(train: pd.DataFrame, valid: pd.DataFrame | None) -> dict[str
         "n_valid": 0 if valid is None else len(valid),
         "n_valid_users": 0 if valid is None else int(valid["user_id"].nunique()),
     }
-
-
-def _sample_customers(data: InteractionData, max_users: int, seed: int) -> InteractionData:
-    """The value model learns from at most max_users customers' logs (all their events); it
-    then scores every user. 1M customers x 18 training windows would not train in an hour."""
-    users = data.events["user_id"].unique()
-    if users.size <= max_users:
-        return data
-    keep = np.random.default_rng(seed).choice(users, size=max_users, replace=False)
-    events = data.events[data.events["user_id"].isin(keep)].reset_index(drop=True)
-    return dataclasses.replace(data, events=events, source=f"{data.source} (sample)")
 
 
 def _sample_users(events: pd.DataFrame, max_users: int, seed: int) -> pd.DataFrame:

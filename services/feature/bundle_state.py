@@ -39,7 +39,7 @@ DEFAULT_MAX_IDS = 1_000
 
 def activity_value(event: Event, money: bool) -> float:
     """What one event adds to its day's activity, as the bundle's value model learned it
-    (training.pipeline.value_view): with money, a purchase's amount and 0 for any other event
+    (training.value_step.value_view): with money, a purchase's amount and 0 for any other event
     (which still makes the day active); without (engagement), 1.0 per event."""
     if not money:
         return 1.0

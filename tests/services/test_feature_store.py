@@ -118,7 +118,7 @@ def test_unknown_user_gets_history_from_live_events(store):
 
 def test_money_datasets_count_only_money_as_value(store):
     """With money, a view makes the day active and adds nothing; a purchase adds its amount
-    (what training.pipeline.value_view fed the value model)."""
+    (what training.value_step.value_view fed the value model)."""
     from dataclasses import replace
 
     a, b = _item_ids(store, 2)

@@ -59,7 +59,7 @@ def train_bundle(
         rating_only=rating_only,
     )
     # The user-value model plays no part in these metrics; it learns from the same train events
-    # as everything else (money or engagement, training.pipeline.value_view).
+    # as everything else (money or engagement, training.value_step.value_view).
     return build_bundle_from_events(train, data, config)
 
 

@@ -30,12 +30,15 @@ def clip(text: str, width: int) -> str:
 
 def items_table(items: Sequence[gateway_pb2.RecommendedItem]) -> str:
     """#, item, title, tags, score and, when the answer has them, predicted ratings (similar
-    items and unranked answers have none: no empty column)."""
+    items and unranked answers have none: no empty column) and prices with their currency."""
     rated = any(it.predicted_rating for it in items)
-    headers = ("#", "item", "title", "tags", "score", *(("rating",) if rated else ()))
+    priced = any(it.HasField("price") for it in items)
+    headers = ("#", "item", "title", "tags", "score", *(("rating",) if rated else ()),
+               *(("price",) if priced else ()))  # fmt: skip
     rows = [
         (n, it.item_id, clip(it.title, 44), clip(", ".join(it.tags), 32), f"{it.score:.4f}",
-         *((f"{it.predicted_rating:.2f}" if it.predicted_rating else "-",) if rated else ()))
+         *((f"{it.predicted_rating:.2f}" if it.predicted_rating else "-",) if rated else ()),
+         *((f"{it.price:.2f} {it.currency}" if it.HasField("price") else "-",) if priced else ()))
         for n, it in enumerate(items, 1)
     ]  # fmt: skip
     return table(headers, rows)

@@ -137,3 +137,16 @@ def test_a_closed_pipe_is_not_a_traceback(tiny_bundle):
     err = proc.stderr.read().decode()
     proc.wait(timeout=60)
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+def test_items_table_shows_prices_only_when_the_answer_has_them():
+    from recserve.display import items_table
+    from recserve.v1 import gateway_pb2
+
+    plain = gateway_pb2.RecommendedItem(item_id="i1", title="Oat milk", score=0.5)
+    priced = gateway_pb2.RecommendedItem(
+        item_id="i2", title="Rye bread", score=0.4, price=3.25, currency="EUR"
+    )
+    assert "price" not in items_table([plain])
+    table = items_table([priced, plain])
+    assert "price" in table.splitlines()[0] and "3.25 EUR" in table

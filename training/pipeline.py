@@ -454,7 +454,6 @@ def build_bundle_from_events(
     config: TrainConfig,
     valid: pd.DataFrame | None = None,
     *,
-    value_data: InteractionData | None = None,
     split_info: dict[str, Any] | None = None,
     evaluation: dict[str, Any] | None = None,
 ) -> Path:
@@ -463,8 +462,8 @@ def build_bundle_from_events(
     train/valid: events in the canonical schema (training.data.schema). `data` supplies the
     item and user tables (its events only name ids for the vocabularies); `valid` is used only
     to measure the manifest's metrics (nothing is fitted on it). The value model trains on
-    `value_data` (default: `train` itself through value_view: money when the dataset has it,
-    else engagement). interactions.parquet = `train`.
+    `train` too (training.value_step.value_view: money when the dataset has it, else
+    engagement). interactions.parquet = `train`.
     `evaluation` (optional) is recorded as the manifest's metrics.evaluation.
     """
     cfg = config.resolved()
@@ -476,10 +475,7 @@ def build_bundle_from_events(
     torch.set_num_threads(max(1, TORCH_THREADS // (ctx.world_size if ctx else 1)))
     torch.manual_seed(cfg.seed)
     steps = Steps(cfg.progress)
-    if value_data is not None:
-        value_data, value_unit = value_view(value_data, value_data.events)
-    else:
-        value_data, value_unit = value_view(data, train)
+    value_data = value_view(data, train)
     check_value_span(value_data)  # before any training: refuse early, with the reason
     value_data = sample_customers(value_data, VALUE_MAX_CUSTOMERS, cfg.seed)
     if data.config.repeat:  # buy again: the history must reach back over several baskets
@@ -569,7 +565,7 @@ def build_bundle_from_events(
         as_of_day = int(train["timestamp"].max()) // SECONDS_PER_DAY
         with steps("train user-value"):
             value, metrics["user_value"], parity["user_value.onnx"] = value_section(
-                value_data, value_unit, out, as_of_day,
+                value_data, out, as_of_day,
                 seed=cfg.seed, epochs=cfg.value_epochs, progress=cfg.progress,
             )  # fmt: skip
         models = {

@@ -2,10 +2,10 @@
 log: money in its currency, else engagement), a guard against logs too short for it, a customer
 sample at scale, and the manifest section. training.pipeline calls these in this order:
 
-    value_data, unit = value_view(data, train)
+    value_data = value_view(data, train)
     check_value_span(value_data)
     value_data = sample_customers(value_data, VALUE_MAX_CUSTOMERS, seed)
-    section, metrics, parity = value_section(value_data, unit, out_dir, seed, epochs, progress)
+    section, metrics, parity = value_section(value_data, out_dir, as_of_day, seed=..., ...)
 """
 
 from __future__ import annotations
@@ -17,25 +17,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from services.common.bundle import ENGAGEMENT_UNIT
 from services.common.features import SECONDS_PER_DAY
 from training.data.schema import InteractionData
 
 VALUE_MAX_CUSTOMERS = 100_000
 
 
-def value_view(data: InteractionData, events: pd.DataFrame) -> tuple[InteractionData, str]:
-    """The events the user-value model learns from, and their unit. With money (a declared
-    currency): every event makes its day active, and only money counts as value, in that
-    currency. Without: engagement, every event worth 1 (the model then predicts future
+def value_view(data: InteractionData, events: pd.DataFrame) -> InteractionData:
+    """The events the user-value model learns from. With money (a declared currency): every
+    event makes its day active, and only money counts as value, in that currency (the model's
+    manifest unit). Without: engagement, every event worth 1 (the model then predicts future
     interactions). The feature service adds live events the same way
     (services.feature.bundle_state.activity_value)."""
     if data.has_money:
-        return dataclasses.replace(data, events=events.reset_index(drop=True)), str(
-            data.config.currency
-        )
-    counted = events.assign(value=np.float32(1.0)).reset_index(drop=True)
-    return dataclasses.replace(data, events=counted), ENGAGEMENT_UNIT
+        return dataclasses.replace(data, events=events.reset_index(drop=True))
+    return dataclasses.replace(
+        data, events=events.assign(value=np.float32(1.0)).reset_index(drop=True)
+    )
 
 
 def check_value_span(value_data: InteractionData) -> None:
@@ -53,7 +51,6 @@ def check_value_span(value_data: InteractionData) -> None:
 
 def value_section(
     value_data: InteractionData,
-    unit: str,
     out_dir: Path,
     as_of_day: int,
     *,
@@ -74,8 +71,6 @@ def value_section(
         protocol=protocol_for(value_data.events, value_data.source, horizon_weeks),
     )
     section = dict(result.manifest_section)
-    section["unit"] = unit  # a currency code, or "interactions" (engagement)
-    section["kind"] = "engagement" if unit == ENGAGEMENT_UNIT else "money"
     parity = getattr(result, "parity_max_abs_error", section.get("parity_max_abs_error"))
     section["model_as_of_day"] = section.get("as_of_day")
     # The end of the shipped event log. Serving scores as of the request's day (0 = today);

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from services.common.bundle import ENGAGEMENT_UNIT
 from services.common.value_features import VALUE_FEATURE_NAMES, value_features_flat
 from training.data.schema import InteractionData
 from training.value.classical import BgNbd, GammaGamma, ParetoNbd, rfm_at
@@ -308,7 +309,9 @@ def build_value_model(
     section = {
         "horizon_weeks": float(protocol.horizon_weeks),
         "as_of_day": int(protocol.as_of_day),
-        "unit": "USD" if cdnow.source.startswith("cdnow") else "events",
+        # The shop's currency when its events carry money, else engagement (interactions).
+        "unit": str(cdnow.config.currency) if cdnow.has_money else ENGAGEMENT_UNIT,
+        "kind": "money" if cdnow.has_money else "engagement",
         "feature_names": list(VALUE_FEATURE_NAMES),
         "segment_thresholds": thresholds,
         "parity_max_abs_error": parity,

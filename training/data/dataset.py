@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from training.data.contract import REQUIRED, DataError, DatasetConfig
+from services.common.bundle import sha256_file
+from training.data.contract import CONFIG_FILE, REQUIRED, AttributeSpec, DataError, DatasetConfig
 from training.data.schema import InteractionData, make_events
 from training.data.tables import Table, booleans, find_file, numbers, read_table, timestamps
 
@@ -49,10 +50,9 @@ def load_dataset(folder: Path) -> InteractionData:
     if problems:
         raise DataError(problems[:MAX_PROBLEMS] + _more(problems))
     digest = hashlib.sha256()
-    for path in (p for p in paths.values() if p is not None):
-        digest.update(_file_digest(path).encode())
-    if (folder / "dataset.toml").is_file():
-        digest.update(_file_digest(folder / "dataset.toml").encode())
+    for path in [*(p for p in paths.values() if p is not None), folder / CONFIG_FILE]:
+        if path.is_file():
+            digest.update(sha256_file(path).encode())
     name = config.name or folder.name
     money = "value" in tables["events"].frame
     return InteractionData(events, items, users, name, digest.hexdigest(), config, money)
@@ -62,14 +62,6 @@ def _more(problems: list[str]) -> list[str]:
     if len(problems) <= MAX_PROBLEMS:
         return []
     return [f"... and {len(problems) - MAX_PROBLEMS} more problem(s)"]
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _renamed(table: Table, name: str, config: DatasetConfig) -> Table:
@@ -114,13 +106,7 @@ def _items(table: Table | None, config: DatasetConfig, problems: list[str]) -> p
         available, bad = booleans(table, "available")
         problems += bad
         out["available"] = available
-    for name in config.items.categorical:
-        out[name] = f[name]
-    for name in config.items.numeric:
-        values, bad = numbers(table, name)
-        problems += bad
-        out[name] = values
-    return out
+    return _attributes(table, config.items, out, problems)
 
 
 def _tags(frame: pd.DataFrame, config: DatasetConfig) -> list[list[str]]:
@@ -141,9 +127,16 @@ def _users(table: Table | None, config: DatasetConfig, problems: list[str]) -> p
     if table is None:
         return pd.DataFrame({"user_id": pd.Series([], dtype=object)})
     out = pd.DataFrame({"user_id": _ids(table, "user_id", problems, unique=True)})
-    for name in config.users.categorical:
+    return _attributes(table, config.users, out, problems)
+
+
+def _attributes(
+    table: Table, declared: AttributeSpec, out: pd.DataFrame, problems: list[str]
+) -> pd.DataFrame:
+    """The side table's declared attributes into `out`: categorical as text, numeric parsed."""
+    for name in declared.categorical:
         out[name] = table.frame[name]
-    for name in config.users.numeric:
+    for name in declared.numeric:
         values, bad = numbers(table, name)
         problems += bad
         out[name] = values

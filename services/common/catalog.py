@@ -56,28 +56,38 @@ def read_item_columns(bundle: Bundle) -> dict[str, pa.Array]:
     return out
 
 
+def _optional_column(bundle: Bundle, name: str) -> tuple[np.ndarray, pa.Array] | None:
+    """(item rows, items.parquet column `name`), reading only those two columns; None for a
+    dataset without that column."""
+    path = bundle.path("items.parquet")
+    if name not in pq.read_schema(path).names:
+        return None
+    table = pq.read_table(path, columns=["item_index", name])
+    rows = table.column("item_index").combine_chunks().to_numpy().astype(np.int64)
+    return rows, table.column(name).combine_chunks()
+
+
 def item_prices(bundle: Bundle, n_rows: int) -> np.ndarray | None:
     """float64[n_rows] prices by item row (NaN: none), or None when the dataset has no price
     column (items.parquet `price`, in the dataset's currency)."""
-    table = pq.read_table(bundle.path("items.parquet"))
-    if "price" not in table.column_names:
+    found = _optional_column(bundle, "price")
+    if found is None:
         return None
+    rows, column = found
     prices = np.full(n_rows, np.nan)
-    rows = table.column("item_index").combine_chunks().to_numpy().astype(np.int64)
-    column = pc.fill_null(table.column("price").combine_chunks().cast(pa.float64()), np.nan)
-    prices[rows] = column.to_numpy(zero_copy_only=False)
+    prices[rows] = pc.fill_null(column.cast(pa.float64()), np.nan).to_numpy(zero_copy_only=False)
     return prices
 
 
 def unavailable_rows(bundle: Bundle) -> np.ndarray:
     """int64 item rows the dataset marks unavailable (items.parquet `available` false); empty
     for a dataset without that column. Such items are never recommended."""
-    table = pq.read_table(bundle.path("items.parquet"))
-    if "available" not in table.column_names:
+    found = _optional_column(bundle, "available")
+    if found is None:
         return np.zeros(0, dtype=np.int64)
-    available = pc.fill_null(table.column("available").combine_chunks(), True)
-    rows = table.column("item_index").combine_chunks().to_numpy().astype(np.int64)
-    return rows[~available.to_numpy(zero_copy_only=False).astype(bool)]
+    rows, column = found
+    available = pc.fill_null(column, True).to_numpy(zero_copy_only=False).astype(bool)
+    return rows[~available]
 
 
 def tag_matrix(tags: Sequence[str], column: pa.ListArray, rows: np.ndarray, n_rows: int):

@@ -11,7 +11,8 @@ import numpy as np
 from services.common.bundle import Bundle, sha256_file
 from services.feature.store import InMemoryFeatureStore
 from services.ranking.ranker import OnnxRanker
-from training.pipeline import TrainConfig, _evaluation_metrics
+from training.pipeline import TrainConfig
+from training.steps.config import evaluation_metrics
 
 
 def test_manifest_records_rating_metrics_and_training(tiny_bundle: Path) -> None:
@@ -44,9 +45,9 @@ def test_served_rating_and_p_positive_come_from_the_rating_model(tiny_bundle: Pa
 def test_evaluation_metrics_are_read_with_their_source(tmp_path: Path) -> None:
     path = tmp_path / "eval_metrics.json"
     path.write_text(json.dumps({"rating": {"rmse": 0.88}}))
-    got = _evaluation_metrics(path)
+    got = evaluation_metrics(path)
     assert got is not None and got["rating"] == {"rmse": 0.88}
     assert got["source"] == str(path) and got["source_sha256"] == sha256_file(path)
-    assert _evaluation_metrics(tmp_path / "missing.json") is None
-    assert _evaluation_metrics(None) is None
+    assert evaluation_metrics(tmp_path / "missing.json") is None
+    assert evaluation_metrics(None) is None
     assert TrainConfig().eval_metrics == Path("reports/eval_metrics.json")

@@ -38,7 +38,8 @@ from training.encode import EncodedCatalog, build_catalog, index_events
 from training.evaluate import metrics as M
 from training.models.rating_fit import latest_histories
 from training.models.train import make_examples
-from training.pipeline import TrainConfig, _train_two_tower
+from training.steps.config import TrainConfig
+from training.steps.two_tower import train_two_tower
 
 COLD_FRACTION = 0.1
 CUTOFFS = {"recall@20": 20, "ndcg@10": 10}
@@ -57,7 +58,7 @@ def _tower(
     cfg: TrainConfig, catalog: EncodedCatalog, train_ix: pd.DataFrame, users: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Train a two-tower on train_ix -> (item embeddings [I, D], user queries [U, D])."""
-    model, _ = _train_two_tower(cfg, catalog, train_ix, make_examples(catalog, train_ix))
+    model, _ = train_two_tower(cfg, catalog, train_ix, make_examples(catalog, train_ix))
     items = model.item_embeddings(catalog.n_items)
     histories = latest_histories(catalog, train_ix)[users]
     model.user_tower.eval()

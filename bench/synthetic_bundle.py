@@ -35,12 +35,11 @@ from bench import synthetic_models
 from bench.synthetic_data import generate
 from services.common.bundle import Bundle, resolve_bundle_dir
 from services.common.features import SECONDS_PER_DAY, pad_history
-from training.bundle import BundleWriter, write_tables
 from training.data.schema import InteractionData
 from training.encode import EncodedCatalog, build_catalog
-from training.export import describe_onnx, export_ranker, export_user_tower, parity_max_abs_error
-from training.index import FLAT_MAX_ITEMS, build_item_index, save_index, tag_centroids
-from training.pipeline import Steps
+from training.index import FLAT_MAX_ITEMS
+from training.steps.publish import publish_bundle
+from training.steps.runner import Steps
 
 ONNX_LIMIT_BYTES = 2 * 1024**3  # protobuf's hard limit for a self-contained ONNX file
 SAMPLE_USERS = 1000  # user-tower queries for IVF's nprobe choice; the first 255 for parity
@@ -129,43 +128,27 @@ def build_synthetic_bundle(
         item_embeddings = np.zeros((catalog.n_items, dim), dtype=np.float32)
         item_embeddings[1:] = syn.item_vectors
         ranker = synthetic_models.ranker(catalog, tower, item_embeddings, seed)
+        models = {"user_tower.onnx": tower, "ranker.onnx": ranker}
+        del ranker  # only `models` holds it: publish_bundle drops it once exported
         rng = np.random.default_rng(seed + 3)
         sample = np.sort(rng.choice(np.arange(1, catalog.n_users), SAMPLE_USERS, replace=False))
         inputs = user_inputs(catalog, syn.events, sample)
         queries = synthetic_models.embed_users(tower, inputs)
-    with BundleWriter(out, version) as writer:
-        parity_in = _parity_inputs(inputs, catalog.n_items, seed)
-        export_sample = {k: v[1:4] for k, v in parity_in.items()}
-        with steps("export onnx"):
-            export_user_tower(tower, writer.dir / "user_tower.onnx", export_sample)
-            export_ranker(ranker, writer.dir / "ranker.onnx", export_sample)
-            parity = {
-                name: parity_max_abs_error(model, writer.dir / name, parity_in)
-                for name, model in (("user_tower.onnx", tower), ("ranker.onnx", ranker))
-            }
-        del ranker
-        with steps("faiss index"):
-            item_index = build_item_index(
-                item_embeddings, flat_max_items, queries=queries, seed=seed
-            )
-            save_index(item_index, writer.dir / "items.faiss")
-            np.save(writer.dir / "item_embeddings.npy", item_embeddings, allow_pickle=False)
-            centroids = tag_centroids(item_embeddings, catalog.item_tags)
-            np.save(writer.dir / "tag_centroids.npy", centroids, allow_pickle=False)
-        with steps("tables"):
-            write_tables(writer.dir, catalog, syn.items, syn.users, syn.events)
-            shutil.copyfile(value_bundle.path("user_value.onnx"), writer.dir / "user_value.onnx")
+    sample_in = _parity_inputs(inputs, catalog.n_items, seed)
+
+    def copied_value(out_dir: Path, parity: dict[str, float]) -> dict[str, Any]:
+        shutil.copyfile(value_bundle.path("user_value.onnx"), out_dir / "user_value.onnx")
         value = dict(value_bundle.manifest["value"])
         value["as_of_day"] = int(syn.events["timestamp"].max()) // SECONDS_PER_DAY
         value["copied_from"] = value_bundle.version
         parity["user_value.onnx"] = float(
             value_bundle.manifest["models"]["user_value.onnx"]["parity_max_abs_error"]
         )
-        sizes = {p.name: p.stat().st_size for p in writer.dir.iterdir() if p.is_file()}
+        sizes = {p.name: p.stat().st_size for p in out_dir.iterdir() if p.is_file()}
         too_big = [n for n, s in sizes.items() if n.endswith(".onnx") and s >= ONNX_LIMIT_BYTES]
         if too_big:
             raise RuntimeError(f"ONNX files over protobuf's 2 GB: {too_big}")
-        fields: dict[str, Any] = {
+        return {
             "data": {
                 "source": "synthetic",
                 "sha256": digest,
@@ -173,14 +156,6 @@ def build_synthetic_bundle(
                 "split": {"kind": "synthetic", "n_train": len(syn.events), "n_valid": 0},
             },
             "metrics": {},
-            "feature_spec": catalog.spec.to_json(),
-            "embedding_dim": dim,
-            "index_type": item_index.index_type,
-            "index": item_index.info,
-            "models": {
-                name: {**describe_onnx(writer.dir / name), "parity_max_abs_error": err}
-                for name, err in parity.items()
-            },
             "value": value,
             "synthetic": {
                 "generator": "bench.synthetic_data",
@@ -191,9 +166,24 @@ def build_synthetic_bundle(
                 "peak_rss_mb": round(_peak_rss_mb()),
             },
         }
-        with steps("publish"):
-            bundle_dir = writer.publish(fields)
-    return bundle_dir
+
+    return publish_bundle(
+        out,
+        version,
+        steps,
+        models=models,
+        parity_inputs=sample_in,
+        export_sample={k: v[1:4] for k, v in sample_in.items()},
+        item_embeddings=item_embeddings,
+        catalog=catalog,
+        items=syn.items,
+        users=syn.users,
+        events=syn.events,
+        sections=copied_value,
+        flat_max_items=flat_max_items,
+        index_queries=queries,
+        index_seed=seed,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads (training.pipeline)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads (training.steps.runtime)
 
 import numpy as np
 import pandas as pd

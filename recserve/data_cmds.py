@@ -81,6 +81,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"  {problem}", file=sys.stderr)
         return 1
     try:
+        from training.steps.runtime import prefer_passive_omp
+
+        prefer_passive_omp()  # before torch loads (the next import)
         from training.pipeline import TrainConfig, build_bundle
     except ImportError as exc:
         print(f"recserve train: needs the train extra (pip install '.[train]'): {exc}",

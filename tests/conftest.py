@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 # Before anything imports torch: waiting OpenMP threads sleep instead of spinning, so training
-# on a busy 2-core box does not collapse (see training/pipeline.py).
+# on a busy 2-core box does not collapse (training.steps.runtime.prefer_passive_omp).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # In-process embedded gateways built from the environment keep feedback in memory only: several
 # per test process would contend for one event-log directory. Durable stores get a tmp dir from

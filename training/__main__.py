@@ -12,9 +12,12 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from training import distributed
-from training.pipeline import TrainConfig, build_bundle
+from training.steps.runtime import prefer_passive_omp
+
+if TYPE_CHECKING:
+    from training.pipeline import TrainConfig
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
 def config_from_args(argv: list[str] | None = None) -> TrainConfig:
     args = _parser().parse_args(argv)
     from training.data.builtin import resolve
+    from training.pipeline import TrainConfig
 
     return TrainConfig.from_args(
         args,
@@ -52,6 +56,10 @@ def config_from_args(argv: list[str] | None = None) -> TrainConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
+    prefer_passive_omp()  # before torch loads (training.steps.runtime)
+    from training import distributed
+    from training.pipeline import build_bundle
+
     config = config_from_args(argv)
     ctx = distributed.init_from_env()  # under torchrun: DDP over WORLD_SIZE processes
     start = time.perf_counter()

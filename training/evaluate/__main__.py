@@ -14,17 +14,16 @@ score   --topk FILE / --predictions FILE --split DIR: score any system's TSV ans
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads (training/pipeline.py)
-
 import argparse
 import json
 import sys
 from pathlib import Path
 
+from training.steps.runtime import prefer_passive_omp
+
 
 def main(argv: list[str] | None = None) -> int:
+    prefer_passive_omp()  # before torch loads: every command below imports it lazily
     parser = argparse.ArgumentParser(
         prog="python -m training.evaluate",
         description=__doc__,

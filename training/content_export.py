@@ -6,7 +6,8 @@ parity-checked against torch on real item texts, and written into a bundle.
     content_projection.npz  weight float32[384, D], bias float32[D]: the fitted projection, so
                             the text -> tower mapping can be audited or re-applied without BERT
 
-Imports torch at module level: training.content imports this lazily.
+Imports torch at module level: training.content imports this lazily. It knows nothing of
+training.content (the layer above): the model and projection are whatever has their fields.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import onnxruntime as ort
@@ -31,15 +32,35 @@ from services.common.content import (
 )
 from training.export import _export
 
-if TYPE_CHECKING:
-    from training.content import Projection, TextModel
-
 CONTENT_PROJECTION_FILE = "content_projection.npz"
 INPUTS = ("input_ids", "attention_mask")
 OUTPUTS = ("embedding",)
 # BERT in float32 through ORT vs torch: ~1e-6 per coordinate of a unit vector.
 PARITY_MIN_COSINE = 0.999
 PARITY_MAX_ABS = 1e-3
+
+
+class Projection(Protocol):
+    """text embedding [.., 384] -> [.., D] (training.content.Projection)."""
+
+    @property
+    def weight(self) -> np.ndarray: ...  # [384, D]
+
+    @property
+    def bias(self) -> np.ndarray: ...  # [D]
+
+
+class TextModel(Protocol):
+    """The sentence encoder (training.content.TextModel)."""
+
+    @property
+    def bert(self) -> nn.Module: ...
+
+    @property
+    def tokenizer(self) -> Any: ...  # the serving tokenizer (services.common.content)
+
+    @property
+    def path(self) -> Path: ...  # the model package's directory (its tokenizer.json)
 
 
 class ContentGraph(nn.Module):
@@ -116,7 +137,7 @@ def write_content_encoder(
 
     start = time.perf_counter()
     out_dir = Path(out_dir)
-    graph = model.graph(projection)
+    graph = ContentGraph(model.bert, projection).eval()
     sample = tokenize(model.tokenizer, list(parity_texts[:2]))
     path = export_content_encoder(graph, out_dir / CONTENT_ENCODER_FILE, sample)
     shutil.copyfile(model.path / "tokenizer.json", out_dir / CONTENT_TOKENIZER_FILE)

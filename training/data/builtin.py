@@ -21,6 +21,7 @@ import pandas as pd
 from training.data.cdnow import DATASET_TOML as CDNOW_TOML
 from training.data.cdnow import load_cdnow
 from training.data.contract import CONFIG_FILE
+from training.data.digest import sha256_path
 from training.data.movielens import DATASET_TOML as MOVIELENS_TOML
 from training.data.movielens import load_movielens
 from training.data.schema import InteractionData
@@ -161,8 +162,6 @@ MARKER = ".written-from"
 def write_builtin(data_dir: Path, raw: dict[str, Path], force: bool = False) -> dict[str, Path]:
     """Every fetched raw data set -> data_dir/datasets/<name>/ in the contract format; a folder
     already written from the same raw files by the same converter version is kept."""
-    from training.data.fetch import sha256_path
-
     out = {}
     for raw_name, path in raw.items():
         name, convert = BUILTIN[raw_name]

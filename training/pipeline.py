@@ -6,6 +6,9 @@ p_interact beside the rating model's rating and p_positive (training.models.rati
     bundle_dir = build_bundle(TrainConfig(tiny=True))
 
 The served models are the ones trained on the train split (the metrics describe exactly them).
+Each step is a function of its own module under training/steps/ (its __init__ lists them);
+this module only runs them in order, timed by training.steps.runner.Steps. Importing it sets
+nothing: the commands that train call training.steps.runtime.prefer_passive_omp first.
 """
 
 from __future__ import annotations

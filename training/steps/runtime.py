@@ -20,8 +20,9 @@ def prefer_passive_omp() -> None:
     """OpenMP threads that spin while waiting collapse on a busy 2-core box (measured: a ranker
     epoch 7 s -> 40 s with two other busy processes; 10 s with PASSIVE). libgomp reads
     OMP_WAIT_POLICY once, when torch loads, so this only helps before the first `import torch`:
-    the training commands (python -m training, recserve train, python -m training.evaluate,
-    tests/conftest.py) call it before importing anything that loads torch. An explicit
+    the training commands (python -m training, recserve train, python -m training.evaluate)
+    call it before importing anything that loads torch (the Makefile exports it; tests/conftest.py
+    and bench.synthetic_bundle set it the same way before their imports). An explicit
     OMP_WAIT_POLICY in the environment wins."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

@@ -115,33 +115,32 @@ async def serve_service(name: str, service: Service[T]) -> None:
     bundle = service.bundle.load()
     served = service.model
     model = served.from_bundle(bundle)
-    served.warm_up(model, bundle)
-    details = served.describe(model, bundle)
-    log.info(
-        "bundle %s loaded from %s%s", bundle.version, bundle.root, f"; {details}" if details else ""
-    )
     holder = ModelHolder(model, bundle.version, grace_s=reload.grace_s, on_retire=served.retire)
-    watch_model(name, holder)  # recserve_model_info
-    http = start_metrics_http(metrics.port, metrics.host)
-    try:
-        async with contextlib.AsyncExitStack() as stack:
-            stack.push_async_callback(_close_current, served, holder)  # runs last
-            if service.background is not None:
-                await stack.enter_async_context(service.background(holder))
-            watcher = _start_watcher(name, service, holder, reload, bundle)
-            if watcher is not None:
-                stack.push_async_callback(watcher.stop)
-            if service.start_server is not None:
-                server, _port = await service.start_server(holder)
-            else:
-                assert service.register is not None
-                server, _port = await create_server_from_settings(
-                    service.register(holder), service.server, service.service_name
-                )
-            await serve(server, grace=service.server.grace_s)
-    finally:
+    async with contextlib.AsyncExitStack() as stack:  # unwinds in reverse, whatever failed
+        stack.push_async_callback(_close_current, served, holder)  # last: the model serving then
+        served.warm_up(model, bundle)
+        details = served.describe(model, bundle)
+        log.info(
+            "bundle %s loaded from %s%s",
+            bundle.version, bundle.root, f"; {details}" if details else "",
+        )  # fmt: skip
+        watch_model(name, holder)  # recserve_model_info
+        http = start_metrics_http(metrics.port, metrics.host)
         if http is not None:
-            http.shutdown()
+            stack.callback(http.shutdown)
+        if service.background is not None:
+            await stack.enter_async_context(service.background(holder))
+        watcher = _start_watcher(name, service, holder, reload, bundle)
+        if watcher is not None:
+            stack.push_async_callback(watcher.stop)
+        if service.start_server is not None:
+            server, _port = await service.start_server(holder)
+        else:
+            assert service.register is not None
+            server, _port = await create_server_from_settings(
+                service.register(holder), service.server, service.service_name
+            )
+        await serve(server, grace=service.server.grace_s)
 
 
 def _start_watcher(

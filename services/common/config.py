@@ -1,120 +1,38 @@
-"""Typed, validated environment variables and the settings every server shares.
+"""The settings every server shares: the bundle to serve and the gRPC server's own settings.
 
-Every reader raises ConfigError with the variable's name and the reason, so a service can fail
-at start-up with one clear line (see services.common.server.run_main). Reading the process
-environment (env=None) also records the value, default included, for the effective-configuration
-line each service logs at start-up (services.common.env_names).
+The typed environment readers (env_str, env_int, ...) live in services.common.env, one layer
+below; they are re-exported here for the services' config modules.
 """
 
 from __future__ import annotations
 
-import math
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
-from services.common import env_names
 from services.common.bundle import Bundle, resolve_bundle_dir
-from services.common.errors import ConfigError
+from services.common.env import (
+    Env,
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_path,
+    env_str,
+)
 from services.common.security import SecuritySettings
 
-Env = Mapping[str, str]
-T = TypeVar("T")
-
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
-
-
-def _raw(env: Env | None, name: str) -> str | None:
-    value = (os.environ if env is None else env).get(name)
-    return None if value is None or value.strip() == "" else value.strip()
-
-
-def _noted(env: Env | None, name: str, value: T) -> T:
-    if env is None:
-        env_names.record(name, value)
-    return value
-
-
-def env_str(name: str, default: str, env: Env | None = None) -> str:
-    value = _raw(env, name)
-    return _noted(env, name, default if value is None else value)
-
-
-def env_path(name: str, default: str, env: Env | None = None) -> Path:
-    """A path setting, made absolute against the working directory at start-up (so where state
-    goes is printed, and stays put whoever changes directory later)."""
-    raw = _raw(env, name)
-    return _noted(env, name, Path(default if raw is None else raw).resolve())
-
-
-def env_int(
-    name: str,
-    default: int,
-    *,
-    min_value: int | None = None,
-    max_value: int | None = None,
-    env: Env | None = None,
-) -> int:
-    raw = _raw(env, name)
-    if raw is None:
-        value = default
-    else:
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ConfigError(f"{name}={raw!r} is not an integer") from None
-    _check_range(name, value, min_value, max_value)
-    return _noted(env, name, value)
-
-
-def env_float(
-    name: str,
-    default: float,
-    *,
-    min_value: float | None = None,
-    max_value: float | None = None,
-    env: Env | None = None,
-) -> float:
-    raw = _raw(env, name)
-    if raw is None:
-        value = default
-    else:
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ConfigError(f"{name}={raw!r} is not a number") from None
-        if not math.isfinite(value):
-            raise ConfigError(f"{name}={raw!r} must be finite")
-    _check_range(name, value, min_value, max_value)
-    return _noted(env, name, value)
-
-
-def env_bool(name: str, default: bool, env: Env | None = None) -> bool:
-    raw = _raw(env, name)
-    if raw is None:
-        return _noted(env, name, default)
-    if raw.lower() in _TRUE:
-        return _noted(env, name, True)
-    if raw.lower() in _FALSE:
-        return _noted(env, name, False)
-    raise ConfigError(f"{name}={raw!r} is not a boolean (use true/false, 1/0, yes/no, on/off)")
-
-
-def env_choice(name: str, default: str, choices: tuple[str, ...], env: Env | None = None) -> str:
-    value = env_str(name, default, env).lower()
-    if value not in choices:
-        raise ConfigError(f"{name}={value!r} must be one of {', '.join(choices)}")
-    return _noted(env, name, value)
-
-
-def _check_range(name: str, value: float, lo: float | None, hi: float | None) -> None:
-    if lo is not None and value < lo:
-        raise ConfigError(f"{name}={value} must be >= {lo}")
-    if hi is not None and value > hi:
-        raise ConfigError(f"{name}={value} must be <= {hi}")
+__all__ = [
+    "BundleSettings",
+    "Env",
+    "ServerSettings",
+    "env_bool",
+    "env_choice",
+    "env_float",
+    "env_int",
+    "env_path",
+    "env_str",
+    "load_bundle_from_env",
+]
 
 
 @dataclass(frozen=True)

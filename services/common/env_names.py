@@ -89,7 +89,7 @@ def mask(name: str, value: str) -> str:
 
 
 def record(name: str, value: object) -> None:
-    """Note what this process read for `name` (called by the services.common.config readers
+    """Note what this process read for `name` (called by the services.common.env readers
     when they read the process environment)."""
     _READ[name] = mask(name, str(value))
 

@@ -28,7 +28,7 @@ from typing import Any
 import grpc
 
 from services.common import metrics
-from services.common.config import env_float
+from services.common.env import env_float
 from services.common.errors import RecserveError
 from services.common.logging import REQUEST_ID
 

@@ -27,7 +27,7 @@ import grpc
 from recserve.v1 import feature_pb2, feature_pb2_grpc
 from services.common import convert, metrics
 from services.common.added_items import AddedItem
-from services.common.config import Env, env_float
+from services.common.env import Env, env_float
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 
-from services.common.config import Env, env_int, env_str
+from services.common.env import Env, env_int, env_str
 from services.common.errors import ConfigError
 
 log = logging.getLogger(__name__)

@@ -378,7 +378,7 @@ def aio_channel(
     options: Sequence[tuple[str, Any]] = (),
 ) -> grpc.aio.Channel:
     """A grpc.aio channel: TLS when `tls` is set; `api_key` sent on every unary call."""
-    from services.common import tracing  # here: tracing -> config -> security at import time
+    from services.common import tracing  # here: OpenTelemetry loads only once a channel is made
 
     chain = [*tracing.client_interceptors(), *([_KeyInterceptor(api_key)] if api_key else [])]
     interceptors = chain or None

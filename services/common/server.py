@@ -15,13 +15,12 @@ import signal
 import sys
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from services.common import env_names, metrics, tracing
+from services.common import env_names, tracing
 from services.common.config import ServerSettings
 from services.common.errors import BundleError, ConfigError
 from services.common.interceptors import ErrorInterceptor
@@ -150,28 +149,6 @@ async def create_server_from_settings(
         reuse_port=settings.reuse_port,
         security=settings.security,
     )
-
-
-async def serve_settings(
-    register: Callable[[grpc.aio.Server], None],
-    settings: ServerSettings,
-    service_name: str,
-    model: Any = None,
-) -> None:
-    """Start a server from ServerSettings and serve until SIGTERM/SIGINT (a service's last step).
-    Prometheus /metrics on RECSERVE_<SERVICE>_METRICS_PORT or RECSERVE_METRICS_PORT when set;
-    `model` (a ModelHolder) is reported as recserve_model_info."""
-    short = service_name.rsplit(".", 1)[-1].removesuffix("Service").lower()
-    metrics_settings = metrics.MetricsSettings.for_service(short)
-    if model is not None:
-        metrics.watch_model(short, model)
-    http = metrics.start_metrics_http(metrics_settings.port, metrics_settings.host)
-    try:
-        server, _port = await create_server_from_settings(register, settings, service_name)
-        await serve(server, grace=settings.grace_s)
-    finally:
-        if http is not None:
-            http.shutdown()
 
 
 def run_main(service_name: str, main: Callable[[], Awaitable[None]]) -> int:

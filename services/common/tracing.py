@@ -34,7 +34,7 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from services.common.config import Env, env_choice, env_float
+from services.common.env import Env, env_choice, env_float
 from services.common.interceptors import split_method, status_of
 
 _TRACER_NAME = "recserve"

@@ -1,76 +1,22 @@
-"""python -m services.feature: config -> bundle -> store -> serve.
-
-The store is in memory (default: snapshot + event log replay; feedback is acknowledged only once
-it is in the event log, see docs/feedback.md; on SIGTERM the log is drained and a snapshot is
-written before the process exits) or in Redis (RECSERVE_FEATURE_BACKEND=redis, several replicas;
-Redis's append-only file is the durable log, see docs/feature_store.md)."""
+"""python -m services.feature: config -> bundle -> feature store -> serve (the life cycle:
+services.common.service; the store, its durability and its reloads: services.feature.served)."""
 
 from __future__ import annotations
 
-import logging
 import sys
 
-from services.common.bundle import Bundle
-from services.common.logging import setup_logging
-from services.common.reload import ModelHolder, ReloadSettings, make_watcher
-from services.common.server import run_main, serve_settings
+from services.common.service import Service, run_service
 from services.feature.config import SERVICE_NAME, FeatureConfig, StoreConfig
-from services.feature.redis_store import RedisFeatureStore
+from services.feature.served import FeatureModel
 from services.feature.servicer import register
-from services.feature.snapshot import Durability, open_durable_store
-from services.feature.store import FeatureStore, InMemoryFeatureStore
-
-log = logging.getLogger("services.feature")
+from services.feature.store import FeatureStore
 
 
-def build_store(
-    config: FeatureConfig, store_config: StoreConfig, bundle: Bundle
-) -> tuple[FeatureStore, Durability | None]:
-    """The configured store, and the in-memory store's event log + snapshots (None for Redis)."""
-    limits = {"max_batch": config.max_events, "max_ids": config.max_ids}
-    if store_config.backend == "redis":
-        store = RedisFeatureStore.connect(
-            bundle,
-            store_config.redis_url,
-            prefix=store_config.redis_prefix,
-            timeout_s=store_config.redis_timeout_s,
-            require_durable=not store_config.redis_allow_non_durable,
-            **limits,
-        )
-        return store, None
-    return open_durable_store(bundle, config.durability, **limits)
-
-
-async def main() -> None:
+def configure() -> Service[FeatureStore]:
     config = FeatureConfig.from_env()
-    store_config = StoreConfig.from_env()
-    setup_logging("feature", config.server.log_level, config.server.log_format)
-    bundle = config.bundle.load()
-    store, durability = build_store(config, store_config, bundle)
-    log.info("bundle %s loaded from %s", bundle.version, bundle.root)
-    # Hot reload (a new store per bundle, live per-user state carried over at the swap) only for
-    # the plain in-memory store. With the event log, or with Redis, the store stays on the bundle
-    # it started with: the gateway translates item indices between versions by item id, and a
-    # restart (snapshot + log replay, or Redis) moves it to the new bundle without losing events.
-    holder = ModelHolder(store, bundle.version)
-    watcher = None
-    if durability is None and store_config.backend == "memory":
-        watcher = make_watcher(
-            config.bundle, ReloadSettings.from_env(), holder,
-            lambda b: InMemoryFeatureStore.from_bundle(
-                b, max_batch=config.max_events, max_ids=config.max_ids
-            ),
-            name="feature", expected_spec=bundle.feature_spec,
-            adopt=lambda old, new: new.adopt_live_state(old),
-        )  # fmt: skip
-    try:
-        await serve_settings(register(holder), config.server, SERVICE_NAME, model=holder)
-    finally:
-        if watcher is not None:
-            await watcher.stop()
-        if durability is not None:
-            durability.close()
+    model = FeatureModel(config, StoreConfig.from_env())
+    return Service(config.server, config.bundle, model, SERVICE_NAME, register=register)
 
 
 if __name__ == "__main__":
-    sys.exit(run_main("feature", main))
+    sys.exit(run_service("feature", configure))

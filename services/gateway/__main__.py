@@ -1,57 +1,75 @@
-"""python -m services.gateway: config -> bundle -> pipeline (split or embedded) -> serve."""
+"""python -m services.gateway: config -> bundle -> pipeline (split or embedded) -> serve (the life
+cycle: services.common.service; the wiring: services.gateway.app)."""
 
 from __future__ import annotations
 
-import logging
+import contextlib
 import sys
+from collections.abc import AsyncIterator
 
-from services.common.logging import setup_logging
-from services.common.metrics import start_metrics_http, watch_model
-from services.common.reload import ModelHolder, ReloadSettings
-from services.common.server import run_main, serve
-from services.gateway.app import (
-    build_pipeline,
-    start_gateway,
-    start_item_sync,
-    start_reloading,
-)
+from services.common.bundle import Bundle
+from services.common.item_sync import ItemSync
+from services.common.reload import BundleWatcher, ModelHolder, ReloadSettings
+from services.common.service import ServedModel, Service, run_service
+from services.gateway.app import build_pipeline, start_gateway, start_item_sync, start_reloading
 from services.gateway.config import GatewaySettings
-from services.gateway.experiments import runner_from_env
+from services.gateway.experiments import ExperimentRunner, runner_from_env
+from services.gateway.pipeline import Pipeline
+from services.gateway.servicer import SERVICE_NAME
 
-log = logging.getLogger("services.gateway")
+
+class GatewayModel(ServedModel[Pipeline]):
+    """The pipeline; its hot reload (a whole new pipeline embedded, the new catalog over the same
+    backends split) is app.start_reloading's, which also warms what it builds. The first one is
+    not warmed here: in split mode its backends may not be up yet."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        self.experiments: ExperimentRunner | None = None
+        self.sync: ItemSync | None = None
+
+    def from_bundle(self, bundle: Bundle) -> Pipeline:
+        return build_pipeline(self.settings, bundle)
+
+    async def close(self, model: Pipeline) -> None:
+        await model.close()  # its feedback spool, then the stages (shared in split)
+
+    def describe(self, model: Pipeline, bundle: Bundle) -> str:
+        settings = self.settings
+        embedded = settings.mode == "embedded"
+        backends = "in-process" if embedded else [b.address for b in settings.backends]
+        return f"mode={settings.mode} backends={backends}"
+
+    @contextlib.asynccontextmanager
+    async def running(self, holder: ModelHolder[Pipeline]) -> AsyncIterator[None]:
+        """A/B arms + exposure log (RECSERVE_EXPERIMENTS_FILE), and the sync of items added
+        through other replicas."""
+        self.experiments = runner_from_env()
+        self.sync = start_item_sync(self.settings, holder)
+        try:
+            yield
+        finally:
+            if self.sync is not None:
+                await self.sync.stop()
+            if self.experiments is not None:
+                self.experiments.close()
+
+    def watch(
+        self, holder: ModelHolder[Pipeline], reload: ReloadSettings
+    ) -> BundleWatcher[Pipeline] | None:
+        return start_reloading(self.settings, holder, reload, self.sync)
 
 
-async def main() -> None:
+def configure() -> Service[Pipeline]:
     settings = GatewaySettings.from_env()
-    setup_logging("gateway", settings.server.log_level, settings.server.log_format)
-    bundle = settings.bundle.load()
-    pipeline = build_pipeline(settings, bundle)
-    log.info(
-        "bundle %s loaded from %s; mode=%s backends=%s",
-        bundle.version,
-        bundle.root,
-        settings.mode,
-        "in-process" if settings.mode == "embedded" else [b.address for b in settings.backends],
-    )
-    start_metrics_http(settings.metrics.port, settings.metrics.host)
-    reload = ReloadSettings.from_env()
-    holder = ModelHolder(pipeline, bundle.version, grace_s=reload.grace_s)
-    watch_model("gateway", holder)
-    experiments = runner_from_env()  # RECSERVE_EXPERIMENTS_FILE: A/B arms + exposure log
-    server, _ = await start_gateway(settings, holder, experiments=experiments)
-    sync = start_item_sync(settings, holder)  # items added through other replicas
-    watcher = start_reloading(settings, holder, reload, sync)
-    try:
-        await serve(server, grace=settings.server.grace_s)
-    finally:
-        if watcher is not None:
-            await watcher.stop()
-        if sync is not None:
-            await sync.stop()
-        await holder.current.close()  # its feedback spool, then the stages (shared in split)
-        if experiments is not None:
-            experiments.close()
+    model = GatewayModel(settings)
+    return Service(
+        settings.server, settings.bundle, model, SERVICE_NAME,
+        start_server=lambda holder: start_gateway(settings, holder, experiments=model.experiments),
+        background=model.running,
+        watch=model.watch,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":
-    sys.exit(run_main("gateway", main))
+    sys.exit(run_service("gateway", configure))

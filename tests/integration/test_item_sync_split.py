@@ -26,9 +26,9 @@ from services.common.types import FilterSpec
 from services.feature.store import InMemoryFeatureStore
 from services.gateway.app import build_pipeline, start_gateway, start_item_sync
 from services.retrieval import servicer as retrieval_servicer
-from services.retrieval.__main__ import start_sync
 from services.retrieval.config import RetrievalConfig
 from services.retrieval.retriever import Retriever
+from services.retrieval.served import start_sync
 
 from .conftest import gateway_settings
 
@@ -69,7 +69,7 @@ def second_gateway(bundle, split_stack, loop_thread):
 
 def start_retrieval(bundle, feature_target: str, loop_thread):
     """A retrieval process that (re)started after the item was added: the real wiring of
-    services.retrieval.__main__ (config from env -> ItemSync over an aio channel)."""
+    services.retrieval.served (config from env -> ItemSync over an aio channel)."""
     config = RetrievalConfig.from_env(
         {"RECSERVE_FEATURE_ADDR": feature_target, "RECSERVE_ITEM_SYNC_S": SYNC_S}
     )

@@ -19,9 +19,9 @@ from services.common.bundle import Bundle
 from services.common.errors import ConfigError, InvalidArgument, Unavailable
 from services.common.server import create_server
 from services.common.types import Event, EventKind, UserState
-from services.feature.__main__ import build_store
 from services.feature.config import SERVICE_NAME, FeatureConfig, StoreConfig
 from services.feature.redis_store import RedisFeatureStore, check_durable, redis_client
+from services.feature.served import build_store
 from services.feature.servicer import register
 from services.feature.store import InMemoryFeatureStore
 from tests.redis_server import RedisServer, free_port

@@ -1,0 +1,62 @@
+"""The ranking service's served model (services.common.service): an ONNX ranker and its
+micro-batcher per bundle, CUDA or CPU."""
+
+from __future__ import annotations
+
+from services.common.bundle import Bundle
+from services.common.errors import ConfigError
+from services.common.onnx import CUDA
+from services.common.remap import ItemVocabs
+from services.common.service import ServedModel
+from services.ranking.batcher import RankBatcher, RankEngine
+from services.ranking.config import RankingConfig
+from services.ranking.ranker import OnnxRanker
+
+
+class RankingModel(ServedModel[RankEngine]):
+    """Ranker + batcher, warmed for every batch size (health says SERVING only when warm; a hot
+    reload swaps in only a warm engine). The previous version stays loaded for the grace period:
+    candidates retrieved with it are scored by it (services.common.remap.VersionRouter), then
+    its engine is closed."""
+
+    def __init__(self, config: RankingConfig) -> None:
+        self.config = config
+        self.vocabs = ItemVocabs(config.bundle.artifacts)  # every version's items, for the router
+
+    def from_bundle(self, bundle: Bundle) -> RankEngine:
+        config = self.config
+        self.vocabs.add_bundle(bundle)
+        ranker = OnnxRanker.from_bundle(
+            bundle,
+            prefer_gpu=config.prefer_gpu,
+            intra_op_threads=config.intra_op_threads,
+            max_candidates=config.max_candidates,
+        )
+        if config.device == "cuda" and ranker.provider != CUDA:
+            raise ConfigError(
+                f"RECSERVE_RANKING_DEVICE=cuda but onnxruntime gave {ranker.provider}"
+            )
+        batcher = None
+        if config.max_batch > 1:
+            batcher = RankBatcher(
+                ranker,
+                max_batch=config.max_batch,
+                max_delay_s=config.max_delay_ms / 1000.0,
+                inline=config.inline_for(ranker.provider),
+            )
+        return RankEngine(ranker, batcher)
+
+    def warm_up(self, model: RankEngine, bundle: Bundle) -> None:
+        model.ranker.warm_up(self.config.max_batch)
+
+    async def retire(self, model: RankEngine) -> None:
+        await model.close()
+
+    async def close(self, model: RankEngine) -> None:
+        await model.close()
+
+    def describe(self, model: RankEngine, bundle: Bundle) -> str:
+        return (
+            f"ranking on {model.ranker.provider}; micro-batches of <= {self.config.max_batch} "
+            f"(max delay {self.config.max_delay_ms:.2f} ms)"
+        )

@@ -1,0 +1,22 @@
+"""The user-value service's served model (services.common.service): the bundle's user-value
+scorer (ONNX) with its per-user score cache."""
+
+from __future__ import annotations
+
+from services.common.bundle import Bundle
+from services.common.service import ServedModel
+from services.uservalue.scorer import DEFAULT_CACHE_USERS, UserValueScorer
+
+
+class UserValueModel(ServedModel[UserValueScorer]):
+    def __init__(self, cache_users: int = DEFAULT_CACHE_USERS) -> None:
+        self.cache_users = cache_users
+
+    def from_bundle(self, bundle: Bundle) -> UserValueScorer:
+        return UserValueScorer.from_bundle(bundle, cache_users=self.cache_users)
+
+    def warm_up(self, model: UserValueScorer, bundle: Bundle) -> None:
+        model.score(["warm-up"])  # the ONNX session runs once before it serves
+
+    def describe(self, model: UserValueScorer, bundle: Bundle) -> str:
+        return f"user-value model on {model.provider}"

@@ -15,8 +15,6 @@ PACKAGES = ("services", "training", "recserve", "bench", "loadtest")
 KNOWN_CYCLES: frozenset[tuple[str, ...]] = frozenset(
     {
         ("services.gateway.new_items", "services.gateway.pipeline"),
-        ("training.content", "training.content_export"),
-        ("training.data.builtin", "training.data.cdnow", "training.data.fetch"),
     }
 )
 

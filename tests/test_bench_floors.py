@@ -149,3 +149,20 @@ def test_rate_at_the_top_of_the_schedule_is_not_a_failure():
     r["systems"]["embedded"]["first_failing_rate"] = None  # every step passed
     row = floors.targets(r, 2.0, "--cores", 1.0)[1]
     assert row["verdict"] == "not measured" and "--max-rate" in row["measured"]
+
+
+def test_split_ratio_with_plumbing_at_the_top_of_the_schedule_is_not_measured():
+    r = _result()
+    plumbing = {**r["systems"]["embedded"], "first_failing_rate": None}
+    r["systems"].update(plumbing=plumbing, split=r["systems"]["embedded"])
+    r["split_vs_plumbing_max_rate"] = 1.0
+    row = floors.targets(r, 2.0, "--cores", 1.0)[2]
+    assert row["verdict"] == "not measured" and "--max-rate" in row["reference"]
+    r["systems"]["plumbing"]["first_failing_rate"] = 560.0
+    assert floors.targets(r, 2.0, "--cores", 1.0)[2]["verdict"] == "PASS"
+
+
+def test_missing_floor_is_named():
+    r = _result()
+    del r["floors"]["embedded_closed_loop"]
+    assert floors.targets(r, 2.0, "--cores", 1.0)[0]["reference"] == "needs --floor-embedded"

@@ -110,7 +110,7 @@ soak: install  ## split stack at half its capacity (or SOAK_RATE) for SOAK_SECON
 	$(PY) -m loadtest.soak --artifacts $(ARTIFACTS) --version $(VERSION) --seconds $(SOAK_SECONDS) \
 	  $(if $(SOAK_RATE),--rate $(SOAK_RATE)) --out loadtest-results $(SOAK_ARGS)
 
-bench: install  ## plumbing limit vs recserve split/embedded, stage floors, FAISS choice -> bench-results/
+bench: install  ## plumbing limit vs recserve split/embedded, stage floors, serving floors + overhead targets, FAISS choice -> bench-results/
 	@test -f $(ARTIFACTS)/LATEST || $(MAKE) train
 	$(PY) -m bench --artifacts $(ARTIFACTS) --version $(VERSION) --out bench-results $(BENCH_ARGS)
 

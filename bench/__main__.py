@@ -2,13 +2,17 @@
 
 Every system is driven by the same harness (loadtest) in the same run, one after another, on
 this machine: the step schedule finds each one's highest rate with p99 <= the SLO; ratios are
-taken against the plumbing stand-in measured minutes earlier. Writes bench.json + bench.md.
+taken against the plumbing stand-in measured minutes earlier. The floors (bench.floors: a bare
+gRPC echo, the real gateway over canned stages, one embedded gateway, each one call in flight)
+and the in-process stage costs (bench.stages) give the issue's targets, checked in the same run
+("Serving overhead: ratios and targets"). Writes bench.json + bench.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
@@ -16,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.floors import floors_markdown, measure_floors, targets
 from bench.report import processes_markdown, scale_markdown
 from bench.topology import start_embedded, start_plumbing, start_split
 from loadtest.runner import LoadSpec, TrafficConfig, run
@@ -92,6 +97,39 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--refine", type=int, default=2)
     p.add_argument("--load-processes", type=int, default=1)
     p.add_argument("--stages", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--stage-calls", type=int, default=2000, help="timed calls per stage")
+    p.add_argument(
+        "--floors",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="bare gRPC echo, no-op gateway and 1 embedded gateway, one call in flight",
+    )
+    p.add_argument("--floor-duration", type=float, default=10.0, help="s per floor")
+    p.add_argument("--floor-warmup", type=float, default=2.0)
+    p.add_argument("--echo-payload-bytes", type=int, default=64)
+    p.add_argument(
+        "--floor-embedded",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also the real embedded gateway (1 process) closed loop, one in flight",
+    )
+    p.add_argument(
+        "--cores",
+        type=float,
+        default=None,
+        help="cores of the CPU-bound ceiling (default: os.cpu_count())",
+    )
+    p.add_argument(
+        "--reference-rank-ms",
+        type=float,
+        default=None,
+        help="reference rank_200 p50 (ms) for the ranking target",
+    )
+    p.add_argument(
+        "--reference-artifacts",
+        default="",
+        help="a reference bundle (its LATEST): its in-process stage costs, rank_200 compared",
+    )
     p.add_argument(
         "--retrieval-items",
         type=int,
@@ -106,6 +144,13 @@ def main(argv: list[str] | None = None) -> int:
         "its rows are '<system>@baseline' and scale_ratio = max rate / baseline's",
     )
     args = p.parse_args(argv)
+    if args.floor_duration <= 0 or args.floor_warmup < 0 or args.stage_calls < 1:
+        p.error("--floor-duration and --stage-calls must be positive, --floor-warmup >= 0")
+    if args.cores is not None and args.cores <= 0:
+        p.error("--cores must be positive")
+    cores, cores_source = (
+        (args.cores, "--cores") if args.cores else (float(os.cpu_count() or 1), "os.cpu_count()")
+    )
     command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -147,10 +192,28 @@ def main(argv: list[str] | None = None) -> int:
         from bench.stages import stage_costs
 
         _log("in-process stage costs")
-        result["stages"] = stage_costs(Bundle.load(bundle_dir))
+        result["stages"] = stage_costs(Bundle.load(bundle_dir), n=args.stage_calls)
         if args.baseline_artifacts:
             _log("in-process stage costs, baseline bundle")
-            result["stages_baseline"] = stage_costs(Bundle.load(base_dir))
+            result["stages_baseline"] = stage_costs(Bundle.load(base_dir), n=args.stage_calls)
+        if args.reference_artifacts:
+            _log("in-process stage costs, reference bundle")
+            ref_dir = resolve_bundle_dir(Path(args.reference_artifacts))
+            result["stages_reference"] = stage_costs(Bundle.load(ref_dir), n=args.stage_calls)
+            result["bundles"]["reference"] = bundle_info(ref_dir)
+        save()
+    if args.floors:
+        result["floors"] = measure_floors(
+            bundle_dir,
+            traffic,
+            out / "logs" / "floors",
+            duration_s=args.floor_duration,
+            warmup_s=args.floor_warmup,
+            candidates=result["candidates"],
+            payload_bytes=args.echo_payload_bytes,
+            embedded=(Path(args.artifacts), args.version) if args.floor_embedded else None,
+            log=_log,
+        )
         save()
     if args.retrieval_items:
         from bench.retrieval import compare_indexes
@@ -203,6 +266,11 @@ def main(argv: list[str] | None = None) -> int:
             ),
         }
         result["split_vs_plumbing_max_rate"] = round(split["max_rate"] / plumb["max_rate"], 3)
+    result["cores"] = {"n": cores, "source": cores_source}
+    result["targets"] = targets(result, cores, cores_source, args.reference_rank_ms)
+    for row in result["targets"]:
+        ratio = "–" if row["ratio"] is None else row["ratio"]
+        _log(f"target {row['check']}: {ratio} ({row['target']}) {row['verdict']}")
     save()
     print(markdown(result))
     return 0
@@ -246,6 +314,7 @@ def markdown(r: dict) -> str:
                 f"{lat.get('p50', '–')} / {lat.get('p99', '–')} |"
             )
         lines.append("")
+    lines += floors_markdown(r)
     lines += scale_markdown(r) + processes_markdown(r)
     if "split_vs_plumbing_max_rate" in r:
         h = r["half_rate"]
@@ -262,14 +331,18 @@ def markdown(r: dict) -> str:
         lines += [
             "## In-process stage costs (one call at a time)",
             "",
-            "| stage | p50 ms | p99 ms | mean ms | baseline bundle p50 / p99 ms |",
-            "|---|---|---|---|---|",
+            "| stage | p50 ms | p99 ms | mean ms | CPU ms/call | baseline bundle p50 / p99 ms "
+            "| reference bundle p50 ms |",
+            "|---|---|---|---|---|---|---|",
         ]
+        ref = r.get("stages_reference", {})
         for name, s in r["stages"].items():
             b = base.get(name, {})
             lines.append(
                 f"| {name} | {s['p50_ms']} | {s['p99_ms']} | {s['mean_ms']} | "
-                f"{b.get('p50_ms', '–')} / {b.get('p99_ms', '–')} |"
+                f"{s.get('cpu_ms_mean', '–')} | "
+                f"{b.get('p50_ms', '–')} / {b.get('p99_ms', '–')} | "
+                f"{ref.get(name, {}).get('p50_ms', '–')} |"
             )
         lines.append("")
     if "retrieval_index" in r:

@@ -49,6 +49,29 @@ class FailedPrecondition(RecserveError):
     code = "FAILED_PRECONDITION"
 
 
+VERSIONS_SERVED = "versions served: "
+
+
+class VersionNotServed(FailedPrecondition):
+    """A request pinned to a bundle version this service does not hold (docs/bundle.md, "One
+    version per request"). The message ends with the versions it serves, so a gRPC client can
+    read them back from the status details (`served_versions`) and retry on one of them."""
+
+    def __init__(self, wanted: str, served: tuple[str, ...]) -> None:
+        self.wanted = wanted
+        self.served = served
+        held = ",".join(served)
+        super().__init__(f"bundle version {wanted!r} is not held; {VERSIONS_SERVED}{held}")
+
+
+def served_versions(details: str) -> tuple[str, ...] | None:
+    """The versions a VersionNotServed message names; None when `details` is not one."""
+    head, sep, tail = details.rpartition(VERSIONS_SERVED)
+    if not sep or "is not held" not in head:
+        return None
+    return tuple(v for v in tail.strip().split(",") if v)
+
+
 class ConfigError(RecserveError):
     """Invalid configuration at start-up: the process exits with a clear message."""
 

@@ -48,15 +48,16 @@ async def main() -> None:
     bundle = config.bundle.load()
     store, durability = build_store(config, store_config, bundle)
     log.info("bundle %s loaded from %s", bundle.version, bundle.root)
-    # Hot reload (a new store per bundle, live per-user state carried over at the swap) only for
-    # the plain in-memory store. With the event log, or with Redis, the store stays on the bundle
-    # it started with: the gateway translates item indices between versions by item id, and a
-    # restart (snapshot + log replay, or Redis) moves it to the new bundle without losing events.
-    holder = ModelHolder(store, bundle.version)
+    # Hot reload (a new store per bundle, live per-user state re-encoded into it at the swap,
+    # the event log and snapshots handed over with it) for the in-memory store, durable or not;
+    # the previous store answers requests pinned to its version for the grace period. Redis
+    # stays on the bundle it started with (its keys are per version): a restart moves it.
+    reload = ReloadSettings.from_env()
+    holder = ModelHolder(store, bundle.version, grace_s=reload.grace_s)
     watcher = None
-    if durability is None and store_config.backend == "memory":
+    if store_config.backend == "memory":
         watcher = make_watcher(
-            config.bundle, ReloadSettings.from_env(), holder,
+            config.bundle, reload, holder,
             lambda b: InMemoryFeatureStore.from_bundle(
                 b, max_batch=config.max_events, max_ids=config.max_ids
             ),

@@ -10,7 +10,6 @@ from services.common.errors import ConfigError
 from services.common.logging import setup_logging
 from services.common.onnx import CUDA
 from services.common.reload import ModelHolder, ReloadSettings, make_watcher
-from services.common.remap import ItemVocabs
 from services.common.server import run_main, serve_settings
 from services.ranking.batcher import RankBatcher, RankEngine
 from services.ranking.config import SERVICE_NAME, RankingConfig
@@ -30,23 +29,18 @@ async def main() -> None:
         "bundle %s loaded; ranking on %s; micro-batches of <= %d (max delay %.2f ms)",
         bundle.version, engine.ranker.provider, config.max_batch, config.max_delay_ms,
     )  # fmt: skip
-    vocabs = ItemVocabs(config.bundle.artifacts)
-    vocabs.add_bundle(bundle)
-    # The previous version stays loaded for the grace period: candidates retrieved with it
-    # are scored by it (services.common.remap.VersionRouter).
+    # The previous version stays loaded for the grace period: requests pinned to it are scored
+    # by it; any other version is refused (FAILED_PRECONDITION; docs/bundle.md).
     holder = ModelHolder(engine, bundle.version, grace_s=reload.grace_s, on_retire=_close)
 
     def build(b: Bundle) -> RankEngine:
-        vocabs.add_bundle(b)
         return build_engine(config, b)
 
     watcher = make_watcher(
         config.bundle, reload, holder, build, name="ranking", expected_spec=bundle.feature_spec
     )
     try:
-        await serve_settings(
-            register(holder, vocabs=vocabs), config.server, SERVICE_NAME, model=holder
-        )
+        await serve_settings(register(holder), config.server, SERVICE_NAME, model=holder)
     finally:
         if watcher is not None:
             await watcher.stop()

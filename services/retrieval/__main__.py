@@ -11,7 +11,6 @@ from services.common.added_items import AddedItem
 from services.common.item_sync import ItemSync, grpc_list_fn
 from services.common.logging import setup_logging
 from services.common.reload import ModelHolder, ReloadSettings, make_watcher
-from services.common.remap import ItemVocabs
 from services.common.security import aio_channel
 from services.common.server import run_main, serve_settings
 from services.common.types import UserState
@@ -79,12 +78,9 @@ async def main() -> None:
         retriever.provider,
     )
     reload = ReloadSettings.from_env()
-    vocabs = ItemVocabs(config.bundle.artifacts)
-    vocabs.add_bundle(bundle)
     holder = ModelHolder(retriever, bundle.version, grace_s=reload.grace_s)
 
     def build_and_warm(b):
-        vocabs.add_bundle(b)
         new = build(b)
         spec = b.feature_spec
         cold = UserState(
@@ -108,7 +104,7 @@ async def main() -> None:
         adopt=adopt,
     )  # fmt: skip
     try:
-        await serve_settings(register(holder, vocabs), config.server, SERVICE_NAME, model=holder)
+        await serve_settings(register(holder), config.server, SERVICE_NAME, model=holder)
     finally:
         if watcher is not None:
             await watcher.stop()

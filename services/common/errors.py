@@ -64,6 +64,17 @@ class VersionNotServed(FailedPrecondition):
         super().__init__(f"bundle version {wanted!r} is not held; {VERSIONS_SERVED}{held}")
 
 
+class WrongVersion(Unavailable):
+    """Client side of VersionNotServed: the backend does not serve the bundle version the
+    request is pinned to; `served` are the versions it does serve (current first). The backend
+    answered, so it is healthy (no breaker failure, no retry of the same call); the gateway
+    retries the whole request on one of `served` (services.gateway.pipeline)."""
+
+    def __init__(self, message: str, served: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.served = served
+
+
 def served_versions(details: str) -> tuple[str, ...] | None:
     """The versions a VersionNotServed message names; None when `details` is not one."""
     head, sep, tail = details.rpartition(VERSIONS_SERVED)

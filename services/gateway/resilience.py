@@ -32,7 +32,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TypeVar
 
-from services.common.errors import DeadlineExceeded, Unavailable
+from services.common.errors import DeadlineExceeded, Unavailable, WrongVersion
 
 T = TypeVar("T")
 Clock = Callable[[], float]
@@ -265,6 +265,11 @@ class StageGuard:
                 raise CircuitOpen(f"{self.name} service: circuit open")
             try:
                 result = await attempt(remaining)
+            except WrongVersion:  # answered: healthy; the pipeline retries elsewhere
+                self.breaker.record(True)
+                if self._on_error is not None:
+                    self._on_error("FAILED_PRECONDITION")
+                raise
             except Unavailable as exc:  # DeadlineExceeded, NotSent included
                 if isinstance(exc, DeadlineExceeded) and deadline < own:
                     self.breaker.release()  # cut short by the request's budget, not its fault

@@ -25,7 +25,7 @@ import numpy as np
 
 from services.common.added_items import AddedItem, NewItem
 from services.common.bundle import Bundle
-from services.common.errors import DeadlineExceeded, Unavailable
+from services.common.errors import DeadlineExceeded, WrongVersion
 from services.common.item_sync import ListFn
 from services.common.types import (
     CandidateList,
@@ -38,15 +38,6 @@ from services.common.types import (
 
 # (distinct active days int64[A], value per day float32[A]) of one user.
 Activity = tuple[np.ndarray, np.ndarray]
-
-
-class WrongVersion(Unavailable):
-    """The backend does not serve the bundle version the request is pinned to; `served` are the
-    versions it does serve (current first)."""
-
-    def __init__(self, message: str, served: tuple[str, ...]) -> None:
-        super().__init__(message)
-        self.served = served
 
 
 class FeatureStage(Protocol):

@@ -48,22 +48,21 @@ async def main() -> None:
     bundle = config.bundle.load()
     store, durability = build_store(config, store_config, bundle)
     log.info("bundle %s loaded from %s", bundle.version, bundle.root)
-    # Hot reload (a new store per bundle, live per-user state re-encoded into it at the swap,
-    # the event log and snapshots handed over with it) for the in-memory store, durable or not;
-    # the previous store answers requests pinned to its version for the grace period. Redis
-    # stays on the bundle it started with (its keys are per version): a restart moves it.
+    # Hot reload: a new store per bundle; the in-memory one takes over the live per-user state
+    # at the swap, re-encoded by item id, with the event log and snapshots (adopt_live_state);
+    # a Redis store reads the new version's keys (docs/feature_store.md, known gaps). The
+    # previous store answers requests pinned to its version for the grace period.
     reload = ReloadSettings.from_env()
     holder = ModelHolder(store, bundle.version, grace_s=reload.grace_s)
-    watcher = None
-    if store_config.backend == "memory":
-        watcher = make_watcher(
-            config.bundle, reload, holder,
-            lambda b: InMemoryFeatureStore.from_bundle(
-                b, max_batch=config.max_events, max_ids=config.max_ids
-            ),
-            name="feature", expected_spec=bundle.feature_spec,
-            adopt=lambda old, new: new.adopt_live_state(old),
-        )  # fmt: skip
+    memory = store_config.backend == "memory"
+    watcher = make_watcher(
+        config.bundle, reload, holder,
+        (lambda b: InMemoryFeatureStore.from_bundle(
+            b, max_batch=config.max_events, max_ids=config.max_ids
+        )) if memory else (lambda b: build_store(config, store_config, b)[0]),
+        name="feature", expected_spec=bundle.feature_spec,
+        adopt=(lambda old, new: new.adopt_live_state(old)) if memory else None,
+    )  # fmt: skip
     try:
         await serve_settings(register(holder), config.server, SERVICE_NAME, model=holder)
     finally:

@@ -119,6 +119,9 @@ class Pipeline:
         for version in refused.served:
             other = self.peers(version) if version != self.version else None
             if other is not None and other is not self and other.version == version:
+                log.debug(
+                    "%s refused by a backend (%s): retried on %s", self.version, refused, version
+                )
                 raise _RetryOn(other)
 
     def _check_version(self, stage: str, label: str) -> None:
@@ -149,10 +152,11 @@ class Pipeline:
         """rank=False serves the candidates' order without calling ranking; `candidates`
         overrides how many are retrieved (experiment arms use both). User value is scored as of
         the request's `time_s` (unix seconds, 0 = now)."""
-        return await self._pinned(
-            self._recommend, user_id, k, filters, recent_items,
-            rank=rank, candidates=candidates, time_s=time_s,
-        )  # fmt: skip
+        with request_budget(self.limits.recommend_budget_s):  # a retry included
+            return await self._pinned(
+                self._recommend, user_id, k, filters, recent_items,
+                rank=rank, candidates=candidates, time_s=time_s,
+            )  # fmt: skip
 
     async def _recommend(
         self,

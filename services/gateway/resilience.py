@@ -213,8 +213,14 @@ _request_deadline: ContextVar[float | None] = ContextVar("recserve_request_deadl
 def request_budget(seconds: float | None) -> Iterator[None]:
     """Within this block (and the tasks it starts), no stage call outlives `seconds` from now:
     each gets min(its own deadline, what is left of the request's), so a request whose stages
-    are all slow still answers, degraded, before its caller gives up. None = no budget."""
-    token = _request_deadline.set(None if seconds is None else time.monotonic() + seconds)
+    are all slow still answers, degraded, before its caller gives up. None = no budget. A
+    budget inside another never outlives it (a request retried on another bundle version
+    shares the one budget)."""
+    outer = _request_deadline.get()
+    deadline = None if seconds is None else time.monotonic() + seconds
+    if outer is not None:
+        deadline = outer if deadline is None else min(outer, deadline)
+    token = _request_deadline.set(deadline)
     try:
         yield
     finally:

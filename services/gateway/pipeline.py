@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -71,6 +72,29 @@ class _RetryOn(Exception):
         self.pipeline = pipeline
 
 
+def _one_version(budget: Callable[[Limits], float | None] = lambda limits: None):
+    """A request method: run on this pipeline's version; if a backend refused it and the gateway
+    holds a version that backend serves, run again, whole, on that version's pipeline (once).
+    `budget`: the request's time budget (services.gateway.resilience), the retry included."""
+
+    def wrap(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+        @functools.wraps(method)
+        async def run(self: Pipeline, *args, **kwargs) -> T:
+            with request_budget(budget(self.limits)):
+                try:
+                    return await method(self, *args, **kwargs)
+                except _RetryOn as retry:
+                    token = _RETRYING.set(True)
+                    try:
+                        return await method(retry.pipeline, *args, **kwargs)
+                    finally:
+                        _RETRYING.reset(token)
+
+        return run
+
+    return wrap
+
+
 class Pipeline:
     def __init__(
         self,
@@ -99,18 +123,6 @@ class Pipeline:
         """The catalog now (a request reads it once: `catalogs.current`)."""
         return self.catalogs.current
 
-    async def _pinned(self, method: Callable[..., Awaitable[T]], *args, **kwargs) -> T:
-        """Run one request on this pipeline; if a backend refused this version and the gateway
-        holds one it serves, run it again, whole, on that version's pipeline (once)."""
-        try:
-            return await method(*args, **kwargs)
-        except _RetryOn as retry:
-            token = _RETRYING.set(True)
-            try:
-                return await getattr(retry.pipeline, method.__name__)(*args, **kwargs)
-            finally:
-                _RETRYING.reset(token)
-
     def _retry_elsewhere(self, refused: WrongVersion) -> None:
         """Raise _RetryOn with a pipeline of a version the backend serves, when there is one
         and this request was not retried already; else return (the caller falls back)."""
@@ -138,6 +150,7 @@ class Pipeline:
             return user
         return dataclasses.replace(user, bundle_version=self.version)
 
+    @_one_version(budget=lambda limits: limits.recommend_budget_s)
     async def recommend(
         self,
         user_id: str,
@@ -152,23 +165,6 @@ class Pipeline:
         """rank=False serves the candidates' order without calling ranking; `candidates`
         overrides how many are retrieved (experiment arms use both). User value is scored as of
         the request's `time_s` (unix seconds, 0 = now)."""
-        with request_budget(self.limits.recommend_budget_s):  # a retry included
-            return await self._pinned(
-                self._recommend, user_id, k, filters, recent_items,
-                rank=rank, candidates=candidates, time_s=time_s,
-            )  # fmt: skip
-
-    async def _recommend(
-        self,
-        user_id: str,
-        k: int,
-        filters: FilterSpec,
-        recent_items: Sequence[str] = (),
-        *,
-        rank: bool = True,
-        candidates: int | None = None,
-        time_s: int = 0,
-    ) -> Recommendation:
         catalog = self.catalogs.current  # the request's one catalog
         validate.check_id("user_id", user_id)
         day = validate.as_of_day("context.time", time_s)
@@ -178,20 +174,19 @@ class Pipeline:
         if filters.exclude_seen is None:  # unset: films are not recommended again, groceries are
             filters = dataclasses.replace(filters, exclude_seen=not self.dataset.repeat)
         fallbacks: list[str] = []
-        with request_budget(self.limits.recommend_budget_s):
-            user = await self._get_user(user_id, recent_items, fallbacks)
-            found, value = await asyncio.gather(
-                self._candidates(catalog, user, k, filters, fallbacks, candidates),
-                self._user_value(user, day, fallbacks),
+        user = await self._get_user(user_id, recent_items, fallbacks)
+        found, value = await asyncio.gather(
+            self._candidates(catalog, user, k, filters, fallbacks, candidates),
+            self._user_value(user, day, fallbacks),
+        )
+        ranks = None
+        if rank:
+            rows = found.rank_as if found.rank_as is not None else found.item_indices
+            ranks = await self._attempt(
+                "ranking",
+                self.stages.ranking.rank(_model_user(user, catalog), catalog.rank_rows(rows)),
+                fallbacks,
             )
-            ranks = None
-            if rank:
-                rows = found.rank_as if found.rank_as is not None else found.item_indices
-                ranks = await self._attempt(
-                    "ranking",
-                    self.stages.ranking.rank(_model_user(user, catalog), catalog.rank_rows(rows)),
-                    fallbacks,
-                )
         items = self._top_k(catalog, found, ranks, k, by_model=not user.is_cold)
         return Recommendation(items, self.version, value, user.is_cold, tuple(fallbacks))
 
@@ -276,10 +271,8 @@ class Pipeline:
             for j, row in zip(order.tolist(), rows.tolist(), strict=True)
         ]
 
+    @_one_version()
     async def predict_ratings(self, user_id: str, item_ids: Sequence[str]) -> RatingPrediction:
-        return await self._pinned(self._predict_ratings, user_id, item_ids)
-
-    async def _predict_ratings(self, user_id: str, item_ids: Sequence[str]) -> RatingPrediction:
         catalog = self.catalogs.current
         if not self.dataset.has_ratings:
             raise FailedPrecondition(
@@ -306,10 +299,8 @@ class Pipeline:
         ]
         return RatingPrediction(ratings, self.version, user.is_cold)
 
+    @_one_version()
     async def similar_items(self, item_id: str, k: int, filters: FilterSpec) -> SimilarItems:
-        return await self._pinned(self._similar_items, item_id, k, filters)
-
-    async def _similar_items(self, item_id: str, k: int, filters: FilterSpec) -> SimilarItems:
         catalog = self.catalogs.current
         validate.check_id("item_id", item_id)
         validate.check_k(k, self.limits.max_k)
@@ -330,21 +321,17 @@ class Pipeline:
         top = self._top_k(catalog, candidates, None, k, by_model=False)
         return SimilarItems(top, self.version, title)
 
+    @_one_version()
     async def recommend_tags(self, user_id: str, k: int) -> TagAffinities:
-        return await self._pinned(self._recommend_tags, user_id, k)
-
-    async def _recommend_tags(self, user_id: str, k: int) -> TagAffinities:
         validate.check_id("user_id", user_id)
         validate.check_k(k, self.limits.max_k)
         user = await self._get_user(user_id, (), [])
         tags = await self._direct(self.stages.retrieval.tag_affinities(user, k))
         return TagAffinities(list(tags)[:k], self.version, user.is_cold)
 
+    @_one_version()
     async def score_users(self, user_ids: Sequence[str], time_s: int = 0) -> UserValues:
         """Values as of `time_s` (unix seconds, 0 = now)."""
-        return await self._pinned(self._score_users, user_ids, time_s)
-
-    async def _score_users(self, user_ids: Sequence[str], time_s: int = 0) -> UserValues:
         validate.check_ids("user_ids", user_ids, self.limits.max_batch)
         day = validate.as_of_day("time", time_s)
         # Live activity from the feature store; without it the scorer uses its bundle snapshot.

@@ -161,7 +161,8 @@ class Durability:
     def store(self) -> InMemoryFeatureStore:
         """The store that writes the log now (a hot reload hands it to the new bundle's store,
         InMemoryFeatureStore.adopt_live_state); snapshots are of its state, in its version."""
-        return self._store.latest()
+        self._store = self._store.latest()  # the stores handed over are not kept alive here
+        return self._store
 
     def _count(self, n: int) -> None:
         every = self.settings.snapshot_every

@@ -128,7 +128,7 @@ class EmbeddedStages(Stages):
             and isinstance(previous, InProcessFeatures)
             and new.store is not previous.store
         ):
-            new.store.adopt_live_state(previous.store.latest())
+            new.store.adopt_live_state(_latest(previous.store))
 
     def warm_up_users(self) -> list[str]:
         users = ["warm-up"]
@@ -138,10 +138,15 @@ class EmbeddedStages(Stages):
         return users
 
     def registry_list_fn(self) -> ListFn | None:
-        features = self.features
-        if not isinstance(features, InProcessFeatures):
+        if not isinstance(self.features, InProcessFeatures):
             return None
-        return store_list_fn(lambda: _latest(features.store))
+        held = [self.features.store]  # moved on at each reload: old stores are not kept alive
+
+        def current():
+            held[0] = _latest(held[0])
+            return held[0]
+
+        return store_list_fn(current)
 
     async def apply_registry(self, entries: Sequence[AddedItem]) -> None:
         if isinstance(self.retrieval, InProcessRetrieval):

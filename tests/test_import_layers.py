@@ -10,28 +10,11 @@ from tests.import_graph import build_graph, cycles, find_modules, imports_of
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("services", "training", "recserve", "bench", "loadtest")
 
-# TEMPORARY: cycles known when this test was added, being broken up. This list must become
-# empty; the test fails when one of them is gone, so remove its entry then (never add one).
-KNOWN_CYCLES: frozenset[tuple[str, ...]] = frozenset(
-    {
-        ("services.gateway.new_items", "services.gateway.pipeline"),
-    }
-)
 
-
-def test_no_new_import_cycles() -> None:
-    found = set(cycles(build_graph(find_modules(REPO, PACKAGES))))
-    new = sorted(found - KNOWN_CYCLES)
+def test_no_import_cycles() -> None:
+    found = cycles(build_graph(find_modules(REPO, PACKAGES)))
     why = "import cycles (break each one; tests/import_graph.py says what counts):\n"
-    assert not new, why + "\n".join(" <-> ".join(cycle) for cycle in new)
-
-
-def test_allowlisted_cycles_still_exist() -> None:
-    found = set(cycles(build_graph(find_modules(REPO, PACKAGES))))
-    gone = sorted(KNOWN_CYCLES - found)
-    assert not gone, "no longer cycles, remove them from KNOWN_CYCLES:\n" + "\n".join(
-        " <-> ".join(cycle) for cycle in gone
-    )
+    assert not found, why + "\n".join(" <-> ".join(cycle) for cycle in found)
 
 
 # --- the helper itself, on a small made-up tree --------------------------------------------

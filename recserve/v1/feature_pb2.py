@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from recserve.v1 import common_pb2 as recserve_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19recserve/v1/feature.proto\x12\x0brecserve.v1\x1a\x18recserve/v1/common.proto\"7\n\x0eGetUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x14\n\x0crecent_items\x18\x02 \x03(\t\"#\n\x0fGetUsersRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\t\"<\n\x10GetUsersResponse\x12(\n\x05users\x18\x01 \x03(\x0b\x32\x19.recserve.v1.UserFeatures\"#\n\x0fGetItemsRequest\x12\x10\n\x08item_ids\x18\x01 \x03(\t\"8\n\x10GetItemsResponse\x12$\n\x05items\x18\x01 \x03(\x0b\x32\x15.recserve.v1.ItemInfo\"8\n\x12\x41pplyEventsRequest\x12\"\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x12.recserve.v1.Event\"\'\n\x13\x41pplyEventsResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x03\"5\n\x15ListAddedItemsRequest\x12\r\n\x05\x61\x66ter\x18\x01 \x01(\x03\x12\r\n\x05limit\x18\x02 \x01(\x05\"l\n\x16ListAddedItemsResponse\x12%\n\x05items\x18\x01 \x03(\x0b\x32\x16.recserve.v1.AddedItem\x12\x13\n\x0blast_change\x18\x02 \x01(\x03\x12\x16\n\x0e\x62undle_version\x18\x03 \x01(\t2\xdb\x03\n\x0e\x46\x65\x61tureService\x12\x41\n\x07GetUser\x12\x1b.recserve.v1.GetUserRequest\x1a\x19.recserve.v1.UserFeatures\x12G\n\x08GetUsers\x12\x1c.recserve.v1.GetUsersRequest\x1a\x1d.recserve.v1.GetUsersResponse\x12G\n\x08GetItems\x12\x1c.recserve.v1.GetItemsRequest\x1a\x1d.recserve.v1.GetItemsResponse\x12P\n\x0b\x41pplyEvents\x12\x1f.recserve.v1.ApplyEventsRequest\x1a .recserve.v1.ApplyEventsResponse\x12G\n\x08\x41\x64\x64Items\x12\x1c.recserve.v1.AddItemsRequest\x1a\x1d.recserve.v1.AddItemsResponse\x12Y\n\x0eListAddedItems\x12\".recserve.v1.ListAddedItemsRequest\x1a#.recserve.v1.ListAddedItemsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19recserve/v1/feature.proto\x12\x0brecserve.v1\x1a\x18recserve/v1/common.proto\"O\n\x0eGetUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x14\n\x0crecent_items\x18\x02 \x03(\t\x12\x16\n\x0e\x62undle_version\x18\x03 \x01(\t\";\n\x0fGetUsersRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\t\x12\x16\n\x0e\x62undle_version\x18\x02 \x01(\t\"<\n\x10GetUsersResponse\x12(\n\x05users\x18\x01 \x03(\x0b\x32\x19.recserve.v1.UserFeatures\"#\n\x0fGetItemsRequest\x12\x10\n\x08item_ids\x18\x01 \x03(\t\"8\n\x10GetItemsResponse\x12$\n\x05items\x18\x01 \x03(\x0b\x32\x15.recserve.v1.ItemInfo\"8\n\x12\x41pplyEventsRequest\x12\"\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x12.recserve.v1.Event\"\'\n\x13\x41pplyEventsResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x03\"5\n\x15ListAddedItemsRequest\x12\r\n\x05\x61\x66ter\x18\x01 \x01(\x03\x12\r\n\x05limit\x18\x02 \x01(\x05\"l\n\x16ListAddedItemsResponse\x12%\n\x05items\x18\x01 \x03(\x0b\x32\x16.recserve.v1.AddedItem\x12\x13\n\x0blast_change\x18\x02 \x01(\x03\x12\x16\n\x0e\x62undle_version\x18\x03 \x01(\t2\xdb\x03\n\x0e\x46\x65\x61tureService\x12\x41\n\x07GetUser\x12\x1b.recserve.v1.GetUserRequest\x1a\x19.recserve.v1.UserFeatures\x12G\n\x08GetUsers\x12\x1c.recserve.v1.GetUsersRequest\x1a\x1d.recserve.v1.GetUsersResponse\x12G\n\x08GetItems\x12\x1c.recserve.v1.GetItemsRequest\x1a\x1d.recserve.v1.GetItemsResponse\x12P\n\x0b\x41pplyEvents\x12\x1f.recserve.v1.ApplyEventsRequest\x1a .recserve.v1.ApplyEventsResponse\x12G\n\x08\x41\x64\x64Items\x12\x1c.recserve.v1.AddItemsRequest\x1a\x1d.recserve.v1.AddItemsResponse\x12Y\n\x0eListAddedItems\x12\".recserve.v1.ListAddedItemsRequest\x1a#.recserve.v1.ListAddedItemsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,23 +33,23 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'recserve.v1.feature_pb2', _
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GETUSERREQUEST']._serialized_start=68
-  _globals['_GETUSERREQUEST']._serialized_end=123
-  _globals['_GETUSERSREQUEST']._serialized_start=125
-  _globals['_GETUSERSREQUEST']._serialized_end=160
-  _globals['_GETUSERSRESPONSE']._serialized_start=162
-  _globals['_GETUSERSRESPONSE']._serialized_end=222
-  _globals['_GETITEMSREQUEST']._serialized_start=224
-  _globals['_GETITEMSREQUEST']._serialized_end=259
-  _globals['_GETITEMSRESPONSE']._serialized_start=261
-  _globals['_GETITEMSRESPONSE']._serialized_end=317
-  _globals['_APPLYEVENTSREQUEST']._serialized_start=319
-  _globals['_APPLYEVENTSREQUEST']._serialized_end=375
-  _globals['_APPLYEVENTSRESPONSE']._serialized_start=377
-  _globals['_APPLYEVENTSRESPONSE']._serialized_end=416
-  _globals['_LISTADDEDITEMSREQUEST']._serialized_start=418
-  _globals['_LISTADDEDITEMSREQUEST']._serialized_end=471
-  _globals['_LISTADDEDITEMSRESPONSE']._serialized_start=473
-  _globals['_LISTADDEDITEMSRESPONSE']._serialized_end=581
-  _globals['_FEATURESERVICE']._serialized_start=584
-  _globals['_FEATURESERVICE']._serialized_end=1059
+  _globals['_GETUSERREQUEST']._serialized_end=147
+  _globals['_GETUSERSREQUEST']._serialized_start=149
+  _globals['_GETUSERSREQUEST']._serialized_end=208
+  _globals['_GETUSERSRESPONSE']._serialized_start=210
+  _globals['_GETUSERSRESPONSE']._serialized_end=270
+  _globals['_GETITEMSREQUEST']._serialized_start=272
+  _globals['_GETITEMSREQUEST']._serialized_end=307
+  _globals['_GETITEMSRESPONSE']._serialized_start=309
+  _globals['_GETITEMSRESPONSE']._serialized_end=365
+  _globals['_APPLYEVENTSREQUEST']._serialized_start=367
+  _globals['_APPLYEVENTSREQUEST']._serialized_end=423
+  _globals['_APPLYEVENTSRESPONSE']._serialized_start=425
+  _globals['_APPLYEVENTSRESPONSE']._serialized_end=464
+  _globals['_LISTADDEDITEMSREQUEST']._serialized_start=466
+  _globals['_LISTADDEDITEMSREQUEST']._serialized_end=519
+  _globals['_LISTADDEDITEMSRESPONSE']._serialized_start=521
+  _globals['_LISTADDEDITEMSRESPONSE']._serialized_end=629
+  _globals['_FEATURESERVICE']._serialized_start=632
+  _globals['_FEATURESERVICE']._serialized_end=1107
 # @@protoc_insertion_point(module_scope)

@@ -8,18 +8,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class GetUserRequest(_message.Message):
-    __slots__ = ("user_id", "recent_items")
+    __slots__ = ("user_id", "recent_items", "bundle_version")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     RECENT_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    BUNDLE_VERSION_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     recent_items: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, user_id: _Optional[str] = ..., recent_items: _Optional[_Iterable[str]] = ...) -> None: ...
+    bundle_version: str
+    def __init__(self, user_id: _Optional[str] = ..., recent_items: _Optional[_Iterable[str]] = ..., bundle_version: _Optional[str] = ...) -> None: ...
 
 class GetUsersRequest(_message.Message):
-    __slots__ = ("user_ids",)
+    __slots__ = ("user_ids", "bundle_version")
     USER_IDS_FIELD_NUMBER: _ClassVar[int]
+    BUNDLE_VERSION_FIELD_NUMBER: _ClassVar[int]
     user_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, user_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    bundle_version: str
+    def __init__(self, user_ids: _Optional[_Iterable[str]] = ..., bundle_version: _Optional[str] = ...) -> None: ...
 
 class GetUsersResponse(_message.Message):
     __slots__ = ("users",)

@@ -49,6 +49,40 @@ class FailedPrecondition(RecserveError):
     code = "FAILED_PRECONDITION"
 
 
+VERSIONS_SERVED = "versions served: "
+
+
+class VersionNotServed(FailedPrecondition):
+    """A request pinned to a bundle version this service does not hold (docs/bundle.md, "One
+    version per request"). The message ends with the versions it serves, so a gRPC client can
+    read them back from the status details (`served_versions`) and retry on one of them."""
+
+    def __init__(self, wanted: str, served: tuple[str, ...]) -> None:
+        self.wanted = wanted
+        self.served = served
+        held = ",".join(served)
+        super().__init__(f"bundle version {wanted!r} is not held; {VERSIONS_SERVED}{held}")
+
+
+class WrongVersion(Unavailable):
+    """Client side of VersionNotServed: the backend does not serve the bundle version the
+    request is pinned to; `served` are the versions it does serve (current first). The backend
+    answered, so it is healthy (no breaker failure, no retry of the same call); the gateway
+    retries the whole request on one of `served` (services.gateway.pipeline)."""
+
+    def __init__(self, message: str, served: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.served = served
+
+
+def served_versions(details: str) -> tuple[str, ...] | None:
+    """The versions a VersionNotServed message names; None when `details` is not one."""
+    head, sep, tail = details.rpartition(VERSIONS_SERVED)
+    if not sep or "is not held" not in head:
+        return None
+    return tuple(v for v in tail.strip().split(",") if v)
+
+
 class ConfigError(RecserveError):
     """Invalid configuration at start-up: the process exits with a clear message."""
 

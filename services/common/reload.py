@@ -12,7 +12,8 @@ checksums do not verify, its manifest schema is unsupported, its feature spec is
 with the running one, its ONNX models fail the parity self-check (parity.npz), or building the
 domain object fails. In-flight requests finish on the object they started with; the previous
 object stays reachable through `holder.get(version)` for RECSERVE_RELOAD_GRACE_S, so a request
-whose item indices belong to the previous version can still be served by that version.
+pinned to the previous version can still be served by that version (`holder.serve(version)`
+refuses any other with FAILED_PRECONDITION naming the versions held; docs/bundle.md).
 Only active when the bundle version setting is "latest". No grpc here.
 """
 
@@ -40,7 +41,7 @@ from services.common.bundle import (
     resolve_bundle_dir,
 )
 from services.common.config import BundleSettings, Env, env_float
-from services.common.errors import BundleError
+from services.common.errors import BundleError, VersionNotServed
 from services.common.features import FeatureSpec
 
 log = logging.getLogger(__name__)
@@ -201,6 +202,22 @@ class ModelHolder(Generic[T]):
         if prev is not None and prev[0] == version and time.monotonic() < prev[2]:
             return prev[0], prev[1]
         return None
+
+    @property
+    def versions(self) -> tuple[str, ...]:
+        """The versions held now: the current one first, then the previous one in its grace."""
+        prev = self._previous
+        if prev is not None and time.monotonic() < prev[2]:
+            return self._live[0], prev[0]
+        return (self._live[0],)
+
+    def serve(self, version: str) -> tuple[str, T]:
+        """(version, object) for a request pinned to `version` ("" = current); VersionNotServed
+        (FAILED_PRECONDITION, naming the versions held) when it is not held."""
+        found = self.resolve(version)
+        if found is None:
+            raise VersionNotServed(version, self.versions)
+        return found
 
     def swap(self, version: str, obj: T) -> T:
         """Make `obj` current; returns the object it replaced (kept for the grace period)."""

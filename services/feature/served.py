@@ -34,31 +34,33 @@ def build_store(
 
 
 class FeatureModel(ServedModel[FeatureStore]):
-    """Hot reload (a new store per bundle, live per-user state carried over at the swap) only for
-    the plain in-memory store. With the event log, or with Redis, the store stays on the bundle
-    it started with: the gateway translates item indices between versions by item id, and a
-    restart (snapshot + log replay, or Redis) moves it to the new bundle without losing events."""
+    """A new store per bundle (hot reload), for every backend. In memory, the new store takes
+    over the live per-user state at the swap, re-encoded by item id, with the event log and
+    snapshots (InMemoryFeatureStore.adopt_live_state); a Redis store reads the new version's
+    keys (docs/feature_store.md, known gaps). The previous store answers requests pinned to its
+    version for the grace period (one version per request, docs/bundle.md)."""
 
     def __init__(self, config: FeatureConfig, store_config: StoreConfig) -> None:
         self.config = config
         self.store_config = store_config
         self.durability: Durability | None = None
         self.started = False
-        self.hot_reload = False
 
     def from_bundle(self, bundle: Bundle) -> FeatureStore:
-        if self.started:  # a reload: only ever a plain in-memory store
+        config = self.config
+        if self.started and self.store_config.backend == "memory":  # a reload: adopt() fills it
             return InMemoryFeatureStore.from_bundle(
-                bundle, max_batch=self.config.max_events, max_ids=self.config.max_ids
+                bundle, max_batch=config.max_events, max_ids=config.max_ids
             )
-        store, self.durability = build_store(self.config, self.store_config, bundle)
+        store, durability = build_store(config, self.store_config, bundle)
+        if not self.started:
+            self.durability = durability
         self.started = True
-        self.hot_reload = self.durability is None and self.store_config.backend == "memory"
         return store
 
     def adopt(self, old: FeatureStore, new: FeatureStore) -> None:
-        assert isinstance(old, InMemoryFeatureStore) and isinstance(new, InMemoryFeatureStore)
-        new.adopt_live_state(old)
+        if isinstance(old, InMemoryFeatureStore) and isinstance(new, InMemoryFeatureStore):
+            new.adopt_live_state(old)
 
     async def close(self, model: FeatureStore) -> None:
         if self.durability is not None:

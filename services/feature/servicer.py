@@ -18,7 +18,10 @@ EVENTS_ENV = "RECSERVE_FEATURE_MAX_EVENTS"
 
 
 class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
-    """Request sizes are checked first, before any conversion: RESOURCE_EXHAUSTED over a bound."""
+    """Request sizes are checked first, before any conversion: RESOURCE_EXHAUSTED over a bound.
+    GetUser / GetUsers answer in the bundle version the request is pinned to while this service
+    holds it (current store, or the previous one within the reload grace period), else they
+    refuse with FAILED_PRECONDITION naming the versions held (docs/bundle.md)."""
 
     def __init__(self, store: FeatureStore | ModelHolder[FeatureStore]) -> None:
         self._holder = as_holder(store, getattr(store, "bundle_version", ""))
@@ -35,16 +38,15 @@ class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
         self, request: feature_pb2.GetUserRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.UserFeatures:
         check_limit("recent_items", len(request.recent_items), self._max_ids, IDS_ENV)
-        store = self._store
+        version, store = self._holder.serve(request.bundle_version)
         state = store.get_user(request.user_id, tuple(request.recent_items))
-        return convert.user_state_to_proto(state, store.bundle_version)
+        return convert.user_state_to_proto(state, version)
 
     async def GetUsers(
         self, request: feature_pb2.GetUsersRequest, context: grpc.aio.ServicerContext
     ) -> feature_pb2.GetUsersResponse:
         check_limit("user_ids", len(request.user_ids), self._max_ids, IDS_ENV)
-        store = self._store
-        version = store.bundle_version
+        version, store = self._holder.serve(request.bundle_version)
         states = store.get_users(tuple(request.user_ids))
         return feature_pb2.GetUsersResponse(
             users=[convert.user_state_to_proto(s, version) for s in states]

@@ -147,7 +147,7 @@ class Durability:
     """Owns a store's event log and its snapshots (every N events, and on close)."""
 
     def __init__(self, store: InMemoryFeatureStore, log_: EventLog, settings: DurabilitySettings):
-        self.store = store
+        self._store = store
         self.log = log_
         self.settings = settings
         self.snapshots = 0
@@ -156,6 +156,13 @@ class Durability:
         self._lock = threading.Lock()
         self._running: threading.Thread | None = None
         store.after_apply = self._count
+
+    @property
+    def store(self) -> InMemoryFeatureStore:
+        """The store that writes the log now (a hot reload hands it to the new bundle's store,
+        InMemoryFeatureStore.adopt_live_state); snapshots are of its state, in its version."""
+        self._store = self._store.latest()  # the stores handed over are not kept alive here
+        return self._store
 
     def _count(self, n: int) -> None:
         every = self.settings.snapshot_every

@@ -89,6 +89,7 @@ class InMemoryFeatureStore(BundleFeatures):
         self._log: EventLog | None = None
         self.position: LogPosition | None = None  # log prefix reflected in memory
         self.after_apply: Callable[[int], None] | None = None  # called with events applied
+        self._successor: InMemoryFeatureStore | None = None  # set by adopt_live_state
 
     def get_user(self, user_id: str, recent_items: Sequence[str] = ()) -> UserState:
         """See BundleFeatures._state for unknown users and recent_items."""
@@ -159,6 +160,8 @@ class InMemoryFeatureStore(BundleFeatures):
 
     def _apply_items(self, items: Sequence[NewItem], end: LogPosition | None) -> list[AddedItem]:
         with self._lock:
+            if self._successor is not None:  # handed over (adopt_live_state): upserted there
+                return self._successor._apply_items(items, end)
             entries = self.registry.upsert(items)
             self._registry_changed()
             catalog = self.catalog
@@ -180,27 +183,44 @@ class InMemoryFeatureStore(BundleFeatures):
     def event_log(self) -> EventLog | None:
         return self._log
 
+    def latest(self) -> InMemoryFeatureStore:
+        """The store that holds the live state now: this one, or the store of the bundle that
+        took it over (adopt_live_state), followed to the end."""
+        store = self
+        while store._successor is not None:
+            store = store._successor
+        return store
+
     def _apply(self, events: Sequence[Event], items: list[int], end: LogPosition | None) -> None:
+        with self._lock:
+            successor = self._successor
+            if successor is not None:  # handed over: encoded by id in its bundle, applied there
+                successor.replay(events, end)  # (lock order: old store, then new)
+                return
+            self._apply_locked(events, items, end)
+        if self.after_apply is not None:
+            self.after_apply(len(events))
+
+    def _apply_locked(
+        self, events: Sequence[Event], items: list[int], end: LogPosition | None
+    ) -> None:
         by_user: dict[str, list[int]] = {}
         for i, event in enumerate(events):
             by_user.setdefault(event.user_id, []).append(i)
         history_len = self.spec.history_len
-        with self._lock:
-            for user_id, rows in by_user.items():  # users are independent; order kept per user
-                rec = self._records.get(user_id)
-                if rec is None:
-                    rec = self._records[user_id] = UserRecord.empty(history_len)
-                rec.apply_many(
-                    [items[i] for i in rows],
-                    [event_day(events[i]) for i in rows],
-                    [self.activity_value(events[i]) for i in rows],
-                )
-            self.events_applied += len(events)
-            self.unknown_item_events += items.count(0)
-            if end is not None:
-                self.position = end
-        if self.after_apply is not None:
-            self.after_apply(len(events))
+        for user_id, rows in by_user.items():  # users are independent; order kept per user
+            rec = self._records.get(user_id)
+            if rec is None:
+                rec = self._records[user_id] = UserRecord.empty(history_len)
+            rec.apply_many(
+                [items[i] for i in rows],
+                [event_day(events[i]) for i in rows],
+                [self.activity_value(events[i]) for i in rows],
+            )
+        self.events_applied += len(events)
+        self.unknown_item_events += items.count(0)
+        if end is not None:
+            self.position = end
 
     def export_state(self) -> tuple[dict[str, tuple[np.ndarray, ...]], LogPosition | None]:
         """A consistent copy of every user's arrays (history, seen, days, values, [count]) and
@@ -244,31 +264,40 @@ class InMemoryFeatureStore(BundleFeatures):
 
     def adopt_live_state(self, old: InMemoryFeatureStore) -> None:
         """Take over `old`'s per-user state (its bundle's log plus every live event since),
-        item indices remapped by item id into this store's vocabulary (items this bundle does
-        not know leave history and seen). Users only this bundle knows keep its records. Runs
-        on the event loop right before the swap, so no event is lost in between."""
-        with old._lock:
-            taken = list(old._records.items())
-            applied, unknown = old.events_applied, old.unknown_item_events
+        item rows re-encoded by item id into this store's bundle (items this bundle does not
+        know leave history and seen), its item registry, and its event log and snapshots when
+        it has them: this store becomes the log's writer, and a batch the log makes durable
+        after the hand-over (even one submitted to `old`) is encoded and applied here. Both
+        locks are held throughout, so every event is either in the state taken over or applied
+        here afterwards: none is lost. Users only this bundle knows keep its records. `old`
+        keeps answering reads as it was (a request pinned to its version, for the grace
+        period). Runs on the event loop right before the swap."""
+        with old._lock, self._lock:
             registry = old.registry.entries()
-        self.import_registry(registry)  # added items keep their ordinals; rows follow this bundle
-        table = _index_table(old.catalog, self.catalog)
-        history_len = self.spec.history_len
-        records = dict(self._records)
-        for user_id, rec in taken:
-            history = table[rec.history]
-            seen = table[rec.seen]
-            records[user_id] = UserRecord(
-                history=frozen(pad_history(history[history > 0], history_len)),
-                seen=frozen(np.unique(seen[seen > 0])),
-                days=rec.days,
-                values=rec.values,
-                event_count=rec.event_count,
-            )
-        with self._lock:
+            self.registry = ItemRegistry()
+            for entry in registry:  # added items keep their ordinals; rows follow this bundle
+                self.registry.put(entry)
+            self._registry_changed()
+            table = _index_table(old.catalog, self.catalog)
+            history_len = self.spec.history_len
+            records = dict(self._records)
+            for user_id, rec in old._records.items():
+                history = table[rec.history]
+                seen = table[rec.seen]
+                records[user_id] = UserRecord(
+                    history=frozen(pad_history(history[history > 0], history_len)),
+                    seen=frozen(np.unique(seen[seen > 0])),
+                    days=rec.days,
+                    values=rec.values,
+                    event_count=rec.event_count,
+                )
             self._records = records
-            self.events_applied += applied
-            self.unknown_item_events += unknown
+            self.events_applied += old.events_applied
+            self.unknown_item_events += old.unknown_item_events
+            if old._log is not None:
+                self._log, self.position = old._log, old.position
+                self.after_apply, old.after_apply = old.after_apply, None
+            old._successor = self
 
 
 def _index_table(old: ItemCatalog, new: ItemCatalog) -> np.ndarray:

@@ -7,7 +7,8 @@ popular items for a cold user is one numpy pass, not a Python loop over the cata
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -254,3 +255,26 @@ class GatewayCatalog:
 def _tag_names(known: Iterable[str], item_tags: Sequence[tuple[str, ...]]) -> tuple[str, ...]:
     """The bundle's tags, then any other tag in order of first appearance by item row."""
     return tuple(dict.fromkeys([*known, *(t for tags in item_tags for t in tags)]))
+
+
+class CatalogHolder:
+    """The live catalog, copy-on-write. A request reads `current` once, at its start, and uses
+    only that snapshot; items added at runtime (services.gateway.new_items) publish a new
+    catalog with `update`, which requests already in flight never see."""
+
+    def __init__(self, catalog: GatewayCatalog) -> None:
+        self._current = catalog
+        self._lock = threading.Lock()  # writers: the event loop, and a reload's build thread
+
+    @property
+    def current(self) -> GatewayCatalog:
+        return self._current
+
+    def update(self, change: Callable[[GatewayCatalog], GatewayCatalog | None]) -> GatewayCatalog:
+        """Publish `change(current)` (None: nothing to publish) as one reference assignment;
+        -> the catalog now current."""
+        with self._lock:
+            new = change(self._current)
+            if new is not None:
+                self._current = new
+            return self._current

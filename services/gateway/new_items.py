@@ -16,7 +16,6 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from services.common.added_items import (
     AddedItem,
@@ -27,10 +26,8 @@ from services.common.added_items import (
 )
 from services.common.errors import FailedPrecondition, RecserveError, Unavailable
 from services.gateway import validate
-
-if TYPE_CHECKING:
-    from services.gateway.catalog import GatewayCatalog
-    from services.gateway.pipeline import Pipeline
+from services.gateway.catalog import CatalogHolder, GatewayCatalog
+from services.gateway.stages import Stages
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +39,15 @@ class AddedItems:
     fallbacks: tuple[str, ...] = ()
 
 
-async def add_items(pipeline: Pipeline, items: Sequence[NewItem]) -> AddedItems:
+async def add_items(
+    stages: Stages, catalogs: CatalogHolder, items: Sequence[NewItem], max_items: int
+) -> AddedItems:
+    """The catalog is extended through `catalogs` (copy-on-write: requests in flight keep the
+    snapshot they started with)."""
     for item in items:
         validate.check_id("items.item_id", item.item_id)
-    validate_new_items(items, max_items=pipeline.limits.max_batch)
-    check_indexable(pipeline.catalog, items)  # before anything is registered
-    stages = pipeline.stages
+    validate_new_items(items, max_items=max_items)
+    check_indexable(catalogs.current, items)  # before anything is registered
     entries = await stages.features.add_items(items)  # durable from here on
     by_id = {item.item_id: item for item in items}
     new = [e for e in entries if e.row > 0]
@@ -78,8 +78,8 @@ async def add_items(pipeline: Pipeline, items: Sequence[NewItem]) -> AddedItems:
         )
         for e in entries
     ]
-    extend(pipeline, [e for e in out if e.row > 0])
-    return AddedItems(out, pipeline.catalog.version, tuple(fallbacks))
+    catalog = extend(catalogs, [e for e in out if e.row > 0])
+    return AddedItems(out, catalog.version, tuple(fallbacks))
 
 
 def check_indexable(catalog: GatewayCatalog, items: Sequence[NewItem]) -> None:
@@ -101,12 +101,24 @@ def check_indexable(catalog: GatewayCatalog, items: Sequence[NewItem]) -> None:
             )
 
 
-def sync_catalog(pipeline: Pipeline, entries: Sequence[AddedItem]) -> int:
-    """Bring the pipeline's catalog up to the registry (every entry, ordinal order; the item
+def sync_catalog(catalogs: CatalogHolder, entries: Sequence[AddedItem]) -> int:
+    """Bring the held catalog up to the registry (every entry, ordinal order; the item
     sync's mirror, services.common.item_sync): rows computed against this catalog's bundle as
     every replica computes them; only entries that are new or changed here are written
     (copy-on-write, as `extend`). -> how many."""
-    catalog = pipeline.catalog
+    changed: list[tuple[int, NewItem]] = []
+
+    def change(catalog: GatewayCatalog) -> GatewayCatalog | None:
+        changed[:] = _sync_changes(catalog, entries)
+        return catalog.extended(changed) if changed else None
+
+    catalogs.update(change)
+    return len(changed)
+
+
+def _sync_changes(
+    catalog: GatewayCatalog, entries: Sequence[AddedItem]
+) -> list[tuple[int, NewItem]]:
     rows = assign_rows([e.item for e in entries], catalog.base_rows, catalog.in_base)
     changed: list[tuple[int, NewItem]] = []
     for e in entries:
@@ -119,18 +131,19 @@ def sync_catalog(pipeline: Pipeline, entries: Sequence[AddedItem]) -> int:
             if here == (item.proxy_row, item.title, tuple(item.tags)):
                 continue
         changed.append((row, dataclasses.replace(item, embedding=None)))
-    if changed:
-        pipeline.catalog = pipeline.catalog.extended(changed)
-    return len(changed)
+    return changed
 
 
-def extend(pipeline: Pipeline, entries: Sequence[AddedItem]) -> None:
-    """Copy-on-write: requests in flight keep the catalog they started with."""
-    if entries:
-        pipeline.catalog = pipeline.catalog.extended([(e.row, e.item) for e in entries])
+def extend(catalogs: CatalogHolder, entries: Sequence[AddedItem]) -> GatewayCatalog:
+    """Copy-on-write: requests in flight keep the catalog they started with. -> the new one."""
+    if not entries:
+        return catalogs.current
+    return catalogs.update(lambda c: c.extended([(e.row, e.item) for e in entries]))
 
 
-async def repair_proxies(pipeline: Pipeline, entries: Sequence[AddedItem]) -> int:
+async def repair_proxies(
+    stages: Stages, catalogs: CatalogHolder, entries: Sequence[AddedItem]
+) -> int:
     """Registry entries without a proxy (added while retrieval was unreachable, or its answer
     was lost) are indexed now and their proxies recorded, so every gateway ranks them as
     their nearest trained item instead of row 0. Run by the item sync after the catalog is
@@ -138,7 +151,7 @@ async def repair_proxies(pipeline: Pipeline, entries: Sequence[AddedItem]) -> in
     repairing the same entry at once do no harm. -> how many were repaired. A backend still
     down raises (Unavailable): the sync round fails and is retried with backoff, the mirror
     still marked unapplied, so the repair is not forgotten once the pull has nothing new."""
-    catalog = pipeline.catalog
+    catalog = catalogs.current
     orphans = [
         dataclasses.replace(e.item, row=row)
         for e in entries
@@ -150,7 +163,7 @@ async def repair_proxies(pipeline: Pipeline, entries: Sequence[AddedItem]) -> in
         return 0
     by_id = {item.item_id: item for item in orphans}
     try:
-        indexed = await pipeline.stages.retrieval.add_items(orphans)
+        indexed = await stages.retrieval.add_items(orphans)
     except Unavailable:
         raise
     except RecserveError as exc:  # refused for good (e.g. text, no encoder): retrying won't help
@@ -162,7 +175,7 @@ async def repair_proxies(pipeline: Pipeline, entries: Sequence[AddedItem]) -> in
         if a.item.proxy_row > 0 and a.item.item_id in by_id
     ]
     if recorded:
-        await pipeline.stages.features.add_items(recorded)
+        await stages.features.add_items(recorded)
         log.info("%d added items without a proxy indexed and given one", len(recorded))
-        pipeline.catalog = pipeline.catalog.extended([(i.row, i) for i in recorded])  # as extend
+        catalogs.update(lambda c: c.extended([(i.row, i) for i in recorded]))  # as extend
     return len(recorded)

@@ -13,15 +13,24 @@ one of unavailable, deadline_exceeded, circuit_open (the backend's breaker is op
 tried), and every fallback counts in recserve_fallbacks_total{stage, reason}. Feedback the
 feature service cannot be reached for is held and re-sent (services.gateway.outbox). The stages
 are interfaces (services.gateway.stages), so this code runs the same embedded or split.
+
+One version per request: a pipeline serves one bundle version, and every backend call it makes
+carries that version (the feature client is pinned to it, users go to retrieval and ranking
+labelled with it). A backend that does not hold it refuses (WrongVersion, naming the versions
+it serves); the request is then retried once, whole, on the gateway's pipeline of one of those
+versions (`peers`: the current one or the previous one within the reload grace period), else
+the stage falls back as above. A request reads the catalog once, at its start (CatalogHolder).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from typing import TypeVar
 
 import numpy as np
@@ -31,10 +40,9 @@ from services.common.added_items import NewItem
 from services.common.bundle import DatasetFacts
 from services.common.errors import FailedPrecondition, NotFound, Unavailable
 from services.common.features import FeatureSpec, pad_history
-from services.common.remap import ItemVocabs
 from services.common.types import CandidateList, Event, FilterSpec, RankScores, UserState
 from services.gateway import new_items, validate
-from services.gateway.catalog import GatewayCatalog
+from services.gateway.catalog import CatalogHolder, GatewayCatalog
 from services.gateway.config import Limits
 from services.gateway.new_items import AddedItems
 from services.gateway.outbox import FeedbackSpool
@@ -48,33 +56,101 @@ from services.gateway.results import (
     TagAffinities,
     UserValues,
 )
-from services.gateway.stages import DeadlineExceeded, Stages, ValueScore
+from services.gateway.stages import DeadlineExceeded, Stages, ValueScore, WrongVersion
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+# True while a request is being retried on another version (it is retried once, no more).
+_RETRYING: ContextVar[bool] = ContextVar("recserve_version_retry", default=False)
+
+
+class _RetryOn(Exception):
+    """A backend refused the request's version; `pipeline` serves one it does serve."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+
+
+def _one_version(budget: Callable[[Limits], float | None] = lambda limits: None):
+    """A request method: run on this pipeline's version; if a backend refused it and the gateway
+    holds a version that backend serves, run again, whole, on that version's pipeline (once).
+    `budget`: the request's time budget (services.gateway.resilience), the retry included."""
+
+    def wrap(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+        @functools.wraps(method)
+        async def run(self: Pipeline, *args, **kwargs) -> T:
+            with request_budget(budget(self.limits)):
+                try:
+                    return await method(self, *args, **kwargs)
+                except _RetryOn as retry:
+                    token = _RETRYING.set(True)
+                    try:
+                        return await method(retry.pipeline, *args, **kwargs)
+                    finally:
+                        _RETRYING.reset(token)
+
+        return run
+
+    return wrap
 
 
 class Pipeline:
     def __init__(
         self,
         stages: Stages,
-        catalog: GatewayCatalog,
+        catalog: GatewayCatalog | CatalogHolder,
         spec: FeatureSpec,
         limits: Limits,
-        vocabs: ItemVocabs | None = None,
         dataset: DatasetFacts | None = None,
     ) -> None:
         self.stages = stages
         self.dataset = dataset or DatasetFacts()
-        self.catalog = catalog
+        self.catalogs = catalog if isinstance(catalog, CatalogHolder) else CatalogHolder(catalog)
+        self.version = self.catalogs.current.version  # every request here is pinned to it
         self.spec = spec
         self.limits = limits
-        self.vocabs = vocabs  # split mode: item indices of other bundle versions -> ours
+        # The gateway's pipeline serving a given version, if it holds one (ModelHolder.get);
+        # set by whoever holds the pipelines (the gateway servicer, the hot reload).
+        self.peers: Callable[[str], Pipeline | None] | None = None
         self._warned_at: dict[str, float] = {}
         self.spool = FeedbackSpool(
             stages.features.apply_events, limits.feedback_spool, limits.max_batch
         )
 
+    @property
+    def catalog(self) -> GatewayCatalog:
+        """The catalog now (a request reads it once: `catalogs.current`)."""
+        return self.catalogs.current
+
+    def _retry_elsewhere(self, refused: WrongVersion) -> None:
+        """Raise _RetryOn with a pipeline of a version the backend serves, when there is one
+        and this request was not retried already; else return (the caller falls back)."""
+        if _RETRYING.get() or self.peers is None:
+            return
+        for version in refused.served:
+            other = self.peers(version) if version != self.version else None
+            if other is not None and other is not self and other.version == version:
+                log.debug(
+                    "%s refused by a backend (%s): retried on %s", self.version, refused, version
+                )
+                raise _RetryOn(other)
+
+    def _check_version(self, stage: str, label: str) -> None:
+        """A backend answer labelled with another version than the request's is refused too."""
+        if label and label != self.version:
+            raise WrongVersion(
+                f"{stage} answered in bundle {label!r}, request pinned to {self.version!r}",
+                (label,),
+            )
+
+    def _pin(self, user: UserState) -> UserState:
+        """The user as sent to retrieval and ranking: labelled with this pipeline's version."""
+        if user.bundle_version == self.version:
+            return user
+        return dataclasses.replace(user, bundle_version=self.version)
+
+    @_one_version(budget=lambda limits: limits.recommend_budget_s)
     async def recommend(
         self,
         user_id: str,
@@ -89,36 +165,43 @@ class Pipeline:
         """rank=False serves the candidates' order without calling ranking; `candidates`
         overrides how many are retrieved (experiment arms use both). User value is scored as of
         the request's `time_s` (unix seconds, 0 = now)."""
+        catalog = self.catalogs.current  # the request's one catalog
         validate.check_id("user_id", user_id)
         day = validate.as_of_day("context.time", time_s)
         validate.check_k(k, self.limits.max_k)
-        validate.check_filters(filters, self.limits.max_batch, self.catalog.tag_names)
+        validate.check_filters(filters, self.limits.max_batch, catalog.tag_names)
         validate.check_ids("recent_items", recent_items, self.limits.max_batch, allow_empty=True)
         if filters.exclude_seen is None:  # unset: films are not recommended again, groceries are
             filters = dataclasses.replace(filters, exclude_seen=not self.dataset.repeat)
         fallbacks: list[str] = []
-        with request_budget(self.limits.recommend_budget_s):
-            user = await self._attempt(
-                "features", self.stages.features.get_user(user_id, recent_items), fallbacks
+        user = await self._get_user(user_id, recent_items, fallbacks)
+        found, value = await asyncio.gather(
+            self._candidates(catalog, user, k, filters, fallbacks, candidates),
+            self._user_value(user, day, fallbacks),
+        )
+        ranks = None
+        if rank:
+            rows = found.rank_as if found.rank_as is not None else found.item_indices
+            ranks = await self._attempt(
+                "ranking",
+                self.stages.ranking.rank(_model_user(user, catalog), catalog.rank_rows(rows)),
+                fallbacks,
             )
-            user = self._local(user or self.cold_user(user_id))
-            found, value = await asyncio.gather(
-                self._candidates(user, k, filters, fallbacks, candidates),
-                self._user_value(user, day, fallbacks),
-            )
-            ranks = None
-            if rank:
-                rows = found.rank_as if found.rank_as is not None else found.item_indices
-                ranks = await self._attempt(
-                    "ranking",
-                    self.stages.ranking.rank(self._model_user(user), self.catalog.rank_rows(rows)),
-                    fallbacks,
-                )
-        items = self._top_k(found, ranks, k, by_model=not user.is_cold)
-        return Recommendation(items, self.catalog.version, value, user.is_cold, tuple(fallbacks))
+        items = self._top_k(catalog, found, ranks, k, by_model=not user.is_cold)
+        return Recommendation(items, self.version, value, user.is_cold, tuple(fallbacks))
+
+    async def _get_user(
+        self, user_id: str, recent_items: Sequence[str], fallbacks: list[str]
+    ) -> UserState:
+        """The user in this pipeline's version, labelled with it; cold when features fell back."""
+        user = await self._attempt(
+            "features", self.stages.features.get_user(user_id, recent_items), fallbacks, True
+        )
+        return self._pin(user or self.cold_user(user_id))
 
     async def _candidates(
         self,
+        catalog: GatewayCatalog,
         user: UserState,
         k: int,
         filters: FilterSpec,
@@ -130,18 +213,17 @@ class Pipeline:
         found = None
         if not user.is_cold:
             found = await self._attempt(
-                "retrieval", self.stages.retrieval.retrieve(user, n, filters), fallbacks
+                "retrieval", self.stages.retrieval.retrieve(user, n, filters), fallbacks, True
             )
         if found is None:
-            popular = self.catalog.popular(k if user.is_cold else n, filters, _seen(user))
-            return CandidateList(popular, self.catalog.popularity_scores(popular))
-        found = self._local_candidates(found)
+            popular = catalog.popular(k if user.is_cold else n, filters, _seen(user))
+            return CandidateList(popular, catalog.popularity_scores(popular))
         # Retrieval applies the filters itself; this re-check is one vectorised pass and keeps
         # the public contract (distinct items, filters honoured) independent of the backend.
         _, first = np.unique(found.item_indices, return_index=True)
         keep = np.zeros(len(found), dtype=bool)
         keep[first] = True
-        keep &= self.catalog.allowed(found.item_indices, filters, _seen(user))
+        keep &= catalog.allowed(found.item_indices, filters, _seen(user))
         rank_as = None if found.rank_as is None else found.rank_as[keep]
         return CandidateList(found.item_indices[keep], found.scores[keep], rank_as=rank_as)
 
@@ -153,7 +235,13 @@ class Pipeline:
         return values[0] if values else None
 
     def _top_k(
-        self, candidates: CandidateList, ranks: RankScores | None, k: int, *, by_model: bool
+        self,
+        catalog: GatewayCatalog,
+        candidates: CandidateList,
+        ranks: RankScores | None,
+        k: int,
+        *,
+        by_model: bool,
     ) -> list[RankedItem]:
         """Sort by the ranking model's P(interact) (by_model) or keep the candidates' order.
 
@@ -169,50 +257,55 @@ class Pipeline:
         rows = candidates.item_indices[order]
         return [
             RankedItem(
-                item_id=str(self.catalog.ids[row]),
-                title=str(self.catalog.titles[row]),
-                tags=self.catalog.item_tags[row],
+                item_id=str(catalog.ids[row]),
+                title=str(catalog.titles[row]),
+                tags=catalog.item_tags[row],
                 score=float(score[j]),
                 predicted_rating=float(rating[j]),
                 retrieval_score=float(candidates.scores[j]),
                 ranking_score=float(p_positive[j]),
                 interaction_score=float(p_interact[j]),
-                price=self.catalog.price(row),
+                price=catalog.price(row),
                 currency=self.dataset.currency,
             )
             for j, row in zip(order.tolist(), rows.tolist(), strict=True)
         ]
 
+    @_one_version()
     async def predict_ratings(self, user_id: str, item_ids: Sequence[str]) -> RatingPrediction:
+        catalog = self.catalogs.current
         if not self.dataset.has_ratings:
             raise FailedPrecondition(
-                f"bundle {self.catalog.version} has no rating model: its dataset "
+                f"bundle {self.version} has no rating model: its dataset "
                 f"({self.dataset.name}) has no ratings. Recommend still orders items by "
                 "P(interact); train on events with a rating column to predict ratings"
             )
         validate.check_id("user_id", user_id)
         validate.check_ids("item_ids", item_ids, self.limits.max_batch)
-        rows = self.catalog.index_of(item_ids)
+        rows = catalog.index_of(item_ids)
         unknown = [item for item, row in zip(item_ids, rows.tolist(), strict=True) if row == 0]
         if unknown:
             raise NotFound(f"unknown item ids: {', '.join(unknown[:10])}")
-        user = await self._attempt("features", self.stages.features.get_user(user_id), [])
-        user = self._local(user or self.cold_user(user_id))
+        user = await self._get_user(user_id, (), [])
         # The answer itself: no fallback. Items added at runtime are rated as their proxies.
-        ranks = await self.stages.ranking.rank(self._model_user(user), self.catalog.rank_rows(rows))
+        ranks = await self._direct(
+            self.stages.ranking.rank(_model_user(user, catalog), catalog.rank_rows(rows))
+        )
         ratings = [
             PredictedRating(item, float(r), float(p), float(i))
             for item, r, p, i in zip(
                 item_ids, ranks.rating, ranks.p_positive, ranks.p_interact, strict=True
             )
         ]
-        return RatingPrediction(ratings, self.catalog.version, user.is_cold)
+        return RatingPrediction(ratings, self.version, user.is_cold)
 
+    @_one_version()
     async def similar_items(self, item_id: str, k: int, filters: FilterSpec) -> SimilarItems:
+        catalog = self.catalogs.current
         validate.check_id("item_id", item_id)
         validate.check_k(k, self.limits.max_k)
-        validate.check_filters(filters, self.limits.max_batch, self.catalog.tag_names)
-        if item_id not in self.catalog.id_index:
+        validate.check_filters(filters, self.limits.max_batch, catalog.tag_names)
+        if item_id not in catalog.id_index:
             raise NotFound(f"unknown item id: {item_id}")
         # The item itself never counts as similar to itself.
         filters = FilterSpec(
@@ -221,69 +314,50 @@ class Pipeline:
             exclude_tags=filters.exclude_tags,
             exclude_items=(*filters.exclude_items, item_id),
         )
-        found = self._local_candidates(await self.stages.retrieval.similar(item_id, k, filters))
-        keep = self.catalog.allowed(found.item_indices, filters)
+        found = await self._direct(self.stages.retrieval.similar(item_id, k, filters), "retrieval")
+        keep = catalog.allowed(found.item_indices, filters)
         candidates = CandidateList(found.item_indices[keep], found.scores[keep])
-        title = str(self.catalog.titles[self.catalog.id_index[item_id]])
-        top = self._top_k(candidates, None, k, by_model=False)
-        return SimilarItems(top, self.catalog.version, title)
+        title = str(catalog.titles[catalog.id_index[item_id]])
+        top = self._top_k(catalog, candidates, None, k, by_model=False)
+        return SimilarItems(top, self.version, title)
 
+    @_one_version()
     async def recommend_tags(self, user_id: str, k: int) -> TagAffinities:
         validate.check_id("user_id", user_id)
         validate.check_k(k, self.limits.max_k)
-        user = await self._attempt("features", self.stages.features.get_user(user_id), [])
-        user = user or self.cold_user(user_id)
-        tags = await self.stages.retrieval.tag_affinities(user, k)
-        return TagAffinities(list(tags)[:k], self.catalog.version, user.is_cold)
+        user = await self._get_user(user_id, (), [])
+        tags = await self._direct(self.stages.retrieval.tag_affinities(user, k))
+        return TagAffinities(list(tags)[:k], self.version, user.is_cold)
 
+    @_one_version()
     async def score_users(self, user_ids: Sequence[str], time_s: int = 0) -> UserValues:
         """Values as of `time_s` (unix seconds, 0 = now)."""
         validate.check_ids("user_ids", user_ids, self.limits.max_batch)
         day = validate.as_of_day("time", time_s)
         # Live activity from the feature store; without it the scorer uses its bundle snapshot.
-        users = await self._attempt("features", self.stages.features.get_users(user_ids), [])
+        users = await self._attempt("features", self._get_users(user_ids), [])
         values = await self.stages.uservalue.score(user_ids, _activities(users or []), day)
-        return UserValues(list(values), self.catalog.version)
+        return UserValues(list(values), self.version)
+
+    async def _get_users(self, user_ids: Sequence[str]) -> list[UserState]:
+        users = await self.stages.features.get_users(user_ids)
+        for user in users:
+            self._check_version("features", user.bundle_version)
+        return users
 
     async def feedback(self, events: Sequence[Event]) -> int:
         validate.check_events(events, self.limits.max_batch)
         return await self.spool.submit(events)
 
     async def add_items(self, items: Sequence[NewItem]) -> AddedItems:
-        """New items, served from now on (services.gateway.new_items)."""
-        return await new_items.add_items(self, items)
-
-    def _model_user(self, user: UserState) -> UserState:
-        """The user as the models may see it: items added at runtime in the history read as
-        their proxies (the ranker's item table holds trained rows only)."""
-        history = self.catalog.rank_rows(user.history)
-        if np.array_equal(history, user.history):
-            return user
-        return dataclasses.replace(user, history=history)
+        """New items, served from now on (services.gateway.new_items): the catalog is
+        published anew through `catalogs`; requests in flight keep the one they read."""
+        return await new_items.add_items(self.stages, self.catalogs, items, self.limits.max_batch)
 
     async def close(self) -> None:
         """Stop the feedback spool's re-sender, then close the stages."""
         await self.spool.close()
         await self.stages.close()
-
-    def _local(self, user: UserState) -> UserState:
-        """The user's item indices in this pipeline's bundle version, labelled with it (the
-        ranking service scores the candidates with that version)."""
-        mine = self.catalog.version
-        if self.vocabs is None:
-            return user
-        if user.bundle_version and user.bundle_version != mine:
-            user = self.vocabs.remap_user(user, user.bundle_version, mine)
-        return dataclasses.replace(user, bundle_version=mine)
-
-    def _local_candidates(self, found: CandidateList) -> CandidateList:
-        """Candidates of another bundle version mapped onto ours (ids we lack are dropped)."""
-        mine, theirs = self.catalog.version, found.bundle_version
-        if self.vocabs is None or not theirs or theirs == mine:
-            return found
-        rows = self.vocabs.remap(found.item_indices, theirs, mine)
-        keep = rows > 0  # (added items do not map across versions: dropped until re-synced)
-        return CandidateList(rows[keep], found.scores[keep], mine)
 
     def cold_user(self, user_id: str) -> UserState:
         """What the pipeline assumes about a user it cannot look up."""
@@ -295,14 +369,36 @@ class Pipeline:
             history=pad_history((), self.spec.history_len),
         )
 
-    async def _attempt(self, stage: str, call: Awaitable[T], fallbacks: list[str]) -> T | None:
-        """Await one stage; on Unavailable / DeadlineExceeded record the fallback, return None.
+    async def _direct(self, call: Awaitable[T], labelled: str = "") -> T:
+        """Await a stage whose answer is the response itself (no fallback): a refused version
+        is retried elsewhere when possible, else raised. `labelled`: the stage's answer carries
+        the version it was computed in (checked against the request's)."""
+        try:
+            result = await call
+            if labelled:
+                self._check_version(labelled, result.bundle_version)  # type: ignore[attr-defined]
+            return result
+        except WrongVersion as exc:
+            self._retry_elsewhere(exc)
+            raise
+
+    async def _attempt(
+        self, stage: str, call: Awaitable[T], fallbacks: list[str], labelled: bool = False
+    ) -> T | None:
+        """Await one stage; on Unavailable / DeadlineExceeded record the fallback, return None;
+        on a refused version retry the request elsewhere first (`_retry_elsewhere`).
+        `labelled`: the answer's bundle_version must be the request's (else refused too).
         Timed into recserve_stage_latency_seconds, and a span of its own when tracing is on."""
         start = time.perf_counter()
         try:
             with tracing.span(f"stage.{stage}"):
-                return await call
+                result = await call
+            if labelled and result is not None:
+                self._check_version(stage, result.bundle_version)  # type: ignore[attr-defined]
+            return result
         except Unavailable as exc:
+            if isinstance(exc, WrongVersion):
+                self._retry_elsewhere(exc)
             reason = _reason(exc)
             fallbacks.append(f"{stage}_{reason}")
             metrics.FALLBACKS.labels(stage, reason).inc()
@@ -319,6 +415,15 @@ def _reason(exc: Unavailable) -> str:
     if isinstance(exc, DeadlineExceeded):
         return "deadline_exceeded"
     return "circuit_open" if isinstance(exc, CircuitOpen) else "unavailable"
+
+
+def _model_user(user: UserState, catalog: GatewayCatalog) -> UserState:
+    """The user as the models may see it: items added at runtime in the history read as
+    their proxies (the ranker's item table holds trained rows only)."""
+    history = catalog.rank_rows(user.history)
+    if np.array_equal(history, user.history):
+        return user
+    return dataclasses.replace(user, history=history)
 
 
 def _seen(user: UserState) -> np.ndarray:

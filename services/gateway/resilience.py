@@ -32,7 +32,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TypeVar
 
-from services.common.errors import DeadlineExceeded, Unavailable
+from services.common.errors import DeadlineExceeded, Unavailable, WrongVersion
 
 T = TypeVar("T")
 Clock = Callable[[], float]
@@ -213,8 +213,14 @@ _request_deadline: ContextVar[float | None] = ContextVar("recserve_request_deadl
 def request_budget(seconds: float | None) -> Iterator[None]:
     """Within this block (and the tasks it starts), no stage call outlives `seconds` from now:
     each gets min(its own deadline, what is left of the request's), so a request whose stages
-    are all slow still answers, degraded, before its caller gives up. None = no budget."""
-    token = _request_deadline.set(None if seconds is None else time.monotonic() + seconds)
+    are all slow still answers, degraded, before its caller gives up. None = no budget. A
+    budget inside another never outlives it (a request retried on another bundle version
+    shares the one budget)."""
+    outer = _request_deadline.get()
+    deadline = None if seconds is None else time.monotonic() + seconds
+    if outer is not None:
+        deadline = outer if deadline is None else min(outer, deadline)
+    token = _request_deadline.set(deadline)
     try:
         yield
     finally:
@@ -265,6 +271,11 @@ class StageGuard:
                 raise CircuitOpen(f"{self.name} service: circuit open")
             try:
                 result = await attempt(remaining)
+            except WrongVersion:  # answered: healthy; the pipeline retries elsewhere
+                self.breaker.record(True)
+                if self._on_error is not None:
+                    self._on_error("FAILED_PRECONDITION")
+                raise
             except Unavailable as exc:  # DeadlineExceeded, NotSent included
                 if isinstance(exc, DeadlineExceeded) and deadline < own:
                     self.breaker.release()  # cut short by the request's budget, not its fault

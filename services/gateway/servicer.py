@@ -27,6 +27,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     ) -> None:
         self._holder = as_holder(pipeline, "")
         self._experiments = experiments
+        current = self._holder.current
+        if current.peers is None:  # a refused version is retried on the holder's other one
+            current.peers = self._holder.get
 
     @property
     def _pipeline(self) -> Pipeline:

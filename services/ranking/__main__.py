@@ -17,7 +17,7 @@ def configure() -> Service[RankEngine]:
     model = RankingModel(config)
     return Service(
         config.server, config.bundle, model, SERVICE_NAME,
-        register=lambda holder: register(holder, vocabs=model.vocabs),
+        register=register,
     )  # fmt: skip
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from services.common.bundle import Bundle
 from services.common.errors import ConfigError
 from services.common.onnx import CUDA
-from services.common.remap import ItemVocabs
 from services.common.service import ServedModel
 from services.ranking.batcher import RankBatcher, RankEngine
 from services.ranking.config import RankingConfig
@@ -16,16 +15,14 @@ from services.ranking.ranker import OnnxRanker
 class RankingModel(ServedModel[RankEngine]):
     """Ranker + batcher, warmed for every batch size (health says SERVING only when warm; a hot
     reload swaps in only a warm engine). The previous version stays loaded for the grace period:
-    candidates retrieved with it are scored by it (services.common.remap.VersionRouter), then
-    its engine is closed."""
+    requests pinned to it are scored by it, any other version is refused (FAILED_PRECONDITION;
+    docs/bundle.md), then its engine is closed."""
 
     def __init__(self, config: RankingConfig) -> None:
         self.config = config
-        self.vocabs = ItemVocabs(config.bundle.artifacts)  # every version's items, for the router
 
     def from_bundle(self, bundle: Bundle) -> RankEngine:
         config = self.config
-        self.vocabs.add_bundle(bundle)
         ranker = OnnxRanker.from_bundle(
             bundle,
             prefer_gpu=config.prefer_gpu,

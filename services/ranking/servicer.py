@@ -9,25 +9,23 @@ from recserve.v1 import ranking_pb2, ranking_pb2_grpc
 from services.common import convert
 from services.common.errors import check_limit
 from services.common.reload import ModelHolder
-from services.common.remap import ItemVocabs, VersionRouter
 from services.ranking.batcher import RankBatcher, RankEngine
 from services.ranking.ranker import OnnxRanker
 
 
 class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
     """With a batcher, concurrent requests share ONNX Runtime calls; without, each runs alone.
-    Candidates are scored by the bundle version the request is labelled with (user
-    bundle_version) while it is held, else mapped by item id into the current version."""
+    Candidates are scored by the bundle version the request is pinned to (user bundle_version,
+    "" = current) while it is held, else refused with FAILED_PRECONDITION naming the versions
+    held (docs/bundle.md)."""
 
     def __init__(
         self,
         ranker: OnnxRanker | ModelHolder[RankEngine],
         batcher: RankBatcher | None = None,
-        vocabs: ItemVocabs | None = None,
     ) -> None:
         if not isinstance(ranker, ModelHolder):
             ranker = ModelHolder(RankEngine(ranker, batcher), ranker.bundle_version)
-        self._router = VersionRouter(ranker, vocabs)
         self._holder = ranker
 
     async def Rank(
@@ -41,7 +39,7 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
         )
         user = convert.user_state_from_proto(request.user)
         items = np.asarray(request.item_indices, dtype=np.int64)
-        version, engine, user, items = self._router.route(user, items)
+        version, engine = self._holder.serve(user.bundle_version)
         scores = await engine.rank(user, items)
         return convert.rank_scores_to_proto(scores, version, engine.ranker.provider)
 
@@ -49,13 +47,12 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
 def register(
     ranker: OnnxRanker | ModelHolder[RankEngine],
     batcher: RankBatcher | None = None,
-    vocabs: ItemVocabs | None = None,
 ):
     """-> a `register(server)` callback for services.common.server.create_server."""
 
     def _register(server: grpc.aio.Server) -> None:
         ranking_pb2_grpc.add_RankingServiceServicer_to_server(
-            RankingServicer(ranker, batcher, vocabs), server
+            RankingServicer(ranker, batcher), server
         )
 
     return _register

@@ -17,7 +17,7 @@ def configure() -> Service[Retriever]:
     model = RetrievalModel(config)
     return Service(
         config.server, config.bundle, model, SERVICE_NAME,
-        register=lambda holder: register(holder, model.vocabs),
+        register=register,
         background=model.item_sync,
     )  # fmt: skip
 

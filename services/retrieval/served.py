@@ -13,7 +13,6 @@ from services.common.added_items import AddedItem
 from services.common.bundle import Bundle
 from services.common.item_sync import ItemSync, grpc_list_fn
 from services.common.reload import ModelHolder
-from services.common.remap import ItemVocabs
 from services.common.security import aio_channel
 from services.common.service import ServedModel
 from services.common.types import UserState
@@ -55,12 +54,10 @@ def start_sync(config: RetrievalConfig, holder: ModelHolder[Retriever]) -> ItemS
 class RetrievalModel(ServedModel[Retriever]):
     def __init__(self, config: RetrievalConfig) -> None:
         self.config = config
-        self.vocabs = ItemVocabs(config.bundle.artifacts)  # every version's items, for the router
         self.sync: ItemSync | None = None
 
     def from_bundle(self, bundle: Bundle) -> Retriever:
         config = self.config
-        self.vocabs.add_bundle(bundle)
         return Retriever.from_bundle(
             bundle,
             intra_op_threads=config.intra_op_threads,

@@ -12,7 +12,6 @@ from services.common import convert
 from services.common.added_items import MAX_ITEMS_PER_CALL, NewItem
 from services.common.errors import InvalidArgument, ResourceExhausted, check_limit
 from services.common.reload import ModelHolder, as_holder
-from services.common.remap import ItemVocabs, VersionRouter
 from services.retrieval.added import Added
 from services.retrieval.retriever import Retriever
 
@@ -21,31 +20,30 @@ MAX_AVAILABILITY_IDS = 10_000  # item ids per SetItemsAvailable call
 
 
 class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
-    """The user's item indices are read in the version they are labelled with (see
-    services.common.remap); candidates go back labelled with the version that produced them."""
+    """A request is served by the bundle version it is pinned to (the user's bundle_version,
+    "" = current) while this service holds it (current, or previous within the reload grace
+    period), else refused with FAILED_PRECONDITION naming the versions held (docs/bundle.md);
+    candidates go back labelled with the version that produced them."""
 
-    def __init__(
-        self, retriever: Retriever | ModelHolder[Retriever], vocabs: ItemVocabs | None = None
-    ) -> None:
-        holder = as_holder(retriever, getattr(retriever, "bundle_version", ""))
-        self._router = VersionRouter(holder, vocabs)
+    def __init__(self, retriever: Retriever | ModelHolder[Retriever]) -> None:
+        self._holder = as_holder(retriever, getattr(retriever, "bundle_version", ""))
 
     async def Retrieve(
         self, request: retrieval_pb2.RetrieveRequest, context: grpc.aio.ServicerContext
     ) -> retrieval_pb2.Candidates:
-        check_limit("k", request.k, self._router.holder.current.max_k, K_ENV)
+        check_limit("k", request.k, self._holder.current.max_k, K_ENV)
         user = convert.user_state_from_proto(request.user)
         filters = convert.filters_from_proto(request.filters)
-        version, retriever, user, _ = self._router.route(user)
+        version, retriever = self._holder.serve(user.bundle_version)
         found = retriever.retrieve(user, request.k, filters)
         return convert.candidates_to_proto(found, version)
 
     async def RetrieveSimilar(
         self, request: retrieval_pb2.RetrieveSimilarRequest, context: grpc.aio.ServicerContext
     ) -> retrieval_pb2.Candidates:
-        check_limit("k", request.k, self._router.holder.current.max_k, K_ENV)
+        check_limit("k", request.k, self._holder.current.max_k, K_ENV)
         filters = convert.filters_from_proto(request.filters)
-        version, retriever = self._router.holder.live
+        version, retriever = self._holder.live
         found = retriever.similar(request.item_id, request.k, filters)
         return convert.candidates_to_proto(found, version)
 
@@ -53,7 +51,7 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
         self, request: retrieval_pb2.TagAffinitiesRequest, context: grpc.aio.ServicerContext
     ) -> retrieval_pb2.TagAffinitiesResponse:
         user = convert.user_state_from_proto(request.user)
-        version, retriever, user, _ = self._router.route(user)
+        version, retriever = self._holder.serve(user.bundle_version)
         # Range-check user index, profile and history (InvalidArgument) before anything indexes
         # with them: the history's tag shares are read before the user tower ever runs.
         retriever.tower_feeds(user)
@@ -73,7 +71,7 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
             )
         if not request.item_ids:
             raise InvalidArgument("item_ids is empty")
-        version, retriever = self._router.holder.live
+        version, retriever = self._holder.live
         changed = retriever.set_items_available(list(request.item_ids), request.available)
         return retrieval_pb2.SetItemsAvailableResponse(
             changed=changed, unavailable=retriever.index.unavailable, bundle_version=version
@@ -87,7 +85,7 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
                 f"items: {len(request.items)} exceeds {MAX_ITEMS_PER_CALL} per call"
             )
         items = [convert.new_item_from_proto(m) for m in request.items]
-        version, added = await add_items(self._router.holder, items)
+        version, added = await add_items(self._holder, items)
         return common_pb2.AddItemsResponse(
             items=[
                 common_pb2.AddedItem(row=a.row, item=convert.new_item_to_proto(_public(a.item)))
@@ -116,12 +114,12 @@ def _public(item: NewItem) -> NewItem:
     return dataclasses.replace(item, embedding=None)
 
 
-def register(retriever: Retriever | ModelHolder[Retriever], vocabs: ItemVocabs | None = None):
+def register(retriever: Retriever | ModelHolder[Retriever]):
     """-> a `register(server)` callback for services.common.server.create_server."""
 
     def _register(server: grpc.aio.Server) -> None:
         retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server(
-            RetrievalServicer(retriever, vocabs), server
+            RetrievalServicer(retriever), server
         )
 
     return _register

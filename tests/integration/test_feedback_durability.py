@@ -4,6 +4,7 @@ store is durable the same way, and feedback changes the next Recommend (exclude_
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -20,7 +21,7 @@ import pytest
 from recserve.client import FeedbackEvent, RecserveClient
 from recserve.v1 import common_pb2, feature_pb2, feature_pb2_grpc
 from services.common.bundle import Bundle
-from services.common.types import Event, EventKind
+from services.common.types import Event, EventKind, FilterSpec
 from services.common.vocab import Vocabulary
 from services.feature.config import DurabilitySettings
 from services.feature.eventlog import (
@@ -213,3 +214,41 @@ def test_a_corrupt_log_stops_the_service_at_start_naming_file_and_offset(artifac
     )  # fmt: skip
     assert done.returncode == 2
     assert str(path) in done.stderr and f"offset {ends[0].offset}" in done.stderr
+
+
+def test_embedded_reload_hands_the_durable_store_and_its_log_to_the_new_pipeline(
+    bundle, known_users, tmp_path
+):
+    """EmbeddedStages' life cycle at a hot reload: the new bundle's stages get a store of their
+    own; at the swap it takes over the live state and the event log. Feedback acknowledged
+    before, and feedback sent through the old pipeline after (a spool re-sending), all lands
+    in the new pipeline's store, in the log, and in the snapshot a restart loads."""
+    settings = GatewaySettings.from_env(
+        {"RECSERVE_MODE": "embedded", "RECSERVE_ARTIFACTS": str(bundle.root.parent)}
+    )
+    durability = DurabilitySettings(LogSettings(tmp_path / "log"), snapshot_every=0)
+    user = known_users[5]
+    items = [str(i) for i in Vocabulary.load(bundle.path("item_ids.npy")).ids[:3]]
+
+    async def scenario():
+        old = build_pipeline(settings, bundle, build_in_process(bundle, durability=durability))
+        await old.feedback([Event(user, items[0], EventKind.CLICK, 1_700_000_000)])
+        new = build_pipeline(settings, bundle, old.stages.for_bundle(bundle))
+        new.stages.adopt(old.stages)
+        await old.feedback([Event(user, items[1], EventKind.CLICK, 1_700_000_100)])
+        await new.feedback([Event(user, items[2], EventKind.CLICK, 1_700_000_200)])
+        answer = await new.recommend(user, 5, FilterSpec(exclude_seen=True))
+        return old, new, answer
+
+    old, new, answer = asyncio.run(scenario())
+    store = new.stages.features.store
+    rows = store.catalog.indices(items[::-1]).tolist()
+    assert store.get_user(user).history[:3].tolist() == rows
+    assert not set(items) & {i.item_id for i in answer.items} and not answer.fallbacks
+    assert old.stages.features.store.latest() is store and store.event_log is not None
+    store.event_log.close()  # like a crash: no snapshot, the log only
+    restored, closer = open_durable_store(bundle, durability)
+    try:
+        assert restored.get_user(user).history[:3].tolist() == rows
+    finally:
+        closer.close()

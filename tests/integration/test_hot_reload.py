@@ -74,8 +74,8 @@ def run_switch(
 ) -> None:
     first = (artifacts / "LATEST").read_text().strip()
     env = {
-        # durable: the embedded feature store logs feedback and keeps its bundle across reloads
-        # (users are mapped into the new version by item id); otherwise it is rebuilt per bundle.
+        # durable: the feature store logs feedback; at a reload the new bundle's store takes
+        # over its live state (re-encoded by item id) and its log. Otherwise none is logged.
         "RECSERVE_FEATURE_LOG_DIR": str(tmp_path / "feature-log") if durable else "none",
         "RECSERVE_RELOAD_INTERVAL_S": "0.5",
         "RECSERVE_RANKING_DEVICE": "cpu",

@@ -109,3 +109,16 @@ def test_too_many_user_ids_is_resource_exhausted(store):
 def test_invalid_event_is_invalid_argument(store, event):
     request = feature_pb2.ApplyEventsRequest(events=[event])
     assert status_of(store, "ApplyEvents", request) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_get_user_in_a_version_it_does_not_hold_is_failed_precondition(store):
+    """Users are answered in the version the request is pinned to, or refused (naming the
+    versions held); "" and the store's own version are served."""
+    user_id = store.users.id_of(1)
+    for request, method in (
+        (feature_pb2.GetUserRequest(user_id=user_id, bundle_version="other"), "GetUser"),
+        (feature_pb2.GetUsersRequest(user_ids=[user_id], bundle_version="other"), "GetUsers"),
+    ):
+        assert status_of(store, method, request) == grpc.StatusCode.FAILED_PRECONDITION
+    pinned = feature_pb2.GetUserRequest(user_id=user_id, bundle_version=store.bundle_version)
+    assert call(store, "GetUser", pinned).bundle_version == store.bundle_version

@@ -11,7 +11,7 @@ import pytest
 from recserve.v1 import ranking_pb2, ranking_pb2_grpc
 from services.common import convert
 from services.common.bundle import Bundle
-from services.common.errors import InvalidArgument
+from services.common.errors import InvalidArgument, served_versions
 from services.common.onnx import CPU, CUDA
 from services.common.server import create_server
 from services.feature.store import InMemoryFeatureStore
@@ -131,3 +131,13 @@ def test_rank_rpc_bad_user_index_is_invalid_argument(ranker, user):
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         _rank_over_grpc(ranker, ranking_pb2.RankRequest(user=msg, item_indices=[1]))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_rank_rpc_refuses_a_version_it_does_not_hold(ranker, user):
+    """One version per request: candidates indexed for another bundle are never scored (nor
+    translated); FAILED_PRECONDITION names the versions this service serves."""
+    msg = convert.user_state_to_proto(user, "some-other-version")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        _rank_over_grpc(ranker, ranking_pb2.RankRequest(user=msg, item_indices=[1]))
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert served_versions(caught.value.details()) == (ranker.bundle_version,)

@@ -1,5 +1,5 @@
 """Hot reload (services.common.reload): validation, refusals, the swap, live-state carry-over
-and item-index translation between versions."""
+and one bundle version per request (serve or refuse)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,17 @@ import asyncio
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from services.common.bundle import Bundle
 from services.common.config import BundleSettings
-from services.common.errors import BundleError, ConfigError, FailedPrecondition
+from services.common.errors import (
+    BundleError,
+    ConfigError,
+    FailedPrecondition,
+    VersionNotServed,
+    served_versions,
+)
 from services.common.reload import (
     PARITY_FILE,
     BundleWatcher,
@@ -21,9 +26,7 @@ from services.common.reload import (
     check_parity,
     validate_bundle,
 )
-from services.common.remap import ItemVocabs, VersionRouter
-from services.common.types import Event, EventKind, UserState
-from services.common.vocab import Vocabulary
+from services.common.types import Event, EventKind
 from services.feature.store import InMemoryFeatureStore
 from tests.services.reload_helpers import clone, perturb_onnx, point_latest
 
@@ -184,43 +187,23 @@ def test_reload_settings_from_env() -> None:
         ReloadSettings.from_env({"RECSERVE_RELOAD_INTERVAL_S": "-1"})
 
 
-# --- indices across versions -------------------------------------------------------------------
+# --- one version per request ------------------------------------------------------------------
 
 
-def _user(history: list[int], seen: list[int], version: str) -> UserState:
-    return UserState(
-        "u", True, 1, np.zeros(3, np.int64),
-        np.array(history + [0] * (4 - len(history)), np.int64),
-        seen=np.array(seen, np.int64), bundle_version=version,
-    )  # fmt: skip
-
-
-def test_item_indices_are_translated_by_item_id(tmp_path) -> None:
-    vocabs = ItemVocabs(tmp_path)
-    vocabs.add("a", Vocabulary(["x", "y", "z"]))
-    vocabs.add("b", Vocabulary(["z", "x"]))  # y is gone, the others moved
-    assert vocabs.remap(np.array([1, 2, 3, 0]), "a", "b").tolist() == [2, 0, 1, 0]
-    moved = vocabs.remap_user(_user([3, 2, 1], [1, 2, 3], "a"), "a", "b")
-    assert moved.history.tolist() == [1, 2, 0, 0] and moved.seen.tolist() == [1, 2]
-    with pytest.raises(KeyError):
-        vocabs.vocab("never-published")
-
-
-def test_router_serves_the_labelled_version_or_translates(tmp_path) -> None:
-    vocabs = ItemVocabs(tmp_path)
-    vocabs.add("a", Vocabulary(["x", "y", "z"]))
-    vocabs.add("b", Vocabulary(["z", "x"]))
+def test_holder_serves_the_pinned_version_or_refuses_naming_what_it_holds() -> None:
     holder = ModelHolder("model-a", "a", grace_s=30.0)
     holder.swap("b", "model-b")
-    router = VersionRouter(holder, vocabs)
-    version, obj, _, items = router.route(_user([1], [], "a"), np.array([1, 3]))
-    assert (version, obj, items.tolist()) == ("a", "model-a", [1, 3])  # within the grace
+    assert holder.serve("a") == ("a", "model-a")  # within the grace
+    assert holder.serve("") == holder.serve("b") == ("b", "model-b")
+    assert holder.versions == ("b", "a")
+    with pytest.raises(VersionNotServed) as refused:
+        holder.serve("c")
+    assert isinstance(refused.value, FailedPrecondition) and refused.value.served == ("b", "a")
+    assert served_versions(str(refused.value)) == ("b", "a")  # what a gRPC client reads back
     holder.expire(now=time.monotonic() + 31)
-    version, obj, user, items = router.route(_user([1], [], "a"), np.array([1, 3]))
-    assert (version, obj, items.tolist()) == ("b", "model-b", [2, 1])
-    assert user.history.tolist()[0] == 2 and user.bundle_version == "b"
-    with pytest.raises(FailedPrecondition):
-        VersionRouter(holder, None).route(_user([1], [], "a"))
+    with pytest.raises(VersionNotServed, match=r"versions served: b$"):
+        holder.serve("a")
+    assert served_versions("some other precondition") is None
 
 
 def test_feature_store_keeps_live_state_across_a_reload(artifacts) -> None:
@@ -241,6 +224,47 @@ def test_feature_store_keeps_live_state_across_a_reload(artifacts) -> None:
     assert after.history.tolist() == before.history.tolist()
     assert after.event_count == before.event_count
     assert new.events_applied == 2
+    # Events that reach the old store after the hand-over (a request pinned to the old
+    # version, a re-sent spool) are encoded by id and applied to the new one: none is lost.
+    other = old.catalog.vocab.id_of(7)
+    old.apply_events([Event("brand-new-user", other, EventKind.VIEW, 86_400 * 20_002)])
+    assert new.get_user("brand-new-user").history[0] == new.catalog.index(other)
+    assert old.get_user("brand-new-user").event_count == 1  # the old one answers as it was
+    assert old.latest() is new
+
+
+def test_a_durable_feature_store_hands_its_log_to_the_new_bundle_store(
+    artifacts: Path, tmp_path: Path
+) -> None:
+    """The durable store moves to a new bundle at a reload (state re-encoded by item id, its
+    event log handed over): events logged after the swap, even through the old store, land in
+    the new one, and its snapshot is in the new version, so a restart on it replays nothing
+    twice and loses nothing."""
+    from services.feature.config import DurabilitySettings
+    from services.feature.eventlog import LogSettings
+    from services.feature.snapshot import open_durable_store, read_snapshot
+
+    bundle = Bundle.load(artifacts / "v1")
+    settings = DurabilitySettings(LogSettings(tmp_path / "log"), snapshot_every=0)
+    old, durability = open_durable_store(bundle, settings)
+    assert durability is not None
+    item, other = old.catalog.vocab.id_of(3), old.catalog.vocab.id_of(4)
+    old.apply_events([Event("moving-user", item, EventKind.VIEW, 86_400 * 20_000)])
+    new = InMemoryFeatureStore.from_bundle(bundle)
+    new.adopt_live_state(old)
+    old.apply_events([Event("moving-user", other, EventKind.CLICK, 86_400 * 20_001)])
+    new.apply_events([Event("moving-user", item, EventKind.CLICK, 86_400 * 20_002)])
+    user = new.get_user("moving-user")
+    assert user.event_count == 3
+    assert user.history[:2].tolist() == [new.catalog.index(item), new.catalog.index(other)]
+    assert durability.store is new and new.event_log is not None
+    durability.close()
+    state, position = read_snapshot(tmp_path / "log", new.bundle_version)
+    assert position == new.position and int(state["moving-user"][4][0]) == 3
+    restarted, again = open_durable_store(bundle, settings)
+    assert restarted.get_user("moving-user").event_count == 3
+    assert again is not None
+    again.close()
 
 
 def test_validate_bundle_reports_a_missing_directory(tmp_path) -> None:

@@ -11,6 +11,7 @@ import pytest
 from recserve.v1 import common_pb2, retrieval_pb2, retrieval_pb2_grpc
 from services.common import convert
 from services.common.bundle import Bundle
+from services.common.errors import served_versions
 from services.common.server import create_server
 from services.feature.store import InMemoryFeatureStore
 from services.retrieval.config import SERVICE_NAME
@@ -101,3 +102,20 @@ def test_out_of_range_history_is_invalid_argument(retriever, user_msg):
 def test_similar_unknown_item_is_not_found(retriever):
     request = retrieval_pb2.RetrieveSimilarRequest(item_id="no-such-item", k=5)
     assert status_of(retriever, "RetrieveSimilar", request) == grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.parametrize("method", ["Retrieve", "TagAffinities"])
+def test_a_version_it_does_not_hold_is_failed_precondition(retriever, user_msg, method):
+    """One version per request: a user indexed for another bundle is refused (never read as
+    this version's rows, nor translated), naming the versions this service serves."""
+    other = common_pb2.UserFeatures()
+    other.CopyFrom(user_msg)
+    other.bundle_version = "some-other-version"
+    if method == "Retrieve":
+        request = retrieval_pb2.RetrieveRequest(user=other, k=5)
+    else:
+        request = retrieval_pb2.TagAffinitiesRequest(user=other, k=5)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        call(retriever, method, request)
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert served_versions(caught.value.details()) == (retriever.bundle_version,)

@@ -5,6 +5,14 @@ Each stage has two implementations with the same async methods and domain types:
   - `remote`: a gRPC client of the stage's service (split mode: five processes).
 A stage that cannot answer raises `Unavailable` (or its subclass `DeadlineExceeded`); the
 pipeline turns that into a flagged fallback. Bad input raises `InvalidArgument` / `NotFound`.
+A backend that does not hold the bundle version a request is pinned to raises `WrongVersion`
+(an `Unavailable` naming the versions it serves): the pipeline retries the request once on one
+of those it holds, else falls back (docs/bundle.md, "One version per request").
+
+The mode is an object too: `EmbeddedStages` (inprocess) and `SplitStages` (remote) own their
+life cycle: the stages for a new bundle, what the new ones take over from the old at a hot
+reload, warm-up, and the item sync's source and targets. Plain `Stages` (a test's injected
+stages) do nothing for any of these.
 """
 
 from __future__ import annotations
@@ -16,7 +24,9 @@ from typing import Protocol
 import numpy as np
 
 from services.common.added_items import AddedItem, NewItem
-from services.common.errors import DeadlineExceeded
+from services.common.bundle import Bundle
+from services.common.errors import DeadlineExceeded, WrongVersion
+from services.common.item_sync import ListFn
 from services.common.types import (
     CandidateList,
     Event,
@@ -82,14 +92,39 @@ class Stages:
             if close is not None:
                 await close()
 
+    # --- the mode's life cycle (EmbeddedStages, SplitStages); none for plain Stages ----------
+
+    def for_bundle(self, bundle: Bundle) -> Stages:
+        """The stages that serve `bundle` after a hot reload (built off the event loop)."""
+        return self
+
+    def adopt(self, old: Stages) -> None:
+        """At the swap (on the event loop): take over what `old` holds live."""
+
+    def warm_up_users(self) -> list[str]:
+        """Users to serve once before the stages take traffic; [] = no warm-up."""
+        return []
+
+    def registry_list_fn(self) -> ListFn | None:
+        """Where the item sync reads the registry of added items; None = no sync."""
+        return None
+
+    async def apply_registry(self, entries: Sequence[AddedItem]) -> None:
+        """The item sync's entries, applied to the stages that hold an item index themselves."""
+
+    def index_pending(self, entries: Sequence[AddedItem]) -> None:
+        """Blocking form of apply_registry, for stages not serving yet (a reload's build)."""
+
 
 __all__ = [
     "Activity",
     "DeadlineExceeded",
     "FeatureStage",
+    "ListFn",
     "RankingStage",
     "RetrievalStage",
     "Stages",
     "UserValueStage",
     "ValueScore",
+    "WrongVersion",
 ]

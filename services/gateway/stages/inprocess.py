@@ -11,12 +11,14 @@ import asyncio
 import atexit
 import dataclasses
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from services.common.added_items import AddedItem, NewItem
 from services.common.bundle import Bundle
+from services.common.item_sync import ListFn, store_list_fn
 from services.common.types import CandidateList, Event, FilterSpec, RankScores, UserState
 from services.gateway.stages import Activity, Stages, ValueScore
 
@@ -26,21 +28,15 @@ if TYPE_CHECKING:
 
 class InProcessFeatures:
     """Users come back labelled with the store's bundle version (as the feature service labels
-    them), so a pipeline of another version maps their item indices by id."""
+    them); each embedded pipeline has the store of its own bundle (EmbeddedStages)."""
 
-    def __init__(self, store, bundle: Bundle | None = None) -> None:
+    def __init__(self, store) -> None:
         self._store = store
-        self.bundle = bundle  # the store's bundle (a reload keeps a durable store on it)
 
     @property
     def store(self):
         """The feature store (a hot reload hands its live state to the next bundle's store)."""
         return self._store
-
-    @property
-    def durable(self) -> bool:
-        """True when the store logs feedback (it then owns its log directory)."""
-        return getattr(self._store, "event_log", None) is not None
 
     async def get_user(self, user_id: str, recent_items: Sequence[str] = ()) -> UserState:
         state = self._store.get_user(user_id, recent_items=tuple(recent_items))
@@ -107,19 +103,84 @@ class InProcessUserValue:
         return list(self._scorer.score(list(user_ids), activities, as_of_day=as_of_day))
 
 
+@dataclass(frozen=True)
+class EmbeddedStages(Stages):
+    """Embedded mode: every stage in process, all of one bundle. A hot reload builds a whole new
+    set for the new bundle (a new feature store included); at the swap the new store takes over
+    the old one's live state, re-encoded by item id, with its event log (InMemoryFeatureStore.
+    adopt_live_state), so each pipeline reads users in its own version and no acknowledged
+    event is lost."""
+
+    prefer_gpu: bool = True
+
+    def for_bundle(self, bundle: Bundle) -> EmbeddedStages:
+        from services.feature.store import InMemoryFeatureStore
+
+        store = InMemoryFeatureStore.from_bundle(bundle)  # the log comes at the swap (adopt)
+        return build_in_process(
+            bundle, prefer_gpu=self.prefer_gpu, features=InProcessFeatures(store)
+        )
+
+    def adopt(self, old: Stages) -> None:
+        new, previous = self.features, old.features
+        if (
+            isinstance(new, InProcessFeatures)
+            and isinstance(previous, InProcessFeatures)
+            and new.store is not previous.store
+        ):
+            new.store.adopt_live_state(_latest(previous.store))
+
+    def warm_up_users(self) -> list[str]:
+        users = ["warm-up"]
+        store = getattr(self.features, "store", None)
+        if store is not None and len(store.users) > 1:
+            users.append(store.users.id_of(1))
+        return users
+
+    def registry_list_fn(self) -> ListFn | None:
+        if not isinstance(self.features, InProcessFeatures):
+            return None
+        held = [self.features.store]  # moved on at each reload: old stores are not kept alive
+
+        def current():
+            held[0] = _latest(held[0])
+            return held[0]
+
+        return store_list_fn(current)
+
+    async def apply_registry(self, entries: Sequence[AddedItem]) -> None:
+        if isinstance(self.retrieval, InProcessRetrieval):
+            from services.retrieval.sync import apply_registry  # embedded only: FAISS, ONNX
+
+            await apply_registry(self.retrieval.retriever, entries)
+
+    def index_pending(self, entries: Sequence[AddedItem]) -> None:
+        if isinstance(self.retrieval, InProcessRetrieval):
+            from services.retrieval.sync import index_pending
+
+            index_pending(self.retrieval.retriever, entries)
+
+
+def _latest(store):
+    """The store holding the live state (a store handed over at a reload names its successor)."""
+    latest = getattr(store, "latest", None)
+    return latest() if latest is not None else store
+
+
 def build_in_process(
     bundle: Bundle,
     *,
     prefer_gpu: bool = True,
     durability: DurabilitySettings | None = None,
     features: InProcessFeatures | None = None,
-) -> Stages:
+) -> EmbeddedStages:
     """Load every domain object from one verified bundle (embedded mode).
 
     The feature store is durable as in the feature service: snapshot + event log replay at
     start, feedback acknowledged once logged. `durability` defaults to the RECSERVE_FEATURE_*
     log settings from the environment (services.feature.config.DurabilitySettings); the log is
-    drained and snapshotted at interpreter exit."""
+    drained and snapshotted at interpreter exit. `features` replaces the store (a hot reload's
+    store of the new bundle, EmbeddedStages.for_bundle)."""
     # Imported here so split mode never loads FAISS or the ONNX models into the gateway.
     from services.feature.config import DurabilitySettings
     from services.feature.snapshot import open_durable_store
@@ -127,15 +188,16 @@ def build_in_process(
     from services.retrieval.retriever import Retriever
     from services.uservalue.scorer import UserValueScorer
 
-    if features is None:  # `features`: keep this (durable) store, e.g. across a hot reload
+    if features is None:
         settings = durability if durability is not None else DurabilitySettings.from_env()
         store, durable = open_durable_store(bundle, settings)
         if durable is not None:
             atexit.register(durable.close)
-        features = InProcessFeatures(store, bundle)
-    return Stages(
+        features = InProcessFeatures(store)
+    return EmbeddedStages(
         features=features,
         retrieval=InProcessRetrieval(Retriever.from_bundle(bundle)),
         ranking=InProcessRanking(OnnxRanker.from_bundle(bundle, prefer_gpu=prefer_gpu)),
         uservalue=InProcessUserValue(UserValueScorer.from_bundle(bundle)),
+        prefer_gpu=prefer_gpu,
     )

@@ -2,8 +2,10 @@
 
 One long-lived channel per backend (HTTP/2 multiplexes all concurrent calls over it) and one
 deadline per stage. Failures come back as domain errors: DEADLINE_EXCEEDED → DeadlineExceeded,
-INVALID_ARGUMENT / NOT_FOUND → the same, anything else (down, overloaded, broken) → Unavailable,
-which the pipeline turns into a flagged fallback.
+INVALID_ARGUMENT / NOT_FOUND → the same, FAILED_PRECONDITION naming the bundle versions the
+backend serves → WrongVersion (the pipeline retries on one of them, services.gateway.pipeline),
+anything else (down, overloaded, broken) → Unavailable, which the pipeline turns into a flagged
+fallback.
 
 Every call goes through the backend's StageGuard (services.gateway.resilience): one circuit
 breaker per backend (open = fail fast with CircuitOpen, an Unavailable), bounded retries with
@@ -12,6 +14,8 @@ full jitter for idempotent reads, all inside the stage's deadline. ApplyEvents i
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -31,13 +35,21 @@ from recserve.v1 import (
 )
 from services.common import convert, metrics
 from services.common.added_items import AddedItem, NewItem
-from services.common.errors import InvalidArgument, NotFound, RecserveError, Unavailable
+from services.common.bundle import Bundle
+from services.common.errors import (
+    InvalidArgument,
+    NotFound,
+    RecserveError,
+    Unavailable,
+    served_versions,
+)
 from services.common.features import FeatureSpec
+from services.common.item_sync import ListFn, grpc_list_fn
 from services.common.security import SecuritySettings, aio_channel
 from services.common.types import CandidateList, Event, FilterSpec, RankScores, UserState
 from services.gateway.config import Backend, GatewaySettings, Resilience
 from services.gateway.resilience import CircuitBreaker, NotSent, StageGuard, State
-from services.gateway.stages import Activity, DeadlineExceeded, Stages, ValueScore
+from services.gateway.stages import Activity, DeadlineExceeded, Stages, ValueScore, WrongVersion
 
 _CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 16 << 20),
@@ -64,6 +76,10 @@ def domain_error(stage: str, exc: grpc.aio.AioRpcError) -> RecserveError:
     if code is grpc.StatusCode.DEADLINE_EXCEEDED:
         return DeadlineExceeded(f"{stage} service: deadline exceeded")
     message = f"{stage} service: {code.name.lower()}: {details}"
+    if code is grpc.StatusCode.FAILED_PRECONDITION:
+        served = served_versions(details)
+        if served is not None:
+            return WrongVersion(message, served)
     lowered = details.lower()
     if code is grpc.StatusCode.UNAVAILABLE and any(s in lowered for s in _NOT_SENT):
         return NotSent(message)  # nothing reached the backend: safe to re-send, even a write
@@ -128,20 +144,36 @@ class _Client:
 
 
 class RemoteFeatures(_Client):
+    """Users are asked for in `version`, the bundle version of the pipeline this client serves
+    ("" = whatever the feature service serves now); `pinned` makes a client for another version
+    over the same channel, breaker and retries."""
+
     def __init__(
-        self, backend: Backend, spec: FeatureSpec, security: SecuritySettings | None = None
+        self,
+        backend: Backend,
+        spec: FeatureSpec,
+        security: SecuritySettings | None = None,
+        version: str = "",
     ) -> None:
         super().__init__(backend, security)
         self._stub = feature_pb2_grpc.FeatureServiceStub(self.channel)
         self._shape = {"history_len": spec.history_len, "profile_len": len(spec.profile_fields)}
+        self.version = version
+
+    def pinned(self, version: str) -> RemoteFeatures:
+        pinned = copy.copy(self)
+        pinned.version = version
+        return pinned
 
     async def get_user(self, user_id: str, recent_items: Sequence[str] = ()) -> UserState:
-        request = feature_pb2.GetUserRequest(user_id=user_id, recent_items=list(recent_items))
+        request = feature_pb2.GetUserRequest(
+            user_id=user_id, recent_items=list(recent_items), bundle_version=self.version
+        )
         reply = await self.call(self._stub.GetUser, request)
         return convert.user_state_from_proto(reply, **self._shape)
 
     async def get_users(self, user_ids: Sequence[str]) -> list[UserState]:
-        request = feature_pb2.GetUsersRequest(user_ids=list(user_ids))
+        request = feature_pb2.GetUsersRequest(user_ids=list(user_ids), bundle_version=self.version)
         reply = await self.call(self._stub.GetUsers, request)
         return [convert.user_state_from_proto(u, **self._shape) for u in reply.users]
 
@@ -221,11 +253,30 @@ class RemoteUserValue(_Client):
         return [convert.user_value_from_proto(v) for v in reply.values]
 
 
-def connect(settings: GatewaySettings, spec: FeatureSpec) -> Stages:
-    """gRPC clients for the four backends (channels connect lazily, on the first call)."""
+@dataclasses.dataclass(frozen=True)
+class SplitStages(Stages):
+    """Split mode: gRPC clients of the four backends, which reload themselves. The stages for a
+    new bundle are the same clients, the feature client pinned to the new version; the item
+    sync reads the registry from the feature service over the feature stage's channel (TLS and
+    the internal key apply); nothing is held live in the gateway, so nothing to adopt."""
+
+    def for_bundle(self, bundle: Bundle) -> SplitStages:
+        features = self.features
+        if isinstance(features, RemoteFeatures):
+            features = features.pinned(bundle.version)
+        return dataclasses.replace(self, features=features)
+
+    def registry_list_fn(self) -> ListFn | None:
+        features = self.features
+        return grpc_list_fn(features.channel) if isinstance(features, RemoteFeatures) else None
+
+
+def connect(settings: GatewaySettings, spec: FeatureSpec, version: str = "") -> SplitStages:
+    """gRPC clients for the four backends (channels connect lazily, on the first call), the
+    feature client pinned to bundle `version`."""
     security = settings.server.security
-    stages = Stages(
-        features=RemoteFeatures(settings.feature, spec, security),
+    stages = SplitStages(
+        features=RemoteFeatures(settings.feature, spec, security, version),
         retrieval=RemoteRetrieval(settings.retrieval, security),
         ranking=RemoteRanking(settings.ranking, security),
         uservalue=RemoteUserValue(settings.uservalue, security),

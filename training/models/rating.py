@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from training.models.layers import known_rows
+
 MIN_RATING, MAX_RATING = 1.0, 5.0  # the default scale; a dataset declares its own
 
 
@@ -209,7 +211,12 @@ class RatingBlend(nn.Module):
 class ServedRanker(nn.Module):
     """What ranker.onnx holds: the ranker's P(interact) (the serving order) beside the dedicated
     rating model's rating and its P(liked). Same inputs and output names as Ranker:
-    (user_index, profile, history, items) -> (p_positive, rating, p_interact), float[B, N].
+    (user_index, profile, history, items, history_tags, history_attrs, item_tags, item_attrs,
+    item_vectors) -> (p_positive, rating, p_interact), float[B, N].
+
+    The rating model keeps its own trained tables (item factors, its side-feature tables):
+    rows >= the ranker's n_items (items added after training) are read as row 0, the unknown
+    item, there.
 
     A dataset without ratings has no rating model (rating=None): then a positive is an
     interaction (p_positive = p_interact) and rating is 0, which the manifest marks
@@ -226,9 +233,20 @@ class ServedRanker(nn.Module):
         profile: torch.Tensor,
         history: torch.Tensor,
         items: torch.Tensor,
+        history_tags: torch.Tensor | None = None,
+        history_attrs: torch.Tensor | None = None,
+        item_tags: torch.Tensor | None = None,
+        item_attrs: torch.Tensor | None = None,
+        item_vectors: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        _, _, p_interact = self.ranker(user_index, profile, history, items)
+        _, _, p_interact = self.ranker(
+            user_index, profile, history, items,
+            history_tags, history_attrs, item_tags, item_attrs, item_vectors,
+        )  # fmt: skip
         if self.rating is None:
             return p_interact, torch.zeros_like(p_interact), p_interact
-        rating, p_positive = self.rating(user_index, profile, history, items)
+        n_items = self.ranker.item_features.n_items
+        rating, p_positive = self.rating(
+            user_index, profile, known_rows(history, n_items), known_rows(items, n_items)
+        )
         return p_positive, rating, p_interact

@@ -166,9 +166,7 @@ class ItemTable:
 
     def vectors_of(self, rows: np.ndarray) -> np.ndarray:
         """-> float32[..., D]."""
-        return np.asarray(
-            self._gather(self.vectors, self._added_vectors, rows), dtype=np.float32
-        )
+        return np.asarray(self._gather(self.vectors, self._added_vectors, rows), dtype=np.float32)
 
     def feeds(
         self,

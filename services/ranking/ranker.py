@@ -7,10 +7,10 @@ item_tags float32[B, N, T], item_attrs int64[B, N, A], item_vectors float32[B, N
 those the graph declares). Items added at runtime (`add_items`: rows past the bundle's) are
 scored by their own tags and vector; a proxy row (a bundle row) is scored like any other.
 A schema_version 1 ranker.onnx (features as constants, indices only) is still served, for
-the bundle's rows only. Outputs p_positive float32[B, N] (P(rating >= 4)), rating float32[B, N] (in [1, 5]) and
-p_interact float32[B, N] (P(interact), the order of a recommendation list). A ranker.onnx
-without p_interact (a bundle from before that output) is still served: its p_positive stands
-in for p_interact.
+the bundle's rows only. Outputs p_positive float32[B, N] (P(rating >= 4)), rating
+float32[B, N] (in [1, 5]) and p_interact float32[B, N] (P(interact), the order of a
+recommendation list). A ranker.onnx without p_interact (a bundle from before that output) is
+still served: its p_positive stands in for p_interact.
 """
 
 from __future__ import annotations

@@ -196,7 +196,7 @@ def test_a_schema_1_ranker_without_feature_inputs_is_still_served(bundle, ranker
                           input_names=["user_index", "profile", "history", "items"],
                           output_names=["p_positive", "rating", "p_interact"],
                           dynamic_axes={"items": {0: "B", 1: "N"}, "user_index": {0: "B"},
-                                        "profile": {0: "B"}, "history": {0: "B", 1: "H"}})  # fmt: skip
+                                        "profile": {0: "B"}, "history": {0: "B"}})  # fmt: skip
     session, provider = create_session(path, prefer_gpu=False)
     legacy = OnnxRanker(session, ranker.inputs, bundle_version="v1", provider=provider)
     assert legacy.features == () and legacy.table is None

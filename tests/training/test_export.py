@@ -177,8 +177,9 @@ def _with_retrieval(ml_catalog, tags: np.ndarray, attrs: np.ndarray, cards) -> R
     vectors = np.random.default_rng(1).normal(size=(n_items, 64)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     vectors[0] = 0.0
-    return Ranker(n_users, n_items, spec.profile_cardinalities, tags, attrs, cards,
-                  RankerConfig(repeat_features=True), RetrievalScore(tower, vectors)).eval()  # fmt: skip
+    config = RankerConfig(repeat_features=True)
+    return Ranker(n_users, n_items, spec.profile_cardinalities, tags, attrs, cards, config,
+                  RetrievalScore(tower, vectors)).eval()  # fmt: skip
 
 
 def test_exported_ranker_scores_an_added_item_by_its_own_features(
@@ -203,7 +204,8 @@ def test_exported_ranker_scores_an_added_item_by_its_own_features(
     feeds["items"] = items
     t = ml_catalog.item_tags.shape[1]
     feeds["item_tags"] = feeds["item_tags"].copy()
-    feeds["item_tags"][0, 2] = np.eye(t, dtype=np.float32)[(np.argmax(feeds["item_tags"][0, 1]) + 1) % t]
+    other_tag = (np.argmax(feeds["item_tags"][0, 1]) + 1) % t
+    feeds["item_tags"][0, 2] = np.eye(t, dtype=np.float32)[other_tag]
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     p, rating, p_interact = session.run(None, {k: feeds[k] for k in names})
     assert np.isfinite(p).all() and np.isfinite(rating).all()

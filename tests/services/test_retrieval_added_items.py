@@ -116,7 +116,7 @@ def test_the_user_tower_reads_an_added_item_in_history_by_its_own_features(retri
     (attributes unknown); other tags give another embedding."""
     n_rows = retriever.catalog.n_base_rows
     tags = retriever.index.tags
-    (a, b) = retriever.add_items([
+    (a, _) = retriever.add_items([
         NewItem("h", "x", (tags[0],), embedding=near(retriever, user), row=n_rows),
         NewItem("g", "y", (tags[1], tags[2]), embedding=near(retriever, user), row=n_rows + 1),
     ])  # fmt: skip

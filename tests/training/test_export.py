@@ -243,3 +243,16 @@ def test_empty_tag_and_attribute_tables_export_without_those_inputs(
     assert [i["name"] for i in user["inputs"]] == ["user_index", "profile", "history"]
     assert parity_max_abs_error(ranker, tmp_path / "r.onnx", heldout) <= 1e-4
     assert parity_max_abs_error(tower, tmp_path / "u.onnx", heldout) <= 1e-4
+    # What serving feeds: exactly the declared inputs, from an item table with T = A = 0.
+    from services.common.item_table import ItemTable, feature_inputs
+
+    session = ort.InferenceSession(str(tmp_path / "r.onnx"), providers=["CPUExecutionProvider"])
+    table = ItemTable(tags, attrs, ranker.retrieval.item_embeddings.numpy())
+    table = table.with_added([n], [()], np.ones((1, 64), np.float32) / 8.0)
+    items = np.array([[1, 2, n]], dtype=np.int64)
+    feeds = {k: heldout[k][1:2] for k in ("user_index", "profile", "history")}
+    feeds["items"] = items
+    feeds.update(table.feeds(feature_inputs(session), history=feeds["history"], items=items))
+    assert set(feeds) == {i.name for i in session.get_inputs()}
+    p_positive, _, _ = session.run(None, feeds)
+    assert p_positive.shape == (1, 3) and np.isfinite(p_positive).all()

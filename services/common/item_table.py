@@ -16,7 +16,9 @@ items.parquet encoded with `encode_item_attributes`, item_embeddings.npy as the 
 
 Immutable: `with_added` returns a new table sharing the bundle's arrays (only the added rows are
 copied), so a reader on another thread never sees a half-built table. Gathers are vectorised
-numpy (this is on the ranking hot path: about 10 µs for 200 candidates).
+numpy (the ranking hot path): about 10 µs for 200 candidates' features and 5 µs for a
+50-item history; OnnxRanker.rank of 200 candidates on the MovieLens bundle went from 0.232 to
+0.251 ms (p50, one thread) against the same model with the features as graph constants.
 """
 
 from __future__ import annotations

@@ -188,7 +188,8 @@ def test_a_schema_1_ranker_without_feature_inputs_is_still_served(bundle, ranker
             return p, p * 4.0 + 1.0, p
 
     path = tmp_path / "ranker.onnx"
-    args = tuple(torch.zeros((1, k), dtype=torch.int64) for k in (1, 3, 5, 4))
+    h = ranker.inputs.history_len
+    args = tuple(torch.zeros((1, k), dtype=torch.int64) for k in (1, 3, h, 4))
     args = (torch.zeros(1, dtype=torch.int64), *args[1:])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice

@@ -35,7 +35,7 @@ from services.common.healthcheck import check
 from services.common.onnx import CPU, CUDA, cuda_driver_present
 from services.common.types import UserState
 from services.launcher import free_port
-from services.ranking.ranker import OnnxRanker, batch_feeds
+from services.ranking.ranker import OnnxRanker
 
 
 def cuda_usable() -> bool:
@@ -86,7 +86,7 @@ def raw_throughput(
         raise RuntimeError(f"asked for CUDA, onnxruntime gave {ranker.provider}")
     prepared = _requests(ranker, batch, n_candidates)
     per_call = sum(items.size for _, items in prepared)
-    feeds = batch_feeds(prepared)
+    feeds = ranker.batch_feeds(prepared)
     out = {"run": _timed(lambda: ranker.rank_prepared(prepared), seconds, per_call)}
 
     session = ranker._session  # the service's own session: same options, same provider

@@ -1,7 +1,15 @@
 """ONNX export of the user tower and the ranker, and the ORT-vs-torch parity check.
 
 Input/output names and shapes are the contract in docs/bundle.md. Each file is self-contained
-(weights and item side-feature buffers inlined as constants, no external data).
+(weights inlined as constants, no external data). Item side features (tags, declared
+attributes, item-tower vectors) are graph *inputs*, gathered by serving from its item table
+(services.common.item_table); a graph declares only the inputs it reads (no tag inputs for a
+dataset without tags, no attribute inputs without declared item attributes, no item_vectors
+for a ranker without the retrieval score).
+
+The samples given to export_* and parity_max_abs_error stay index-only dicts (user_index,
+profile, history[, items]): the feature inputs are gathered here from the model's own
+training tables (`with_item_features`).
 """
 
 from __future__ import annotations
@@ -19,9 +27,12 @@ from torch import nn
 OPSET = 17
 PARITY_TOLERANCE = 1e-4
 
-USER_TOWER_INPUTS = ("user_index", "profile", "history")
+HISTORY_FEATURE_INPUTS = ("history_tags", "history_attrs")
+ITEM_FEATURE_INPUTS = ("item_tags", "item_attrs", "item_vectors")
+USER_TOWER_INPUTS = ("user_index", "profile", "history", *HISTORY_FEATURE_INPUTS)
 USER_TOWER_OUTPUTS = ("embedding",)
-RANKER_INPUTS = ("user_index", "profile", "history", "items")
+RANKER_INPUTS = ("user_index", "profile", "history", "items", *HISTORY_FEATURE_INPUTS,
+                 *ITEM_FEATURE_INPUTS)  # fmt: skip
 RANKER_OUTPUTS = ("p_positive", "rating", "p_interact")
 
 
@@ -56,18 +67,60 @@ def _export(
     return path
 
 
+def _first(module: nn.Module, kind: type) -> Any:
+    return next((m for m in module.modules() if isinstance(m, kind)), None)
+
+
+def with_item_features(module: nn.Module, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Index-only inputs -> the same plus the item feature inputs, gathered from the training
+    tables the module holds (its first ItemFeatureArch; the item-tower vectors of its
+    RetrievalScore, if any): history_tags float32[B,H,T], history_attrs int64[B,H,A] and, with
+    `items`, item_tags float32[B,N,T], item_attrs int64[B,N,A], item_vectors float32[B,N,D]
+    (D = 0 without a retrieval score). Inputs already given are kept."""
+    from training.models.layers import ItemFeatureArch
+    from training.models.ranker import RetrievalScore
+
+    arch = _first(module, ItemFeatureArch)
+    if arch is None:
+        raise ValueError(f"{type(module).__name__} holds no item feature tables")
+    tags = arch.item_tags.numpy()
+    attrs = arch.item_attrs.numpy()
+    out = dict(inputs)
+    gathered = {"history_tags": (tags, "history"), "history_attrs": (attrs, "history")}
+    if "items" in inputs:
+        retrieval = _first(module, RetrievalScore)
+        vectors = (
+            retrieval.item_embeddings.numpy().astype(np.float32, copy=False)
+            if retrieval is not None
+            else np.zeros((len(tags), 0), dtype=np.float32)
+        )
+        gathered.update(item_tags=(tags, "items"), item_attrs=(attrs, "items"))
+        gathered["item_vectors"] = (vectors, "items")
+    for name, (table, rows) in gathered.items():
+        if name not in out:
+            out[name] = table[inputs[rows]]
+    return out
+
+
 def export_user_tower(tower: nn.Module, path: Path, sample: dict[str, np.ndarray]) -> Path:
-    """user_index int64[B], profile int64[B,P], history int64[B,H] -> embedding float32[B,D]."""
+    """user_index int64[B], profile int64[B,P], history int64[B,H], history_tags
+    float32[B,H,T], history_attrs int64[B,H,A] -> embedding float32[B,D]. `sample` may be
+    index-only (the feature inputs are gathered from the tower's tables)."""
     batch = {0: "B"}
     axes = {name: batch for name in (*USER_TOWER_INPUTS, *USER_TOWER_OUTPUTS)}
+    sample = with_item_features(tower, sample)
     return _export(tower, path, sample, USER_TOWER_INPUTS, USER_TOWER_OUTPUTS, axes)
 
 
 def export_ranker(ranker: nn.Module, path: Path, sample: dict[str, np.ndarray]) -> Path:
-    """... + items int64[B,N] -> p_positive float32[B,N], rating float32[B,N],
-    p_interact float32[B,N]."""
-    axes: dict[str, dict[int, str]] = {n: {0: "B"} for n in ("user_index", "profile", "history")}
-    axes.update({n: {0: "B", 1: "N"} for n in ("items", *RANKER_OUTPUTS)})
+    """... + items int64[B,N], item_tags float32[B,N,T], item_attrs int64[B,N,A],
+    item_vectors float32[B,N,D] -> p_positive float32[B,N], rating float32[B,N],
+    p_interact float32[B,N]. `sample` may be index-only."""
+    axes: dict[str, dict[int, str]] = {
+        n: {0: "B"} for n in ("user_index", "profile", "history", *HISTORY_FEATURE_INPUTS)
+    }
+    axes.update({n: {0: "B", 1: "N"} for n in ("items", *ITEM_FEATURE_INPUTS, *RANKER_OUTPUTS)})
+    sample = with_item_features(ranker, sample)
     return _export(ranker, path, sample, RANKER_INPUTS, RANKER_OUTPUTS, axes)
 
 
@@ -79,13 +132,24 @@ def parity_max_abs_error(
     tolerance: float = PARITY_TOLERANCE,
 ) -> float:
     """Max |ORT(CPU) - torch| over every output on `inputs` (the ONNX outputs in order against
-    the module's returned tensors, same count); raises ParityError above tolerance."""
+    the module's returned tensors, same count); raises ParityError above tolerance.
+
+    `inputs` may be index-only: ORT gets the item feature inputs its graph declares, gathered
+    from the module's training tables (`with_item_features`), and torch is called index-only,
+    so it reads those features the training way: the check covers the feature inputs too.
+    With feature inputs given (e.g. rows of items added after training), torch gets them
+    as well (positionally, in USER_TOWER_INPUTS / RANKER_INPUTS order)."""
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
     outputs = [o.name for o in session.get_outputs()]
-    onnx_out = session.run(outputs, {name: inputs[name] for name in names})
+    full = with_item_features(module, inputs)
+    onnx_out = session.run(outputs, {name: full[name] for name in names})
     module.eval()
-    torch_out = module(*(torch.from_numpy(inputs[name]) for name in names))
+    order = RANKER_INPUTS if "items" in names else USER_TOWER_INPUTS
+    given = [n for n in order if n in full]  # features given: torch reads them too
+    if not any(n in inputs for n in (*HISTORY_FEATURE_INPUTS, *ITEM_FEATURE_INPUTS)):
+        given = [n for n in order[:4] if n in names]
+    torch_out = module(*(torch.from_numpy(full[name]) for name in given))
     if isinstance(torch_out, torch.Tensor):
         torch_out = (torch_out,)
     if len(torch_out) != len(outputs):
@@ -148,7 +212,11 @@ def _sample_input(
     if name == "items":
         size = (PARITY_BATCH, PARITY_CANDIDATES)
         return rng.integers(0, limits["n_items"] + 1, size=size, dtype=np.int64)
+    if name.startswith("item_"):  # item_tags / item_attrs / item_vectors: [B, N, ...]
+        dims[:2] = [PARITY_BATCH, PARITY_CANDIDATES]
     size = tuple(PARITY_BATCH if d is None else d for d in dims)
+    if name.endswith("_tags"):  # multi-hot
+        return rng.integers(0, 2, size=size).astype(dtype)
     if dtype.startswith("int"):
         return np.zeros(size, dtype=dtype)
     return rng.uniform(0.0, 2.0, size=size).astype(dtype)

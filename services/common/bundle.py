@@ -23,7 +23,11 @@ from typing import Any
 from services.common.errors import BundleError
 from services.common.features import FeatureSpec
 
-MANIFEST_SCHEMA_VERSION = 1
+# 2: user_tower.onnx / ranker.onnx take the item side features as inputs (docs/bundle.md,
+# services.common.item_table); 1: the graphs held them as constants and took item indices only.
+# Services serve both: they feed whichever inputs a graph declares.
+MANIFEST_SCHEMA_VERSION = 2
+SUPPORTED_SCHEMA_VERSIONS = frozenset({1, MANIFEST_SCHEMA_VERSION})
 MANIFEST_NAME = "manifest.json"
 LATEST_POINTER = "LATEST"
 REQUIRED_FILES = (
@@ -158,10 +162,10 @@ def _read_manifest(root: Path) -> dict[str, Any]:
         manifest = json.loads(manifest_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise BundleError(f"cannot read {manifest_path}: {exc}") from exc
-    if manifest.get("schema_version") != MANIFEST_SCHEMA_VERSION:
+    if manifest.get("schema_version") not in SUPPORTED_SCHEMA_VERSIONS:
         raise BundleError(
-            f"{manifest_path}: schema_version {manifest.get('schema_version')!r}, "
-            f"expected {MANIFEST_SCHEMA_VERSION}"
+            f"{manifest_path}: schema_version {manifest.get('schema_version')!r}, this "
+            f"release reads {sorted(SUPPORTED_SCHEMA_VERSIONS)}"
         )
     files: dict[str, str] = manifest.get("files", {})
     missing = [name for name in REQUIRED_FILES if name not in files]

@@ -1,11 +1,16 @@
-"""UserState -> the ONNX user inputs shared by the user tower and the ranker (batch of one).
+"""UserState -> the ONNX user inputs shared by the user tower and the ranker (batch of one):
+user_index, profile, history and, for graphs that take item features as inputs (bundle
+schema_version 2), the history items' features history_tags / history_attrs gathered from the
+serving process's item table (services.common.item_table).
 
 Validates every index against the bundle's table sizes first: an out-of-range index would
-otherwise fail inside ONNX Runtime as an INTERNAL error instead of INVALID_ARGUMENT.
+otherwise fail inside ONNX Runtime as an INTERNAL error instead of INVALID_ARGUMENT. With an
+item table, the valid item rows are the table's (the bundle's plus items added at runtime).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +18,7 @@ import numpy as np
 from services.common.bundle import Bundle
 from services.common.errors import InvalidArgument
 from services.common.features import FeatureSpec, pad_history
+from services.common.item_table import ItemTable
 from services.common.types import UserState
 from services.common.vocab import Vocabulary
 
@@ -32,13 +38,25 @@ class UserInputs:
         n_users = len(Vocabulary.load(bundle.path("user_ids.npy")))
         return cls(n_users, n_item_rows, spec.history_len, spec.profile_cardinalities)
 
-    def check_items(self, item_indices: np.ndarray, what: str = "item index") -> None:
-        if item_indices.size and (item_indices.min() < 0 or item_indices.max() >= self.n_item_rows):
-            bad = item_indices[(item_indices < 0) | (item_indices >= self.n_item_rows)][0]
-            raise InvalidArgument(f"{what} {bad} out of range [0, {self.n_item_rows})")
+    def check_items(
+        self, item_indices: np.ndarray, what: str = "item index", n_rows: int | None = None
+    ) -> None:
+        """InvalidArgument unless every index is in [0, n_rows) (default: n_item_rows)."""
+        n = self.n_item_rows if n_rows is None else n_rows
+        if item_indices.size and (item_indices.min() < 0 or item_indices.max() >= n):
+            bad = item_indices[(item_indices < 0) | (item_indices >= n)][0]
+            raise InvalidArgument(f"{what} {bad} out of range [0, {n})")
 
-    def feeds(self, user: UserState) -> dict[str, np.ndarray]:
-        """-> {"user_index": int64[1], "profile": int64[1, P], "history": int64[1, H]}."""
+    def feeds(
+        self,
+        user: UserState,
+        table: ItemTable | None = None,
+        features: Sequence[str] = (),
+    ) -> dict[str, np.ndarray]:
+        """-> {"user_index": int64[1], "profile": int64[1, P], "history": int64[1, H]} plus,
+        for each of `features` (the graph's declared feature inputs) that describes the
+        history, history_tags float32[1, H, T] / history_attrs int64[1, H, A] from `table`
+        (whose rows, added items included, are then the valid history rows)."""
         if not 0 <= user.user_index < self.n_user_rows:
             raise InvalidArgument(
                 f"user_index {user.user_index} out of range [0, {self.n_user_rows})"
@@ -52,11 +70,16 @@ class UserInputs:
         if ((profile < 0) | (profile >= np.asarray(self.profile_cardinalities))).any():
             raise InvalidArgument(f"profile {profile.tolist()} out of range")
         history = np.asarray(user.history, dtype=np.int64)
-        self.check_items(history, "history item index")
+        n_rows = table.n_rows if table is not None else None
+        self.check_items(history, "history item index", n_rows)
         if history.size != self.history_len:
             history = pad_history(history, self.history_len)
-        return {
+        history = history.reshape(1, -1)
+        out = {
             "user_index": np.asarray([user.user_index], dtype=np.int64),
             "profile": profile.reshape(1, -1),
-            "history": history.reshape(1, -1),
+            "history": history,
         }
+        if table is not None and features:
+            out.update(table.feeds(features, history=history))
+        return out

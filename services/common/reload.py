@@ -36,7 +36,7 @@ import numpy as np
 
 from services.common.bundle import (
     LATEST_POINTER,
-    MANIFEST_SCHEMA_VERSION,
+    SUPPORTED_SCHEMA_VERSIONS,
     Bundle,
     resolve_bundle_dir,
 )
@@ -52,7 +52,6 @@ BUILD_THREAD_NICE = 10  # the building thread yields the CPU to the threads serv
 BUILD_SWITCH_INTERVAL_S = 0.001  # while building: the event loop gets the GIL back sooner
 PARITY_FILE = "parity.npz"
 PARITY_TOLERANCE = 1e-4
-SUPPORTED_SCHEMA_VERSIONS = frozenset({MANIFEST_SCHEMA_VERSION})
 # FeatureSpec fields whose change would make one version's user state wrong for another's models.
 SPEC_FIELDS_THAT_MUST_MATCH = ("history_len", "user_fields")
 

@@ -15,6 +15,7 @@ from services.common.bundle import Bundle
 from services.common.catalog import ItemCatalog, unavailable_rows
 from services.common.content import ContentEncoder
 from services.common.errors import InvalidArgument, NotFound
+from services.common.item_table import ItemTable, feature_inputs
 from services.common.model_inputs import UserInputs
 from services.common.onnx import create_session
 from services.common.types import CandidateList, FilterSpec, UserState
@@ -48,12 +49,22 @@ class Retriever:
         tag_temperature: float = DEFAULT_TAG_TEMPERATURE,
         encoder=None,
         buy_again: bool = False,
+        table: ItemTable | None = None,
     ) -> None:
         """encoder: the bundle's ContentEncoder (or any object with .encode(texts) -> float32
         [N, D]); None = new items need explicit embeddings. buy_again (the bundle's dataset
         says repeat = true): a search that may return seen items also returns the user's
-        earlier items (see retrieve)."""
+        earlier items (see retrieve). table: the bundle's item table, required when the user
+        tower takes the history's item features as inputs (bundle schema_version 2); it grows
+        with the items added at runtime, so the tower reads an added item in a history by its
+        own tags and row. A schema_version 1 tower (features as constants) reads its proxy."""
         self._session = session
+        self.features = feature_inputs(session)
+        if self.features and table is None:
+            raise ValueError(
+                f"user_tower.onnx takes {list(self.features)}: an item table is needed"
+            )
+        self.table = table if self.features else None
         self.index = index
         self.catalog = catalog
         self.inputs = inputs
@@ -100,6 +111,7 @@ class Retriever:
         session, provider = create_session(
             bundle.path("user_tower.onnx"), prefer_gpu=False, intra_op_threads=intra_op_threads
         )
+        table = ItemTable.from_bundle(bundle, embeddings) if feature_inputs(session) else None
         return cls(
             session,
             index,
@@ -112,6 +124,7 @@ class Retriever:
             tag_temperature=tag_temperature,
             encoder=ContentEncoder.from_bundle(bundle) if encoder is _FROM_BUNDLE else encoder,
             buy_again=bundle.dataset.repeat,
+            table=table,
         )
 
     def _check_k(self, k: int) -> None:
@@ -119,8 +132,12 @@ class Retriever:
             raise InvalidArgument(f"k={k} must be in 1..{self.max_k}")
 
     def tower_feeds(self, user: UserState) -> dict[str, np.ndarray]:
-        """The user tower's inputs (InvalidArgument for out-of-range indices); items added at
-        runtime in the history are read as their proxies (the tower knows trained rows only)."""
+        """The user tower's inputs (InvalidArgument for out-of-range indices). Items added at
+        runtime in the history are read by their own rows and features from the item table;
+        a schema_version 1 tower (trained rows only) reads their proxies instead."""
+        table = self.table
+        if table is not None:
+            return self.inputs.feeds(user, table, self.features)
         history = self.added.tower_history(user.history)
         if history is not user.history:
             user = dataclasses.replace(user, history=history)
@@ -143,6 +160,12 @@ class Retriever:
 
     def add_prepared(self, items: Sequence[NewItem], vectors: np.ndarray) -> list[Added]:
         added = self.added.apply(self.index, items, vectors)
+        if self.table is not None and added:
+            self.table = self.table.with_added(
+                [a.row for a in added],
+                [a.item.tags for a in added],
+                np.stack([a.vector for a in added]),
+            )
         self.catalog = self.added.catalog()
         return added
 

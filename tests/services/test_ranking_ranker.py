@@ -79,7 +79,9 @@ def test_a_ranker_onnx_without_p_interact_orders_by_p_positive(bundle, ranker, u
     path = tmp_path / "ranker.onnx"
     onnx.save(model, str(path))
     session, provider = create_session(path, prefer_gpu=False)
-    legacy = OnnxRanker(session, ranker.inputs, bundle_version="old", provider=provider)
+    legacy = OnnxRanker(
+        session, ranker.inputs, bundle_version="old", provider=provider, table=ranker.table
+    )
     assert not legacy.has_p_interact
     items = np.arange(1, 31, dtype=np.int64)
     old, new = legacy.rank(user, items), ranker.rank(user, items)
@@ -141,3 +143,75 @@ def test_rank_rpc_refuses_a_version_it_does_not_hold(ranker, user):
         _rank_over_grpc(ranker, ranking_pb2.RankRequest(user=msg, item_indices=[1]))
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert served_versions(caught.value.details()) == (ranker.bundle_version,)
+
+
+def test_an_added_item_is_scored_by_its_own_features_not_a_proxy(bundle, ranker, user):
+    """Rows past the bundle's (items added at runtime) are scored from their own tags and
+    item-tower vector; another tag set or vector gives another score; a proxy (bundle) row
+    still scores as before."""
+    table = ranker.table
+    n = table.n_base_rows
+    proxy = 7
+    tags = bundle.feature_spec.tags
+    vector = np.asarray(table.vectors_of(np.array([proxy])), dtype=np.float32)[0]
+    other = np.roll(vector, 5)
+    local = OnnxRanker.from_bundle(bundle, prefer_gpu=False, max_candidates=100)
+    before = local.rank(user, np.array([proxy, 3], dtype=np.int64))
+    with pytest.raises(InvalidArgument, match="out of range"):
+        local.rank(user, np.array([n], dtype=np.int64))
+    local.add_items(
+        [n, n + 1, n + 2],
+        [(tags[0],), (tags[1], tags[2]), (tags[0],)],
+        np.stack([vector, vector, other]),
+    )
+    items = np.array([proxy, n, n + 1, n + 2, 3], dtype=np.int64)
+    scores = local.rank(user, items)
+    assert np.isfinite(scores.p_interact).all() and np.isfinite(scores.rating).all()
+    np.testing.assert_allclose(scores.p_interact[[0, 4]], before.p_interact, atol=1e-6)
+    assert scores.p_interact[1] != scores.p_interact[0]  # its own features, not the proxy's
+    assert scores.p_interact[2] != scores.p_interact[1]  # other tags
+    assert scores.p_interact[3] != scores.p_interact[1]  # other vector
+    (batched,) = local.rank_prepared([local.prepare(user, items)])
+    np.testing.assert_allclose(batched.p_interact, scores.p_interact, atol=1e-6)
+    with pytest.raises(InvalidArgument, match="out of range"):
+        local.rank(user, np.array([n + 3], dtype=np.int64))
+    # In the history too: an added row is a valid history row, read by its own features.
+    with_added = type(user)(user.user_id, user.is_cold, user.user_index, user.profile,
+                            np.concatenate(([n + 1], user.history)))  # fmt: skip
+    local.rank(with_added, items)
+
+
+def test_a_schema_1_ranker_without_feature_inputs_is_still_served(bundle, ranker, user, tmp_path):
+    """A ranker.onnx that takes item indices only (item features as constants) gets no feature
+    inputs and serves the bundle's rows; adding items to it is refused."""
+    import warnings
+
+    import torch
+
+    from services.common.errors import FailedPrecondition
+    from services.common.onnx import create_session
+
+    class IndexOnly(torch.nn.Module):
+        def forward(self, user_index, profile, history, items):
+            unused = (user_index.sum() + profile.sum() + history.sum()).to(torch.float32) * 0.0
+            p = torch.sigmoid(items.to(torch.float32) * 0.01 + unused)
+            return p, p * 4.0 + 1.0, p
+
+    path = tmp_path / "ranker.onnx"
+    h = ranker.inputs.history_len
+    args = tuple(torch.zeros((1, k), dtype=torch.int64) for k in (1, 3, h, 4))
+    args = (torch.zeros(1, dtype=torch.int64), *args[1:])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(IndexOnly(), args, str(path), dynamo=False,
+                          input_names=["user_index", "profile", "history", "items"],
+                          output_names=["p_positive", "rating", "p_interact"],
+                          dynamic_axes={"items": {0: "B", 1: "N"}, "user_index": {0: "B"},
+                                        "profile": {0: "B"}, "history": {0: "B"}})  # fmt: skip
+    session, provider = create_session(path, prefer_gpu=False)
+    legacy = OnnxRanker(session, ranker.inputs, bundle_version="v1", provider=provider)
+    assert legacy.features == () and legacy.table is None
+    scores = legacy.rank(user, np.array([1, 2], dtype=np.int64))
+    assert scores.p_interact[1] > scores.p_interact[0]
+    with pytest.raises(FailedPrecondition, match="schema_version 1"):
+        legacy.add_items([ranker.table.n_base_rows], [()], np.zeros((1, ranker.table.dim)))

@@ -1,6 +1,6 @@
 """Retrieval of items added at runtime: indexed under registry rows, found by Retrieve for a
 user they suit, filtered by tags and availability, similar-item search, proxies (rank_as), the
-user tower reading proxies, bad input, gRPC, and hot reload."""
+user tower reading added items by their own features, bad input, gRPC, and hot reload."""
 
 from __future__ import annotations
 
@@ -111,14 +111,30 @@ def test_an_added_item_is_retrieved_for_a_user_it_suits(retriever, user):
     assert similar.item_indices[0] == added.proxy and n_rows not in similar.item_indices
 
 
-def test_the_user_tower_reads_proxies_in_history(retriever, user):
+def test_the_user_tower_reads_an_added_item_in_history_by_its_own_features(retriever, user):
+    """No proxy: the history row is the added row itself (unknown id), with the item's own tags
+    (attributes unknown); other tags give another embedding."""
     n_rows = retriever.catalog.n_base_rows
-    (a,) = retriever.add_items([NewItem("h", "x", embedding=near(retriever, user), row=n_rows)])
+    tags = retriever.index.tags
+    (a, _) = retriever.add_items([
+        NewItem("h", "x", (tags[0],), embedding=near(retriever, user), row=n_rows),
+        NewItem("g", "y", (tags[1], tags[2]), embedding=near(retriever, user), row=n_rows + 1),
+    ])  # fmt: skip
+    assert retriever.table is not None and retriever.table.n_rows == n_rows + 2
     with_new = dataclasses.replace(user, history=np.r_[n_rows, user.history[:-1]])
+    with_other = dataclasses.replace(user, history=np.r_[n_rows + 1, user.history[:-1]])
     with_proxy = dataclasses.replace(user, history=np.r_[a.proxy, user.history[:-1]])
-    np.testing.assert_allclose(
-        retriever.user_embedding(with_new), retriever.user_embedding(with_proxy), rtol=1e-6
-    )
+    got = retriever.user_embedding(with_new)
+    assert not np.allclose(got, retriever.user_embedding(with_proxy), atol=1e-4)
+    assert not np.allclose(got, retriever.user_embedding(with_other), atol=1e-4)
+    # The same as feeding the tower by hand: row n_rows, its tags multi-hot, attributes 0.
+    feeds = retriever.tower_feeds(with_proxy)
+    feeds["history"][0, 0] = n_rows
+    feeds["history_tags"][0, 0] = 0.0
+    feeds["history_tags"][0, 0, 0] = 1.0
+    feeds["history_attrs"][0, 0] = 0
+    (want,) = retriever._session.run(["embedding"], feeds)
+    np.testing.assert_allclose(got, want[0], rtol=1e-6)
     beyond = dataclasses.replace(user, history=np.r_[n_rows + 5, user.history[:-1]])
     with pytest.raises(InvalidArgument):
         retriever.user_embedding(beyond)

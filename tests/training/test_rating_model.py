@@ -6,10 +6,17 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 import torch
 
-from training.export import RANKER_OUTPUTS, describe_onnx, export_ranker, parity_max_abs_error
+from training.export import (
+    RANKER_OUTPUTS,
+    describe_onnx,
+    export_ranker,
+    parity_max_abs_error,
+    with_item_features,
+)
 from training.models import Ranker, RankerConfig
 from training.models.bpmf import BPMFConfig, fit_bpmf
 from training.models.rating import AutoRecNet, AutoRecScorer, RatingBlend, ServedRanker
@@ -151,3 +158,14 @@ def test_served_ranker_exports_with_parity(ml_catalog, small_train, tmp_path) ->
     _, _, want = ranker(*(torch.from_numpy(inputs[n])
                           for n in ("user_index", "profile", "history", "items")))  # fmt: skip
     assert np.allclose(p_interact, want.detach().numpy())  # the serving order is the ranker's
+    # An item added after training (row n): SVD++ reads its own tags from the inputs, so the
+    # rating of the added row follows its tags; the model's constants never see the row.
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    n, t = ml_catalog.n_items, ml_catalog.item_tags.shape[1]
+    feeds = with_item_features(served, {**{k: v[1:2] for k, v in inputs.items()},
+                                        "items": np.array([[1, 1]])})  # fmt: skip
+    feeds["items"] = np.array([[n, n]])
+    feeds["item_tags"] = np.zeros((1, 2, t), np.float32)
+    feeds["item_tags"][0, 0, 0] = feeds["item_tags"][0, 1, 1] = 1.0
+    _, rating_added, _ = session.run(None, {i.name: feeds[i.name] for i in session.get_inputs()})
+    assert np.isfinite(rating_added).all() and rating_added[0, 0] != rating_added[0, 1]

@@ -25,12 +25,19 @@ def mlp(sizes: Sequence[int], *, final_activation: bool = False) -> nn.Sequentia
 
 
 class ItemFeatureArch(nn.Module):
-    """Item index -> concatenated id / tag / attribute features, float[..., out_dim].
+    """(item rows, their tags, their attribute codes) -> concatenated id / tag / attribute
+    features, float[..., out_dim].
 
-    item_tags float32[I, T] multi-hot; item_attrs int64[I, A] codes of the declared item
-    attributes (one embedding table each, sizes `item_cardinalities`). Side features are
-    buffers indexed by item index, so an exported graph takes only indices. A dataset without
-    tags has no tag part.
+    The side features are inputs (the exported graphs take them; serving gathers them from its
+    item table, services.common.item_table), so an item added after training is described by
+    its own tags and attributes. Rows >= n_items (items added at runtime) have no trained id
+    embedding: they read row 0 (unknown / padding), which is all zeros.
+
+    The training tables stay here as buffers (item_tags float32[I, T] multi-hot, item_attrs
+    int64[I, A] codes of the declared item attributes, one embedding table each, sizes
+    `item_cardinalities`): `lookup` gathers a batch's features from them, and a call without
+    features does so (every training call site). An exported graph never reads them. A dataset
+    without tags has no tag part.
     """
 
     def __init__(
@@ -43,6 +50,7 @@ class ItemFeatureArch(nn.Module):
         side_dim: int,
     ) -> None:
         super().__init__()
+        self.n_items = int(n_items)
         self.register_buffer("item_tags", torch.as_tensor(item_tags, dtype=torch.float32))
         self.register_buffer(
             "item_attrs", torch.as_tensor(item_attrs, dtype=torch.int64).reshape(n_items, -1)
@@ -56,13 +64,31 @@ class ItemFeatureArch(nn.Module):
         with torch.no_grad():
             self.item_id.weight[0].zero_()
 
-    def forward(self, items: torch.Tensor) -> torch.Tensor:
-        parts = [self.item_id(items)]
+    def lookup(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training rows int64[...] -> (tags float32[..., T], attrs int64[..., A]) from the
+        training tables."""
+        return self.item_tags[items], self.item_attrs[items]
+
+    def forward(
+        self,
+        items: torch.Tensor,
+        tags: torch.Tensor | None = None,
+        attrs: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """items int64[...], tags float32[..., T], attrs int64[..., A] (both None: looked up
+        in the training tables, for trained rows only)."""
+        if tags is None or attrs is None:
+            tags, attrs = self.lookup(items)
+        parts = [self.item_id(known_rows(items, self.n_items))]
         if self.tags is not None:
-            parts.append(self.tags(self.item_tags[items]))
-        attrs = self.item_attrs[items]  # [..., A]
+            parts.append(self.tags(tags))
         parts += [emb(attrs[..., i]) for i, emb in enumerate(self.attrs.fields)]
         return torch.cat(parts, dim=-1)
+
+
+def known_rows(items: torch.Tensor, n_rows: int) -> torch.Tensor:
+    """Rows >= n_rows (items added after training) -> 0, the unknown row of a trained table."""
+    return torch.where(items < n_rows, items, torch.zeros_like(items))
 
 
 class ProfileArch(nn.Module):

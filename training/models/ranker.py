@@ -22,7 +22,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.models.layers import ItemFeatureArch, ProfileArch, TargetAttention, masked_mean, mlp
+from training.models.layers import (
+    ItemFeatureArch,
+    ProfileArch,
+    TargetAttention,
+    known_rows,
+    masked_mean,
+    mlp,
+)
 
 
 @dataclass(frozen=True)
@@ -68,8 +75,14 @@ def repeat_features(history: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
 
 
 class RetrievalScore(nn.Module):
-    """Frozen retrieval model inside the ranker: (user_index, profile, history, items [B, N])
-    -> cosine of the user-tower query and each candidate's item embedding, float[B, N]."""
+    """Frozen retrieval model inside the ranker: (user_index, profile, history, item_vectors
+    [B, N, D]) -> cosine of the user-tower query and each candidate's item-tower vector,
+    float[B, N].
+
+    The candidates' vectors are an input (ranker.onnx's `item_vectors`, gathered by serving
+    from item_embeddings.npy or a runtime-added item's own vector); `item_embeddings` (the
+    training rows' vectors) stays a buffer for the training call sites, which pass `items`
+    and get their vectors looked up (`lookup`)."""
 
     def __init__(self, user_tower: nn.Module, item_embeddings: np.ndarray) -> None:
         super().__init__()
@@ -77,23 +90,41 @@ class RetrievalScore(nn.Module):
         self.register_buffer("item_embeddings", torch.as_tensor(item_embeddings))
         self.requires_grad_(False)
 
+    def lookup(self, items: torch.Tensor) -> torch.Tensor:
+        """Training rows int64[B, N] -> their item-tower vectors float32[B, N, D]."""
+        return self.item_embeddings[items]
+
     def forward(
         self,
         user_index: torch.Tensor,
         profile: torch.Tensor,
         history: torch.Tensor,
-        items: torch.Tensor,
+        items: torch.Tensor | None = None,
+        history_tags: torch.Tensor | None = None,
+        history_attrs: torch.Tensor | None = None,
+        item_vectors: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        query = self.user_tower(user_index, profile, history)  # [B, D]
-        return torch.matmul(self.item_embeddings[items], query.unsqueeze(-1)).squeeze(-1)
+        """items (training rows) or item_vectors: one of the two."""
+        if item_vectors is None:
+            assert items is not None, "RetrievalScore needs items or item_vectors"
+            item_vectors = self.lookup(items)
+        query = self.user_tower(user_index, profile, history, history_tags, history_attrs)
+        return torch.matmul(item_vectors, query.unsqueeze(-1)).squeeze(-1)  # [B, N]
 
     def train(self, mode: bool = True) -> RetrievalScore:
         return super().train(False)  # frozen: dropout/batch statistics never change
 
 
 class Ranker(nn.Module):
-    """(user_index [B], profile [B, P], history [B, H], items [B, N]) ->
+    """(user_index [B], profile [B, P], history [B, H], items [B, N], and the items' side
+    features: history_tags [B, H, T], history_attrs [B, H, A], item_tags [B, N, T],
+    item_attrs [B, N, A], item_vectors [B, N, D]) ->
     (p_positive float32[B, N], rating float32[B, N] in [1, 5], p_interact float32[B, N]).
+
+    The side features are what ranker.onnx takes (ITEM_FEATURE_INPUTS order); a call without
+    them (every training call site) looks them up in the training tables. Rows >= n_items (items
+    added after training) read the unknown row of the id embedding and item bias; the repeat
+    features compare the real rows.
 
     Each candidate attends over the history (target attention). Three heads share the MLP:
     p_interact = sigmoid(interact), p_positive = sigmoid(interact) * sigmoid(likes); the rating
@@ -144,11 +175,16 @@ class Ranker(nn.Module):
         profile: torch.Tensor,
         history: torch.Tensor,
         items: torch.Tensor,
+        history_tags: torch.Tensor | None = None,
+        history_attrs: torch.Tensor | None = None,
+        item_tags: torch.Tensor | None = None,
+        item_attrs: torch.Tensor | None = None,
+        item_vectors: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(interact logit float[B, N], likes logit float[B, N], rating float[B, N])."""
         mask = (history > 0).to(torch.float32)
-        hist = self.item_features(history)  # [B, H, F]
-        cand = self.item_features(items)  # [B, N, F]
+        hist = self.item_features(history, history_tags, history_attrs)  # [B, H, F]
+        cand = self.item_features(items, item_tags, item_attrs)  # [B, N, F]
         attended = self.attention(cand, hist, mask)  # [B, N, F]
         user = torch.cat(
             [self.user_id(user_index), self.profile(profile), masked_mean(hist, mask)], dim=-1
@@ -157,14 +193,17 @@ class Ranker(nn.Module):
         parts = [user, cand, attended, cand * attended]
         score = None
         if self.retrieval is not None:
-            score = self.retrieval(user_index, profile, history, items)  # [B, N]
+            score = self.retrieval(
+                user_index, profile, history, items, history_tags, history_attrs, item_vectors
+            )  # [B, N]
             parts.append(score.unsqueeze(-1))
         repeat = None
         if self.repeat_weight is not None:
             repeat = repeat_features(history, items)  # [B, N, R]
             parts.append(repeat)
         heads = self.heads(self.over(torch.cat(parts, dim=-1)))  # [B, N, 3]
-        bias = self.user_bias(user_index) + self.item_bias(items).squeeze(-1) + self.global_bias
+        item_bias = self.item_bias(known_rows(items, self.item_features.n_items)).squeeze(-1)
+        bias = self.user_bias(user_index) + item_bias + self.global_bias
         low, high = self.rating_scale
         rating = low + (high - low) * torch.sigmoid(heads[..., 2] + bias)
         interact = heads[..., 0]
@@ -180,9 +219,17 @@ class Ranker(nn.Module):
         profile: torch.Tensor,
         history: torch.Tensor,
         items: torch.Tensor,
+        history_tags: torch.Tensor | None = None,
+        history_attrs: torch.Tensor | None = None,
+        item_tags: torch.Tensor | None = None,
+        item_attrs: torch.Tensor | None = None,
+        item_vectors: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """-> (p_positive, rating, p_interact); the order of ranker.onnx's outputs."""
-        interact, likes, rating = self.logits(user_index, profile, history, items)
+        interact, likes, rating = self.logits(
+            user_index, profile, history, items,
+            history_tags, history_attrs, item_tags, item_attrs, item_vectors,
+        )  # fmt: skip
         p_interact = torch.sigmoid(interact)
         return p_interact * torch.sigmoid(likes), rating, p_interact
 

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from training.models.layers import known_rows
+
 MIN_RATING, MAX_RATING = 1.0, 5.0  # the default scale; a dataset declares its own
 
 
@@ -71,15 +73,24 @@ class SVDpp(nn.Module):
             vec = vec + table(profile[:, f])
         return vec
 
-    def item_vectors(self, items: torch.Tensor) -> torch.Tensor:
-        """-> float[..., F + 1]: factors, then the item's bias (last column)."""
-        tags = self.item_tags[items]
-        side = self.tag(tags) / tags.sum(-1, keepdim=True).clamp(min=1.0)
-        own = torch.cat([self.item(items), self.item_bias(items)], dim=-1)
-        attrs = self.item_attrs[items]  # [..., A]
+    def item_vectors(
+        self,
+        items: torch.Tensor,
+        tags: torch.Tensor | None = None,
+        attrs: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """-> float[..., F + 1]: factors, then the item's bias (last column). tags float[..., T]
+        / attrs int64[..., A]: the items' side features (None: looked up in the training
+        tables); rows past the trained tables read row 0 (unknown) of the item factors."""
+        if tags is None or attrs is None:
+            tags, attrs = self.item_tags[items], self.item_attrs[items]
+        known = known_rows(items, self.item.num_embeddings)
+        own = torch.cat([self.item(known), self.item_bias(known)], dim=-1)
         for a, table in enumerate(self.attrs):
             own = own + table(attrs[..., a])
-        return own + side
+        if tags.shape[-1] == 0:  # a dataset without tags: the tag part is zeros
+            return own
+        return own + self.tag(tags) / tags.sum(-1, keepdim=True).clamp(min=1.0)
 
     @staticmethod
     def combine(mu: torch.Tensor, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
@@ -93,9 +104,11 @@ class SVDpp(nn.Module):
         profile: torch.Tensor,
         history: torch.Tensor,
         items: torch.Tensor,
+        item_tags: torch.Tensor | None = None,
+        item_attrs: torch.Tensor | None = None,
     ) -> torch.Tensor:
         user = self.user_vectors(user_index, profile, history).unsqueeze(1)  # [B, 1, F+1]
-        return self.combine(self.mu, user, self.item_vectors(items))
+        return self.combine(self.mu, user, self.item_vectors(items, item_tags, item_attrs))
 
 
 class FactorScorer(nn.Module):
@@ -122,7 +135,10 @@ class FactorScorer(nn.Module):
         profile: torch.Tensor,
         history: torch.Tensor,
         items: torch.Tensor,
+        item_tags: torch.Tensor | None = None,
+        item_attrs: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """item_tags / item_attrs: unused (a pure factor model)."""
         user = self.user_factors[user_index].unsqueeze(1)  # [B, 1, K]
         dot = (user * self.item_factors[items]).sum(-1)  # [B, N]
         return self.mu + self.user_bias[user_index].unsqueeze(1) + self.item_bias[items] + dot
@@ -159,7 +175,10 @@ class AutoRecScorer(nn.Module):
         profile: torch.Tensor,
         history: torch.Tensor,
         items: torch.Tensor,
+        item_tags: torch.Tensor | None = None,
+        item_attrs: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """item_tags / item_attrs: unused (codes from the training ratings)."""
         user = self.weight[user_index].unsqueeze(1)  # [B, 1, K]
         return (user * self.codes[items]).sum(-1) + self.bias[user_index].unsqueeze(1)
 
@@ -188,8 +207,11 @@ class RatingBlend(nn.Module):
         profile: torch.Tensor,
         history: torch.Tensor,
         items: torch.Tensor,
+        item_tags: torch.Tensor | None = None,
+        item_attrs: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        outs = [m(user_index, profile, history, items) for m in self.models]
+        extra = () if item_tags is None or item_attrs is None else (item_tags, item_attrs)
+        outs = [m(user_index, profile, history, items, *extra) for m in self.models]
         blend = self.weights[0] + sum(w * o for w, o in zip(self.weights[1:], outs, strict=True))
         known = (user_index > 0).unsqueeze(1)
         return torch.where(known, blend, outs[0])
@@ -200,16 +222,26 @@ class RatingBlend(nn.Module):
         profile: torch.Tensor,
         history: torch.Tensor,
         items: torch.Tensor,
+        item_tags: torch.Tensor | None = None,
+        item_attrs: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (rating float[B, N] in [low, high], P(liked) float[B, N])."""
-        rating = self.raw(user_index, profile, history, items).clamp(self.low, self.high)
+        """-> (rating float[B, N] in [low, high], P(liked) float[B, N]); item_tags /
+        item_attrs: the candidates' side features (None: the training tables)."""
+        raw = self.raw(user_index, profile, history, items, item_tags, item_attrs)
+        rating = raw.clamp(self.low, self.high)
         return rating, torch.sigmoid(self.positive[0] * rating + self.positive[1])
 
 
 class ServedRanker(nn.Module):
     """What ranker.onnx holds: the ranker's P(interact) (the serving order) beside the dedicated
     rating model's rating and its P(liked). Same inputs and output names as Ranker:
-    (user_index, profile, history, items) -> (p_positive, rating, p_interact), float[B, N].
+    (user_index, profile, history, items, history_tags, history_attrs, item_tags, item_attrs,
+    item_vectors) -> (p_positive, rating, p_interact), float[B, N].
+
+    The rating model reads the candidates' side features from the same inputs (SVD++'s tag and
+    attribute terms); its trained item tables (factors, biases, AutoRec codes) read rows >= the
+    ranker's n_items (items added after training) as row 0, the unknown item, and such rows in
+    the history count as padding there.
 
     A dataset without ratings has no rating model (rating=None): then a positive is an
     interaction (p_positive = p_interact) and rating is 0, which the manifest marks
@@ -226,9 +258,21 @@ class ServedRanker(nn.Module):
         profile: torch.Tensor,
         history: torch.Tensor,
         items: torch.Tensor,
+        history_tags: torch.Tensor | None = None,
+        history_attrs: torch.Tensor | None = None,
+        item_tags: torch.Tensor | None = None,
+        item_attrs: torch.Tensor | None = None,
+        item_vectors: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        _, _, p_interact = self.ranker(user_index, profile, history, items)
+        _, _, p_interact = self.ranker(
+            user_index, profile, history, items,
+            history_tags, history_attrs, item_tags, item_attrs, item_vectors,
+        )  # fmt: skip
         if self.rating is None:
             return p_interact, torch.zeros_like(p_interact), p_interact
-        rating, p_positive = self.rating(user_index, profile, history, items)
+        n_items = self.ranker.item_features.n_items
+        rating, p_positive = self.rating(
+            user_index, profile, known_rows(history, n_items), known_rows(items, n_items),
+            item_tags, item_attrs,
+        )  # fmt: skip
         return p_positive, rating, p_interact

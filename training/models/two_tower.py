@@ -29,10 +29,13 @@ class TwoTowerConfig:
 
 
 class UserTower(nn.Module):
-    """(user_index int64[B], profile int64[B, P], history int64[B, H]) -> embedding float32[B, D].
+    """(user_index int64[B], profile int64[B, P], history int64[B, H], history_tags
+    float32[B, H, T], history_attrs int64[B, H, A]) -> embedding float32[B, D].
 
     history is most recent first, 0-padded; the history is summarised by a masked mean of the
     items' features plus the most recent item on its own (recency matters for next-item).
+    The history items' side features are inputs (user_tower.onnx takes them); left out (every
+    training call), they are looked up in the training tables.
     """
 
     def __init__(
@@ -61,10 +64,15 @@ class UserTower(nn.Module):
         nn.init.normal_(self.user_id.weight, std=0.05)
 
     def forward(
-        self, user_index: torch.Tensor, profile: torch.Tensor, history: torch.Tensor
+        self,
+        user_index: torch.Tensor,
+        profile: torch.Tensor,
+        history: torch.Tensor,
+        history_tags: torch.Tensor | None = None,
+        history_attrs: torch.Tensor | None = None,
     ) -> torch.Tensor:
         mask = (history > 0).to(torch.float32)
-        hist = self.history_items(history)  # [B, H, F]
+        hist = self.history_items(history, history_tags, history_attrs)  # [B, H, F]
         features = torch.cat(
             [self.user_id(user_index), self.profile(profile), masked_mean(hist, mask), hist[:, 0]],
             dim=-1,
@@ -89,8 +97,13 @@ class ItemTower(nn.Module):
         )
         self.over = mlp([self.features.out_dim, config.hidden_dim, config.embedding_dim])
 
-    def forward(self, items: torch.Tensor) -> torch.Tensor:
-        return l2_normalize(self.over(self.features(items)))
+    def forward(
+        self,
+        items: torch.Tensor,
+        tags: torch.Tensor | None = None,
+        attrs: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return l2_normalize(self.over(self.features(items, tags, attrs)))
 
 
 class TwoTower(nn.Module):

@@ -25,7 +25,7 @@ from bench.report import processes_markdown, scale_markdown
 from bench.topology import start_embedded, start_plumbing, start_split
 from loadtest.runner import LoadSpec, TrafficConfig, run
 from loadtest.steps import find_max_rate, geometric_rates
-from services.common.bundle import Bundle, resolve_bundle_dir
+from services.contract.bundle import Bundle, resolve_bundle_dir
 
 
 def _log(msg: str) -> None:

@@ -15,10 +15,10 @@ from dataclasses import replace
 
 import numpy as np
 
-from services.common.added_items import AddedItem, NewItem
-from services.common.bundle import Bundle
-from services.common.features import FeatureSpec
-from services.common.types import (
+from services.contract.added_items import AddedItem, NewItem
+from services.contract.bundle import Bundle
+from services.contract.features import FeatureSpec
+from services.contract.types import (
     CandidateList,
     Event,
     FilterSpec,

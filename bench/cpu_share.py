@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from services.common.bundle import resolve_bundle_dir
+from services.contract.bundle import resolve_bundle_dir
 
 SYSTEMS = ("plumbing", "split", "embedded")
 

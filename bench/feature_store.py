@@ -28,8 +28,8 @@ import redis
 import redis.asyncio
 
 from bench.stages import time_calls
-from services.common.bundle import Bundle, resolve_bundle_dir
-from services.common.types import Event, EventKind
+from services.contract.bundle import Bundle, resolve_bundle_dir
+from services.contract.types import Event, EventKind
 from services.feature.redis_store import RedisFeatureStore, redis_client
 from services.feature.store import InMemoryFeatureStore
 

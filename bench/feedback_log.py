@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from services.common.types import Event, EventKind
+from services.contract.types import Event, EventKind
 from services.feature.eventlog import EventLog, LogSettings, encode_events, read_events
 
 CONFIGS = [
@@ -83,7 +83,7 @@ def replay_rate(directory: Path) -> dict:
 def recovery(bundle_dir: Path, directory: Path, n_events: int) -> dict:
     """Store level: feed n_events (batches of 10, all in flight), then time a restart from the
     log alone (as after SIGKILL), the snapshot at graceful close, and a restart from it."""
-    from services.common.bundle import Bundle
+    from services.contract.bundle import Bundle
     from services.feature.config import DurabilitySettings
     from services.feature.snapshot import open_durable_store
 

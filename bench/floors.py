@@ -5,7 +5,7 @@ work in it, what the real gateway costs with no models in it, and the targets th
     protobuf), its own process; one call in flight, closed loop: p50/p99 and the server's CPU
     per call (user + system time of its process, /proc, as bench.cpu_share reads it);
   - noop_gateway: the real gateway servicer (services.gateway.servicer.register) behind the real
-    server and interceptors (services.common.server.create_server) over canned stages
+    server and interceptors (services.platform.server.create_server) over canned stages
     (bench.canned_stages), its own process; Recommend driven by the load harness, one in flight;
   - embedded_closed_loop: one real embedded gateway process (bench.topology), same driver.
 
@@ -61,9 +61,9 @@ async def _serve_echo(port: int) -> None:
 
 async def _serve_noop_gateway(port: int, bundle_dir: str, candidates: int) -> None:
     from bench.canned_stages import canned_pipeline
-    from services.common.bundle import Bundle
-    from services.common.server import create_server
+    from services.contract.bundle import Bundle
     from services.gateway.servicer import SERVICE_NAME, register
+    from services.platform.server import create_server
 
     pipeline = canned_pipeline(Bundle.load(Path(bundle_dir), verify=False), candidates)
     server, bound = await create_server(register(pipeline), port=port, service_names=[SERVICE_NAME])

@@ -30,11 +30,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from services.common.bundle import Bundle, resolve_bundle_dir
-from services.common.healthcheck import check
-from services.common.onnx import CPU, CUDA, cuda_driver_present
-from services.common.types import UserState
+from services.contract.bundle import Bundle, resolve_bundle_dir
+from services.contract.onnx import CPU, CUDA, cuda_driver_present
+from services.contract.types import UserState
 from services.launcher import free_port
+from services.platform.healthcheck import check
 from services.ranking.ranker import OnnxRanker
 
 
@@ -179,7 +179,7 @@ def grpc_throughput(
     artifacts: Path, version: str, device: str, batch: int, n_candidates: int, seconds: float,
     clients: int, in_flight: int, log_dir: Path,
 ) -> dict:  # fmt: skip
-    from services.common import convert
+    from services.platform import convert
 
     bundle = Bundle.load(resolve_bundle_dir(artifacts, version))
     ranker = OnnxRanker.from_bundle(bundle, prefer_gpu=False)

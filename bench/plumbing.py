@@ -31,9 +31,9 @@ from recserve.v1 import (
     uservalue_pb2,
     uservalue_pb2_grpc,
 )
-from services.common import convert
-from services.common.bundle import Bundle
-from services.common.server import create_server, serve
+from services.contract.bundle import Bundle
+from services.platform import convert
+from services.platform.server import create_server, serve
 
 ROLES = ("gateway", "feature", "retrieval", "ranking", "uservalue")
 
@@ -53,7 +53,7 @@ class Canned:
 
 def build_canned(bundle: Bundle, n_candidates: int = 200, k: int = 20) -> Canned:
     """Messages of recserve's real sizes, from a median-activity user of `bundle`."""
-    from services.common.catalog import ItemCatalog
+    from services.contract.catalog import ItemCatalog
     from services.feature.store import InMemoryFeatureStore
 
     store = InMemoryFeatureStore.from_bundle(bundle)

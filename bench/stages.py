@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from services.common.bundle import Bundle
+from services.contract.bundle import Bundle
 
 
 def time_calls(fn: Callable[[], object], n: int = 2000, warmup: int = 50) -> dict[str, float]:
@@ -88,7 +88,7 @@ def _pipeline_recommend(
     import asyncio
     from dataclasses import replace
 
-    from services.common.types import FilterSpec
+    from services.contract.types import FilterSpec
     from services.feature.config import DurabilitySettings
     from services.gateway.app import build_pipeline
     from services.gateway.config import GatewaySettings

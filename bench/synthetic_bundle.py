@@ -33,8 +33,8 @@ import torch
 
 from bench import synthetic_models
 from bench.synthetic_data import generate
-from services.common.bundle import Bundle, resolve_bundle_dir
-from services.common.features import SECONDS_PER_DAY, pad_history
+from services.contract.bundle import Bundle, resolve_bundle_dir
+from services.contract.features import SECONDS_PER_DAY, pad_history
 from training.data.schema import InteractionData
 from training.encode import EncodedCatalog, build_catalog
 from training.index import FLAT_MAX_ITEMS

@@ -87,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
 def _bundle_dir(args) -> str | None:
     if args.bundle:
         return args.bundle
-    from services.common.bundle import resolve_bundle_dir
+    from services.contract.bundle import resolve_bundle_dir
 
     with contextlib.suppress(Exception):
         return str(resolve_bundle_dir(Path(args.artifacts), args.version))

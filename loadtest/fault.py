@@ -266,7 +266,7 @@ def run_fault(
     log_dir: Path | None = None,
     env: dict[str, str] | None = None,
 ) -> dict:
-    from services.common.bundle import resolve_bundle_dir
+    from services.contract.bundle import resolve_bundle_dir
 
     # The gateway's /metrics is scraped per phase: its own free port, or, with a base port
     # (RECSERVE_METRICS_PORT in env), the base (every process then serves one: base + offset).

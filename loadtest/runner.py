@@ -29,7 +29,7 @@ from loadtest.schedule import arrivals
 from loadtest.targets import check_target
 from loadtest.traffic import DEFAULT_MIX, Population, Traffic, parse_mix
 from recserve.v1 import gateway_pb2_grpc
-from services.common.security import outgoing_channel_from_env
+from services.platform.security import outgoing_channel_from_env
 
 MAX_DURATION_S = 3600.0
 MAX_REQUESTS = 20_000_000

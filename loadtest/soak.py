@@ -151,7 +151,7 @@ def _capacity(spec: LoadSpec, traffic: TrafficConfig, cfg: SoakConfig, log) -> d
 
 def soak(cfg: SoakConfig, log=print) -> dict:
     """Launch, (probe,) warm up, soak; -> the result dict (also written to <out>/soak.json)."""
-    from services.common.bundle import resolve_bundle_dir
+    from services.contract.bundle import resolve_bundle_dir
     from services.launcher import Launcher
 
     out = Path(cfg.out)

@@ -35,7 +35,7 @@ from recserve.options import HelpFormatter, client_from_args, client_options, cs
 from recserve.options import security_options as make_security_options
 from recserve.serve import add_bundle_commands, add_run_commands
 from recserve.v1 import common_pb2
-from services.common.errors import ConfigError
+from services.contract.errors import ConfigError
 
 # --- commands that talk to a running gateway ---------------------------------------------------
 

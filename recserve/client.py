@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import grpc
 
 from recserve.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
-from services.common.security import ClientTLS, auth_metadata, sync_channel
+from services.platform.security import ClientTLS, auth_metadata, sync_channel
 
 __all__ = ["ClientTLS", "FeedbackEvent", "RecserveClient"]
 

@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from recserve.client import RecserveClient
-from services.common.bundle import Bundle
+from services.contract.bundle import Bundle
 
 
 def _log(bundle_dir: Path, columns: list[str]):

@@ -9,7 +9,7 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
 from recserve.v1 import common_pb2, gateway_pb2
-from services.common.bundle import ENGAGEMENT_UNIT
+from services.contract.bundle import ENGAGEMENT_UNIT
 
 
 def print_json(message: Message) -> None:

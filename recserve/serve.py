@@ -16,8 +16,8 @@ import grpc
 from recserve.demo_view import demo_user, show_buy_again
 from recserve.display import print_recommendations, table
 from recserve.options import HelpFormatter, client_from_args
-from services.common.bundle import resolve_bundle_dir
-from services.common.errors import ConfigError
+from services.contract.bundle import resolve_bundle_dir
+from services.contract.errors import ConfigError
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -207,8 +207,8 @@ def add_bundle_commands(sub) -> None:
 
 
 def cmd_bundle(args: argparse.Namespace) -> int:
-    from services.common import publish as pub
-    from services.common.errors import BundleError
+    from services.contract import publish as pub
+    from services.contract.errors import BundleError
 
     artifacts = Path(args.artifacts)
     try:

@@ -30,11 +30,11 @@ import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from services.common.config import env_int
-from services.common.env_names import check_environment
-from services.common.errors import ConfigError
-from services.common.security import ClientTLS
+from services.contract.errors import ConfigError
 from services.feature.config import DurabilitySettings
+from services.platform.config import env_int
+from services.platform.env_names import check_environment
+from services.platform.security import ClientTLS
 from services.supervisor import (
     LaunchError,
     RestartPolicy,

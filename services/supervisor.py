@@ -10,7 +10,7 @@ while the others keep serving; give up on a service that crashes too often; stop
     sup.stop()                               # SIGTERM (SIGKILL after a timeout)
 
 A restarted process is probed without a gRPC client in this process (a TCP connect, then
-`python -m services.common.healthcheck` in a child): a caller driving load over grpc.aio in
+`python -m services.platform.healthcheck` in a child): a caller driving load over grpc.aio in
 this same process is never stalled by a synchronous channel polling a refused port.
 """
 
@@ -28,8 +28,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.common.healthcheck import check
-from services.common.security import ClientTLS
+from services.platform.healthcheck import check
+from services.platform.security import ClientTLS
 
 STARTING, SERVING, BACKOFF, FAILED, STOPPED = "starting", "serving", "backoff", "failed", "stopped"
 
@@ -244,7 +244,7 @@ class Supervisor:
             socket.create_connection(("127.0.0.1", service.spec.port), timeout=0.05),
         ):
             service.probe = subprocess.Popen(
-                [self.python, "-m", "services.common.healthcheck", service.spec.target],
+                [self.python, "-m", "services.platform.healthcheck", service.spec.target],
                 env={**service.spec.env},
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,

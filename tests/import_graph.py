@@ -17,7 +17,7 @@ Graph = dict[str, set[str]]
 
 
 def module_name(root: Path, path: Path) -> str:
-    """services/common/config.py -> services.common.config; pkg/__init__.py -> pkg."""
+    """services/platform/config.py -> services.platform.config; pkg/__init__.py -> pkg."""
     parts = list(path.relative_to(root).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()

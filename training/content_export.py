@@ -1,4 +1,4 @@
-"""The content encoder as one ONNX graph (services.common.content's contract), exported,
+"""The content encoder as one ONNX graph (services.contract.content's contract), exported,
 parity-checked against torch on real item texts, and written into a bundle.
 
     content_encoder.onnx    input_ids, attention_mask int64[N, T] -> embedding float32[N, D]
@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from services.common.content import (
+from services.contract.content import (
     CONTENT_ENCODER_FILE,
     CONTENT_TOKENIZER_FILE,
     MAX_TOKENS,
@@ -57,7 +57,7 @@ class TextModel(Protocol):
     def bert(self) -> nn.Module: ...
 
     @property
-    def tokenizer(self) -> Any: ...  # the serving tokenizer (services.common.content)
+    def tokenizer(self) -> Any: ...  # the serving tokenizer (services.contract.content)
 
     @property
     def path(self) -> Path: ...  # the model package's directory (its tokenizer.json)

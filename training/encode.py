@@ -1,6 +1,6 @@
 """A dataset's raw tables -> encoded arrays: vocabularies, FeatureSpec, side-feature tables.
 
-Everything here is derived with the serving-side feature code (services.common.features) so the
+Everything here is derived with the serving-side feature code (services.contract.features) so the
 models see exactly what the services will send. Which attributes exist comes from the dataset's
 declaration (training.data.contract); nothing here knows a particular data set. Shapes:
 U = users + 1, I = items + 1 (row 0 = unknown), P = profile fields, A = item attributes,
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from services.common.features import (
+from services.contract.features import (
     CATEGORICAL,
     NUMERIC,
     FeatureSpec,
@@ -23,7 +23,7 @@ from services.common.features import (
     encode_profiles,
     tags_multi_hot,
 )
-from services.common.vocab import Vocabulary
+from services.contract.vocab import Vocabulary
 from training.data import InteractionData
 from training.data.contract import MAX_NUMERIC_BUCKETS, AttributeSpec
 

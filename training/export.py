@@ -3,7 +3,7 @@
 Input/output names and shapes are the contract in docs/bundle.md. Each file is self-contained
 (weights inlined as constants, no external data). Item side features (tags, declared
 attributes, item-tower vectors) are graph *inputs*, gathered by serving from its item table
-(services.common.item_table); a graph declares only the inputs it reads (no tag inputs for a
+(services.contract.item_table); a graph declares only the inputs it reads (no tag inputs for a
 dataset without tags, no attribute inputs without declared item attributes, no item_vectors
 for a ranker without the retrieval score).
 
@@ -187,7 +187,7 @@ def describe_onnx(path: Path) -> dict[str, Any]:
 
 # --- parity samples stored in the bundle (services re-check them before a hot reload) ---------
 
-PARITY_FILE = "parity.npz"  # services.common.reload.PARITY_FILE
+PARITY_FILE = "parity.npz"  # services.contract.verify.PARITY_FILE
 PARITY_BATCH = 8
 PARITY_CANDIDATES = 16
 

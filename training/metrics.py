@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from services.common.features import pad_history, sliding_histories
+from services.contract.features import pad_history, sliding_histories
 from training.encode import EncodedCatalog
 from training.evaluate import metrics as M
 from training.evaluate.metrics import auc, rmse

@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from services.common.content import CONTENT_ENCODER_FILE
+from services.contract.content import CONTENT_ENCODER_FILE
 from training import distributed
 from training.data import InteractionData
 from training.data.builtin import resolve

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from services.common.features import SECONDS_PER_DAY
+from services.contract.features import SECONDS_PER_DAY
 from training.data.schema import InteractionData
 
 VALUE_MAX_CUSTOMERS = 100_000

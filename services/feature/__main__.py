@@ -1,15 +1,15 @@
 """python -m services.feature: config -> bundle -> feature store -> serve (the life cycle:
-services.common.service; the store, its durability and its reloads: services.feature.served)."""
+services.platform.service; the store, its durability and its reloads: services.feature.served)."""
 
 from __future__ import annotations
 
 import sys
 
-from services.common.service import Service, run_service
 from services.feature.config import SERVICE_NAME, FeatureConfig, StoreConfig
 from services.feature.served import FeatureModel
 from services.feature.servicer import register
 from services.feature.store import FeatureStore
+from services.platform.service import Service, run_service
 
 
 def configure() -> Service[FeatureStore]:

@@ -19,18 +19,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from services.common.added_items import AddedItem, NewItem, validate_new_items
-from services.common.bundle import Bundle, DatasetFacts
-from services.common.catalog import ItemCatalog
-from services.common.errors import InvalidArgument
-from services.common.features import (
+from services.contract.added_items import AddedItem, NewItem, validate_new_items
+from services.contract.bundle import Bundle, DatasetFacts
+from services.contract.catalog import ItemCatalog
+from services.contract.errors import InvalidArgument
+from services.contract.features import (
     SECONDS_PER_DAY,
     FeatureSpec,
     encode_profiles,
     pad_history,
 )
-from services.common.types import Event, EventKind, ItemInfo, UserState
-from services.common.vocab import Vocabulary
+from services.contract.types import Event, EventKind, ItemInfo, UserState
+from services.contract.vocab import Vocabulary
 from services.feature.registry import ItemRegistry
 
 DEFAULT_MAX_BATCH = 10_000
@@ -173,7 +173,7 @@ class BundleFeatures:
         self._check_ids(item_ids, "item ids")
         return self.catalog.by_ids(item_ids)
 
-    # --- items added at runtime (services.common.added_items) -------------------------------
+    # --- items added at runtime (services.contract.added_items) -------------------------------
 
     def _registry_changed(self) -> None:
         """Rebuild the extended catalog from the registry (caller holds the store's lock)."""

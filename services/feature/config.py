@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from services.common.config import (
+from services.contract.errors import ConfigError
+from services.feature.eventlog import FSYNC_MODES, LogSettings
+from services.platform.config import (
     BundleSettings,
     Env,
     ServerSettings,
@@ -16,8 +18,6 @@ from services.common.config import (
     env_path,
     env_str,
 )
-from services.common.errors import ConfigError
-from services.feature.eventlog import FSYNC_MODES, LogSettings
 
 SERVICE_NAME = "recserve.v1.FeatureService"
 

@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from services.common.added_items import NewItem
-from services.common.errors import ConfigError, InvalidArgument, Unavailable
-from services.common.types import Event, EventKind
+from services.contract.added_items import NewItem
+from services.contract.errors import ConfigError, InvalidArgument, Unavailable
+from services.contract.types import Event, EventKind
 
 log = logging.getLogger(__name__)
 

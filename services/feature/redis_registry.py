@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import redis
 
-from services.common.added_items import AddedItem, NewItem
+from services.contract.added_items import AddedItem, NewItem
 
 # KEYS: ordinals, entries, changes, count, change. ARGV: id_1, json_1, id_2, json_2, ...
 # While the text is unchanged, a proxy_row of 0 / no embedding keep the old ones

@@ -37,13 +37,13 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from services.common.added_items import AddedItem, NewItem
-from services.common.bundle import Bundle
-from services.common.catalog import ItemCatalog
-from services.common.errors import ConfigError, NotFound, RecserveError, Unavailable
-from services.common.features import FeatureSpec
-from services.common.types import Event, ItemInfo, UserState
-from services.common.vocab import Vocabulary
+from services.contract.added_items import AddedItem, NewItem
+from services.contract.bundle import Bundle
+from services.contract.catalog import ItemCatalog
+from services.contract.errors import ConfigError, NotFound, RecserveError, Unavailable
+from services.contract.features import FeatureSpec
+from services.contract.types import Event, ItemInfo, UserState
+from services.contract.vocab import Vocabulary
 from services.feature.bundle_state import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_IDS,

@@ -1,4 +1,4 @@
-"""The registry of items added at runtime, in process memory (services.common.added_items).
+"""The registry of items added at runtime, in process memory (services.contract.added_items).
 
 Ordinals are allocated in the order ids are first added and never change; re-adding an id
 updates its facts in place. Each update bumps the change counter, which is what replicas sync
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from services.common.added_items import AddedItem, NewItem
+from services.contract.added_items import AddedItem, NewItem
 
 DEFAULT_LIST_LIMIT = 1_000
 

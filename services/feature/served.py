@@ -1,4 +1,4 @@
-"""The feature service's served model (services.common.service): the feature store.
+"""The feature service's served model (services.platform.service): the feature store.
 
 The store is in memory (default: snapshot + event log replay; feedback is acknowledged only once
 it is in the event log, see docs/feedback.md; on SIGTERM the log is drained and a snapshot is
@@ -7,12 +7,12 @@ Redis's append-only file is the durable log, see docs/feature_store.md)."""
 
 from __future__ import annotations
 
-from services.common.bundle import Bundle
-from services.common.service import ServedModel
+from services.contract.bundle import Bundle
 from services.feature.config import FeatureConfig, StoreConfig
 from services.feature.redis_store import RedisFeatureStore
 from services.feature.snapshot import Durability, open_durable_store
 from services.feature.store import FeatureStore, InMemoryFeatureStore
+from services.platform.service import ServedModel
 
 
 def build_store(

@@ -7,11 +7,11 @@ import asyncio
 import grpc
 
 from recserve.v1 import common_pb2, feature_pb2, feature_pb2_grpc
-from services.common import convert
-from services.common.errors import InvalidArgument, check_limit
-from services.common.reload import ModelHolder, as_holder
+from services.contract.errors import InvalidArgument, check_limit
 from services.feature.registry import DEFAULT_LIST_LIMIT
 from services.feature.store import DEFAULT_MAX_BATCH, DEFAULT_MAX_IDS, FeatureStore
+from services.platform import convert
+from services.platform.reload import ModelHolder, as_holder
 
 IDS_ENV = "RECSERVE_FEATURE_MAX_IDS"
 EVENTS_ENV = "RECSERVE_FEATURE_MAX_EVENTS"
@@ -97,7 +97,7 @@ class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
 
 
 def register(store: FeatureStore | ModelHolder[FeatureStore]):
-    """-> a `register(server)` callback for services.common.server.create_server."""
+    """-> a `register(server)` callback for services.platform.server.create_server."""
 
     def _register(server: grpc.aio.Server) -> None:
         feature_pb2_grpc.add_FeatureServiceServicer_to_server(FeatureServicer(store), server)

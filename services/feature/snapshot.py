@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from services.common.added_items import AddedItem, decode_registry, encode_registry
-from services.common.bundle import Bundle
+from services.contract.added_items import AddedItem, decode_registry, encode_registry
+from services.contract.bundle import Bundle
 from services.feature.config import DurabilitySettings
 from services.feature.eventlog import (
     EventLog,

@@ -19,11 +19,11 @@ from typing import Protocol
 
 import numpy as np
 
-from services.common.added_items import AddedItem, NewItem
-from services.common.catalog import ItemCatalog
-from services.common.features import FeatureSpec, pad_history
-from services.common.types import Event, ItemInfo, UserState
-from services.common.vocab import Vocabulary
+from services.contract.added_items import AddedItem, NewItem
+from services.contract.catalog import ItemCatalog
+from services.contract.features import FeatureSpec, pad_history
+from services.contract.types import Event, ItemInfo, UserState
+from services.contract.vocab import Vocabulary
 from services.feature.bundle_state import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_IDS,
@@ -260,7 +260,7 @@ class InMemoryFeatureStore(BundleFeatures):
             self._records = records
             self.position = position
 
-    # --- hot reload (services.common.reload): carry live state into a new bundle's store -----
+    # --- hot reload (services.platform.reload): carry live state into a new bundle's store -----
 
     def adopt_live_state(self, old: InMemoryFeatureStore) -> None:
         """Take over `old`'s per-user state (its bundle's log plus every live event since),

@@ -1,5 +1,5 @@
 """python -m services.gateway: config -> bundle -> pipeline (split or embedded) -> serve (the life
-cycle: services.common.service; the wiring: services.gateway.app)."""
+cycle: services.platform.service; the wiring: services.gateway.app)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ import contextlib
 import sys
 from collections.abc import AsyncIterator
 
-from services.common.bundle import Bundle
-from services.common.item_sync import ItemSync
-from services.common.reload import BundleWatcher, ModelHolder, ReloadSettings
-from services.common.service import ServedModel, Service, run_service
+from services.contract.bundle import Bundle
 from services.gateway.app import build_pipeline, start_gateway, start_item_sync, start_reloading
 from services.gateway.config import GatewaySettings
 from services.gateway.experiments import ExperimentRunner, runner_from_env
 from services.gateway.pipeline import Pipeline
 from services.gateway.servicer import SERVICE_NAME
+from services.platform.item_sync import ItemSync
+from services.platform.reload import BundleWatcher, ModelHolder, ReloadSettings
+from services.platform.service import ServedModel, Service, run_service
 
 
 class GatewayModel(ServedModel[Pipeline]):

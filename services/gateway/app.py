@@ -1,5 +1,5 @@
 """Wiring: settings + bundle -> pipeline (embedded or split) -> a started gateway server, and
-the hot reload of that pipeline (services.common.reload) when the bundle version is "latest".
+the hot reload of that pipeline (services.platform.reload) when the bundle version is "latest".
 
 The mode's own life cycle (stages for a new bundle, what they adopt at the swap, warm-up, the
 item sync's source) lives in its stages object (services.gateway.stages: EmbeddedStages,
@@ -11,12 +11,9 @@ import asyncio
 
 import grpc
 
-from services.common.added_items import AddedItem
-from services.common.bundle import Bundle
-from services.common.item_sync import ItemSync
-from services.common.reload import BundleWatcher, ModelHolder, ReloadSettings, make_watcher
-from services.common.server import create_server_from_settings
-from services.common.types import FilterSpec
+from services.contract.added_items import AddedItem
+from services.contract.bundle import Bundle
+from services.contract.types import FilterSpec
 from services.gateway.catalog import GatewayCatalog
 from services.gateway.config import GatewaySettings
 from services.gateway.experiments import ExperimentRunner
@@ -24,6 +21,9 @@ from services.gateway.new_items import repair_proxies, sync_catalog
 from services.gateway.pipeline import Pipeline
 from services.gateway.servicer import SERVICE_NAME, register
 from services.gateway.stages import Stages
+from services.platform.item_sync import ItemSync
+from services.platform.reload import BundleWatcher, ModelHolder, ReloadSettings, make_watcher
+from services.platform.server import create_server_from_settings
 
 
 def build_stages(settings: GatewaySettings, bundle: Bundle) -> Stages:

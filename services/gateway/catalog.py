@@ -1,6 +1,6 @@
 """What the gateway needs of the item catalog, as arrays: ids, titles, tags, popularity order.
 
-Built once from the bundle's items.parquet columns (services.common.catalog). Everything is
+Built once from the bundle's items.parquet columns (services.contract.catalog). Everything is
 indexed by item index (row 0 = the unknown item), so filtering N candidates or picking the
 popular items for a cold user is one numpy pass, not a Python loop over the catalog.
 """
@@ -14,18 +14,18 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pyarrow as pa
 
-from services.common.added_items import NewItem
-from services.common.bundle import Bundle
-from services.common.catalog import (
+from services.contract.added_items import NewItem
+from services.contract.bundle import Bundle
+from services.contract.catalog import (
     item_prices,
     read_item_columns,
     tag_masks,
     tag_matrix,
     unavailable_rows,
 )
-from services.common.content import has_content_encoder
-from services.common.types import FilterSpec, ItemInfo
-from services.common.vocab import Vocabulary
+from services.contract.content import has_content_encoder
+from services.contract.types import FilterSpec, ItemInfo
+from services.contract.vocab import Vocabulary
 
 NO_FILTERS = FilterSpec()
 

@@ -32,14 +32,16 @@ Split mode, how each backend call is protected (services.gateway.resilience):
                                                     added items (docs/new_items.md; 0 = off)
     RECSERVE_METRICS_PORT                    0      Prometheus /metrics port (0 = off)
 plus the shared server settings (RECSERVE_HOST, ...) and bundle location (RECSERVE_ARTIFACTS,
-RECSERVE_BUNDLE_VERSION) from services.common.config.
+RECSERVE_BUNDLE_VERSION) from services.platform.config.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from services.common.config import (
+from services.contract.errors import ConfigError
+from services.gateway.resilience import BreakerSettings, RetryPolicy
+from services.platform.config import (
     BundleSettings,
     Env,
     ServerSettings,
@@ -48,10 +50,8 @@ from services.common.config import (
     env_int,
     env_str,
 )
-from services.common.errors import ConfigError
-from services.common.item_sync import sync_interval_from_env
-from services.common.metrics import MetricsSettings
-from services.gateway.resilience import BreakerSettings, RetryPolicy
+from services.platform.item_sync import sync_interval_from_env
+from services.platform.metrics import MetricsSettings
 
 DEFAULT_PORT = 50051
 
@@ -129,7 +129,7 @@ class GatewaySettings:
     prefer_gpu: bool
     resilience: Resilience = field(default_factory=Resilience)
     metrics: MetricsSettings = field(default_factory=lambda: MetricsSettings("127.0.0.1", 0))
-    # Seconds between pulls of the registry of added items (services.common.item_sync; split:
+    # Seconds between pulls of the registry of added items (services.platform.item_sync; split:
     # from the feature service, embedded: from the in-process store); 0 = off.
     item_sync_s: float = 5.0
 

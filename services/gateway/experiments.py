@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from services.common.config import env_path, env_str
-from services.common.errors import ConfigError
+from services.contract.errors import ConfigError
+from services.platform.config import env_path, env_str
 
 HOLDOUT = "holdout"
 ALLOWED_SETTINGS = {"rank": bool, "candidates": int}

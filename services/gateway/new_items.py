@@ -17,14 +17,14 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from services.common.added_items import (
+from services.contract.added_items import (
     AddedItem,
     NewItem,
     assign_rows,
     check_embedding,
     validate_new_items,
 )
-from services.common.errors import FailedPrecondition, RecserveError, Unavailable
+from services.contract.errors import FailedPrecondition, RecserveError, Unavailable
 from services.gateway import validate
 from services.gateway.catalog import CatalogHolder, GatewayCatalog
 from services.gateway.stages import Stages
@@ -103,7 +103,7 @@ def check_indexable(catalog: GatewayCatalog, items: Sequence[NewItem]) -> None:
 
 def sync_catalog(catalogs: CatalogHolder, entries: Sequence[AddedItem]) -> int:
     """Bring the held catalog up to the registry (every entry, ordinal order; the item
-    sync's mirror, services.common.item_sync): rows computed against this catalog's bundle as
+    sync's mirror, services.platform.item_sync): rows computed against this catalog's bundle as
     every replica computes them; only entries that are new or changed here are written
     (copy-on-write, as `extend`). -> how many."""
     changed: list[tuple[int, NewItem]] = []

@@ -23,10 +23,10 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
-from services.common import metrics
-from services.common.errors import RecserveError, Unavailable
-from services.common.types import Event
+from services.contract.errors import RecserveError, Unavailable
+from services.contract.types import Event
 from services.gateway.resilience import CircuitOpen, NotSent
+from services.platform import metrics
 
 log = logging.getLogger(__name__)
 Apply = Callable[[Sequence[Event]], Awaitable[int]]

@@ -35,12 +35,11 @@ from typing import TypeVar
 
 import numpy as np
 
-from services.common import metrics, tracing
-from services.common.added_items import NewItem
-from services.common.bundle import DatasetFacts
-from services.common.errors import FailedPrecondition, NotFound, Unavailable
-from services.common.features import FeatureSpec, pad_history
-from services.common.types import CandidateList, Event, FilterSpec, RankScores, UserState
+from services.contract.added_items import NewItem
+from services.contract.bundle import DatasetFacts
+from services.contract.errors import FailedPrecondition, NotFound, Unavailable
+from services.contract.features import FeatureSpec, pad_history
+from services.contract.types import CandidateList, Event, FilterSpec, RankScores, UserState
 from services.gateway import new_items, validate
 from services.gateway.catalog import CatalogHolder, GatewayCatalog
 from services.gateway.config import Limits
@@ -57,6 +56,7 @@ from services.gateway.results import (
     UserValues,
 )
 from services.gateway.stages import DeadlineExceeded, Stages, ValueScore, WrongVersion
+from services.platform import metrics, tracing
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

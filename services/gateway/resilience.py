@@ -32,7 +32,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TypeVar
 
-from services.common.errors import DeadlineExceeded, Unavailable, WrongVersion
+from services.contract.errors import DeadlineExceeded, Unavailable, WrongVersion
 
 T = TypeVar("T")
 Clock = Callable[[], float]

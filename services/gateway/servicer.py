@@ -7,14 +7,14 @@ from collections.abc import Callable, Iterable
 import grpc
 
 from recserve.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
-from services.common import convert
-from services.common.errors import check_limit
-from services.common.logging import REQUEST_ID
-from services.common.reload import ModelHolder, as_holder
+from services.contract.errors import check_limit
 from services.gateway import validate
 from services.gateway.experiments import ExperimentRunner
 from services.gateway.pipeline import Pipeline
 from services.gateway.results import RankedItem
+from services.platform import convert
+from services.platform.logging import REQUEST_ID
+from services.platform.reload import ModelHolder, as_holder
 
 SERVICE_NAME = "recserve.v1.Gateway"
 
@@ -153,7 +153,7 @@ def _items(items: Iterable[RankedItem]) -> list[gateway_pb2.RecommendedItem]:
 def register(
     pipeline: Pipeline | ModelHolder[Pipeline], experiments: ExperimentRunner | None = None
 ) -> Callable[[grpc.aio.Server], None]:
-    """-> a `register(server)` callback for services.common.server.create_server."""
+    """-> a `register(server)` callback for services.platform.server.create_server."""
 
     def _register(server: grpc.aio.Server) -> None:
         servicer = GatewayServicer(pipeline, experiments)

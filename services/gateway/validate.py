@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-from services.common.errors import InvalidArgument, check_limit
-from services.common.features import SECONDS_PER_DAY, day_of
-from services.common.types import Event, FilterSpec
+from services.contract.errors import InvalidArgument, check_limit
+from services.contract.features import SECONDS_PER_DAY, day_of
+from services.contract.types import Event, FilterSpec
 
 MAX_ID_CHARS = 256
 K_ENV = "RECSERVE_MAX_K"
@@ -73,4 +73,4 @@ def check_events(events: Sequence[Event], limit: int) -> None:
         check_id(f"{where}.user_id", event.user_id)
         check_id(f"{where}.item_id", event.item_id)
         # type, timestamp, rating and value are checked where the message is decoded
-        # (services.common.convert.event_from_proto) and again by the feature store.
+        # (services.platform.convert.event_from_proto) and again by the feature store.

@@ -1,11 +1,11 @@
 """python -m services.ranking: config -> bundle -> ONNX ranker (CUDA or CPU) -> serve
-(the life cycle: services.common.service)."""
+(the life cycle: services.platform.service)."""
 
 from __future__ import annotations
 
 import sys
 
-from services.common.service import Service, run_service
+from services.platform.service import Service, run_service
 from services.ranking.batcher import RankEngine
 from services.ranking.config import SERVICE_NAME, RankingConfig
 from services.ranking.served import RankingModel

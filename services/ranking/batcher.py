@@ -24,8 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from services.common import metrics
-from services.common.types import RankScores, UserState
+from services.contract.types import RankScores, UserState
+from services.platform import metrics
 from services.ranking.ranker import OnnxRanker
 
 

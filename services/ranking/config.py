@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.common.config import (
+from services.contract.onnx import CUDA
+from services.platform.config import (
     BundleSettings,
     Env,
     ServerSettings,
@@ -12,7 +13,6 @@ from services.common.config import (
     env_float,
     env_int,
 )
-from services.common.onnx import CUDA
 
 SERVICE_NAME = "recserve.v1.RankingService"
 

@@ -2,7 +2,7 @@
 
 Inputs user_index int64[B], profile int64[B, P], history int64[B, H], items int64[B, N] and
 (bundle schema_version 2) the items' side features, gathered from the bundle's item table
-(services.common.item_table): history_tags float32[B, H, T], history_attrs int64[B, H, A],
+(services.contract.item_table): history_tags float32[B, H, T], history_attrs int64[B, H, A],
 item_tags float32[B, N, T], item_attrs int64[B, N, A], item_vectors float32[B, N, D] (only
 those the graph declares). Items added at runtime (`add_items`: rows past the bundle's) are
 scored by their own tags and vector; a proxy row (a bundle row) is scored like any other.
@@ -20,13 +20,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from services.common.bundle import Bundle
-from services.common.errors import FailedPrecondition, InvalidArgument
-from services.common.item_table import ItemTable, feature_inputs
-from services.common.model_inputs import UserInputs
-from services.common.onnx import create_session
-from services.common.types import RankScores, UserState
-from services.common.vocab import Vocabulary
+from services.contract.bundle import Bundle
+from services.contract.errors import FailedPrecondition, InvalidArgument
+from services.contract.item_table import ItemTable, feature_inputs
+from services.contract.model_inputs import UserInputs
+from services.contract.onnx import create_session
+from services.contract.types import RankScores, UserState
+from services.contract.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
 

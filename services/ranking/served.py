@@ -1,12 +1,12 @@
-"""The ranking service's served model (services.common.service): an ONNX ranker and its
+"""The ranking service's served model (services.platform.service): an ONNX ranker and its
 micro-batcher per bundle, CUDA or CPU."""
 
 from __future__ import annotations
 
-from services.common.bundle import Bundle
-from services.common.errors import ConfigError
-from services.common.onnx import CUDA
-from services.common.service import ServedModel
+from services.contract.bundle import Bundle
+from services.contract.errors import ConfigError
+from services.contract.onnx import CUDA
+from services.platform.service import ServedModel
 from services.ranking.batcher import RankBatcher, RankEngine
 from services.ranking.config import RankingConfig
 from services.ranking.ranker import OnnxRanker

@@ -6,9 +6,9 @@ import grpc
 import numpy as np
 
 from recserve.v1 import ranking_pb2, ranking_pb2_grpc
-from services.common import convert
-from services.common.errors import check_limit
-from services.common.reload import ModelHolder
+from services.contract.errors import check_limit
+from services.platform import convert
+from services.platform.reload import ModelHolder
 from services.ranking.batcher import RankBatcher, RankEngine
 from services.ranking.ranker import OnnxRanker
 
@@ -48,7 +48,7 @@ def register(
     ranker: OnnxRanker | ModelHolder[RankEngine],
     batcher: RankBatcher | None = None,
 ):
-    """-> a `register(server)` callback for services.common.server.create_server."""
+    """-> a `register(server)` callback for services.platform.server.create_server."""
 
     def _register(server: grpc.aio.Server) -> None:
         ranking_pb2_grpc.add_RankingServiceServicer_to_server(

@@ -1,11 +1,11 @@
 """python -m services.retrieval: config -> bundle -> user tower + FAISS index -> serve (the life
-cycle: services.common.service; the model and its item sync: services.retrieval.served)."""
+cycle: services.platform.service; the model and its item sync: services.retrieval.served)."""
 
 from __future__ import annotations
 
 import sys
 
-from services.common.service import Service, run_service
+from services.platform.service import Service, run_service
 from services.retrieval.config import SERVICE_NAME, RetrievalConfig
 from services.retrieval.retriever import Retriever
 from services.retrieval.served import RetrievalModel

@@ -1,7 +1,7 @@
 """Items added at runtime, on the retrieval side (docs/new_items.md).
 
 An added item gets a vector in the item tower's space, from its text through the bundle's
-content encoder (services.common.content) or given explicitly, and is indexed under the row the
+content encoder (services.contract.content) or given explicitly, and is indexed under the row the
 feature service's registry assigned (n + j). Its *proxy* is the most similar trained item (max
 inner product over the bundle's rows 1..n): models only ever see trained rows, so the user
 tower reads a proxy wherever an added item sits in a history, and the ranker scores an added
@@ -21,15 +21,15 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from services.common.added_items import (
+from services.contract.added_items import (
     AddedItem,
     NewItem,
     assign_rows,
     check_embedding,
     validate_new_items,
 )
-from services.common.catalog import ItemCatalog
-from services.common.errors import FailedPrecondition, InvalidArgument
+from services.contract.catalog import ItemCatalog
+from services.contract.errors import FailedPrecondition, InvalidArgument
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.common.config import (
+from services.contract.errors import ConfigError
+from services.platform.config import (
     BundleSettings,
     Env,
     ServerSettings,
@@ -12,8 +13,7 @@ from services.common.config import (
     env_int,
     env_str,
 )
-from services.common.errors import ConfigError
-from services.common.item_sync import sync_interval_from_env
+from services.platform.item_sync import sync_interval_from_env
 
 SERVICE_NAME = "recserve.v1.RetrievalService"
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from services.common.catalog import tag_masks
-from services.common.errors import InvalidArgument
-from services.common.types import CandidateList, FilterSpec
+from services.contract.catalog import tag_masks
+from services.contract.errors import InvalidArgument
+from services.contract.types import CandidateList, FilterSpec
 
 _EMPTY = CandidateList(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
 

@@ -10,15 +10,15 @@ from collections.abc import Sequence
 import faiss
 import numpy as np
 
-from services.common.added_items import NewItem
-from services.common.bundle import Bundle
-from services.common.catalog import ItemCatalog, unavailable_rows
-from services.common.content import ContentEncoder
-from services.common.errors import InvalidArgument, NotFound
-from services.common.item_table import ItemTable, feature_inputs
-from services.common.model_inputs import UserInputs
-from services.common.onnx import create_session
-from services.common.types import CandidateList, FilterSpec, UserState
+from services.contract.added_items import NewItem
+from services.contract.bundle import Bundle
+from services.contract.catalog import ItemCatalog, unavailable_rows
+from services.contract.content import ContentEncoder
+from services.contract.errors import InvalidArgument, NotFound
+from services.contract.item_table import ItemTable, feature_inputs
+from services.contract.model_inputs import UserInputs
+from services.contract.onnx import create_session
+from services.contract.types import CandidateList, FilterSpec, UserState
 from services.retrieval.added import Added, AddedItems, carry_over
 from services.retrieval.index import CandidateIndex
 

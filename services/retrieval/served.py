@@ -1,4 +1,4 @@
-"""The retrieval service's served model (services.common.service): the user tower + FAISS index
+"""The retrieval service's served model (services.platform.service): the user tower + FAISS index
 per bundle, and the item sync that indexes items added at runtime."""
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 
-from services.common.added_items import AddedItem
-from services.common.bundle import Bundle
-from services.common.item_sync import ItemSync, grpc_list_fn
-from services.common.reload import ModelHolder
-from services.common.security import aio_channel
-from services.common.service import ServedModel
-from services.common.types import UserState
+from services.contract.added_items import AddedItem
+from services.contract.bundle import Bundle
+from services.contract.types import UserState
+from services.platform.item_sync import ItemSync, grpc_list_fn
+from services.platform.reload import ModelHolder
+from services.platform.security import aio_channel
+from services.platform.service import ServedModel
 from services.retrieval.config import RetrievalConfig
 from services.retrieval.retriever import Retriever
 from services.retrieval.sync import apply_registry

@@ -8,10 +8,10 @@ import dataclasses
 import grpc
 
 from recserve.v1 import common_pb2, retrieval_pb2, retrieval_pb2_grpc
-from services.common import convert
-from services.common.added_items import MAX_ITEMS_PER_CALL, NewItem
-from services.common.errors import InvalidArgument, ResourceExhausted, check_limit
-from services.common.reload import ModelHolder, as_holder
+from services.contract.added_items import MAX_ITEMS_PER_CALL, NewItem
+from services.contract.errors import InvalidArgument, ResourceExhausted, check_limit
+from services.platform import convert
+from services.platform.reload import ModelHolder, as_holder
 from services.retrieval.added import Added
 from services.retrieval.retriever import Retriever
 
@@ -115,7 +115,7 @@ def _public(item: NewItem) -> NewItem:
 
 
 def register(retriever: Retriever | ModelHolder[Retriever]):
-    """-> a `register(server)` callback for services.common.server.create_server."""
+    """-> a `register(server)` callback for services.platform.server.create_server."""
 
     def _register(server: grpc.aio.Server) -> None:
         retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server(

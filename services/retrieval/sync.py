@@ -1,4 +1,4 @@
-"""Retrieval's side of the item sync (services.common.item_sync): index what the feature
+"""Retrieval's side of the item sync (services.platform.item_sync): index what the feature
 service's registry holds and this process lacks, e.g. after a restart or when another replica
 took the AddItems call. Text is re-encoded with this bundle's content encoder; an item added
 with only an explicit embedding is indexed from the vector the registry stores.
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from services.common.added_items import AddedItem, NewItem
-from services.common.errors import RecserveError
+from services.contract.added_items import AddedItem, NewItem
+from services.contract.errors import RecserveError
 from services.retrieval.retriever import Retriever
 
 log = logging.getLogger(__name__)

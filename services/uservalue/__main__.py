@@ -1,11 +1,11 @@
 """python -m services.uservalue: config -> bundle -> user-value scorer -> serve
-(the life cycle: services.common.service)."""
+(the life cycle: services.platform.service)."""
 
 from __future__ import annotations
 
 import sys
 
-from services.common.service import Service, run_service
+from services.platform.service import Service, run_service
 from services.uservalue.config import SERVICE_NAME, UserValueConfig
 from services.uservalue.scorer import UserValueScorer
 from services.uservalue.served import UserValueModel

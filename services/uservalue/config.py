@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.common.config import BundleSettings, Env, ServerSettings, env_int
+from services.platform.config import BundleSettings, Env, ServerSettings, env_int
 
 SERVICE_NAME = "recserve.v1.UserValueService"
 

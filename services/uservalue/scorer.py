@@ -1,7 +1,7 @@
 """User-value scoring domain: activity -> value features -> user_value.onnx -> ValueScore.
 
 No grpc, no torch. Features come from
-services.common.value_features (the training code).
+services.contract.value_features (the training code).
 
 Segments (thresholds live in manifest["value"]["segment_thresholds"], written by training):
     NEW         no active day on or before as_of_day (nothing to judge from)
@@ -32,13 +32,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from services.common.bundle import Bundle
-from services.common.errors import BundleError, InvalidArgument
-from services.common.features import SECONDS_PER_DAY, day_of
-from services.common.lru import LRUCache
-from services.common.onnx import create_session
-from services.common.types import ValueScore
-from services.common.value_features import VALUE_FEATURE_NAMES, value_features_batch
+from services.contract.bundle import Bundle
+from services.contract.errors import BundleError, InvalidArgument
+from services.contract.features import SECONDS_PER_DAY, day_of
+from services.contract.onnx import create_session
+from services.contract.types import ValueScore
+from services.contract.value_features import VALUE_FEATURE_NAMES, value_features_batch
+from services.uservalue.lru import LRUCache
 
 MAX_USERS_PER_CALL = 1000
 MAX_USER_ID_LENGTH = 256
@@ -80,7 +80,7 @@ class SegmentThresholds:
 
 def activity_snapshot(interactions_parquet: Path) -> dict[str, Activity]:
     """Per-user (days, value per day) from an event log in the canonical schema: the
-    aggregation of services.common.features.daily_activity, vectorised over all users."""
+    aggregation of services.contract.features.daily_activity, vectorised over all users."""
     table = pq.read_table(interactions_parquet, columns=["user_id", "timestamp", "value"])
     if table.num_rows == 0:
         return {}

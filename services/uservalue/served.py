@@ -1,10 +1,10 @@
-"""The user-value service's served model (services.common.service): the bundle's user-value
+"""The user-value service's served model (services.platform.service): the bundle's user-value
 scorer (ONNX) with its per-user score cache."""
 
 from __future__ import annotations
 
-from services.common.bundle import Bundle
-from services.common.service import ServedModel
+from services.contract.bundle import Bundle
+from services.platform.service import ServedModel
 from services.uservalue.scorer import DEFAULT_CACHE_USERS, UserValueScorer
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import grpc
 
 from recserve.v1 import uservalue_pb2, uservalue_pb2_grpc
-from services.common import convert
-from services.common.errors import InvalidArgument, check_limit
-from services.common.reload import ModelHolder, as_holder
+from services.contract.errors import InvalidArgument, check_limit
+from services.platform import convert
+from services.platform.reload import ModelHolder, as_holder
 from services.uservalue.scorer import UserValueScorer
 
 USERS_ENV = "RECSERVE_USERVALUE_MAX_USERS"
@@ -48,7 +48,7 @@ def register(
     bundle_version: str,
     max_users: int = 1_000,
 ):
-    """-> a `register(server)` callback for services.common.server.create_server."""
+    """-> a `register(server)` callback for services.platform.server.create_server."""
 
     def _register(server: grpc.aio.Server) -> None:
         uservalue_pb2_grpc.add_UserValueServiceServicer_to_server(

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from services.common.bundle import Bundle
-from services.common.server import create_server_from_settings
+from services.contract.bundle import Bundle
+from services.platform.server import create_server_from_settings
 from tests.integration.conftest import LoopThread  # one event loop in a thread, shared
 
 sys.path.insert(0, str(Path(__file__).parent))  # fuzzlib: strategies and helpers

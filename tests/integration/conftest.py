@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from services.common.bundle import Bundle
-from services.common.config import BundleSettings
-from services.common.server import create_server
-from services.common.vocab import Vocabulary
+from services.contract.bundle import Bundle
+from services.contract.vocab import Vocabulary
 from services.gateway.app import build_pipeline, build_stages, start_gateway
 from services.gateway.config import GatewaySettings
+from services.platform.config import BundleSettings
+from services.platform.server import create_server
 
 
 class LoopThread:

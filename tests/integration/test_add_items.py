@@ -9,7 +9,7 @@ import pytest
 
 from recserve.client import FeedbackEvent, RecserveClient
 from recserve.v1 import common_pb2, gateway_pb2_grpc
-from services.common.content import ContentEncoder, item_text
+from services.contract.content import ContentEncoder, item_text
 from services.feature.store import InMemoryFeatureStore
 from services.gateway.catalog import GatewayCatalog
 from services.retrieval.retriever import Retriever

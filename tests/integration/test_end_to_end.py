@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from recserve.client import RecserveClient
-from services.common.healthcheck import check
 from services.launcher import Launcher
+from services.platform.healthcheck import check
 
 
 @pytest.mark.slow

@@ -20,9 +20,9 @@ import pytest
 
 from recserve.client import FeedbackEvent, RecserveClient
 from recserve.v1 import common_pb2, feature_pb2, feature_pb2_grpc
-from services.common.bundle import Bundle
-from services.common.types import Event, EventKind, FilterSpec
-from services.common.vocab import Vocabulary
+from services.contract.bundle import Bundle
+from services.contract.types import Event, EventKind, FilterSpec
+from services.contract.vocab import Vocabulary
 from services.feature.config import DurabilitySettings
 from services.feature.eventlog import (
     EventLog,

@@ -6,8 +6,8 @@ import grpc
 import pytest
 
 from recserve.client import FeedbackEvent, RecserveClient
-from services.common.errors import Unavailable
-from services.common.features import SECONDS_PER_DAY
+from services.contract.errors import Unavailable
+from services.contract.features import SECONDS_PER_DAY
 from services.gateway.catalog import GatewayCatalog
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from loadtest.runner import LoadSpec, TrafficConfig, run_async
 from recserve.client import RecserveClient
-from services.common.publish import publish, rollback
+from services.contract.publish import publish, rollback
 from services.launcher import BACKENDS, Launcher
 
 pytestmark = pytest.mark.slow

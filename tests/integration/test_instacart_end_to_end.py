@@ -12,7 +12,7 @@ import pytest
 
 from recserve.cli import main as recserve
 from recserve.client import RecserveClient
-from services.common.bundle import Bundle, resolve_bundle_dir
+from services.contract.bundle import Bundle, resolve_bundle_dir
 
 pytestmark = pytest.mark.timeout(600)
 

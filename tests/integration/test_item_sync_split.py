@@ -1,5 +1,5 @@
 """Split mode: AddItems through one gateway; a second gateway and a restarted retrieval learn
-the item from the feature service's registry (services.common.item_sync) within seconds. Bad
+the item from the feature service's registry (services.platform.item_sync) within seconds. Bad
 items are refused by the gateway before anything is registered."""
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from recserve.v1 import (
     retrieval_pb2,
     retrieval_pb2_grpc,
 )
-from services.common.content import has_content_encoder
-from services.common.reload import ModelHolder
-from services.common.server import create_server
-from services.common.types import FilterSpec
+from services.contract.content import has_content_encoder
+from services.contract.types import FilterSpec
 from services.feature.store import InMemoryFeatureStore
 from services.gateway.app import build_pipeline, start_gateway, start_item_sync
+from services.platform.reload import ModelHolder
+from services.platform.server import create_server
 from services.retrieval import servicer as retrieval_servicer
 from services.retrieval.config import RetrievalConfig
 from services.retrieval.retriever import Retriever

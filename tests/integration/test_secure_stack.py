@@ -14,8 +14,8 @@ import pytest
 
 from recserve.cli import main
 from recserve.client import ClientTLS, RecserveClient
-from services.common.healthcheck import check
 from services.launcher import Launcher
+from services.platform.healthcheck import check
 
 CLIENT_KEY = "stack-client-key-0123456789"
 INTERNAL_KEY = "stack-internal-key-0123456789"

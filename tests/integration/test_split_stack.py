@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from recserve.client import FeedbackEvent, RecserveClient
-from services.common.healthcheck import check
+from services.platform.healthcheck import check
 
 
 @pytest.fixture(scope="module")

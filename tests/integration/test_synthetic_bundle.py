@@ -14,7 +14,7 @@ import pytest
 from bench.synthetic_bundle import build_synthetic_bundle
 from bench.synthetic_data import generate
 from recserve.client import RecserveClient
-from services.common.bundle import REQUIRED_FILES, Bundle
+from services.contract.bundle import REQUIRED_FILES, Bundle
 from services.feature.store import InMemoryFeatureStore
 from services.gateway.catalog import GatewayCatalog
 from services.retrieval.retriever import Retriever

@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 from recserve.v1 import gateway_pb2, gateway_pb2_grpc
-from services.common.server import create_server
+from services.platform.server import create_server
 
 
 @dataclass

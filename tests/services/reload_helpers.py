@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from services.common.bundle import LATEST_POINTER, MANIFEST_NAME, sha256_file
+from services.contract.bundle import LATEST_POINTER, MANIFEST_NAME, sha256_file
 
 
 def read_manifest(root: Path) -> dict[str, Any]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.common.config import ServerSettings, env_bool, env_int, load_bundle_from_env
-from services.common.errors import BundleError, ConfigError
+from services.contract.errors import BundleError, ConfigError
+from services.platform.config import ServerSettings, env_bool, env_int, load_bundle_from_env
 from services.ranking.config import RankingConfig
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from recserve.v1 import common_pb2, uservalue_pb2
-from services.common import convert
-from services.common.errors import InvalidArgument
-from services.common.types import CandidateList, EventKind, FilterSpec, RankScores, UserState
+from services.contract.errors import InvalidArgument
+from services.contract.types import CandidateList, EventKind, FilterSpec, RankScores, UserState
+from services.platform import convert
 
 
 def _state() -> UserState:

@@ -10,11 +10,11 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from recserve.v1 import feature_pb2, feature_pb2_grpc
-from services.common.errors import NotFound
-from services.common.interceptors import ErrorInterceptor
-from services.common.logging import REQUEST_ID, JsonFormatter
-from services.common.server import create_server
+from services.contract.errors import NotFound
 from services.feature.servicer import register
+from services.platform.interceptors import ErrorInterceptor
+from services.platform.logging import REQUEST_ID, JsonFormatter
+from services.platform.server import create_server
 
 SERVICE = "recserve.v1.FeatureService"
 

@@ -1,6 +1,6 @@
 import pytest
 
-from services.common.lru import LRUCache
+from services.uservalue.lru import LRUCache
 
 
 def test_least_recently_used_entry_is_evicted():

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.common import metrics
-from services.common.security import aio_channel
-from services.common.server import create_server
 from services.feature.servicer import register
+from services.platform import metrics
+from services.platform.security import aio_channel
+from services.platform.server import create_server
 from tests.services.test_common_interceptors import SERVICE, MissingUserStore
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "recserve.json"

@@ -11,9 +11,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from recserve.v1 import feature_pb2, feature_pb2_grpc
-from services.common.errors import NotFound
-from services.common.server import create_server, set_not_serving
+from services.contract.errors import NotFound
 from services.feature.servicer import register
+from services.platform.server import create_server, set_not_serving
 
 SERVICE = "recserve.v1.FeatureService"
 

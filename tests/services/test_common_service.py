@@ -1,4 +1,4 @@
-"""services.common.service: one life cycle for every service (build, warm, serve, hot reload,
+"""services.platform.service: one life cycle for every service (build, warm, serve, hot reload,
 stop), with a recording ServedModel over a real bundle and a real grpc.aio server."""
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from typing import Any
 import grpc
 import pytest
 
-from services.common import service as service_module
-from services.common.bundle import Bundle
-from services.common.config import BundleSettings, ServerSettings
-from services.common.reload import ModelHolder
-from services.common.server import create_server
-from services.common.service import ServedModel, Service, serve_service
+from services.contract.bundle import Bundle
+from services.platform import service as service_module
+from services.platform.config import BundleSettings, ServerSettings
+from services.platform.reload import ModelHolder
+from services.platform.server import create_server
+from services.platform.service import ServedModel, Service, serve_service
 from tests.services.reload_helpers import clone, point_latest
 
 SETTINGS = ServerSettings(

@@ -11,11 +11,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from recserve.v1 import feature_pb2, feature_pb2_grpc
-from services.common import tracing
-from services.common.errors import ConfigError, NotFound
-from services.common.security import aio_channel
-from services.common.server import create_server
+from services.contract.errors import ConfigError, NotFound
 from services.feature.servicer import register
+from services.platform import tracing
+from services.platform.security import aio_channel
+from services.platform.server import create_server
 
 SERVICE = "recserve.v1.FeatureService"
 

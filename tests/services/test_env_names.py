@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from services.common import env_names
-from services.common.config import env_int, env_path, env_str
-from services.common.errors import ConfigError
-from services.common.security import SecuritySettings
+from services.contract.errors import ConfigError
+from services.platform import env_names
+from services.platform.config import env_int, env_path, env_str
+from services.platform.security import SecuritySettings
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCES = ("services", "recserve", "loadtest", "bench", "training", "tests", "docker", "deploy",
@@ -38,7 +38,7 @@ def test_every_recserve_name_in_the_repository_is_known():
         for name in NAME.findall(path.read_text(errors="replace")):
             used.setdefault(name, str(path.relative_to(REPO)))
     unknown = {n: where for n, where in used.items() if n not in env_names.KNOWN | TEST_ONLY}
-    assert not unknown, f"add these to services/common/env_names.py (or fix the typo): {unknown}"
+    assert not unknown, f"add these to services/platform/env_names.py (or fix the typo): {unknown}"
 
 
 def test_an_unknown_name_is_refused_with_a_suggestion():

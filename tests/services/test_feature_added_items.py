@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from services.common.added_items import NewItem
-from services.common.bundle import Bundle
-from services.common.errors import InvalidArgument, NotFound
-from services.common.types import Event, EventKind
+from services.contract.added_items import NewItem
+from services.contract.bundle import Bundle
+from services.contract.errors import InvalidArgument, NotFound
+from services.contract.types import Event, EventKind
 from services.feature.config import DurabilitySettings
 from services.feature.eventlog import LogSettings, read_events
 from services.feature.redis_store import RedisFeatureStore, redis_client

@@ -7,7 +7,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.common.features import pad_history
+from services.contract.features import pad_history
 from services.feature.bundle_state import UserRecord
 
 H = 5
@@ -69,9 +69,9 @@ def test_vectorised_load_records_matches_the_per_user_encoding(tiny_bundle):
     (pad_history, np.unique, daily_activity) it replaced, compared array by array."""
     import pyarrow.parquet as pq
 
-    from services.common.bundle import Bundle
-    from services.common.features import daily_activity, pad_history
-    from services.common.vocab import Vocabulary
+    from services.contract.bundle import Bundle
+    from services.contract.features import daily_activity, pad_history
+    from services.contract.vocab import Vocabulary
     from services.feature.bundle_state import load_records
 
     bundle = Bundle.load(tiny_bundle)

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.common.errors import ConfigError, InvalidArgument
-from services.common.types import Event, EventKind
+from services.contract.errors import ConfigError, InvalidArgument
+from services.contract.types import Event, EventKind
 from services.feature.eventlog import (
     MAGIC,
     EventLog,
@@ -277,7 +277,7 @@ def test_retrain_plan_puts_feedback_on_known_items_in_train_and_records_the_posi
 def test_a_failed_write_fails_its_batch_with_unavailable_and_stops_the_log(tmp_path):
     import os
 
-    from services.common.errors import Unavailable
+    from services.contract.errors import Unavailable
 
     log = EventLog(LogSettings(tmp_path))
     os.close(log._fd)

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.common.bundle import Bundle
-from services.common.errors import ConfigError, InvalidArgument
-from services.common.types import Event, EventKind, UserState
+from services.contract.bundle import Bundle
+from services.contract.errors import ConfigError, InvalidArgument
+from services.contract.types import Event, EventKind, UserState
 from services.feature.config import DurabilitySettings
 from services.feature.eventlog import LogSettings, list_segments, read_events
 from services.feature.snapshot import SNAPSHOT_NAME, open_durable_store, read_snapshot

@@ -15,15 +15,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from recserve.v1 import common_pb2, feature_pb2, feature_pb2_grpc
-from services.common.bundle import Bundle
-from services.common.errors import ConfigError, InvalidArgument, Unavailable
-from services.common.server import create_server
-from services.common.types import Event, EventKind, UserState
+from services.contract.bundle import Bundle
+from services.contract.errors import ConfigError, InvalidArgument, Unavailable
+from services.contract.types import Event, EventKind, UserState
 from services.feature.config import SERVICE_NAME, FeatureConfig, StoreConfig
 from services.feature.redis_store import RedisFeatureStore, check_durable, redis_client
 from services.feature.served import build_store
 from services.feature.servicer import register
 from services.feature.store import InMemoryFeatureStore
+from services.platform.server import create_server
 from tests.redis_server import RedisServer, free_port
 from tests.redis_server import redis_server as redis_server  # the fixture
 

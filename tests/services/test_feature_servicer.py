@@ -8,11 +8,11 @@ import grpc
 import pytest
 
 from recserve.v1 import common_pb2, feature_pb2, feature_pb2_grpc
-from services.common.bundle import Bundle
-from services.common.server import create_server
+from services.contract.bundle import Bundle
 from services.feature.config import SERVICE_NAME
 from services.feature.servicer import register
 from services.feature.store import InMemoryFeatureStore
+from services.platform.server import create_server
 
 
 @pytest.fixture

@@ -6,9 +6,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from services.common.bundle import Bundle
-from services.common.errors import InvalidArgument, NotFound
-from services.common.types import Event, EventKind
+from services.contract.bundle import Bundle
+from services.contract.errors import InvalidArgument, NotFound
+from services.contract.types import Event, EventKind
 from services.feature.store import InMemoryFeatureStore
 
 DAY = 86_400

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.common.types import FilterSpec, ItemInfo
+from services.contract.types import FilterSpec, ItemInfo
 from services.gateway.catalog import GatewayCatalog
 
 UNKNOWN = ItemInfo("", 0, "", (), 0, 0)
@@ -72,8 +72,8 @@ def _items_the_old_way(bundle) -> list[ItemInfo]:
 
 
 def test_columnar_loading_matches_the_row_by_row_catalog(tiny_bundle):
-    from services.common.bundle import Bundle
-    from services.common.catalog import ItemCatalog
+    from services.contract.bundle import Bundle
+    from services.contract.catalog import ItemCatalog
 
     bundle = Bundle.load(tiny_bundle)
     reference = _items_the_old_way(bundle)
@@ -92,8 +92,8 @@ def test_columnar_loading_matches_the_row_by_row_catalog(tiny_bundle):
 def test_extended_rows_match_a_catalog_built_whole():
     """Added items (a gap row left empty, one re-added with other tags) give the same tag
     matrix, ids and popularity order as computing them over every row."""
-    from services.common.added_items import NewItem
-    from services.common.catalog import tag_masks
+    from services.contract.added_items import NewItem
+    from services.contract.catalog import tag_masks
 
     base = GatewayCatalog.from_infos(
         "v", [ItemInfo("", 0, "", (), 0, 0)] + [

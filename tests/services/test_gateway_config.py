@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.common.errors import ConfigError
+from services.contract.errors import ConfigError
 from services.gateway.config import GatewaySettings
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from services.common.errors import ConfigError
+from services.contract.errors import ConfigError
 from services.gateway.experiments import (
     HOLDOUT,
     Arm,

@@ -14,9 +14,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pytest
 
-from services.common.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
-from services.common.features import SECONDS_PER_DAY, FeatureSpec, pad_history
-from services.common.types import (
+from services.contract.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
+from services.contract.features import SECONDS_PER_DAY, FeatureSpec, pad_history
+from services.contract.types import (
     CandidateList,
     Event,
     EventKind,

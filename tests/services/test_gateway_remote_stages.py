@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 
 from recserve.v1 import common_pb2, ranking_pb2, ranking_pb2_grpc, uservalue_pb2, uservalue_pb2_grpc
-from services.common.convert import user_value_from_proto
-from services.common.errors import InvalidArgument, Unavailable
-from services.common.features import FeatureSpec
-from services.common.server import create_server
-from services.common.types import UserState
+from services.contract.errors import InvalidArgument, Unavailable
+from services.contract.features import FeatureSpec
+from services.contract.types import UserState
 from services.gateway.config import Backend, GatewaySettings
 from services.gateway.stages import DeadlineExceeded
 from services.gateway.stages.remote import RemoteRanking, RemoteUserValue, connect
 from services.launcher import free_port
+from services.platform.convert import user_value_from_proto
+from services.platform.server import create_server
 
 USER = UserState("u1", True, 1, np.zeros(3, np.int64), np.array([5, 2, 0], np.int64))
 

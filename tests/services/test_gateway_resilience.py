@@ -12,10 +12,8 @@ import numpy as np
 import pytest
 
 from recserve.v1 import ranking_pb2, ranking_pb2_grpc
-from services.common import metrics
-from services.common.errors import ConfigError, InvalidArgument, NotFound, Unavailable
-from services.common.server import create_server
-from services.common.types import Event, EventKind, FilterSpec, UserState
+from services.contract.errors import ConfigError, InvalidArgument, NotFound, Unavailable
+from services.contract.types import Event, EventKind, FilterSpec, UserState
 from services.gateway.config import Backend, GatewaySettings
 from services.gateway.resilience import (
     BreakerSettings,
@@ -30,6 +28,8 @@ from services.gateway.resilience import (
 from services.gateway.stages import DeadlineExceeded
 from services.gateway.stages.remote import RemoteRanking
 from services.launcher import free_port
+from services.platform import metrics
+from services.platform.server import create_server
 from tests.services.test_gateway_pipeline import Down, FakeFeatures, ids, make_pipeline, run
 
 
@@ -391,7 +391,7 @@ def test_a_slow_backend_trips_its_breaker_so_later_calls_fall_back_at_once():
 
 
 def test_connect_gives_every_backend_its_own_breaker():
-    from services.common.features import FeatureSpec
+    from services.contract.features import FeatureSpec
     from services.gateway.stages.remote import connect
 
     env = {"RECSERVE_GATEWAY_RETRY_ATTEMPTS": "2", "RECSERVE_GATEWAY_BREAKER_FAILURES": "9"}

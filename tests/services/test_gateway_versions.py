@@ -13,17 +13,17 @@ import grpc
 import numpy as np
 import pytest
 
-from services.common.added_items import AddedItem, NewItem
-from services.common.bundle import Bundle
-from services.common.errors import Unavailable, VersionNotServed
-from services.common.reload import ModelHolder
-from services.common.server import create_server
-from services.common.types import CandidateList, FilterSpec, RankScores, UserState
+from services.contract.added_items import AddedItem, NewItem
+from services.contract.bundle import Bundle
+from services.contract.errors import Unavailable, VersionNotServed
+from services.contract.types import CandidateList, FilterSpec, RankScores, UserState
 from services.gateway.config import Backend, Limits
 from services.gateway.new_items import sync_catalog
 from services.gateway.pipeline import Pipeline
 from services.gateway.stages import Stages, WrongVersion
 from services.gateway.stages.remote import RemoteFeatures, domain_error
+from services.platform.reload import ModelHolder
+from services.platform.server import create_server
 from tests.services.test_gateway_pipeline import (
     SPEC,
     FakeFeatures,

@@ -1,4 +1,4 @@
-"""services.common.item_sync: paging until empty, applying the whole mirror once per round,
+"""services.platform.item_sync: paging until empty, applying the whole mirror once per round,
 retrying after failures, starting afresh when the registry's change counter goes back."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ import asyncio
 import numpy as np
 import pytest
 
-from services.common.added_items import AddedItem, NewItem
-from services.common.errors import ConfigError
-from services.common.item_sync import ItemSync, sync_interval_from_env
+from services.contract.added_items import AddedItem, NewItem
+from services.contract.errors import ConfigError
 from services.feature.registry import ItemRegistry
+from services.platform.item_sync import ItemSync, sync_interval_from_env
 
 
 class FakeFeature:

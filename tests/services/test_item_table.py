@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.common.bundle import Bundle
-from services.common.errors import InvalidArgument
-from services.common.features import FeatureSpec
-from services.common.item_table import FEATURE_INPUTS, ItemTable
-from services.common.model_inputs import UserInputs
-from services.common.types import UserState
+from services.contract.bundle import Bundle
+from services.contract.errors import InvalidArgument
+from services.contract.features import FeatureSpec
+from services.contract.item_table import FEATURE_INPUTS, ItemTable
+from services.contract.model_inputs import UserInputs
+from services.contract.types import UserState
 
 
 @pytest.fixture(scope="module")

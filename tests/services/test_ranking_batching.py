@@ -8,8 +8,8 @@ import asyncio
 import numpy as np
 import pytest
 
-from services.common.bundle import Bundle
-from services.common.errors import InvalidArgument
+from services.contract.bundle import Bundle
+from services.contract.errors import InvalidArgument
 from services.feature.store import InMemoryFeatureStore
 from services.ranking.batcher import RankBatcher
 from services.ranking.ranker import OnnxRanker
@@ -100,8 +100,8 @@ def test_the_service_batches_over_grpc(bundle, ranker, users, inline):
     import grpc
 
     from recserve.v1 import ranking_pb2, ranking_pb2_grpc
-    from services.common import convert
-    from services.common.server import create_server
+    from services.platform import convert
+    from services.platform.server import create_server
     from services.ranking.servicer import register
 
     requests = _requests(ranker, users)
@@ -131,8 +131,8 @@ def test_the_service_batches_over_grpc(bundle, ranker, users, inline):
 
 
 def test_executor_setting_picks_inline_on_cpu_and_a_thread_on_cuda():
-    from services.common.errors import ConfigError
-    from services.common.onnx import CPU, CUDA
+    from services.contract.errors import ConfigError
+    from services.contract.onnx import CPU, CUDA
     from services.ranking.config import RankingConfig
 
     auto = RankingConfig.from_env({})

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from recserve.v1 import ranking_pb2, ranking_pb2_grpc
-from services.common import convert
-from services.common.bundle import Bundle
-from services.common.errors import InvalidArgument, served_versions
-from services.common.onnx import CPU, CUDA
-from services.common.server import create_server
+from services.contract.bundle import Bundle
+from services.contract.errors import InvalidArgument, served_versions
+from services.contract.onnx import CPU, CUDA
 from services.feature.store import InMemoryFeatureStore
+from services.platform import convert
+from services.platform.server import create_server
 from services.ranking.config import SERVICE_NAME
 from services.ranking.ranker import OnnxRanker
 from services.ranking.servicer import register
@@ -69,7 +69,7 @@ def test_a_ranker_onnx_without_p_interact_orders_by_p_positive(bundle, ranker, u
     """An older bundle's ranker.onnx (outputs p_positive, rating only) is still served."""
     import onnx
 
-    from services.common.onnx import create_session
+    from services.contract.onnx import create_session
     from services.ranking.ranker import OnnxRanker
 
     model = onnx.load(str(bundle.path("ranker.onnx")))
@@ -188,8 +188,8 @@ def test_a_schema_1_ranker_without_feature_inputs_is_still_served(bundle, ranker
 
     import torch
 
-    from services.common.errors import FailedPrecondition
-    from services.common.onnx import create_session
+    from services.contract.errors import FailedPrecondition
+    from services.contract.onnx import create_session
 
     class IndexOnly(torch.nn.Module):
         def forward(self, user_index, profile, history, items):

@@ -1,4 +1,4 @@
-"""Hot reload (services.common.reload): validation, refusals, the swap, live-state carry-over
+"""Hot reload (services.platform.reload): validation, refusals, the swap, live-state carry-over
 and one bundle version per request (serve or refuse)."""
 
 from __future__ import annotations
@@ -9,25 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from services.common.bundle import Bundle
-from services.common.config import BundleSettings
-from services.common.errors import (
+from services.contract.bundle import Bundle
+from services.contract.errors import (
     BundleError,
     ConfigError,
     FailedPrecondition,
     VersionNotServed,
     served_versions,
 )
-from services.common.reload import (
-    PARITY_FILE,
-    BundleWatcher,
-    ModelHolder,
-    ReloadSettings,
-    check_parity,
-    validate_bundle,
-)
-from services.common.types import Event, EventKind
+from services.contract.types import Event, EventKind
+from services.contract.verify import PARITY_FILE, check_parity, validate_bundle
 from services.feature.store import InMemoryFeatureStore
+from services.platform.config import BundleSettings
+from services.platform.reload import BundleWatcher, ModelHolder, ReloadSettings
 from tests.services.reload_helpers import clone, perturb_onnx, point_latest
 
 

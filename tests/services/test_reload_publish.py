@@ -1,4 +1,4 @@
-"""`recserve bundle list|publish|rollback` (services.common.publish): LATEST switched atomically
+"""`recserve bundle list|publish|rollback` (services.contract.publish): LATEST switched atomically
 only after validation, HISTORY appended, rollback one command."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from recserve.cli import main
-from services.common.errors import BundleError
-from services.common.publish import HISTORY_FILE, history, previous_version, publish, rollback
-from services.common.reload import read_latest
+from services.contract.errors import BundleError
+from services.contract.publish import HISTORY_FILE, history, previous_version, publish, rollback
+from services.contract.verify import read_latest
 from tests.services.reload_helpers import clone, perturb_onnx, point_latest
 
 

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 from recserve.v1 import common_pb2, retrieval_pb2, retrieval_pb2_grpc
-from services.common import convert
-from services.common.added_items import NewItem
-from services.common.bundle import Bundle
-from services.common.errors import FailedPrecondition, InvalidArgument
-from services.common.server import create_server
-from services.common.types import FilterSpec
+from services.contract.added_items import NewItem
+from services.contract.bundle import Bundle
+from services.contract.errors import FailedPrecondition, InvalidArgument
+from services.contract.types import FilterSpec
 from services.feature.store import InMemoryFeatureStore
+from services.platform import convert
+from services.platform.server import create_server
 from services.retrieval.retriever import Retriever
 from services.retrieval.servicer import register
 

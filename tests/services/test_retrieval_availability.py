@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from recserve.v1 import retrieval_pb2, retrieval_pb2_grpc
-from services.common import convert
-from services.common.bundle import Bundle
-from services.common.errors import NotFound
-from services.common.server import create_server
-from services.common.types import FilterSpec
+from services.contract.bundle import Bundle
+from services.contract.errors import NotFound
+from services.contract.types import FilterSpec
 from services.feature.store import InMemoryFeatureStore
+from services.platform import convert
+from services.platform.server import create_server
 from services.retrieval.retriever import Retriever
 from services.retrieval.servicer import register
 

@@ -6,9 +6,9 @@ import faiss
 import numpy as np
 import pytest
 
-from services.common.bundle import Bundle
-from services.common.errors import InvalidArgument, NotFound
-from services.common.types import FilterSpec
+from services.contract.bundle import Bundle
+from services.contract.errors import InvalidArgument, NotFound
+from services.contract.types import FilterSpec
 from services.feature.store import InMemoryFeatureStore
 from services.retrieval.index import CandidateIndex
 from services.retrieval.retriever import Retriever

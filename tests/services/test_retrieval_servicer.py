@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from recserve.v1 import common_pb2, retrieval_pb2, retrieval_pb2_grpc
-from services.common import convert
-from services.common.bundle import Bundle
-from services.common.errors import served_versions
-from services.common.server import create_server
+from services.contract.bundle import Bundle
+from services.contract.errors import served_versions
 from services.feature.store import InMemoryFeatureStore
+from services.platform import convert
+from services.platform.server import create_server
 from services.retrieval.config import SERVICE_NAME
 from services.retrieval.retriever import Retriever
 from services.retrieval.servicer import register

@@ -1,4 +1,4 @@
-"""services.common.security: settings validation, TLS / mutual TLS, API-key interceptor, the
+"""services.platform.security: settings validation, TLS / mutual TLS, API-key interceptor, the
 open health check, rejection logging, and the TLS-capable health probe (real grpc.aio servers on
 127.0.0.1, port 0, with a throwaway PKI)."""
 
@@ -17,16 +17,16 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from recserve.v1 import feature_pb2, feature_pb2_grpc, gateway_pb2, gateway_pb2_grpc
-from services.common import healthcheck
-from services.common.errors import ConfigError
-from services.common.security import (
+from services.contract.errors import ConfigError
+from services.platform import healthcheck
+from services.platform.security import (
     ClientTLS,
     SecuritySettings,
     aio_channel,
     key_matches,
     presented_key,
 )
-from services.common.server import create_server
+from services.platform.server import create_server
 
 
 def _load_pki():

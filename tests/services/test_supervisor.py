@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from services.common.errors import ConfigError
-from services.common.healthcheck import check
+from services.contract.errors import ConfigError
 from services.launcher import metrics_ports
+from services.platform.healthcheck import check
 from services.supervisor import LaunchError, RestartPolicy, ServiceSpec, Supervisor
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,10 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from services.common.bundle import Bundle
-from services.common.errors import InvalidArgument
-from services.common.features import SECONDS_PER_DAY, daily_activity
-from services.common.value_features import VALUE_FEATURE_NAMES
+from services.contract.bundle import Bundle
+from services.contract.errors import InvalidArgument
+from services.contract.features import SECONDS_PER_DAY, daily_activity
+from services.contract.value_features import VALUE_FEATURE_NAMES
 from services.uservalue.scorer import MAX_USERS_PER_CALL, UserValueScorer
 
 onnx = pytest.importorskip("onnx")
@@ -229,7 +229,7 @@ def test_bad_input_is_invalid_argument(scorer, ids, activities):
 
 
 def test_snapshot_matches_daily_activity_per_user(bundle):
-    from services.common.features import daily_activity
+    from services.contract.features import daily_activity
     from services.uservalue.scorer import activity_snapshot
 
     snapshot = activity_snapshot(bundle.path("interactions.parquet"))

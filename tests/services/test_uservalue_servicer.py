@@ -8,9 +8,9 @@ import grpc
 import pytest
 
 from recserve.v1 import common_pb2, uservalue_pb2, uservalue_pb2_grpc
-from services.common.bundle import Bundle
-from services.common.server import create_server
-from services.common.vocab import Vocabulary
+from services.contract.bundle import Bundle
+from services.contract.vocab import Vocabulary
+from services.platform.server import create_server
 from services.uservalue.config import SERVICE_NAME
 
 scorer_module = pytest.importorskip("services.uservalue.scorer")

@@ -11,14 +11,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from services.common.bundle import (
+from services.contract.bundle import (
     MANIFEST_SCHEMA_VERSION,
     REQUIRED_FILES,
     Bundle,
     resolve_bundle_dir,
 )
-from services.common.errors import BundleError
-from services.common.features import FeatureSpec
+from services.contract.errors import BundleError
+from services.contract.features import FeatureSpec
 from training.bundle import BundleWriter, new_version
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from services.common.types import CandidateList
+from services.contract.types import CandidateList
 from services.retrieval.retriever import Retriever
 from training.models.negatives import history_negatives
 from training.models.ranker import REPEAT_DECAYS, repeat_features

@@ -1,6 +1,6 @@
 """Content encoder: item text -> MiniLM -> ridge projection into the item-tower space.
 
-Checks the exported graph against torch, the serving encoder (services.common.content) against
+Checks the exported graph against torch, the serving encoder (services.contract.content) against
 what training computed for the bundle's own items, and that the fitted projection carries real
 signal (it beats the same fit on a shuffled text/item pairing on held-out items).
 """
@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from services.common.bundle import REQUIRED_FILES, Bundle
-from services.common.content import (
+from services.contract.bundle import REQUIRED_FILES, Bundle
+from services.contract.content import (
     CONTENT_ENCODER_FILE,
     CONTENT_TOKENIZER_FILE,
     ContentEncoder,
@@ -128,7 +128,7 @@ def test_older_bundles_without_an_encoder_give_none(tiny_bundle: Path) -> None:
 def test_reload_parity_samples_cover_the_encoder(tiny_bundle: Path) -> None:
     """parity.npz holds a token sample for content_encoder.onnx; the services' pre-reload
     check re-runs it."""
-    from services.common.reload import check_parity
+    from services.contract.verify import check_parity
 
     bundle = Bundle.load(tiny_bundle)
     with np.load(bundle.path("parity.npz"), allow_pickle=False) as fh:

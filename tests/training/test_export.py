@@ -244,7 +244,7 @@ def test_empty_tag_and_attribute_tables_export_without_those_inputs(
     assert parity_max_abs_error(ranker, tmp_path / "r.onnx", heldout) <= 1e-4
     assert parity_max_abs_error(tower, tmp_path / "u.onnx", heldout) <= 1e-4
     # What serving feeds: exactly the declared inputs, from an item table with T = A = 0.
-    from services.common.item_table import ItemTable, feature_inputs
+    from services.contract.item_table import ItemTable, feature_inputs
 
     session = ort.InferenceSession(str(tmp_path / "r.onnx"), providers=["CPUExecutionProvider"])
     table = ItemTable(tags, attrs, ranker.retrieval.item_embeddings.numpy())

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from services.common.bundle import Bundle, sha256_file
+from services.contract.bundle import Bundle, sha256_file
 from services.feature.store import InMemoryFeatureStore
 from services.ranking.ranker import OnnxRanker
 from training.pipeline import TrainConfig

@@ -1,4 +1,4 @@
-"""Training histories: the one definition (services.common.features.sliding_histories), whole or
+"""Training histories: the one definition (services.contract.features.sliding_histories), whole or
 for some rows, and the per-batch SlidingHistory that large logs train with."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from services.common.features import pad_history, sliding_histories
+from services.contract.features import pad_history, sliding_histories
 from training.models.train import SlidingHistory
 
 

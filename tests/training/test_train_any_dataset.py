@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from recserve.cli import main as recserve
-from services.common.bundle import Bundle, DatasetFacts
+from services.contract.bundle import Bundle, DatasetFacts
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -135,7 +135,7 @@ def test_data_check_prints_a_summary_or_every_problem(tmp_path: Path, capsys) ->
 
 
 def test_unavailable_items_are_never_recommended_and_prices_are_served(tmp_path: Path) -> None:
-    from services.common.vocab import Vocabulary
+    from services.contract.vocab import Vocabulary
     from services.gateway.catalog import GatewayCatalog
     from services.retrieval.retriever import Retriever
 

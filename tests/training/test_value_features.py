@@ -1,11 +1,11 @@
-"""services.common.value_features: the user-value features shared by training and serving."""
+"""services.contract.value_features: the user-value features shared by training and serving."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from services.common.value_features import (
+from services.contract.value_features import (
     N_VALUE_FEATURES,
     VALUE_FEATURE_NAMES,
     value_features,

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from services.common.features import SECONDS_PER_DAY
-from services.common.value_features import N_VALUE_FEATURES, VALUE_FEATURE_NAMES
+from services.contract.features import SECONDS_PER_DAY
+from services.contract.value_features import N_VALUE_FEATURES, VALUE_FEATURE_NAMES
 from training.data.schema import make_events
 from training.value.export import OUTPUT_NAMES, export_value_model, parity_max_abs_error
 from training.value.metrics import auc, top_decile_capture

@@ -49,7 +49,7 @@ def _fetch(args: argparse.Namespace) -> int:
 
 
 def _retrain(args: argparse.Namespace) -> int:
-    from services.common.errors import ConfigError
+    from services.contract.errors import ConfigError
     from training.data.feedback import retrain
     from training.pipeline import TrainConfig
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from services.common.bundle import sha256_file
+from services.contract.bundle import sha256_file
 from training.data.contract import CONFIG_FILE, REQUIRED, AttributeSpec, DataError, DatasetConfig
 from training.data.schema import InteractionData, make_events
 from training.data.tables import Table, booleans, find_file, numbers, read_table, timestamps

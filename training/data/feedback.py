@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from services.common.types import EventKind
+from services.contract.types import EventKind
 from services.feature.eventlog import LogPosition, read_events
 from services.feature.snapshot import BUNDLE_LOG_KEY
 from training.data.schema import InteractionData, make_events

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from services.common.features import SECONDS_PER_DAY
+from services.contract.features import SECONDS_PER_DAY
 from training.evaluate import metrics as M
 
 K_RECALL, K_NDCG = 20, 10

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from services.common.bundle import Bundle
-from services.common.types import FilterSpec, UserState
+from services.contract.bundle import Bundle
+from services.contract.types import FilterSpec, UserState
 from services.feature.store import InMemoryFeatureStore
 from services.ranking.ranker import OnnxRanker
 from services.retrieval.retriever import Retriever

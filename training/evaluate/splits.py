@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from services.common.bundle import sha256_file
+from services.contract.bundle import sha256_file
 from training.evaluate.io import read_events, write_events
 from training.split import temporal_split
 

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from services.common.errors import ConfigError
+from services.contract.errors import ConfigError
 from services.gateway.experiments import load_experiments
 from training.experiments.report import (
     attribute,

@@ -29,7 +29,7 @@ class ItemFeatureArch(nn.Module):
     features, float[..., out_dim].
 
     The side features are inputs (the exported graphs take them; serving gathers them from its
-    item table, services.common.item_table), so an item added after training is described by
+    item table, services.contract.item_table), so an item added after training is described by
     its own tags and attributes. Rows >= n_items (items added at runtime) have no trained id
     embedding: they read row 0 (unknown / padding), which is all zeros.
 

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from services.common.features import pad_history
+from services.contract.features import pad_history
 from training.encode import EncodedCatalog
 from training.models.rating import AutoRecNet, AutoRecScorer, SVDpp
 

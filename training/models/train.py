@@ -1,7 +1,7 @@
 """Mini-batch training loop shared by both models, and the example tensors they train on.
 
 Examples are every training interaction with the history seen *before* it
-(services.common.features.sliding_histories), exactly what the feature service would serve.
+(services.contract.features.sliding_histories), exactly what the feature service would serve.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from services.common.features import sliding_histories
+from services.contract.features import sliding_histories
 from training import distributed
 from training.encode import EncodedCatalog
 
@@ -38,7 +38,7 @@ class FitConfig:
 
 class SlidingHistory:
     """history int64[N, H] of an event log sorted by (user, time), built per batch: indexing
-    with row numbers gives those rows' histories (services.common.features.sliding_histories),
+    with row numbers gives those rows' histories (services.contract.features.sliding_histories),
     so N x H never has to fit in memory (20M events x 50 = 8 GB as int64)."""
 
     def __init__(

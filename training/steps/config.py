@@ -133,7 +133,7 @@ def evaluation_metrics(path: Path | None) -> dict[str, Any] | None:
         return None
     import json
 
-    from services.common.bundle import sha256_file
+    from services.contract.bundle import sha256_file
 
     return {
         **json.loads(Path(path).read_text()),

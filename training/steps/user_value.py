@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from services.common.features import SECONDS_PER_DAY
+from services.contract.features import SECONDS_PER_DAY
 from training.data import InteractionData
 from training.steps.config import TrainConfig
 from training.steps.runner import Steps

@@ -1,7 +1,7 @@
 """build_value_model: an event log -> trained, evaluated, parity-checked user_value.onnx.
 
 Pipeline: customer-days -> training windows inside the calibration period (protocol.py) ->
-features (services.common.value_features, the serving code) -> ValueNet -> holdout metrics for
+features (services.contract.value_features, the serving code) -> ValueNet -> holdout metrics for
 the net and the rate-extrapolation baseline -> ONNX export + parity check -> manifest section.
 """
 
@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from services.common.bundle import ENGAGEMENT_UNIT
-from services.common.value_features import VALUE_FEATURE_NAMES, value_features_flat
+from services.contract.bundle import ENGAGEMENT_UNIT
+from services.contract.value_features import VALUE_FEATURE_NAMES, value_features_flat
 from training.data.schema import InteractionData
 from training.value.classical import BgNbd, GammaGamma, ParetoNbd, rfm_at
 from training.value.export import export_value_model, parity_max_abs_error

@@ -41,7 +41,7 @@ class Rfm:
 
 def rfm_at(data: CustomerDays, day: int) -> tuple[np.ndarray, Rfm]:
     """(owners with an active day <= day, their Rfm as of `day`), the definitions of
-    services.common.value_features (T counts from the first active day to `day`)."""
+    services.contract.value_features (T counts from the first active day to `day`)."""
     keep = data.days <= day
     owner, days, values = data.owner[keep], data.days[keep], data.values[keep].astype(np.float64)
     n = np.bincount(owner, minlength=data.n_users)

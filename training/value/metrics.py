@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.common.value_features import VALUE_FEATURE_NAMES
+from services.contract.value_features import VALUE_FEATURE_NAMES
 from training.evaluate.metrics import auc, average_ranks, mae, rmse
 
 

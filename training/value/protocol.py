@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from services.common.features import SECONDS_PER_DAY
+from services.contract.features import SECONDS_PER_DAY
 
 DAYS_PER_WEEK = 7
 # The shortest event log a value model can learn from: a calibration period with at least one
@@ -92,7 +92,7 @@ class CustomerDays:
 
 
 def customer_days(events: pd.DataFrame) -> CustomerDays:
-    """Same aggregation as services.common.features.daily_activity, for every user at once."""
+    """Same aggregation as services.contract.features.daily_activity, for every user at once."""
     frame = pd.DataFrame(
         {
             "user_id": events["user_id"].astype(str).to_numpy(),

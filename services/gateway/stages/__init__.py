@@ -23,11 +23,10 @@ from typing import Protocol
 
 import numpy as np
 
-from services.common.added_items import AddedItem, NewItem
-from services.common.bundle import Bundle
-from services.common.errors import DeadlineExceeded, WrongVersion
-from services.common.item_sync import ListFn
-from services.common.types import (
+from services.contract.added_items import AddedItem, NewItem
+from services.contract.bundle import Bundle
+from services.contract.errors import DeadlineExceeded, WrongVersion
+from services.contract.types import (
     CandidateList,
     Event,
     FilterSpec,
@@ -35,6 +34,7 @@ from services.common.types import (
     UserState,
     ValueScore,
 )
+from services.platform.item_sync import ListFn
 
 # (distinct active days int64[A], value per day float32[A]) of one user.
 Activity = tuple[np.ndarray, np.ndarray]

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from services.common.added_items import AddedItem, NewItem
-from services.common.bundle import Bundle
-from services.common.item_sync import ListFn, store_list_fn
-from services.common.types import CandidateList, Event, FilterSpec, RankScores, UserState
+from services.contract.added_items import AddedItem, NewItem
+from services.contract.bundle import Bundle
+from services.contract.types import CandidateList, Event, FilterSpec, RankScores, UserState
 from services.gateway.stages import Activity, Stages, ValueScore
+from services.platform.item_sync import ListFn, store_list_fn
 
 if TYPE_CHECKING:
     from services.feature.config import DurabilitySettings

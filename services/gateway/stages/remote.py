@@ -33,23 +33,23 @@ from recserve.v1 import (
     uservalue_pb2,
     uservalue_pb2_grpc,
 )
-from services.common import convert, metrics
-from services.common.added_items import AddedItem, NewItem
-from services.common.bundle import Bundle
-from services.common.errors import (
+from services.contract.added_items import AddedItem, NewItem
+from services.contract.bundle import Bundle
+from services.contract.errors import (
     InvalidArgument,
     NotFound,
     RecserveError,
     Unavailable,
     served_versions,
 )
-from services.common.features import FeatureSpec
-from services.common.item_sync import ListFn, grpc_list_fn
-from services.common.security import SecuritySettings, aio_channel
-from services.common.types import CandidateList, Event, FilterSpec, RankScores, UserState
+from services.contract.features import FeatureSpec
+from services.contract.types import CandidateList, Event, FilterSpec, RankScores, UserState
 from services.gateway.config import Backend, GatewaySettings, Resilience
 from services.gateway.resilience import CircuitBreaker, NotSent, StageGuard, State
 from services.gateway.stages import Activity, DeadlineExceeded, Stages, ValueScore, WrongVersion
+from services.platform import convert, metrics
+from services.platform.item_sync import ListFn, grpc_list_fn
+from services.platform.security import SecuritySettings, aio_channel
 
 _CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 16 << 20),
@@ -87,7 +87,7 @@ def domain_error(stage: str, exc: grpc.aio.AioRpcError) -> RecserveError:
 
 
 def guard_for(name: str, deadline_s: float, resilience: Resilience) -> StageGuard:
-    """A backend's breaker + retry policy, reporting to services.common.metrics."""
+    """A backend's breaker + retry policy, reporting to services.platform.metrics."""
 
     def on_change(backend: str, state: State) -> None:
         metrics.CIRCUIT_STATE.labels(backend).set(int(state))

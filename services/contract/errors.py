@@ -1,5 +1,5 @@
 """Domain errors that know their gRPC status. Domain code raises these (it never imports grpc);
-the error interceptor in services.common.interceptors turns them into context.abort(...)."""
+the error interceptor in services.platform.interceptors turns them into context.abort(...)."""
 
 from __future__ import annotations
 

@@ -32,8 +32,8 @@ from typing import Any
 
 import grpc
 
-from services.common import env_names
-from services.common.errors import ConfigError
+from services.contract.errors import ConfigError
+from services.platform import env_names
 
 log = logging.getLogger("recserve.security")
 
@@ -378,7 +378,7 @@ def aio_channel(
     options: Sequence[tuple[str, Any]] = (),
 ) -> grpc.aio.Channel:
     """A grpc.aio channel: TLS when `tls` is set; `api_key` sent on every unary call."""
-    from services.common import tracing  # here: OpenTelemetry loads only once a channel is made
+    from services.platform import tracing  # here: OpenTelemetry loads only once a channel is made
 
     chain = [*tracing.client_interceptors(), *([_KeyInterceptor(api_key)] if api_key else [])]
     interceptors = chain or None

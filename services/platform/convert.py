@@ -1,4 +1,4 @@
-"""recserve.v1 protobuf messages <-> domain types (services.common.types).
+"""recserve.v1 protobuf messages <-> domain types (services.contract.types).
 
 Packed numeric fields move as whole arrays (`extend` from ndarray.tolist(), `np.asarray` back)
 rather than element by element. Incoming events are validated here: InvalidArgument on bad input.
@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 
 from recserve.v1 import common_pb2, ranking_pb2, retrieval_pb2, uservalue_pb2
-from services.common.added_items import AddedItem, NewItem
-from services.common.errors import InvalidArgument
-from services.common.features import pad_history
-from services.common.types import (
+from services.contract.added_items import AddedItem, NewItem
+from services.contract.errors import InvalidArgument
+from services.contract.features import pad_history
+from services.contract.types import (
     CandidateList,
     Event,
     EventKind,

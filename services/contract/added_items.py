@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from services.common.content import MAX_TEXT_CHARS, item_text
-from services.common.errors import InvalidArgument
+from services.contract.content import MAX_TEXT_CHARS, item_text
+from services.contract.errors import InvalidArgument
 
 MAX_ITEM_ID_CHARS = 256
 MAX_TITLE_CHARS = 500

@@ -7,7 +7,7 @@ instead of holding them as constants: history_tags float32[B,H,T], history_attrs
 no attribute inputs without declared item attributes, no item_vectors for a ranker without the
 retrieval score); `feeds` gathers exactly the declared ones.
 
-Built from the bundle with the one feature definition (services.common.features): tags
+Built from the bundle with the one feature definition (services.contract.features): tags
 multi-hot over `feature_spec.tags` (unknown tags ignored), the declared item attributes of
 items.parquet encoded with `encode_item_attributes`, item_embeddings.npy as the vectors. Row 0
 (unknown / padding) is all zeros. Items added at runtime get rows >= n_base_rows
@@ -28,9 +28,9 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pyarrow.parquet as pq
 
-from services.common.bundle import Bundle
-from services.common.catalog import tag_matrix
-from services.common.features import FeatureSpec, encode_item_attributes, tags_multi_hot
+from services.contract.bundle import Bundle
+from services.contract.catalog import tag_matrix
+from services.contract.features import FeatureSpec, encode_item_attributes, tags_multi_hot
 
 HISTORY_FEATURE_INPUTS = ("history_tags", "history_attrs")
 ITEM_FEATURE_INPUTS = ("item_tags", "item_attrs", "item_vectors")

@@ -1,6 +1,6 @@
 """Domain types passed between pipeline stages (no grpc, no protobuf).
 
-Conversion to and from the recserve.v1 messages lives in services/common/convert.py.
+Conversion to and from the recserve.v1 messages lives in services/platform/convert.py.
 Arrays: P = profile fields, H = history length, N = candidates.
 """
 

@@ -34,8 +34,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 
-from services.common.env import Env, env_int, env_str
-from services.common.errors import ConfigError
+from services.contract.errors import ConfigError
+from services.platform.env import Env, env_int, env_str
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ CIRCUIT_OPENED = Counter(
 )
 
 
-# --- every service: RPCs (services.common.interceptors) and the loaded model ---------------
+# --- every service: RPCs (services.platform.interceptors) and the loaded model ---------------
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.004, 0.008, 0.015, 0.03, 0.06, 0.12, 0.25, 0.5, 1, 2.5)
 RPC_REQUESTS = Counter(
     "recserve_rpc_requests_total",

@@ -27,12 +27,12 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import grpc
 
-from services.common.bundle import Bundle
-from services.common.config import BundleSettings, ServerSettings
-from services.common.logging import setup_logging
-from services.common.metrics import MetricsSettings, start_metrics_http, watch_model
-from services.common.reload import BundleWatcher, ModelHolder, ReloadSettings, make_watcher
-from services.common.server import create_server_from_settings, run_main, serve
+from services.contract.bundle import Bundle
+from services.platform.config import BundleSettings, ServerSettings
+from services.platform.logging import setup_logging
+from services.platform.metrics import MetricsSettings, start_metrics_http, watch_model
+from services.platform.reload import BundleWatcher, ModelHolder, ReloadSettings, make_watcher
+from services.platform.server import create_server_from_settings, run_main, serve
 
 T = TypeVar("T")
 

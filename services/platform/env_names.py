@@ -14,12 +14,12 @@ import os
 import re
 from collections.abc import Mapping
 
-from services.common.errors import ConfigError
+from services.contract.errors import ConfigError
 
 PREFIX = "RECSERVE_"
 SERVICES = ("gateway", "feature", "retrieval", "ranking", "uservalue")
 
-# Read by the services (services/), the shared plumbing (services/common/) and the launcher.
+# Read by the services (services/), the shared plumbing (services/platform/) and the launcher.
 _SERVING = """
     HOST GRACE_SECONDS MAX_MESSAGE_BYTES REUSE_PORT LOG_LEVEL LOG_FORMAT ACCESS_LOG_SAMPLE
     ARTIFACTS BUNDLE_VERSION RELOAD_INTERVAL_S RELOAD_GRACE_S ITEM_SYNC_S
@@ -89,7 +89,7 @@ def mask(name: str, value: str) -> str:
 
 
 def record(name: str, value: object) -> None:
-    """Note what this process read for `name` (called by the services.common.env readers
+    """Note what this process read for `name` (called by the services.platform.env readers
     when they read the process environment)."""
     _READ[name] = mask(name, str(value))
 

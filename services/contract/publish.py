@@ -7,7 +7,7 @@
 LATEST is rewritten atomically (temp file, fsync, os.replace, fsync of the directory).
 artifacts/HISTORY is append-only, one line per switch: "<UTC time>\t<action>\t<version>", so
 rollback knows what was live before. Services with RECSERVE_RELOAD_INTERVAL_S > 0 pick up the
-new LATEST on their next poll (services.common.reload).
+new LATEST on their next poll (services.platform.reload).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from services.common.bundle import LATEST_POINTER, MANIFEST_NAME, Bundle
-from services.common.errors import BundleError
-from services.common.reload import read_latest, validate_bundle
+from services.contract.bundle import LATEST_POINTER, MANIFEST_NAME, Bundle
+from services.contract.errors import BundleError
+from services.contract.verify import read_latest, validate_bundle
 
 HISTORY_FILE = "HISTORY"
 

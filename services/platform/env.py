@@ -3,9 +3,9 @@ env_names and errors, so every platform module (metrics, tracing, interceptors, 
 config) can read its settings without importing the others).
 
 Every reader raises ConfigError with the variable's name and the reason, so a service can fail
-at start-up with one clear line (see services.common.server.run_main). Reading the process
+at start-up with one clear line (see services.platform.server.run_main). Reading the process
 environment (env=None) also records the value, default included, for the effective-configuration
-line each service logs at start-up (services.common.env_names).
+line each service logs at start-up (services.platform.env_names).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TypeVar
 
-from services.common import env_names
-from services.common.errors import ConfigError
+from services.contract.errors import ConfigError
+from services.platform import env_names
 
 Env = Mapping[str, str]
 T = TypeVar("T")

@@ -1,7 +1,7 @@
 """Cross-cutting RPC behaviour for every grpc.aio server: error mapping, request ids and
 sampled access logs.
 
-Domain code raises services.common.errors.RecserveError subclasses; this interceptor turns
+Domain code raises services.contract.errors.RecserveError subclasses; this interceptor turns
 them into `context.abort(grpc.StatusCode[exc.code], message)`. Anything else becomes INTERNAL
 with a generic message: the stack trace goes to the log, never to the client.
 
@@ -27,10 +27,10 @@ from typing import Any
 
 import grpc
 
-from services.common import metrics
-from services.common.env import env_float
-from services.common.errors import RecserveError
-from services.common.logging import REQUEST_ID
+from services.contract.errors import RecserveError
+from services.platform import metrics
+from services.platform.env import env_float
+from services.platform.logging import REQUEST_ID
 
 log = logging.getLogger("recserve.rpc")
 access_log = logging.getLogger("recserve.access")

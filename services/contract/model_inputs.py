@@ -1,7 +1,7 @@
 """UserState -> the ONNX user inputs shared by the user tower and the ranker (batch of one):
 user_index, profile, history and, for graphs that take item features as inputs (bundle
 schema_version 2), the history items' features history_tags / history_attrs gathered from the
-serving process's item table (services.common.item_table).
+serving process's item table (services.contract.item_table).
 
 Validates every index against the bundle's table sizes first: an out-of-range index would
 otherwise fail inside ONNX Runtime as an INTERNAL error instead of INVALID_ARGUMENT. With an
@@ -15,12 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.common.bundle import Bundle
-from services.common.errors import InvalidArgument
-from services.common.features import FeatureSpec, pad_history
-from services.common.item_table import ItemTable
-from services.common.types import UserState
-from services.common.vocab import Vocabulary
+from services.contract.bundle import Bundle
+from services.contract.errors import InvalidArgument
+from services.contract.features import FeatureSpec, pad_history
+from services.contract.item_table import ItemTable
+from services.contract.types import UserState
+from services.contract.vocab import Vocabulary
 
 
 @dataclass(frozen=True)

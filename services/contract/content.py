@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from services.common.bundle import Bundle
-from services.common.onnx import create_session
+from services.contract.bundle import Bundle
+from services.contract.onnx import create_session
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer

@@ -5,7 +5,7 @@ process that restarted, a pipeline rebuilt by a hot reload) learns the item from
 service's registry: `ItemSync` pulls ListAddedItems(after=<highest change seen>) at start and
 every RECSERVE_ITEM_SYNC_S seconds, pages until a page comes back empty, keeps a mirror of the
 whole registry, and after each complete pull that changed something hands the *whole* mirror,
-in ordinal order, to `apply`. Rows are computed from every entry (services.common.added_items),
+in ordinal order, to `apply`. Rows are computed from every entry (services.contract.added_items),
 so consumers reconcile against their own state (retrieval: index what it lacks; gateway:
 extend its catalog) and a failed or repeated round is harmless.
 
@@ -25,9 +25,9 @@ from collections.abc import Awaitable, Callable
 import grpc
 
 from recserve.v1 import feature_pb2, feature_pb2_grpc
-from services.common import convert, metrics
-from services.common.added_items import AddedItem
-from services.common.env import Env, env_float
+from services.contract.added_items import AddedItem
+from services.platform import convert, metrics
+from services.platform.env import Env, env_float
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def sync_interval_from_env(env: Env | None = None) -> float:
 
 
 def grpc_list_fn(channel: grpc.aio.Channel, timeout_s: float = RPC_TIMEOUT_S) -> ListFn:
-    """ListAddedItems over a channel to the feature service (make it with services.common.
+    """ListAddedItems over a channel to the feature service (make it with services.platform.
     security.aio_channel, so TLS and the internal API key apply)."""
     stub = feature_pb2_grpc.FeatureServiceStub(channel)
 

@@ -20,11 +20,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from services.common import env_names, tracing
-from services.common.config import ServerSettings
-from services.common.errors import BundleError, ConfigError
-from services.common.interceptors import ErrorInterceptor
-from services.common.security import SecuritySettings
+from services.contract.errors import BundleError, ConfigError
+from services.platform import env_names, tracing
+from services.platform.config import ServerSettings
+from services.platform.interceptors import ErrorInterceptor
+from services.platform.security import SecuritySettings
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """One log line per record, JSON (default) or key=value, with the service name on every line.
 
-The request id of the RPC being served (services.common.interceptors sets it from the
+The request id of the RPC being served (services.platform.interceptors sets it from the
 `x-request-id` metadata, or makes one up) is on every line logged while serving it.
 """
 

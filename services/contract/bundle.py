@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from services.common.errors import BundleError
-from services.common.features import FeatureSpec
+from services.contract.errors import BundleError
+from services.contract.features import FeatureSpec
 
 # 2: user_tower.onnx / ranker.onnx take the item side features as inputs (docs/bundle.md,
-# services.common.item_table); 1: the graphs held them as constants and took item indices only.
+# services.contract.item_table); 1: the graphs held them as constants and took item indices only.
 # Services serve both: they feed whichever inputs a graph declares.
 MANIFEST_SCHEMA_VERSION = 2
 SUPPORTED_SCHEMA_VERSIONS = frozenset({1, MANIFEST_SCHEMA_VERSION})

@@ -13,11 +13,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from services.common.added_items import NewItem, assign_rows
-from services.common.bundle import Bundle
-from services.common.errors import NotFound
-from services.common.types import ItemInfo
-from services.common.vocab import Vocabulary
+from services.contract.added_items import NewItem, assign_rows
+from services.contract.bundle import Bundle
+from services.contract.errors import NotFound
+from services.contract.types import ItemInfo
+from services.contract.vocab import Vocabulary
 
 
 def tag_masks(tags: Sequence[str], item_tags: Sequence[Sequence[str]]) -> np.ndarray:
@@ -108,7 +108,7 @@ def tag_matrix(tags: Sequence[str], column: pa.ListArray, rows: np.ndarray, n_ro
 
 class ItemCatalog:
     """Row i (1..n) describes item index i; row 0 is the unknown item. Items added at runtime
-    (services.common.added_items) follow at rows n + 1, ... in an extended copy
+    (services.contract.added_items) follow at rows n + 1, ... in an extended copy
     (`with_added`); `vocab` stays the bundle's, so `index`/`indices` are the lookups that
     know added items too."""
 

@@ -1,6 +1,6 @@
 """The settings every server shares: the bundle to serve and the gRPC server's own settings.
 
-The typed environment readers (env_str, env_int, ...) live in services.common.env, one layer
+The typed environment readers (env_str, env_int, ...) live in services.platform.env, one layer
 below; they are re-exported here for the services' config modules.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.common.bundle import Bundle, resolve_bundle_dir
-from services.common.env import (
+from services.contract.bundle import Bundle, resolve_bundle_dir
+from services.platform.env import (
     Env,
     env_bool,
     env_choice,
@@ -19,7 +19,7 @@ from services.common.env import (
     env_path,
     env_str,
 )
-from services.common.security import SecuritySettings
+from services.platform.security import SecuritySettings
 
 __all__ = [
     "BundleSettings",
@@ -61,7 +61,7 @@ def load_bundle_from_env(env: Env | None = None, verify: bool = True) -> Bundle:
 @dataclass(frozen=True)
 class ServerSettings:
     """What every gRPC server reads: where to listen, how to stop, how to log, and its security
-    (TLS, API keys: services.common.security, off by default)."""
+    (TLS, API keys: services.platform.security, off by default)."""
 
     host: str
     port: int

@@ -34,8 +34,8 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from services.common.env import Env, env_choice, env_float
-from services.common.interceptors import split_method, status_of
+from services.platform.env import Env, env_choice, env_float
+from services.platform.interceptors import split_method, status_of
 
 _TRACER_NAME = "recserve"
 _NOOP = contextlib.nullcontext()

@@ -1,8 +1,8 @@
-"""`python -m services.common.healthcheck HOST:PORT [SERVICE]`: exit 0 when the server reports
+"""`python -m services.platform.healthcheck HOST:PORT [SERVICE]`: exit 0 when the server reports
 SERVING over grpc.health.v1, 1 otherwise. Used by Docker HEALTHCHECK and scripts.
 
 Health needs no API key. Against a TLS server the probe dials TLS from the client settings of
-services.common.security: RECSERVE_TLS_CA (verifies the server), RECSERVE_TLS_CLIENT_CERT/KEY
+services.platform.security: RECSERVE_TLS_CA (verifies the server), RECSERVE_TLS_CLIENT_CERT/KEY
 (mutual TLS), RECSERVE_TLS_SERVER_NAME (the name in the server's certificate when the probe
 dials 127.0.0.1). A bad setting exits 2."""
 
@@ -13,8 +13,8 @@ import sys
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.common.errors import ConfigError
-from services.common.security import ClientTLS, sync_channel
+from services.contract.errors import ConfigError
+from services.platform.security import ClientTLS, sync_channel
 
 
 def check(
@@ -33,7 +33,7 @@ def check(
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not 1 <= len(args) <= 2:
-        print("usage: python -m services.common.healthcheck HOST:PORT [SERVICE]", file=sys.stderr)
+        print("usage: python -m services.platform.healthcheck HOST:PORT [SERVICE]", file=sys.stderr)
         return 2
     try:
         tls = ClientTLS.from_env()

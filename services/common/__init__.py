@@ -1,1 +1,0 @@
-"""Plumbing and definitions shared by every service (and imported by training)."""

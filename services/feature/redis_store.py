@@ -2,20 +2,26 @@
 
 Every replica holds the same bundle (catalog, profiles, base per-user state; see
 services.feature.bundle_state). What replicas must share is the live events applied since the
-bundle was built, so those live in Redis (layout in docs/feature_store.md):
+bundle was built, so those live in Redis (layout in docs/feature_store.md and
+services.feature.redis_layout):
 
-    {prefix}:{bundle_version}:user:{user_id}  LIST, one entry per live event, oldest first:
-                                              "<stream id> <day> <activity value> <item_id>"
-    {prefix}:events                           STREAM, every event (the log for retraining):
-                                              bundle, user, item, kind, ts, rating, value
+    {prefix}:user:{user_id}  LIST, one entry per live event, stream order, for every bundle
+                             version: "<stream id> <day> <activity value> <item_id>"
+    {prefix}:events          STREAM, every event (the durable log): bundle, user, item, kind,
+                             ts, rating, value
+    {prefix}:layout          "2" once the lists are complete (connect rebuilds them from the
+                             stream when it is missing: a deployment of the per-version layout)
 
 apply_events runs one Lua script (atomic in Redis: XADD + RPUSH per event) and returns only
 after Redis replied, which with appendonly yes + appendfsync always means after the AOF was
 fsynced. get_user costs one round trip (LRANGE): the base record plus the live entries folded in
 with UserRecord.apply_many in order, so the answer equals InMemoryFeatureStore's for the same bundle
-and events. Each replica caches folded records (LRU) and fetches only entries it has not folded
-yet; the first entry fetched must equal the last one folded, else the cache is dropped (the list
-was reset) and the whole list is read again.
+and events. The lists are not keyed by bundle version: a store folds the entries after the stream
+position its bundle was retrained on (manifest data.split.feedback_stream; none: all), so stores
+of two versions (a hot reload's grace period) see the same events. Each replica caches folded
+records (LRU) and fetches only entries it has not folded yet; the first entry fetched must equal
+the last one folded, else the cache is dropped (the list was reset) and the whole list is read
+again.
 
 Calls are synchronous (redis.Redis over a connection pool): the async servicer calls them on
 the event loop, which blocks it for one loopback round trip (see docs/feature_store.md).
@@ -23,13 +29,14 @@ the event loop, which blocks it for one loopback round trip (see docs/feature_st
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
@@ -42,7 +49,7 @@ from services.contract.bundle import Bundle
 from services.contract.catalog import ItemCatalog
 from services.contract.errors import ConfigError, NotFound, RecserveError, Unavailable
 from services.contract.features import FeatureSpec
-from services.contract.types import Event, ItemInfo, UserState
+from services.contract.types import Event, EventKind, ItemInfo, UserState
 from services.contract.vocab import Vocabulary
 from services.feature.bundle_state import (
     DEFAULT_MAX_BATCH,
@@ -51,7 +58,16 @@ from services.feature.bundle_state import (
     UserRecord,
     event_day,
 )
+from services.feature.redis_layout import (
+    Rebuild,
+    StreamId,
+    bundle_stream_position,
+    ensure_user_lists,
+    entry_stream_id,
+)
 from services.feature.redis_registry import RedisItemRegistry
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CACHE_USERS = 100_000
 SYNC_BATCH = 1_000
@@ -134,9 +150,9 @@ def redis_errors() -> Iterator[None]:
 
 @dataclass(slots=True, frozen=True)
 class _Folded:
-    record: UserRecord  # base + the first `count` live entries; never mutated
-    count: int
-    last: str  # the last entry folded (stream ids make entries unique)
+    record: UserRecord | None  # base + the first `count` list entries (those after the
+    count: int  # bundle's stream position); never mutated. None: unknown user, nothing folded
+    last: str  # the last list entry read, folded or skipped (stream ids make entries unique)
 
 
 class RedisFeatureStore(BundleFeatures):
@@ -156,6 +172,7 @@ class RedisFeatureStore(BundleFeatures):
         max_batch: int = DEFAULT_MAX_BATCH,
         max_ids: int = DEFAULT_MAX_IDS,
         cache_users: int = DEFAULT_CACHE_USERS,
+        stream_position: StreamId | None = None,
     ) -> None:
         super().__init__(
             spec, bundle_version, users, profiles, catalog, records,
@@ -166,7 +183,9 @@ class RedisFeatureStore(BundleFeatures):
         self._client = client
         self.prefix = prefix
         self.stream_key = f"{prefix}:events"
-        self._user_prefix = f"{prefix}:{bundle_version}:user:"
+        self._user_prefix = f"{prefix}:user:"
+        # Entries up to this stream id are in the bundle's base state already (None: none are).
+        self.stream_position = stream_position
         self._apply = client.register_script(_APPLY_LUA)
         self._cache: OrderedDict[str, _Folded] = OrderedDict()
         self._cache_users = cache_users
@@ -177,12 +196,21 @@ class RedisFeatureStore(BundleFeatures):
         self._items = RedisItemRegistry(client, prefix)
 
     @classmethod
+    def from_bundle(cls, bundle: Bundle, **kwargs: Any) -> Self:
+        """kwargs as for the constructor; the stream position is the bundle's own (manifest
+        data.split.feedback_stream). Does not check the layout marker: connect does."""
+        kwargs.setdefault("stream_position", bundle_stream_position(bundle))
+        return super().from_bundle(bundle, **kwargs)
+
+    @classmethod
     def connect(
         cls, bundle: Bundle, url: str, *, prefix: str = "recserve", timeout_s: float = 1.0,
         require_durable: bool = True, **kwargs: Any,
     ) -> RedisFeatureStore:  # fmt: skip
         """Bundle + a new pooled client for `url`; ConfigError when Redis is unreachable or
-        (require_durable) not configured so that acknowledged writes survive a crash."""
+        (require_durable) not configured so that acknowledged writes survive a crash. Rebuilds
+        the user lists from the stream first when their layout marker is missing
+        (ensure_layout)."""
         client = redis_client(url, timeout_s)
         where = redacted(url)
         if require_durable:
@@ -192,7 +220,37 @@ class RedisFeatureStore(BundleFeatures):
                 client.ping()
             except redis.RedisError as exc:
                 raise ConfigError(f"Redis at {where} is unreachable: {exc}") from None
-        return cls.from_bundle(bundle, client=client, prefix=prefix, **kwargs)
+        store = cls.from_bundle(bundle, client=client, prefix=prefix, **kwargs)
+        store.ensure_layout()
+        return store
+
+    def ensure_layout(self, **kwargs: Any) -> Rebuild | None:
+        """The user lists of this layout are complete once this returns: a Redis holding only
+        the per-version layout's keys (or nothing) has its lists rebuilt from the stream (one
+        replica does it, the others wait; logged). kwargs: see ensure_user_lists."""
+        with redis_errors():
+            return ensure_user_lists(
+                self._client, self.prefix, self.stream_key, self.user_key, self.stream_entry,
+                **kwargs,
+            )  # fmt: skip
+
+    def stream_entry(self, stream_id: str, fields: Mapping[str, str]) -> str | None:
+        """The user-list entry of a stream entry, as apply_events writes it; None when the
+        fields are not an event's."""
+        try:
+            event = Event(
+                user_id=fields["user"], item_id=fields["item"], kind=EventKind(fields["kind"]),
+                timestamp=int(fields["ts"]), rating=float(fields["rating"]),
+                value=float(fields["value"]),
+            )  # fmt: skip
+        except (KeyError, ValueError):
+            log.warning("stream entry %s is not an event: %r", stream_id, dict(fields))
+            return None
+        return f"{stream_id} {self._list_entry(event)}"
+
+    def _list_entry(self, e: Event) -> str:
+        """An entry without its stream id (the script prepends it)."""
+        return f"{event_day(e)} {self.activity_value(e)!r} {e.item_id}"
 
     def user_key(self, user_id: str) -> str:
         return self._user_prefix + user_id
@@ -223,9 +281,8 @@ class RedisFeatureStore(BundleFeatures):
         keys = [self.stream_key, *(self.user_key(e.user_id) for e in events)]
         args: list[str] = [self.bundle_version]
         for e in events:
-            entry = f"{event_day(e)} {self.activity_value(e)!r} {e.item_id}"
             args += [e.user_id, e.item_id, e.kind.value, str(e.timestamp), repr(float(e.rating)),
-                     repr(float(e.value)), entry]  # fmt: skip
+                     repr(float(e.value)), self._list_entry(e)]  # fmt: skip
         with redis_errors():
             self._apply(keys=keys, args=args)
         with self._lock:
@@ -329,18 +386,27 @@ class RedisFeatureStore(BundleFeatures):
             base, count, new = folded.record, folded.count, entries[1:]
         if not new:
             return base
+        live = new
+        if self.stream_position is not None:  # the bundle holds the events up to it already
+            live = [e for e in new if entry_stream_id(e) > self.stream_position]
+        if not live:
+            self._remember(user_id, _Folded(base, count + len(new), new[-1]))
+            return base
         record = base.copy() if base is not None else UserRecord.empty(self.spec.history_len)
-        parts = [e.split(" ", 3) for e in new]
+        parts = [e.split(" ", 3) for e in live]
         items = self.catalog.indices([p[3] for p in parts])
         if (items == 0).any() and self.sync_registry():  # maybe added by another replica
             items = self.catalog.indices([p[3] for p in parts])
         record.apply_many(items, [int(p[1]) for p in parts], [float(p[2]) for p in parts])
+        self._remember(user_id, _Folded(record, count + len(new), new[-1]))
+        return record
+
+    def _remember(self, user_id: str, folded: _Folded) -> None:
         with self._lock:
-            self._cache[user_id] = _Folded(record, count + len(new), new[-1])
+            self._cache[user_id] = folded
             self._cache.move_to_end(user_id)
             while len(self._cache) > self._cache_users:
                 self._cache.popitem(last=False)
-        return record
 
     def _forget(self, user_id: str) -> None:
         with self._lock:

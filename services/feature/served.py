@@ -36,9 +36,10 @@ def build_store(
 class FeatureModel(ServedModel[FeatureStore]):
     """A new store per bundle (hot reload), for every backend. In memory, the new store takes
     over the live per-user state at the swap, re-encoded by item id, with the event log and
-    snapshots (InMemoryFeatureStore.adopt_live_state); a Redis store reads the new version's
-    keys (docs/feature_store.md, known gaps). The previous store answers requests pinned to its
-    version for the grace period (one version per request, docs/bundle.md)."""
+    snapshots (InMemoryFeatureStore.adopt_live_state); a Redis store reads the same
+    version-independent user lists (docs/feature_store.md, "Bundle changes"). The previous
+    store answers requests pinned to its version for the grace period (one version per
+    request, docs/bundle.md)."""
 
     def __init__(self, config: FeatureConfig, store_config: StoreConfig) -> None:
         self.config = config

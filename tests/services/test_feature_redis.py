@@ -5,9 +5,13 @@ stream and the feature service over gRPC with RECSERVE_FEATURE_BACKEND=redis."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 import random
+import threading
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import numpy as np
@@ -16,11 +20,17 @@ import pytest
 
 from recserve.v1 import common_pb2, feature_pb2, feature_pb2_grpc
 from services.contract.bundle import Bundle
-from services.contract.errors import ConfigError, InvalidArgument, Unavailable
+from services.contract.errors import BundleError, ConfigError, InvalidArgument, Unavailable
 from services.contract.types import Event, EventKind, UserState
 from services.feature.config import SERVICE_NAME, FeatureConfig, StoreConfig
-from services.feature.redis_store import RedisFeatureStore, check_durable, redis_client
-from services.feature.served import build_store
+from services.feature.redis_layout import parse_stream_id
+from services.feature.redis_store import (
+    _APPLY_LUA,
+    RedisFeatureStore,
+    check_durable,
+    redis_client,
+)
+from services.feature.served import FeatureModel, build_store
 from services.feature.servicer import register
 from services.feature.store import InMemoryFeatureStore
 from services.platform.server import create_server
@@ -53,7 +63,7 @@ def prefix() -> str:
 def make_store(bundle, redis_server: RedisServer, prefix: str) -> MakeStore:
     """Replicas: every call is a new store (own client, own cache) over the same keys."""
 
-    def make(url: str | None = None, **kwargs) -> RedisFeatureStore:
+    def make(url: str | None = None, bundle: Bundle = bundle, **kwargs) -> RedisFeatureStore:
         client = redis_client(url or redis_server.url, timeout_s=2.0)
         return RedisFeatureStore.from_bundle(bundle, client=client, prefix=prefix, **kwargs)
 
@@ -306,3 +316,216 @@ def test_feature_service_replicas_over_grpc(tiny_bundle, bundle, redis_server, p
     assert list(after.history[1:]) == list(before.history[: len(after.history) - 1])
     assert many.users[0] == after and not many.users[1].known
     assert down_code == grpc.StatusCode.UNAVAILABLE
+
+
+# --- lists shared by every bundle version (hot reload), stream positions, the layout rebuild ---
+
+
+def other_version(bundle: Bundle, version: str, **split) -> Bundle:
+    """The same bundle under another version (as after a retraining), with data.split entries."""
+    manifest = {**bundle.manifest, "version": version}
+    if split:
+        data = manifest.get("data", {})
+        manifest["data"] = {**data, "split": {**data.get("split", {}), **split}}
+    return dataclasses.replace(bundle, manifest=manifest)
+
+
+def test_a_new_bundle_sees_the_live_events_applied_under_the_old_one(
+    bundle, make_store, busy_users
+):
+    memory = InMemoryFeatureStore.from_bundle(bundle)
+    old = make_store()
+    users = [*busy_users, "newcomer-b"]
+    for step in range(3):
+        batch = random_events(memory, users, 20, seed=100 + step)
+        memory.apply_events(batch)
+        old.apply_events(batch)
+
+    new = make_store(bundle=other_version(bundle, "B"))
+    assert new.bundle_version == "B" != old.bundle_version
+    for user_id in users:
+        assert_same_state(new.get_user(user_id), memory.get_user(user_id))
+    for got, want in zip(new.get_users(users), memory.get_users(users), strict=True):
+        assert_same_state(got, want)
+
+
+def test_grace_period_events_through_the_old_store_reach_the_new_one(
+    bundle, make_store, busy_users
+):
+    memory = InMemoryFeatureStore.from_bundle(bundle)
+    old = make_store()
+    user_id = busy_users[0]
+    first = random_events(memory, [user_id], 5, seed=7)
+    memory.apply_events(first)
+    old.apply_events(first)
+
+    new = make_store(bundle=other_version(bundle, "B"))  # the reload: both serve for a while
+    assert_same_state(new.get_user(user_id), memory.get_user(user_id))  # now cached in `new`
+    for step, (writer, reader) in enumerate([(old, new), (new, old), (old, new)]):
+        batch = random_events(memory, [user_id, "newcomer-g"], 6, seed=20 + step)
+        memory.apply_events(batch)
+        writer.apply_events(batch)  # a request pinned to the writer's version
+        for store in (reader, writer):
+            for u in (user_id, "newcomer-g"):
+                assert_same_state(store.get_user(u), memory.get_user(u))
+
+
+def test_a_bundle_with_a_stream_position_folds_only_later_entries(
+    bundle, make_store, redis_server, busy_users
+):
+    store = make_store()
+    user_id = busy_users[1]
+    events = random_events(store, [user_id, "newcomer-p"], 12, seed=3)
+    store.apply_events(events[:5])
+    store.apply_events(events[5:])
+    with redis_server.client() as client:
+        ids = [stream_id for stream_id, _ in client.xrange(store.stream_key)]
+    assert len(ids) == 12
+
+    # As if retrained on the stream up to event 5 (a hand-made manifest entry: the base state is
+    # the same here, so the first five events are simply not folded).
+    retrained = make_store(bundle=other_version(bundle, "R", feedback_stream=ids[4]))
+    assert retrained.stream_position == parse_stream_id(ids[4])
+    later = InMemoryFeatureStore.from_bundle(bundle)
+    later.apply_events(events[5:])
+    everything = InMemoryFeatureStore.from_bundle(bundle)
+    everything.apply_events(events)
+    for u in (user_id, "newcomer-p", "never-seen"):
+        assert_same_state(retrained.get_user(u), later.get_user(u))
+        assert_same_state(store.get_user(u), everything.get_user(u))  # old bundle: all of them
+
+    more = random_events(store, [user_id], 3, seed=4)
+    store.apply_events(more)  # the cached record of `retrained` is extended, same skip rule
+    later.apply_events(more)
+    assert_same_state(retrained.get_user(user_id), later.get_user(user_id))
+
+    past_all = make_store(bundle=other_version(bundle, "S", feedback_stream=ids[-1]))
+    fresh = InMemoryFeatureStore.from_bundle(bundle)
+    fresh.apply_events(more)
+    assert_same_state(past_all.get_user(user_id), fresh.get_user(user_id))
+    assert parse_stream_id("5") == (5, 0) < parse_stream_id("5-1") < parse_stream_id("10-0")
+    with pytest.raises(BundleError, match="feedback_stream"):
+        make_store(bundle=other_version(bundle, "X", feedback_stream="yesterday"))
+
+
+def old_layout_apply(client, store: RedisFeatureStore, version: str, events: list[Event]) -> None:
+    """apply_events as the previous code did it: the same script, lists keyed per version."""
+    keys = [store.stream_key, *(f"{store.prefix}:{version}:user:{e.user_id}" for e in events)]
+    args = [version]
+    for e in events:
+        args += [e.user_id, e.item_id, e.kind.value, str(e.timestamp), repr(float(e.rating)),
+                 repr(float(e.value)), store._list_entry(e)]  # fmt: skip
+    client.register_script(_APPLY_LUA)(keys=keys, args=args)
+
+
+def test_connect_rebuilds_the_lists_of_an_old_per_version_deployment(
+    bundle, redis_server, prefix, busy_users, caplog
+):
+    users = [*busy_users, "newcomer-m"]
+    memory = InMemoryFeatureStore.from_bundle(bundle)
+    writer = RedisFeatureStore.from_bundle(
+        bundle, client=redis_client(redis_server.url), prefix=prefix
+    )
+    with redis_server.client() as client:
+        for step, version in enumerate(["v1", "v1", "v2"]):  # two old bundle versions
+            batch = random_events(memory, users, 30, seed=200 + step)
+            memory.apply_events(batch)
+            old_layout_apply(client, writer, version, batch)
+        client.xadd(writer.stream_key, {"note": "not an event"})
+        assert client.get(f"{prefix}:layout") is None
+        assert not client.keys(f"{prefix}:user:*")
+
+    caplog.set_level(logging.INFO, logger="services.feature.redis_layout")
+    store = RedisFeatureStore.connect(other_version(bundle, "v3"), redis_server.url, prefix=prefix)
+    assert "rebuilt from stream" in caplog.text and "90 events" in caplog.text
+    for user_id in users:
+        assert_same_state(store.get_user(user_id), memory.get_user(user_id))
+
+    with redis_server.client() as client:
+        assert client.get(f"{prefix}:layout") == "2"
+        assert client.get(f"{prefix}:layout:lock") is None
+        lists = {u: client.lrange(store.user_key(u), 0, -1) for u in users}
+        assert sum(map(len, lists.values())) == 90
+        # Run again (as after a replica died half-way): nothing is appended twice.
+        client.delete(f"{prefix}:layout")
+        client.ltrim(store.user_key(users[0]), 0, 4)  # a half-done rebuild of this user
+    again = store.ensure_layout(chunk=7)
+    assert again is not None and (again.events, again.skipped) == (90, 1)
+    assert again.appended == len(lists[users[0]]) - 5
+    assert store.ensure_layout() is None  # marker set: nothing to do
+    with redis_server.client() as client:
+        assert {u: client.lrange(store.user_key(u), 0, -1) for u in users} == lists
+    fresh = RedisFeatureStore.connect(bundle, redis_server.url, prefix=prefix)
+    for user_id in users:
+        assert_same_state(fresh.get_user(user_id), memory.get_user(user_id))
+
+
+def test_two_replicas_starting_at_once_rebuild_the_lists_once(
+    bundle, make_store, redis_server, prefix, busy_users
+):
+    writer = make_store()
+    events = random_events(writer, busy_users, 60, seed=9)
+    with redis_server.client() as client:
+        old_layout_apply(client, writer, "v1", events)
+    memory = InMemoryFeatureStore.from_bundle(bundle)
+    memory.apply_events(events)
+
+    replicas = [make_store(), make_store()]
+    barrier = threading.Barrier(2)
+
+    def start(store: RedisFeatureStore):
+        barrier.wait()
+        return store.ensure_layout(chunk=5)
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(start, replicas))
+    assert sorted(r is None for r in results) == [False, True]  # one rebuilt, one waited
+    assert next(r for r in results if r is not None).appended == 60
+    for replica in replicas:
+        for user_id in busy_users:
+            assert_same_state(replica.get_user(user_id), memory.get_user(user_id))
+
+
+def test_waiting_for_a_rebuild_that_never_ends_is_unavailable(make_store, redis_server, prefix):
+    store = make_store()
+    with redis_server.client() as client:
+        client.set(f"{prefix}:layout:lock", "someone else", px=10_000)
+    with pytest.raises(Unavailable, match="being rebuilt"):
+        store.ensure_layout(wait_s=0.2)
+
+
+def test_a_rebuild_after_the_stream_was_trimmed_says_so(make_store, redis_server, caplog):
+    writer = make_store()
+    item = str(writer.catalog.vocab.ids[0])
+    events = [Event("trimmed", item, EventKind.VIEW, 2_000_000_000 + i) for i in range(4)]
+    with redis_server.client() as client:
+        old_layout_apply(client, writer, "v1", events)
+        client.xtrim(writer.stream_key, maxlen=3, approximate=False)
+    caplog.set_level(logging.INFO, logger="services.feature.redis_layout")
+    rebuilt = make_store().ensure_layout()
+    assert rebuilt is not None and (rebuilt.trimmed, rebuilt.events) == (1, 3)
+    assert "lost 1 entries to XTRIM/XDEL" in caplog.text
+    assert writer.get_user("trimmed").event_count == 3
+
+
+def test_feature_model_reload_with_redis_keeps_the_live_events(
+    tiny_bundle, bundle, redis_server, prefix, busy_users
+):
+    env = {
+        "RECSERVE_ARTIFACTS": str(tiny_bundle.parent),
+        "RECSERVE_FEATURE_BACKEND": "redis",
+        "RECSERVE_REDIS_URL": redis_server.url,
+        "RECSERVE_REDIS_PREFIX": prefix,
+    }
+    served = FeatureModel(FeatureConfig.from_env(env), StoreConfig.from_env(env))
+    old = served.from_bundle(bundle)
+    user_id, item_id = busy_users[0], str(old.catalog.vocab.ids[11])
+    before = old.get_user(user_id).event_count
+    old.apply_events([Event(user_id, item_id, EventKind.CLICK, 2_000_000_000)])
+    new = served.from_bundle(other_version(bundle, "B"))  # the hot reload
+    served.adopt(old, new)
+    old.apply_events([Event(user_id, item_id, EventKind.VIEW, 2_000_000_100)])  # grace period
+    for store in (old, new):
+        state = store.get_user(user_id)
+        assert state.history[:2].tolist() == [old.catalog.index(item_id)] * 2
+        assert state.event_count == before + 2

@@ -92,7 +92,18 @@ def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], 
 def _wrap_unary(
     method: str, inner: Callable[..., Any], access_sample: float
 ) -> Callable[..., Awaitable[Any]]:
+    """The handler of one method, built once per method (ErrorInterceptor caches it): the metric
+    children are bound here, so a call costs no label lookup."""
     is_coroutine = inspect.iscoroutinefunction(inner)
+    service, name = split_method(method)
+    latency = metrics.RPC_LATENCY.labels(service, name)
+    counted: dict[grpc.StatusCode, Any] = {}  # status -> bound counter, filled on first use
+
+    def count(status: grpc.StatusCode) -> None:
+        child = counted.get(status)
+        if child is None:
+            child = counted[status] = metrics.RPC_REQUESTS.labels(service, name, status.name)
+        child.inc()
 
     async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
         start = time.perf_counter()
@@ -118,9 +129,8 @@ def _wrap_unary(
         finally:
             status = status_of(context)
             elapsed = time.perf_counter() - start
-            service, name = split_method(method)
-            metrics.RPC_REQUESTS.labels(service, name, status.name).inc()
-            metrics.RPC_LATENCY.labels(service, name).observe(elapsed)
+            count(status)
+            latency.observe(elapsed)
             if status is not grpc.StatusCode.OK or (
                 access_sample > 0 and random.random() < access_sample
             ):
@@ -152,6 +162,9 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             if access_sample is None
             else access_sample
         )
+        # method -> (the handler grpc found, our wrapper of it): grpc.aio asks the interceptor
+        # on every call; the wrapper is built once per method, not once per call.
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
         self,
@@ -161,8 +174,14 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
             return handler
-        return grpc.unary_unary_rpc_method_handler(
-            _wrap_unary(handler_call_details.method, handler.unary_unary, self.access_sample),
+        method = handler_call_details.method
+        found = self._wrapped.get(method)
+        if found is not None and found[0] is handler:
+            return found[1]
+        wrapped = grpc.unary_unary_rpc_method_handler(
+            _wrap_unary(method, handler.unary_unary, self.access_sample),
             request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped

@@ -98,3 +98,32 @@ def test_access_log_sample_rate_is_validated(monkeypatch) -> None:
     monkeypatch.setenv("RECSERVE_ACCESS_LOG_SAMPLE", "2")
     with pytest.raises(Exception, match="RECSERVE_ACCESS_LOG_SAMPLE"):
         ErrorInterceptor()
+
+
+class _CallDetails(grpc.HandlerCallDetails):
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.invocation_metadata = ()
+
+
+def test_the_wrapper_is_built_once_per_method():
+    """grpc.aio asks the interceptor on every call: the wrapped handler (and its bound metric
+    children) is made once per method and reused; a different handler gets a new wrapper."""
+
+    async def echo(request, context):
+        return request
+
+    first = grpc.unary_unary_rpc_method_handler(echo)
+    interceptor = ErrorInterceptor(access_sample=0.0)
+    details = _CallDetails("/recserve.v1.Test/Echo")
+
+    async def continuation(_details):
+        return first
+
+    async def intercept():
+        return await interceptor.intercept_service(continuation, details)
+
+    one, two = asyncio.run(intercept()), asyncio.run(intercept())
+    assert one is two and one is not first
+    first = grpc.unary_unary_rpc_method_handler(echo)  # e.g. a re-registered service
+    assert asyncio.run(intercept()) is not one

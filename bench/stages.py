@@ -1,7 +1,10 @@
 """In-process stage costs on a bundle: the floor under any serving topology.
 
 feature lookup (1 user + N items), user tower, FAISS search for N candidates, ranking N
-candidates (one user, and batched over B users as the ranking service's micro-batcher does),
+candidates (one user, and batched over B users as the ranking service's micro-batcher does;
+rank_N rates every candidate, as PredictRatings and a bundle without rater.onnx do, and
+rank_N_rate20 rates only the top 20 by P(interact), as Recommend k=20 asks: with rater.onnx
+the rating model runs on 20 candidates, a single-graph bundle still rates all),
 and the whole embedded Recommend pipeline without gRPC.
 Each is timed call by call (perf_counter) after a warm-up; p50/p99 in milliseconds.
 """
@@ -70,6 +73,7 @@ def stage_costs(
             lambda: retriever.retrieve(state, n_candidates), n
         ),
         f"rank_{len(cands)}": time_calls(lambda: ranker.rank(state, cands), n),
+        f"rank_{len(cands)}_rate20": time_calls(lambda: ranker.rank(state, cands, 20), n),
     }
     out["pipeline_recommend_k20"] = _pipeline_recommend(bundle, pick, n_candidates, n)
     if batch > 1:  # what the micro-batcher does with `batch` concurrent requests

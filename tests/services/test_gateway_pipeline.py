@@ -104,7 +104,9 @@ class FakeRanking:
     the order the gateway must use (P(interact)) differs from P(positive) and from retrieval's;
     rating = 1 + 4 * P(positive)."""
 
-    async def rank(self, user: UserState, item_indices: np.ndarray) -> RankScores:
+    async def rank(
+        self, user: UserState, item_indices: np.ndarray, rate_top_k: int = 0
+    ) -> RankScores:
         items = np.asarray(item_indices, dtype=np.int64)
         tie = items.astype(np.float32) / 1000
         p_interact = np.where(items % 4 == 1, 0.9, 0.2).astype(np.float32) + tie

@@ -259,9 +259,7 @@ class OnnxRanker:
                 break
             size = min(size * 2, max_batch)
 
-    def rank(
-        self, user: UserState, item_indices: np.ndarray, rate_top_k: int = 0
-    ) -> RankScores:
+    def rank(self, user: UserState, item_indices: np.ndarray, rate_top_k: int = 0) -> RankScores:
         """item_indices int64[N] (order kept) -> RankScores aligned with them. rate_top_k > 0
         (with rater.onnx): p_positive and rating for the top rate_top_k by p_interact only,
         NaN for the others; 0: for every candidate."""

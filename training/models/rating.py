@@ -235,9 +235,9 @@ class RatingBlend(nn.Module):
 class ServedRanker(nn.Module):
     """The served ranking model: the ranker's P(interact) (the serving order) beside the
     dedicated rating model's rating and its P(liked). Exported as two graphs (`graphs`):
-    ranker.onnx (p_interact) and rater.onnx (p_positive, rating). Same inputs and output names as Ranker:
-    (user_index, profile, history, items, history_tags, history_attrs, item_tags, item_attrs,
-    item_vectors) -> (p_positive, rating, p_interact), float[B, N].
+    ranker.onnx (p_interact) and rater.onnx (p_positive, rating). Same inputs and output names
+    as Ranker: (user_index, profile, history, items, history_tags, history_attrs, item_tags,
+    item_attrs, item_vectors) -> (p_positive, rating, p_interact), float[B, N].
 
     The rating model reads the candidates' side features from the same inputs (SVD++'s tag and
     attribute terms); its trained item tables (factors, biases, AutoRec codes) read rows >= the

@@ -188,7 +188,7 @@ class OnnxRanker:
     def _run(self, feeds: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Single graph: -> (p_positive, rating, p_interact), each float[B, N]; p_interact =
         p_positive for a ranker.onnx without that output."""
-        out = self._session.run(self._outputs, feeds)
+        out = self._session.run(self._outputs, {n: feeds[n] for n in self._ranker_inputs})
         if self.has_p_interact:
             return out[0], out[1], out[2]
         return out[0], out[1], out[0]

@@ -137,4 +137,4 @@ def canned_pipeline(bundle: Bundle, n_candidates: int = 200) -> Pipeline:
     limits = replace(settings.limits, candidates=n_candidates)
     catalog = GatewayCatalog.from_bundle(bundle)
     stages = canned_stages(bundle.feature_spec, len(catalog.ids), n_candidates)
-    return Pipeline(stages, catalog, bundle.feature_spec, limits, None, bundle.dataset)
+    return Pipeline(stages, catalog, bundle.feature_spec, limits, bundle.dataset)

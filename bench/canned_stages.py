@@ -92,7 +92,10 @@ class CannedRanking:
         p = np.linspace(0.9, 0.1, n, dtype=np.float32)
         self.scores = RankScores(p_positive=p, rating=p * 4 + 1, p_interact=p)
 
-    async def rank(self, user: UserState, item_indices: np.ndarray) -> RankScores:
+    async def rank(
+        self, user: UserState, item_indices: np.ndarray, rate_top_k: int = 0
+    ) -> RankScores:
+        """rate_top_k: ignored (canned scores for every candidate)."""
         n = len(item_indices)
         s = self.scores
         if n == len(s.p_interact):
@@ -134,4 +137,4 @@ def canned_pipeline(bundle: Bundle, n_candidates: int = 200) -> Pipeline:
     limits = replace(settings.limits, candidates=n_candidates)
     catalog = GatewayCatalog.from_bundle(bundle)
     stages = canned_stages(bundle.feature_spec, len(catalog.ids), n_candidates)
-    return Pipeline(stages, catalog, bundle.feature_spec, limits, None, bundle.dataset)
+    return Pipeline(stages, catalog, bundle.feature_spec, limits, bundle.dataset)

@@ -365,6 +365,19 @@ def targets(r: dict, cores: float, cores_source: str, reference_rank_ms: float |
         why = "needs --reference-rank-ms or --reference-artifacts" if key else "needs --stages"
         rows.append(_row(name, f"{stages[key]['p50_ms']:.3f} ms" if key else "–", why, None,
                          "<= 0.6", None))  # fmt: skip
+
+    # 6. ratings for the k returned only (rater.onnx): rank_N_rate20 vs the same bundle's two
+    # graphs merged into the single graph of before (bench.stages), same run
+    rated, single = (f"{key}_rate20", f"{key}_single_graph") if key else ("", "")
+    name = f"{rated or 'rank_N_rate20'} p50 / {single or 'rank_N_single_graph'} p50"
+    if key and rated in stages and single in stages:
+        p50, ref = stages[rated]["p50_ms"], stages[single]["p50_ms"]
+        ratio = round(p50 / ref, 3)
+        rows.append(_row(name, f"{p50:.3f} ms", f"{ref:.3f} ms (same bundle, one graph)", ratio,
+                         "<= 0.6", ratio <= 0.6))  # fmt: skip
+    else:
+        why = "needs --stages on a bundle with rater.onnx" if key else "needs --stages"
+        rows.append(_row(name, "–", why, None, "<= 0.6", None))
     return rows
 
 

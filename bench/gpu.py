@@ -92,6 +92,8 @@ def raw_throughput(
     session = ranker._session  # the service's own session: same options, same provider
     where = "cuda" if device == "cuda" else "cpu"
     outputs = [o.name for o in session.get_outputs()]
+    # ranker.onnx's own inputs (a bundle with rater.onnx: the feeds of both graphs)
+    feeds = {i.name: feeds[i.name] for i in session.get_inputs()}
 
     def with_binding() -> None:
         binding = session.io_binding()

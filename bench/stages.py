@@ -1,15 +1,22 @@
 """In-process stage costs on a bundle: the floor under any serving topology.
 
 feature lookup (1 user + N items), user tower, FAISS search for N candidates, ranking N
-candidates (one user, and batched over B users as the ranking service's micro-batcher does),
+candidates (one user, and batched over B users as the ranking service's micro-batcher does;
+rank_N rates every candidate, as PredictRatings and a bundle without rater.onnx do, and
+rank_N_rate20 rates only the top 20 by P(interact), as Recommend k=20 asks: with rater.onnx
+the rating model runs on 20 candidates, a single-graph bundle still rates all; for a bundle
+with rater.onnx, rank_N_single_graph is the same bundle's two graphs merged into one, the
+layout before rater.onnx: today's cost, same weights, same run),
 and the whole embedded Recommend pipeline without gRPC.
 Each is timed call by call (perf_counter) after a warm-up; p50/p99 in milliseconds.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -70,7 +77,11 @@ def stage_costs(
             lambda: retriever.retrieve(state, n_candidates), n
         ),
         f"rank_{len(cands)}": time_calls(lambda: ranker.rank(state, cands), n),
+        f"rank_{len(cands)}_rate20": time_calls(lambda: ranker.rank(state, cands, 20), n),
     }
+    single = single_graph_ranker(bundle, ranker)
+    if single is not None:
+        out[f"rank_{len(cands)}_single_graph"] = time_calls(lambda: single.rank(state, cands), n)
     out["pipeline_recommend_k20"] = _pipeline_recommend(bundle, pick, n_candidates, n)
     if batch > 1:  # what the micro-batcher does with `batch` concurrent requests
         prepared = [ranker.prepare(store.get_user(pick()), cands) for _ in range(batch)]
@@ -78,6 +89,57 @@ def stage_costs(
         res["per_request_ms"] = round(res["mean_ms"] / batch, 4)
         out[f"rank_{len(cands)}_batch_{batch}"] = res
     return out
+
+
+def merge_ranking_graphs(ranker_path: Path, rater_path: Path):
+    """ranker.onnx (p_interact) + rater.onnx (p_positive, rating) of one bundle -> one ONNX
+    model with the inputs of both and the outputs p_positive, rating, p_interact: the
+    single-graph layout of a bundle without rater.onnx (ServedRanker as one graph), with the
+    same weights. The rater's node and initializer names get a "rater/" prefix."""
+    import onnx
+    from onnx import compose
+
+    ranker = onnx.load(str(ranker_path))
+    rater = compose.add_prefix(
+        onnx.load(str(rater_path)), "rater/", rename_inputs=False, rename_outputs=False
+    )
+    own = {i.name for i in ranker.graph.input}
+    graph = onnx.helper.make_graph(
+        [*rater.graph.node, *ranker.graph.node],
+        "ranker",
+        [*ranker.graph.input, *(i for i in rater.graph.input if i.name not in own)],
+        [*rater.graph.output, *ranker.graph.output],
+        initializer=[*rater.graph.initializer, *ranker.graph.initializer],
+    )
+    model = onnx.helper.make_model(graph, opset_imports=ranker.opset_import)
+    model.ir_version = ranker.ir_version
+    onnx.checker.check_model(model)
+    return model
+
+
+def single_graph_ranker(bundle: Bundle, ranker):
+    """For a bundle with rater.onnx: an OnnxRanker over its merged single graph
+    (merge_ranking_graphs), on the same item table and CPU; None for a single-graph bundle."""
+    import onnx
+
+    from services.contract.onnx import create_session
+    from services.ranking.ranker import RATER_FILE, OnnxRanker
+
+    if not ranker.has_rater:
+        return None
+    model = merge_ranking_graphs(bundle.path("ranker.onnx"), bundle.path(RATER_FILE))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "ranker.onnx"
+        onnx.save(model, str(path))
+        session, provider = create_session(path, prefer_gpu=False)
+    return OnnxRanker(
+        session,
+        ranker.inputs,
+        bundle_version=ranker.bundle_version,
+        provider=provider,
+        max_candidates=ranker.max_candidates,
+        table=ranker.table,
+    )
 
 
 def _pipeline_recommend(

@@ -22,6 +22,7 @@ CHECKS = (
     "split / plumbing max rate",
     "split p99 / plumbing p99 at half split's max rate",
     "rank_200 p50 in process / reference",
+    "rank_200_rate20 p50 / rank_200_single_graph p50",
 )
 
 
@@ -133,10 +134,17 @@ def test_targets_table_has_the_issues_rows_with_verdicts():
     assert "--cores" in by[CHECKS[1]]["reference"]
     assert by[CHECKS[2]]["verdict"] == by[CHECKS[3]]["verdict"] == "not measured"
     assert by[CHECKS[4]]["ratio"] == 0.5 and by[CHECKS[4]]["verdict"] == "PASS"
+    assert by[CHECKS[5]]["verdict"] == "not measured"  # a single-graph bundle's stages
+    assert "rater.onnx" in by[CHECKS[5]]["reference"]
     r["targets"] = rows
     md = markdown(r)
     assert "## Serving overhead: ratios and targets" in md and "## Floors" in md
     assert md.count("**PASS**") == 2 and md.count("**FAIL**") == 1
+    stages = r["stages"]
+    stages["rank_200_rate20"] = {**stages["rank_200"], "p50_ms": 0.3}
+    stages["rank_200_single_graph"] = {**stages["rank_200"], "p50_ms": 0.6}
+    row = floors.targets(r, 2.0, "--cores", 1.0)[5]
+    assert row["ratio"] == 0.5 and row["verdict"] == "PASS"
 
 
 def test_targets_without_floors_or_reference_say_not_measured():

@@ -34,6 +34,9 @@ USER_TOWER_OUTPUTS = ("embedding",)
 RANKER_INPUTS = ("user_index", "profile", "history", "items", *HISTORY_FEATURE_INPUTS,
                  *ITEM_FEATURE_INPUTS)  # fmt: skip
 RANKER_OUTPUTS = ("p_positive", "rating", "p_interact")
+# rater.onnx (training.models.rating.RatingGraph): the rating model alone, same inputs as
+# ranker.onnx (those it reads); ranker.onnx is then p_interact only (InteractGraph).
+RATER_OUTPUTS = ("p_positive", "rating")
 
 
 class ParityError(RuntimeError):
@@ -115,13 +118,16 @@ def export_user_tower(tower: nn.Module, path: Path, sample: dict[str, np.ndarray
 def export_ranker(ranker: nn.Module, path: Path, sample: dict[str, np.ndarray]) -> Path:
     """... + items int64[B,N], item_tags float32[B,N,T], item_attrs int64[B,N,A],
     item_vectors float32[B,N,D] -> p_positive float32[B,N], rating float32[B,N],
-    p_interact float32[B,N]. `sample` may be index-only."""
+    p_interact float32[B,N] (the module's OUTPUTS when it names them: InteractGraph's
+    p_interact, RatingGraph's p_positive and rating). `sample` may be index-only. rater.onnx
+    is exported by this function too (same inputs)."""
+    outputs = tuple(getattr(ranker, "OUTPUTS", RANKER_OUTPUTS))
     axes: dict[str, dict[int, str]] = {
         n: {0: "B"} for n in ("user_index", "profile", "history", *HISTORY_FEATURE_INPUTS)
     }
-    axes.update({n: {0: "B", 1: "N"} for n in ("items", *ITEM_FEATURE_INPUTS, *RANKER_OUTPUTS)})
+    axes.update({n: {0: "B", 1: "N"} for n in ("items", *ITEM_FEATURE_INPUTS, *outputs)})
     sample = with_item_features(ranker, sample)
-    return _export(ranker, path, sample, RANKER_INPUTS, RANKER_OUTPUTS, axes)
+    return _export(ranker, path, sample, RANKER_INPUTS, outputs, axes)
 
 
 @torch.no_grad()
@@ -148,7 +154,10 @@ def parity_max_abs_error(
     order = RANKER_INPUTS if "items" in names else USER_TOWER_INPUTS
     given = [n for n in order if n in full]  # features given: torch reads them too
     if not any(n in inputs for n in (*HISTORY_FEATURE_INPUTS, *ITEM_FEATURE_INPUTS)):
-        given = [n for n in order[:4] if n in names]
+        # the index inputs, all of them: a graph may not read some (rater.onnx without SVD++
+        # reads no profile or history), torch takes them positionally
+        given = [n for n in order if n in ("user_index", "profile", "history", "items")]
+        given = [n for n in given if n in full]
     torch_out = module(*(torch.from_numpy(full[name]) for name in given))
     if isinstance(torch_out, torch.Tensor):
         torch_out = (torch_out,)

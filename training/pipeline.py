@@ -1,7 +1,8 @@
 """End-to-end training: data -> split -> two-tower + ranker + rating model -> metrics -> ONNX
 (parity-checked) -> FAISS index -> content encoder (item text -> tower space, training.content)
 -> user-value model -> bundle published under artifacts/<version>. ranker.onnx = the ranker's
-p_interact beside the rating model's rating and p_positive (training.models.rating.ServedRanker).
+p_interact; rater.onnx = the rating model's rating and p_positive (training.models.rating.
+ServedRanker.graphs; without ratings, ranker.onnx holds all three as before).
 
     bundle_dir = build_bundle(TrainConfig(tiny=True))
 
@@ -141,7 +142,7 @@ def build_bundle_from_events(
         cfg.artifacts_dir,
         cfg.version,
         steps,
-        models={"user_tower.onnx": two_tower.user_tower, "ranker.onnx": served},
+        models={"user_tower.onnx": two_tower.user_tower, **served.graphs()},
         parity_inputs=parity_inputs(f.heldout, f.catalog.n_items, cfg.seed),
         export_sample=subset(
             parity_inputs(f.heldout, f.catalog.n_items, cfg.seed + 1), slice(1, 4)

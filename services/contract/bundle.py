@@ -4,7 +4,8 @@ Layout (written by training.bundle, documented in docs/bundle.md):
     manifest.json      schema_version, version, created_at, data, metrics, files{name: sha256},
                        feature_spec, embedding_dim, index_type, models{name: {inputs, outputs}}
     user_tower.onnx    retrieval user tower
-    ranker.onnx        ranking model
+    ranker.onnx        ranking model (P(interact); with rater.onnx, that output only)
+    rater.onnx         optional: the rating model (p_positive, rating), run on the k returned
     user_value.onnx    user-value model
     items.faiss        FAISS index over item-tower embeddings (labels = item indices)
     item_embeddings.npy, user_ids.npy, item_ids.npy, tags.npy, tag_centroids.npy

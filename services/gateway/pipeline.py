@@ -182,9 +182,14 @@ class Pipeline:
         ranks = None
         if rank:
             rows = found.rank_as if found.rank_as is not None else found.item_indices
+            # Ratings only for the k items shown (ordered by P(interact), as ranking picks them);
+            # a cold user's list keeps the candidates' order: every candidate rated.
+            rate_top_k = 0 if user.is_cold else k
             ranks = await self._attempt(
                 "ranking",
-                self.stages.ranking.rank(_model_user(user, catalog), catalog.rank_rows(rows)),
+                self.stages.ranking.rank(
+                    _model_user(user, catalog), catalog.rank_rows(rows), rate_top_k
+                ),
                 fallbacks,
             )
         items = self._top_k(catalog, found, ranks, k, by_model=not user.is_cold)
@@ -246,7 +251,9 @@ class Pipeline:
         """Sort by the ranking model's P(interact) (by_model) or keep the candidates' order.
 
         P(interact) orders the list: ordering by P(positive) = P(interact) x P(rating >= 4 |
-        interact) loses Recall / NDCG against retrieval alone, since any interaction counts."""
+        interact) loses Recall / NDCG against retrieval alone, since any interaction counts.
+        Ranking rated the top k by the same stable sort of p_interact (rate_top_k); a rating
+        it did not compute (NaN) reads as 0, as for a dataset without ratings."""
         n = len(candidates)
         zeros = np.zeros(n, np.float32)
         p_interact = ranks.p_interact if ranks is not None else zeros
@@ -261,9 +268,9 @@ class Pipeline:
                 title=str(catalog.titles[row]),
                 tags=catalog.item_tags[row],
                 score=float(score[j]),
-                predicted_rating=float(rating[j]),
+                predicted_rating=_rated(rating[j]),
                 retrieval_score=float(candidates.scores[j]),
-                ranking_score=float(p_positive[j]),
+                ranking_score=_rated(p_positive[j]),
                 interaction_score=float(p_interact[j]),
                 price=catalog.price(row),
                 currency=self.dataset.currency,
@@ -424,6 +431,12 @@ def _model_user(user: UserState, catalog: GatewayCatalog) -> UserState:
     if np.array_equal(history, user.history):
         return user
     return dataclasses.replace(user, history=history)
+
+
+def _rated(value: float) -> float:
+    """A rating-side score; NaN (not rated: RankRequest.rate_top_k) -> 0."""
+    value = float(value)
+    return value if value == value else 0.0
 
 
 def _seen(user: UserState) -> np.ndarray:

@@ -44,21 +44,25 @@ class RankBatcher:
         self.max_batch = max_batch
         self.max_delay_s = max_delay_s
         self.inline = inline
-        self._queue: list[tuple[tuple[dict, np.ndarray], asyncio.Future, float]] = []
+        # (prepared request, its rate_top_k, future, queued at)
+        self._queue: list[tuple[tuple[dict, np.ndarray], int, asyncio.Future, float]] = []
         self._wake: asyncio.Event | None = None
         self._worker: asyncio.Task | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ort-rank")
         self.batches = 0  # ORT calls made
         self.requests = 0  # requests scored
 
-    async def rank(self, user: UserState, item_indices: np.ndarray) -> RankScores:
+    async def rank(
+        self, user: UserState, item_indices: np.ndarray, rate_top_k: int = 0
+    ) -> RankScores:
+        """rate_top_k: OnnxRanker.rank's (each request of a batch keeps its own)."""
         prepared = self.ranker.prepare(user, item_indices)  # InvalidArgument: this one only
         loop = asyncio.get_running_loop()
         if self._worker is None:
             self._wake = asyncio.Event()
             self._worker = loop.create_task(self._run())
         future = loop.create_future()
-        self._queue.append((prepared, future, time.perf_counter()))
+        self._queue.append((prepared, int(rate_top_k), future, time.perf_counter()))
         self._wake.set()
         return await future
 
@@ -72,29 +76,30 @@ class RankBatcher:
                     await asyncio.sleep(self.max_delay_s)  # let concurrent requests join
                 batch = self._queue[: self.max_batch]
                 del self._queue[: self.max_batch]
-                batch = [(p, f, t) for p, f, t in batch if not f.done()]  # cancelled: skip
+                batch = [e for e in batch if not e[2].done()]  # cancelled: skip
                 if not batch:
                     continue
                 started = time.perf_counter()
                 metrics.RANKING_BATCH_SIZE.observe(len(batch))
-                for _, _, queued in batch:
+                for *_, queued in batch:
                     metrics.RANKING_QUEUE_DELAY.observe(started - queued)
                 try:
-                    prepared = [p for p, _, _ in batch]
+                    prepared = [p for p, _, _, _ in batch]
+                    rate = [k for _, k, _, _ in batch]
                     if self.inline:
-                        scores = self.ranker.rank_prepared(prepared)
+                        scores = self.ranker.rank_prepared(prepared, rate)
                     else:
                         scores = await loop.run_in_executor(
-                            self._executor, self.ranker.rank_prepared, prepared
+                            self._executor, self.ranker.rank_prepared, prepared, rate
                         )
                 except Exception as exc:  # handed to every waiting caller
-                    for _, future, _ in batch:
+                    for _, _, future, _ in batch:
                         if not future.done():
                             future.set_exception(exc)
                     continue
                 self.batches += 1
                 self.requests += len(batch)
-                for (_, future, _), result in zip(batch, scores, strict=True):
+                for (_, _, future, _), result in zip(batch, scores, strict=True):
                     if not future.done():
                         future.set_result(result)
 
@@ -114,10 +119,12 @@ class RankEngine:
         self.ranker = ranker
         self.batcher = batcher
 
-    async def rank(self, user: UserState, item_indices: np.ndarray) -> RankScores:
+    async def rank(
+        self, user: UserState, item_indices: np.ndarray, rate_top_k: int = 0
+    ) -> RankScores:
         if self.batcher is not None:
-            return await self.batcher.rank(user, item_indices)
-        return self.ranker.rank(user, item_indices)
+            return await self.batcher.rank(user, item_indices, rate_top_k)
+        return self.ranker.rank(user, item_indices, rate_top_k)
 
     async def close(self) -> None:
         if self.batcher is not None:

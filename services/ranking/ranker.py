@@ -11,6 +11,13 @@ the bundle's rows only. Outputs p_positive float32[B, N] (P(rating >= 4)), ratin
 float32[B, N] (in [1, 5]) and p_interact float32[B, N] (P(interact), the order of a
 recommendation list). A ranker.onnx without p_interact (a bundle from before that output) is
 still served: its p_positive stands in for p_interact.
+
+Two graphs (a bundle with rater.onnx, docs/bundle.md): ranker.onnx gives p_interact only and
+rater.onnx p_positive and rating, both from the same inputs (each fed those it declares, from
+the same item table). `rate_top_k` (per request) = k > 0 rates only the k candidates with the
+highest p_interact (ties: the earlier candidate, as the gateway's stable sort); the others get
+NaN p_positive and rating. 0 (or k >= N) rates every candidate. A single-graph bundle computes
+every output for every candidate, whatever rate_top_k says.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import numpy as np
 
 from services.contract.bundle import Bundle
 from services.contract.errors import FailedPrecondition, InvalidArgument
-from services.contract.item_table import ItemTable, feature_inputs
+from services.contract.item_table import FEATURE_INPUTS, ItemTable, feature_inputs
 from services.contract.model_inputs import UserInputs
 from services.contract.onnx import create_session
 from services.contract.types import RankScores, UserState
@@ -33,6 +40,8 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_CANDIDATES = 1_000
 _OUTPUTS = ["p_positive", "rating", "p_interact"]
 _LEGACY_OUTPUTS = ["p_positive", "rating"]
+_RATER_OUTPUTS = ["p_positive", "rating"]
+RATER_FILE = "rater.onnx"
 
 
 class OnnxRanker:
@@ -45,13 +54,21 @@ class OnnxRanker:
         provider: str,
         max_candidates: int = DEFAULT_MAX_CANDIDATES,
         table: ItemTable | None = None,
+        rater=None,
     ) -> None:
-        """table: the bundle's item table; required when the graph takes item features."""
+        """table: the bundle's item table; required when a graph takes item features.
+        rater: the rater.onnx session (None: ranker.onnx gives every output)."""
         self._session = session
+        self._rater = rater
         self.inputs = inputs
-        self.features = feature_inputs(session)
+        self._ranker_inputs = tuple(i.name for i in session.get_inputs())
+        self._rater_inputs = tuple(i.name for i in rater.get_inputs()) if rater else ()
+        features = set(feature_inputs(session)) | set(feature_inputs(rater) if rater else ())
+        # Both graphs' feature inputs, gathered once per call; each session gets its own.
+        self.features = tuple(n for n in FEATURE_INPUTS if n in features)
         self._history_features = tuple(n for n in self.features if n.startswith("history_"))
         self._item_features = tuple(n for n in self.features if not n.startswith("history_"))
+        self._rater_items = tuple(n for n in self._item_features if n in self._rater_inputs)
         if self.features and table is None:
             raise ValueError(f"ranker.onnx takes {list(self.features)}: an item table is needed")
         self.table = table if self.features else None
@@ -61,6 +78,13 @@ class OnnxRanker:
         names = {o.name for o in session.get_outputs()}
         self.has_p_interact = "p_interact" in names
         self._outputs = _OUTPUTS if self.has_p_interact else _LEGACY_OUTPUTS
+        if rater is not None:
+            rated = {o.name for o in rater.get_outputs()}
+            if not self.has_p_interact or not set(_RATER_OUTPUTS) <= rated:
+                raise ValueError(
+                    f"{RATER_FILE} needs ranker.onnx's p_interact and its own p_positive, rating"
+                )
+            self._outputs = ["p_interact"]
         if not self.has_p_interact:
             log.warning(
                 "ranker.onnx of bundle %s has no p_interact output: ordering by p_positive",
@@ -80,9 +104,20 @@ class OnnxRanker:
         session, provider = create_session(
             bundle.path("ranker.onnx"), prefer_gpu=prefer_gpu, intra_op_threads=intra_op_threads
         )
+        rater = None
+        if RATER_FILE in bundle.manifest.get("files", {}):
+            rater, _ = create_session(
+                bundle.path(RATER_FILE), prefer_gpu=prefer_gpu, intra_op_threads=intra_op_threads
+            )
         n_item_rows = len(Vocabulary.load(bundle.path("item_ids.npy")))
-        table = ItemTable.from_bundle(bundle) if feature_inputs(session) else None
-        log.info("ranker for bundle %s runs on %s", bundle.version, provider)
+        needs_table = feature_inputs(session) or (rater is not None and feature_inputs(rater))
+        table = ItemTable.from_bundle(bundle) if needs_table else None
+        log.info(
+            "ranker for bundle %s runs on %s%s",
+            bundle.version,
+            provider,
+            f" ({RATER_FILE}: ratings for the top k only)" if rater is not None else "",
+        )
         return cls(
             session,
             UserInputs.from_bundle(bundle, n_item_rows=n_item_rows),
@@ -90,7 +125,13 @@ class OnnxRanker:
             provider=provider,
             max_candidates=max_candidates,
             table=table,
+            rater=rater,
         )
+
+    @property
+    def has_rater(self) -> bool:
+        """True for a bundle with rater.onnx: ratings cost only what rate_top_k asks for."""
+        return self._rater is not None
 
     @property
     def n_item_rows(self) -> int:
@@ -122,20 +163,19 @@ class OnnxRanker:
         self.inputs.check_items(items, "candidate item index", n_rows)
         return self.inputs.feeds(user, table, self._history_features), items
 
-    def rank_prepared(self, prepared: list[tuple[dict, np.ndarray]]) -> list[RankScores]:
+    def rank_prepared(
+        self,
+        prepared: list[tuple[dict, np.ndarray]],
+        rate_top_k: Sequence[int] | None = None,
+    ) -> list[RankScores]:
         """B prepared requests -> one ONNX Runtime call over int64[B, max N] (shorter candidate
-        lists padded with item 0, the unknown item; the padding is cut off again)."""
+        lists padded with item 0, the unknown item; the padding is cut off again), and with
+        rater.onnx one more for the rated candidates. rate_top_k: per request (None: all 0,
+        every candidate rated)."""
         if max(items.size for _, items in prepared) == 0:
             return [_empty() for _ in prepared]
-        p_positive, rating, p_interact = self._run(self.batch_feeds(prepared))
-        return [
-            RankScores(
-                p_positive=p_positive[row, : its.size].astype(np.float32),
-                rating=rating[row, : its.size].astype(np.float32),
-                p_interact=p_interact[row, : its.size].astype(np.float32),
-            )
-            for row, (_, its) in enumerate(prepared)
-        ]
+        sizes = [its.size for _, its in prepared]
+        return self._score(self.batch_feeds(prepared), sizes, rate_top_k)
 
     def batch_feeds(self, prepared: list[tuple[dict, np.ndarray]]) -> dict[str, np.ndarray]:
         """B prepared requests -> every input of the graph (batch_feeds plus the candidates'
@@ -146,12 +186,64 @@ class OnnxRanker:
         return feeds
 
     def _run(self, feeds: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """-> (p_positive, rating, p_interact), each float[B, N]; p_interact = p_positive for a
-        ranker.onnx without that output."""
-        out = self._session.run(self._outputs, feeds)
+        """Single graph: -> (p_positive, rating, p_interact), each float[B, N]; p_interact =
+        p_positive for a ranker.onnx without that output."""
+        out = self._session.run(self._outputs, {n: feeds[n] for n in self._ranker_inputs})
         if self.has_p_interact:
             return out[0], out[1], out[2]
         return out[0], out[1], out[0]
+
+    def _score(
+        self, feeds: dict, sizes: Sequence[int], rate_top_k: Sequence[int] | None
+    ) -> list[RankScores]:
+        """feeds: the user inputs and items int64[B, W] with every feature input of both
+        graphs; sizes: each request's real candidate count (<= W)."""
+        if self._rater is None:
+            p_positive, rating, p_interact = self._run(feeds)
+            alias = not self.has_p_interact  # p_interact is p_positive: copy it
+            return [
+                RankScores(
+                    p_positive=p_positive[row, :n].astype(np.float32, copy=False),
+                    rating=rating[row, :n].astype(np.float32, copy=False),
+                    p_interact=p_interact[row, :n].astype(np.float32, copy=alias),
+                )
+                for row, n in enumerate(sizes)
+            ]
+        ranker_feeds = {name: feeds[name] for name in self._ranker_inputs}
+        (p_interact,) = self._session.run(self._outputs, ranker_feeds)
+        p_interact = p_interact.astype(np.float32, copy=False)
+        picks = [
+            _top(p_interact[row, :n], 0 if rate_top_k is None else int(rate_top_k[row]))
+            for row, n in enumerate(sizes)
+        ]
+        if all(p is None for p in picks):  # every candidate rated: the same items and features
+            rater_feeds = {name: feeds[name] for name in self._rater_inputs}
+        else:
+            width = max(n if p is None else p.size for p, n in zip(picks, sizes, strict=True))
+            rated = np.zeros((len(sizes), width), dtype=np.int64)
+            for row, (pick, n) in enumerate(zip(picks, sizes, strict=True)):
+                its = feeds["items"][row, :n]
+                chosen = its if pick is None else its[pick]
+                rated[row, : chosen.size] = chosen
+            rater_feeds = {
+                name: feeds[name] for name in self._rater_inputs if name not in ITEM_INPUTS
+            }
+            rater_feeds["items"] = rated
+            if self._rater_items:
+                rater_feeds.update(self.table.feeds(self._rater_items, items=rated))
+        p_positive, rating = self._rater.run(_RATER_OUTPUTS, rater_feeds)
+        out = []
+        for row, (pick, n) in enumerate(zip(picks, sizes, strict=True)):
+            if pick is None:
+                pos = p_positive[row, :n].astype(np.float32, copy=False)
+                rat = rating[row, :n].astype(np.float32, copy=False)
+            else:
+                pos = np.full(n, np.nan, dtype=np.float32)
+                rat = np.full(n, np.nan, dtype=np.float32)
+                pos[pick] = p_positive[row, : pick.size]
+                rat[pick] = rating[row, : pick.size]
+            out.append(RankScores(p_positive=pos, rating=rat, p_interact=p_interact[row, :n]))
+        return out
 
     def warm_up(self, max_batch: int = 1, n_candidates: int = 200) -> None:
         """Run every batch size once so the first real requests do not pay ORT's lazy set-up."""
@@ -161,24 +253,23 @@ class OnnxRanker:
         size = 1
         while True:
             self.rank_prepared([one] * size)
+            if self._rater is not None:  # the top-k path: rater.onnx on fewer candidates
+                self.rank_prepared([one] * size, [20] * size)
             if size >= max_batch:
                 break
             size = min(size * 2, max_batch)
 
-    def rank(self, user: UserState, item_indices: np.ndarray) -> RankScores:
-        """item_indices int64[N] (order kept) -> RankScores aligned with them."""
+    def rank(self, user: UserState, item_indices: np.ndarray, rate_top_k: int = 0) -> RankScores:
+        """item_indices int64[N] (order kept) -> RankScores aligned with them. rate_top_k > 0
+        (with rater.onnx): p_positive and rating for the top rate_top_k by p_interact only,
+        NaN for the others; 0: for every candidate."""
         feeds, items = self.prepare(user, item_indices)
         if items.size == 0:
             return _empty()
         feeds["items"] = items.reshape(1, -1)
         if self.table is not None:
             feeds.update(self.table.feeds(self._item_features, items=feeds["items"]))
-        p_positive, rating, p_interact = self._run(feeds)
-        return RankScores(
-            p_positive=p_positive[0].astype(np.float32, copy=False),
-            rating=rating[0].astype(np.float32, copy=False),
-            p_interact=p_interact[0].astype(np.float32),  # a copy: may alias p_positive
-        )
+        return self._score(feeds, (items.size,), (rate_top_k,))[0]
 
 
 def batch_feeds(prepared: list[tuple[dict, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -192,6 +283,17 @@ def batch_feeds(prepared: list[tuple[dict, np.ndarray]]) -> dict[str, np.ndarray
     feeds = {name: np.concatenate([f[name] for f, _ in prepared]) for name in prepared[0][0]}
     feeds["items"] = items
     return feeds
+
+
+ITEM_INPUTS = ("items", "item_tags", "item_attrs", "item_vectors")
+
+
+def _top(p_interact: np.ndarray, k: int) -> np.ndarray | None:
+    """Positions of the k highest p_interact (stable: ties keep the earlier candidate, as the
+    gateway's sort does), in that order; None when every candidate is to be rated."""
+    if k <= 0 or k >= p_interact.size:
+        return None
+    return np.argsort(-p_interact, kind="stable")[:k]
 
 
 def _empty() -> RankScores:

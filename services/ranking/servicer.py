@@ -6,7 +6,7 @@ import grpc
 import numpy as np
 
 from recserve.v1 import ranking_pb2, ranking_pb2_grpc
-from services.contract.errors import check_limit
+from services.contract.errors import InvalidArgument, check_limit
 from services.platform import convert
 from services.platform.reload import ModelHolder
 from services.ranking.batcher import RankBatcher, RankEngine
@@ -40,7 +40,9 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
         user = convert.user_state_from_proto(request.user)
         items = np.asarray(request.item_indices, dtype=np.int64)
         version, engine = self._holder.serve(user.bundle_version)
-        scores = await engine.rank(user, items)
+        if request.rate_top_k < 0:
+            raise InvalidArgument(f"rate_top_k must be >= 0, got {request.rate_top_k}")
+        scores = await engine.rank(user, items, request.rate_top_k)
         return convert.rank_scores_to_proto(scores, version, engine.ranker.provider)
 
 

@@ -104,7 +104,9 @@ class FakeRanking:
     the order the gateway must use (P(interact)) differs from P(positive) and from retrieval's;
     rating = 1 + 4 * P(positive)."""
 
-    async def rank(self, user: UserState, item_indices: np.ndarray) -> RankScores:
+    async def rank(
+        self, user: UserState, item_indices: np.ndarray, rate_top_k: int = 0
+    ) -> RankScores:
         items = np.asarray(item_indices, dtype=np.int64)
         tie = items.astype(np.float32) / 1000
         p_interact = np.where(items % 4 == 1, 0.9, 0.2).astype(np.float32) + tie
@@ -368,6 +370,47 @@ def test_too_many_ids_in_one_request_is_resource_exhausted():
 
 
 # --- the other RPCs ---------------------------------------------------------------------------
+
+
+class TopKRanking(FakeRanking):
+    """FakeRanking as a ranking service with rater.onnx: ratings only for the rate_top_k
+    highest P(interact) (stable), NaN for the others; records what it was asked."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[int, int]] = []  # (candidates, rate_top_k)
+
+    async def rank(
+        self, user: UserState, item_indices: np.ndarray, rate_top_k: int = 0
+    ) -> RankScores:
+        scores = await super().rank(user, item_indices, rate_top_k)
+        self.asked.append((len(item_indices), rate_top_k))
+        n = len(item_indices)
+        if 0 < rate_top_k < n:
+            rest = np.argsort(-scores.p_interact, kind="stable")[rate_top_k:]
+            scores.p_positive[rest] = np.nan
+            scores.rating[rest] = np.nan
+        return scores
+
+
+def test_recommend_asks_ranking_for_k_ratings_and_shows_them_all():
+    """Recommend k: every candidate is scored, only the k returned are rated, and those are
+    the ratings of an all-candidates call; PredictRatings asks for every item's."""
+    ranking = TopKRanking()
+    pipeline = make_pipeline(ranking=ranking)
+    answer = run(pipeline.recommend("u1", 3, UNSEEN))
+    assert ranking.asked == [(8, 3)]
+    want = run(make_pipeline().recommend("u1", 3, UNSEEN))
+    assert ids(answer) == ids(want)
+    for got, full in zip(answer.items, want.items, strict=True):
+        assert got.predicted_rating == pytest.approx(full.predicted_rating, abs=1e-5)
+        assert got.ranking_score == pytest.approx(full.ranking_score, abs=1e-5)
+        assert 1.0 <= got.predicted_rating <= 5.0
+    ratings = run(pipeline.predict_ratings("u1", ["i5", "i2", "i7"]))
+    assert ranking.asked[-1] == (3, 0)
+    assert all(1.0 <= r.rating <= 5.0 for r in ratings.ratings)
+    # A cold user's list keeps the candidates' order: every candidate is rated.
+    run(pipeline.recommend("stranger", 3, UNSEEN))
+    assert ranking.asked[-1][1] == 0
 
 
 def test_predict_ratings_keeps_the_request_order():

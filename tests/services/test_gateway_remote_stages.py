@@ -29,12 +29,14 @@ class StandInRanking(ranking_pb2_grpc.RankingServiceServicer):
     def __init__(self, delay: float = 0.0) -> None:
         self.delay = delay
         self.seen_history: list[int] = []
+        self.seen_rate_top_k: list[int] = []
 
     async def Rank(self, request, context):
         await asyncio.sleep(self.delay)
         if 999 in request.item_indices:
             raise InvalidArgument("item index 999 out of range")
         self.seen_history = list(request.user.history)
+        self.seen_rate_top_k.append(request.rate_top_k)
         p = [i / 100 for i in request.item_indices]
         return ranking_pb2.RankResponse(
             p_positive=p, rating=[1 + 4 * x for x in p], p_interact=[1 - x for x in p]
@@ -63,6 +65,29 @@ def test_rank_over_grpc_returns_aligned_domain_scores():
     assert scores.p_interact.tolist() == pytest.approx([0.93, 0.97])
     assert scores.rating.dtype == np.float32
     assert servicer.seen_history == [5, 2], "history travels without its 0 padding"
+
+
+def test_rank_over_grpc_sends_rate_top_k_and_keeps_nan_ratings():
+    """rate_top_k travels in the request; NaN (a candidate not rated) comes back as NaN."""
+
+    class TopOne(StandInRanking):
+        async def Rank(self, request, context):
+            response = await super().Rank(request, context)
+            response.rating[1] = response.p_positive[1] = float("nan")
+            return response
+
+    servicer = TopOne()
+
+    async def scenario(stage):
+        return [
+            await stage.rank(USER, np.array([7, 3], np.int64), 1),
+            await stage.rank(USER, np.array([7, 3], np.int64)),
+        ]
+
+    rated, _ = asyncio.run(_with_ranking(servicer, scenario))
+    assert servicer.seen_rate_top_k == [1, 0]
+    assert rated.rating[0] == pytest.approx(1.28) and np.isnan(rated.rating[1])
+    assert np.isnan(rated.p_positive[1]) and not np.isnan(rated.p_interact).any()
 
 
 def test_slow_backend_is_deadline_exceeded():

@@ -62,10 +62,12 @@ class PinnedRanking(FakeRanking):
     def __init__(self, served: tuple[str, ...]) -> None:
         self.served = served
 
-    async def rank(self, user: UserState, item_indices: np.ndarray) -> RankScores:
+    async def rank(
+        self, user: UserState, item_indices: np.ndarray, rate_top_k: int = 0
+    ) -> RankScores:
         if user.bundle_version not in self.served:
             raise WrongVersion(f"ranking: {user.bundle_version!r} not held", self.served)
-        return await super().rank(user, item_indices)
+        return await super().rank(user, item_indices, rate_top_k)
 
 
 def gateway(retrieval_served, ranking_served=(V1, V2), current=V2):

@@ -39,6 +39,37 @@ def _requests(ranker, users):
     return [(u, rng.integers(1, n_items + 1, size=int(rng.integers(1, 60)))) for u in users]
 
 
+def test_each_batched_request_is_rated_for_its_own_rate_top_k(ranker, users):
+    """Requests asking for 0 (all), 3 and 10 ratings share ONNX Runtime calls; each gets
+    ratings for its own top k by the p_interact it is answered with (NaN for the others),
+    equal to that request's all-candidates ratings."""
+    requests = _requests(ranker, users)
+    asks = [(0, 3, 10)[i % 3] for i in range(len(requests))]
+
+    async def scenario():
+        batcher = RankBatcher(ranker, max_batch=8, inline=True)
+        try:
+            calls = (batcher.rank(u, i, k) for (u, i), k in zip(requests, asks, strict=True))
+            return await asyncio.gather(*calls), batcher
+        finally:
+            await batcher.close()
+
+    answers, batcher = asyncio.run(scenario())
+    assert batcher.batches < len(requests)
+    for (user, items), k, got in zip(requests, asks, answers, strict=True):
+        want = ranker.rank(user, items)
+        np.testing.assert_allclose(got.p_interact, want.p_interact, rtol=1e-4, atol=1e-5)
+        rated = np.isfinite(got.rating)
+        if k == 0 or k >= items.size or not ranker.has_rater:
+            assert rated.all()
+        else:
+            top = np.argsort(-got.p_interact, kind="stable")[:k]
+            assert rated.sum() == k and rated[top].all()
+            assert np.isnan(got.p_positive[~rated]).all()
+        np.testing.assert_allclose(got.rating[rated], want.rating[rated], rtol=0, atol=1e-5)
+        np.testing.assert_allclose(got.p_positive[rated], want.p_positive[rated], rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize("inline", [False, True], ids=["thread", "inline"])
 def test_batched_answers_equal_one_at_a_time_ranking(ranker, users, inline):
     requests = _requests(ranker, users)

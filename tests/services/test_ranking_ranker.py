@@ -72,7 +72,8 @@ def test_a_ranker_onnx_without_p_interact_orders_by_p_positive(bundle, ranker, u
     from services.contract.onnx import create_session
     from services.ranking.ranker import OnnxRanker
 
-    model = onnx.load(str(bundle.path("ranker.onnx")))
+    # rater.onnx has exactly those outputs; a single-graph ranker.onnx loses its p_interact
+    model = onnx.load(str(bundle.path("rater.onnx" if ranker.has_rater else "ranker.onnx")))
     keep = [o for o in model.graph.output if o.name != "p_interact"]
     del model.graph.output[:]
     model.graph.output.extend(keep)
@@ -89,6 +90,57 @@ def test_a_ranker_onnx_without_p_interact_orders_by_p_positive(bundle, ranker, u
     np.testing.assert_array_equal(old.p_interact, old.p_positive)
     (batched,) = legacy.rank_prepared([legacy.prepare(user, items)])
     np.testing.assert_array_equal(batched.p_interact, batched.p_positive)
+
+
+def test_rate_top_k_rates_the_top_k_by_p_interact_exactly(ranker, user):
+    """rate_top_k = k: p_positive and rating for the k candidates with the highest p_interact
+    (equal to the all-candidates call's, to 1e-5), NaN for the others; p_interact unchanged.
+    0 or k >= N rates every candidate (PredictRatings)."""
+    items = np.random.default_rng(3).permutation(np.arange(1, 81, dtype=np.int64))
+    full = ranker.rank(user, items)
+    assert ranker.has_rater and np.isfinite(full.rating).all()
+    for k in (1, 10, 20):
+        part = ranker.rank(user, items, k)
+        np.testing.assert_array_equal(part.p_interact, full.p_interact)
+        top = np.argsort(-full.p_interact, kind="stable")[:k]
+        np.testing.assert_allclose(part.rating[top], full.rating[top], rtol=0, atol=1e-5)
+        np.testing.assert_allclose(part.p_positive[top], full.p_positive[top], rtol=0, atol=1e-5)
+        rest = np.setdiff1d(np.arange(items.size), top)
+        assert np.isnan(part.rating[rest]).all() and np.isnan(part.p_positive[rest]).all()
+    for k in (0, items.size, items.size + 5):
+        every = ranker.rank(user, items, k)
+        np.testing.assert_array_equal(every.rating, full.rating)
+
+
+def test_two_graphs_score_as_the_single_graph_did(bundle, ranker, user):
+    """ranker.onnx + rater.onnx merged back into one graph (a bundle's layout before
+    rater.onnx, bench.stages.merge_ranking_graphs): same scores; a single graph rates every
+    candidate whatever rate_top_k says."""
+    from bench.stages import single_graph_ranker
+
+    single = single_graph_ranker(bundle, ranker)
+    assert single is not None and not single.has_rater
+    items = np.arange(1, 61, dtype=np.int64)
+    one, two = single.rank(user, items, 5), ranker.rank(user, items)
+    for name in ("p_positive", "rating", "p_interact"):
+        np.testing.assert_allclose(getattr(one, name), getattr(two, name), rtol=0, atol=1e-5)
+    (batched,) = single.rank_prepared([single.prepare(user, items)], [5])
+    assert np.isfinite(batched.rating).all()
+
+
+def test_rank_rpc_rates_the_top_k_it_is_asked_for(ranker, user):
+    request = ranking_pb2.RankRequest(
+        user=convert.user_state_to_proto(user), item_indices=list(range(1, 31)), rate_top_k=4
+    )
+    response = _rank_over_grpc(ranker, request)
+    rating = np.asarray(response.rating)
+    assert np.isfinite(rating).sum() == 4 and np.isnan(np.asarray(response.p_positive)).sum() == 26
+    expected = ranker.rank(user, np.arange(1, 31), 4)
+    np.testing.assert_array_equal(rating, expected.rating)
+    request.rate_top_k = -1
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        _rank_over_grpc(ranker, request)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 @pytest.mark.parametrize("bad", [-1, 10**9])
@@ -173,6 +225,10 @@ def test_an_added_item_is_scored_by_its_own_features_not_a_proxy(bundle, ranker,
     assert scores.p_interact[3] != scores.p_interact[1]  # other vector
     (batched,) = local.rank_prepared([local.prepare(user, items)])
     np.testing.assert_allclose(batched.p_interact, scores.p_interact, atol=1e-6)
+    # rater.onnx reads the same item table: an added item's rating in the top k is its own.
+    rated = local.rank(user, items, 2)
+    top = np.argsort(-rated.p_interact, kind="stable")[:2]
+    np.testing.assert_allclose(rated.rating[top], scores.rating[top], atol=1e-5)
     with pytest.raises(InvalidArgument, match="out of range"):
         local.rank(user, np.array([n + 3], dtype=np.int64))
     # In the history too: an added row is a valid history row, read by its own features.
@@ -213,5 +269,7 @@ def test_a_schema_1_ranker_without_feature_inputs_is_still_served(bundle, ranker
     assert legacy.features == () and legacy.table is None
     scores = legacy.rank(user, np.array([1, 2], dtype=np.int64))
     assert scores.p_interact[1] > scores.p_interact[0]
+    # One graph: every candidate is rated, whatever rate_top_k asks.
+    np.testing.assert_array_equal(legacy.rank(user, np.array([1, 2]), 1).rating, scores.rating)
     with pytest.raises(FailedPrecondition, match="schema_version 1"):
         legacy.add_items([ranker.table.n_base_rows], [()], np.zeros((1, ranker.table.dim)))

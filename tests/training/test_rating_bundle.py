@@ -42,6 +42,40 @@ def test_served_rating_and_p_positive_come_from_the_rating_model(tiny_bundle: Pa
     assert not np.allclose(scores.p_positive, scores.p_interact)
 
 
+def test_the_rating_model_is_rater_onnx_parity_checked_beside_ranker_onnx(
+    tiny_bundle: Path, tmp_path: Path
+) -> None:
+    """ranker.onnx gives p_interact only, rater.onnx p_positive and rating; both are in the
+    manifest's models and in parity.npz, and the services' parity self-check covers rater.onnx
+    (a stored output off by more than the tolerance is refused, naming it)."""
+    import shutil
+
+    import pytest
+
+    from services.contract.errors import BundleError
+    from services.contract.verify import check_parity
+
+    manifest = json.loads((tiny_bundle / "manifest.json").read_text())
+    models = manifest["models"]
+    assert [o["name"] for o in models["ranker.onnx"]["outputs"]] == ["p_interact"]
+    assert [o["name"] for o in models["rater.onnx"]["outputs"]] == ["p_positive", "rating"]
+    assert models["rater.onnx"]["parity_max_abs_error"] <= 1e-4
+    assert "rater.onnx" in manifest["files"]
+    with np.load(tiny_bundle / "parity.npz") as data:
+        keys = set(data.files)
+    assert {"rater.onnx:out:rating", "rater.onnx:out:p_positive", "rater.onnx:in:items"} <= keys
+    assert check_parity(Bundle.load(tiny_bundle)) <= 1e-4
+    copy = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, copy)
+    with np.load(copy / "parity.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["rater.onnx:out:rating"] = arrays["rater.onnx:out:rating"] + 0.01
+    with open(copy / "parity.npz", "wb") as fh:
+        np.savez(fh, **arrays)
+    with pytest.raises(BundleError, match=r"rater\.onnx/rating"):
+        check_parity(Bundle.load(copy, verify=False))
+
+
 def test_evaluation_metrics_are_read_with_their_source(tmp_path: Path) -> None:
     path = tmp_path / "eval_metrics.json"
     path.write_text(json.dumps({"rating": {"rmse": 0.88}}))

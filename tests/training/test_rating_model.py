@@ -12,6 +12,7 @@ import torch
 
 from training.export import (
     RANKER_OUTPUTS,
+    RATER_OUTPUTS,
     describe_onnx,
     export_ranker,
     parity_max_abs_error,
@@ -126,7 +127,9 @@ def test_nets_early_stop_on_validation(ml_catalog, small_train) -> None:
         assert info["valid_rmse"] < _rmse(np.full(len(valid.ratings), mean), valid.ratings)
 
 
-def test_served_ranker_exports_with_parity(ml_catalog, small_train, tmp_path) -> None:
+@pytest.fixture(scope="module")
+def served_blend(ml_catalog, small_train):
+    """(ServedRanker with a trained BPMF + AutoRec + SVD++ blend, its index inputs)."""
     cfg = RatingTrainConfig(components=("bpmf", "autorec", "svdpp"), refit=True).tiny()
     start = time.perf_counter()
     blend, info = train_rating_model(ml_catalog, small_train, cfg)
@@ -147,6 +150,12 @@ def test_served_ranker_exports_with_parity(ml_catalog, small_train, tmp_path) ->
         "history": data.histories[users],
         "items": rng.integers(0, ml_catalog.n_items, (len(users), 17)),
     }
+    return served, inputs
+
+
+def test_served_ranker_exports_with_parity(ml_catalog, served_blend, tmp_path) -> None:
+    served, inputs = served_blend
+    ranker = served.ranker
     path = export_ranker(served, tmp_path / "ranker.onnx", {k: v[1:3] for k, v in inputs.items()})
     assert parity_max_abs_error(served, path, inputs) <= 1e-4
     assert [o["name"] for o in describe_onnx(path)["outputs"]] == list(RANKER_OUTPUTS)
@@ -169,3 +178,56 @@ def test_served_ranker_exports_with_parity(ml_catalog, small_train, tmp_path) ->
     feeds["item_tags"][0, 0, 0] = feeds["item_tags"][0, 1, 1] = 1.0
     _, rating_added, _ = session.run(None, {i.name: feeds[i.name] for i in session.get_inputs()})
     assert np.isfinite(rating_added).all() and rating_added[0, 0] != rating_added[0, 1]
+
+
+def test_served_ranker_splits_into_ranker_and_rater_graphs(
+    ml_catalog, served_blend, tmp_path
+) -> None:
+    """ranker.onnx = p_interact only, rater.onnx = p_positive and rating: each parity-checked,
+    each equal to the single graph's outputs; the rater on a subset of the candidates (what
+    serving feeds it: the top k) gives those candidates' ratings of the full call."""
+    served, inputs = served_blend
+    graphs = served.graphs()
+    assert list(graphs) == ["ranker.onnx", "rater.onnx"]
+    sample = {k: v[1:3] for k, v in inputs.items()}
+    paths = {name: export_ranker(m, tmp_path / name, sample) for name, m in graphs.items()}
+    for name, module in graphs.items():
+        assert parity_max_abs_error(module, paths[name], inputs) <= 1e-4, name
+    ranker_io, rater_io = describe_onnx(paths["ranker.onnx"]), describe_onnx(paths["rater.onnx"])
+    assert [o["name"] for o in ranker_io["outputs"]] == ["p_interact"]
+    assert [o["name"] for o in rater_io["outputs"]] == list(RATER_OUTPUTS)
+    rater_inputs = [i["name"] for i in rater_io["inputs"]]
+    # SVD++ reads the history and the candidates' side features; nothing reads the vectors.
+    assert rater_inputs == ["user_index", "profile", "history", "items", "item_tags",
+                            "item_attrs"]  # fmt: skip
+    single = export_ranker(served, tmp_path / "single.onnx", sample)
+    full = with_item_features(served, inputs)
+
+    def run(path, feeds):
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        names = [o.name for o in session.get_outputs()]
+        outs = session.run(names, {i.name: feeds[i.name] for i in session.get_inputs()})
+        return dict(zip(names, outs, strict=True))
+
+    want = run(single, full)
+    got = {**run(paths["ranker.onnx"], full), **run(paths["rater.onnx"], full)}
+    for name in RANKER_OUTPUTS:
+        np.testing.assert_allclose(got[name], want[name], rtol=0, atol=1e-5, err_msg=name)
+    # The rater on 5 of the 17 candidates: the same values as in the all-candidates call.
+    pick = np.argsort(-want["p_interact"], axis=1, kind="stable")[:, :5]
+    subset = with_item_features(served, {**inputs, "items": np.take_along_axis(
+        inputs["items"], pick, axis=1)})  # fmt: skip
+    top = run(paths["rater.onnx"], subset)
+    for name in RATER_OUTPUTS:
+        np.testing.assert_allclose(
+            top[name], np.take_along_axis(want[name], pick, axis=1), rtol=0, atol=1e-5
+        )
+
+
+def test_without_a_rating_model_one_graph_gives_every_output(ml_catalog) -> None:
+    spec = ml_catalog.spec
+    ranker = Ranker(ml_catalog.n_users, ml_catalog.n_items, spec.profile_cardinalities,
+                    ml_catalog.item_tags, ml_catalog.item_attrs, spec.item_cardinalities,
+                    RankerConfig())  # fmt: skip
+    served = ServedRanker(ranker, None)
+    assert served.graphs() == {"ranker.onnx": served}

@@ -233,10 +233,11 @@ class RatingBlend(nn.Module):
 
 
 class ServedRanker(nn.Module):
-    """What ranker.onnx holds: the ranker's P(interact) (the serving order) beside the dedicated
-    rating model's rating and its P(liked). Same inputs and output names as Ranker:
-    (user_index, profile, history, items, history_tags, history_attrs, item_tags, item_attrs,
-    item_vectors) -> (p_positive, rating, p_interact), float[B, N].
+    """The served ranking model: the ranker's P(interact) (the serving order) beside the
+    dedicated rating model's rating and its P(liked). Exported as two graphs (`graphs`):
+    ranker.onnx (p_interact) and rater.onnx (p_positive, rating). Same inputs and output names
+    as Ranker: (user_index, profile, history, items, history_tags, history_attrs, item_tags,
+    item_attrs, item_vectors) -> (p_positive, rating, p_interact), float[B, N].
 
     The rating model reads the candidates' side features from the same inputs (SVD++'s tag and
     attribute terms); its trained item tables (factors, biases, AutoRec codes) read rows >= the
@@ -276,3 +277,78 @@ class ServedRanker(nn.Module):
             item_tags, item_attrs,
         )  # fmt: skip
         return p_positive, rating, p_interact
+
+    def graphs(self) -> dict[str, nn.Module]:
+        """The bundle's ranking graphs: with a rating model, ranker.onnx = InteractGraph
+        (p_interact only, for every candidate) and rater.onnx = RatingGraph (p_positive and
+        rating, for the candidates that show a rating: serving rates only the top k); without
+        one, ranker.onnx = this module (p_positive = p_interact, rating 0), as before."""
+        if self.rating is None:
+            return {"ranker.onnx": self}
+        return {
+            "ranker.onnx": InteractGraph(self.ranker),
+            "rater.onnx": RatingGraph(self.ranker, self.rating),
+        }
+
+
+class InteractGraph(nn.Module):
+    """ranker.onnx of a bundle with rater.onnx: ServedRanker's inputs -> p_interact float[B, N]
+    only (the serving order, computed for every candidate)."""
+
+    OUTPUTS = ("p_interact",)
+
+    def __init__(self, ranker: nn.Module) -> None:
+        super().__init__()
+        self.ranker = ranker
+
+    def forward(
+        self,
+        user_index: torch.Tensor,
+        profile: torch.Tensor,
+        history: torch.Tensor,
+        items: torch.Tensor,
+        history_tags: torch.Tensor | None = None,
+        history_attrs: torch.Tensor | None = None,
+        item_tags: torch.Tensor | None = None,
+        item_attrs: torch.Tensor | None = None,
+        item_vectors: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return self.ranker(
+            user_index, profile, history, items,
+            history_tags, history_attrs, item_tags, item_attrs, item_vectors,
+        )[2]  # fmt: skip
+
+
+class RatingGraph(nn.Module):
+    """rater.onnx: ServedRanker's inputs -> (p_positive, rating) float[B, N] of the dedicated
+    rating model, for the candidates given (serving passes the top k by p_interact). It reads
+    user_index, profile, history, items and the candidates' item_tags / item_attrs (the graph
+    declares only those it reads). `ranker` is held for its n_items (rows past it read as the
+    unknown item) and its training feature tables (training.export.with_item_features);
+    nothing of it is in the graph."""
+
+    OUTPUTS = ("p_positive", "rating")
+
+    def __init__(self, ranker: nn.Module, rating: RatingBlend) -> None:
+        super().__init__()
+        self.ranker = ranker
+        self.rating = rating
+
+    def forward(
+        self,
+        user_index: torch.Tensor,
+        profile: torch.Tensor,
+        history: torch.Tensor,
+        items: torch.Tensor,
+        history_tags: torch.Tensor | None = None,
+        history_attrs: torch.Tensor | None = None,
+        item_tags: torch.Tensor | None = None,
+        item_attrs: torch.Tensor | None = None,
+        item_vectors: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        n_items = self.ranker.item_features.n_items
+        rating, p_positive = self.rating(
+            user_index, profile, known_rows(history, n_items), known_rows(items, n_items),
+            item_tags, item_attrs,
+        )  # fmt: skip
+        return p_positive, rating

@@ -25,7 +25,11 @@ from training.export import describe_onnx, export_ranker, export_user_tower, par
 from training.index import FLAT_MAX_ITEMS, build_item_index, save_index, tag_centroids
 from training.steps.runner import Steps
 
-EXPORTERS = {"user_tower.onnx": export_user_tower, "ranker.onnx": export_ranker}
+EXPORTERS = {
+    "user_tower.onnx": export_user_tower,
+    "ranker.onnx": export_ranker,
+    "rater.onnx": export_ranker,  # training.models.rating.RatingGraph: same inputs
+}
 
 
 def publish_bundle(
@@ -48,7 +52,8 @@ def publish_bundle(
 ) -> Path:
     """Publish artifacts_dir/<version>; returns the bundle dir.
 
-    models: {"user_tower.onnx": user tower, "ranker.onnx": ranker}, exported with
+    models: {"user_tower.onnx": user tower, "ranker.onnx": ranker[, "rater.onnx": rating
+    graph]} (ServedRanker.graphs() gives the ranking part), exported with
     export_sample and parity-checked (ORT vs torch) on parity_inputs, then dropped from the dict
     (emptied: a 1M-item ranker's memory is free before the index is built).
     items.faiss (training.index: flat_max_items, index_queries, index_seed), the embeddings and

@@ -61,7 +61,12 @@ class RetrievalStage(Protocol):
 
 
 class RankingStage(Protocol):
-    async def rank(self, user: UserState, item_indices: np.ndarray) -> RankScores: ...
+    async def rank(
+        self, user: UserState, item_indices: np.ndarray, rate_top_k: int = 0
+    ) -> RankScores:
+        """rate_top_k > 0: p_positive / rating only for the rate_top_k candidates with the
+        highest p_interact (NaN for the others; a single-graph bundle rates all); 0: all."""
+        ...
 
 
 class UserValueStage(Protocol):

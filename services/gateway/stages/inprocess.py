@@ -86,8 +86,10 @@ class InProcessRanking:
     def __init__(self, ranker) -> None:
         self._ranker = ranker
 
-    async def rank(self, user: UserState, item_indices: np.ndarray) -> RankScores:
-        return self._ranker.rank(user, item_indices)
+    async def rank(
+        self, user: UserState, item_indices: np.ndarray, rate_top_k: int = 0
+    ) -> RankScores:
+        return self._ranker.rank(user, item_indices, rate_top_k)
 
 
 class InProcessUserValue:

@@ -223,8 +223,13 @@ class RemoteRanking(_Client):
         super().__init__(backend, security)
         self._stub = ranking_pb2_grpc.RankingServiceStub(self.channel)
 
-    async def rank(self, user: UserState, item_indices: np.ndarray) -> RankScores:
-        request = ranking_pb2.RankRequest(user=convert.user_state_to_proto(user))
+    async def rank(
+        self, user: UserState, item_indices: np.ndarray, rate_top_k: int = 0
+    ) -> RankScores:
+        """A ranking service from before rate_top_k ignores it: it rates every candidate."""
+        request = ranking_pb2.RankRequest(
+            user=convert.user_state_to_proto(user), rate_top_k=max(int(rate_top_k), 0)
+        )
         request.item_indices.extend(np.asarray(item_indices, dtype=np.int64).tolist())
         scores = convert.rank_scores_from_proto(await self.call(self._stub.Rank, request))
         n = len(item_indices)

@@ -27,6 +27,7 @@ from services.contract.model_inputs import UserInputs
 from services.contract.onnx import create_session
 from services.contract.types import RankScores, UserState
 from services.contract.vocab import Vocabulary
+from services.ranking.added import known_rows
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,9 @@ class OnnxRanker:
         self.table = self.table.with_added(rows, tags, vectors)  # one assignment: atomic
 
     def prepare(self, user: UserState, item_indices: np.ndarray) -> tuple[dict, np.ndarray]:
-        """Validate one request -> (user feeds, items int64[N]); InvalidArgument when bad."""
+        """Validate one request -> (user feeds, items int64[N]); InvalidArgument when bad. Rows
+        past the ones this ranker holds (an added item not synced yet; any added row with a
+        schema_version 1 graph) are scored as row 0, the unknown item (services.ranking.added)."""
         items = np.asarray(item_indices, dtype=np.int64).reshape(-1)
         if items.size > self.max_candidates:
             raise InvalidArgument(
@@ -119,6 +122,7 @@ class OnnxRanker:
             )
         table = self.table
         n_rows = table.n_rows if table is not None else None
+        user, items = known_rows(user, items, self.n_item_rows if n_rows is None else n_rows)
         self.inputs.check_items(items, "candidate item index", n_rows)
         return self.inputs.feeds(user, table, self._history_features), items
 

@@ -36,7 +36,6 @@ from services.contract.types import UserState
 
 if TYPE_CHECKING:
     from services.contract.bundle import Bundle
-    from services.ranking.ranker import OnnxRanker
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +57,7 @@ class RankerItems:
 
     def __init__(
         self,
-        ranker: OnnxRanker,
+        ranker,  # services.ranking.ranker.OnnxRanker (not imported: it imports known_rows)
         n_base_rows: int,
         in_base: Callable[[str], bool],
         encoder: Callable[[], object | None] = lambda: None,
@@ -73,7 +72,7 @@ class RankerItems:
         self._warned = False
 
     @classmethod
-    def from_bundle(cls, bundle: Bundle, ranker: OnnxRanker) -> RankerItems:
+    def from_bundle(cls, bundle: Bundle, ranker) -> RankerItems:
         from services.contract.content import ContentEncoder
         from services.contract.vocab import Vocabulary
 

@@ -271,7 +271,7 @@ class Retriever:
         prior = np.pad(self._tag_popularity, (0, masks.shape[0] - self._tag_popularity.size))
         probs = prior
         if not user.is_cold:
-            history = user.history[user.history > 0]
+            history = user.history[(user.history > 0) & (user.history < masks.shape[1])]
             recency = TAG_HISTORY_DECAY ** np.arange(history.size)
             from_history = _normalise(masks[:, history] @ recency)
             nxt = self.retrieve(user, TAG_NEXT_ITEMS, FilterSpec(exclude_seen=True))

@@ -201,3 +201,19 @@ def test_registry_entries_written_with_a_proxy_row_are_still_read():
     assert (entry.ordinal, entry.change, entry.item.item_id) == (1, 2, "old")
     (logged,) = decode_items(ITEMS_MARK + json.dumps([old]).encode())
     assert logged.item_id == "old"
+
+
+def test_redis_entries_written_with_a_proxy_row_are_still_read(replicas):
+    """A Redis registry entry from before proxies were dropped (its JSON has "proxy_row"): a
+    fresh replica lists it, and a re-add through the Lua upsert merges over it."""
+    a = replicas()
+    (entry,) = a.add_items([new("legacy", embedding=np.ones(4, np.float32))])
+    registry = a._items
+    entries_key = registry.keys[1]
+    raw = json.loads(registry._client.hget(entries_key, entry.ordinal))
+    registry._client.hset(entries_key, entry.ordinal, json.dumps({**raw, "proxy_row": 9}))
+    fresh = replicas()
+    listed, _ = fresh.list_added_items(0, 100)
+    assert [(e.item.item_id, e.row) for e in listed] == [("legacy", entry.row)]
+    (again,) = fresh.add_items([new("legacy")])  # same text: the stored vector is kept
+    assert again.ordinal == entry.ordinal and np.array_equal(again.item.embedding, np.ones(4))

@@ -155,7 +155,7 @@ class Launcher:
             for backend in BACKENDS:
                 if backend in self.ports:
                     env[f"RECSERVE_{backend.upper()}_ADDR"] = f"127.0.0.1:{self.ports[backend]}"
-        elif name == "retrieval" and "feature" in self.ports:  # syncs the added-items registry
+        elif name in ("retrieval", "ranking") and "feature" in self.ports:  # syncs added items
             env["RECSERVE_FEATURE_ADDR"] = f"127.0.0.1:{self.ports['feature']}"
         return env
 

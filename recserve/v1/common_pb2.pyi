@@ -122,22 +122,20 @@ class UserValue(_message.Message):
     def __init__(self, user_id: _Optional[str] = ..., p_active: _Optional[float] = ..., expected_transactions: _Optional[float] = ..., expected_value: _Optional[float] = ..., segment: _Optional[_Union[Segment, str]] = ..., horizon_weeks: _Optional[float] = ..., unit: _Optional[str] = ...) -> None: ...
 
 class NewItem(_message.Message):
-    __slots__ = ("item_id", "title", "tags", "description", "embedding", "proxy_row", "row")
+    __slots__ = ("item_id", "title", "tags", "description", "embedding", "row")
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_FIELD_NUMBER: _ClassVar[int]
-    PROXY_ROW_FIELD_NUMBER: _ClassVar[int]
     ROW_FIELD_NUMBER: _ClassVar[int]
     item_id: str
     title: str
     tags: _containers.RepeatedScalarFieldContainer[str]
     description: str
     embedding: _containers.RepeatedScalarFieldContainer[float]
-    proxy_row: int
     row: int
-    def __init__(self, item_id: _Optional[str] = ..., title: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., embedding: _Optional[_Iterable[float]] = ..., proxy_row: _Optional[int] = ..., row: _Optional[int] = ...) -> None: ...
+    def __init__(self, item_id: _Optional[str] = ..., title: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., embedding: _Optional[_Iterable[float]] = ..., row: _Optional[int] = ...) -> None: ...
 
 class AddedItem(_message.Message):
     __slots__ = ("ordinal", "row", "item", "change")

@@ -98,7 +98,7 @@ class FeatureServiceServicer:
 
     def AddItems(self, request, context):
         """Register items added at runtime (durable; idempotent by item_id: re-adding an id updates
-        its text and proxy_row and keeps its ordinal and row).
+        its text and keeps its ordinal and row).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -106,7 +106,7 @@ class FeatureServiceServicer:
 
     def ListAddedItems(self, request, context):
         """Registry entries changed after change counter `after`, in change order (replicas sync
-        incrementally, paging until empty; updates such as a recorded proxy_row arrive again).
+        incrementally, paging until empty; updates such as new text arrive again).
         Rows are assigned by ordinal: recompute them only after a complete pull.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -121,7 +121,7 @@ class GatewayServicer:
 
     def AddItems(self, request, context):
         """New items, served from now on (cold start from content; docs/new_items.md): registered
-        durably, indexed by retrieval, ranked as their most similar trained item.
+        durably, indexed by retrieval, ranked by their own features (ranking syncs the registry).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

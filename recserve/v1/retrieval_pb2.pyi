@@ -28,16 +28,14 @@ class RetrieveSimilarRequest(_message.Message):
     def __init__(self, item_id: _Optional[str] = ..., k: _Optional[int] = ..., filters: _Optional[_Union[_common_pb2.Filters, _Mapping]] = ...) -> None: ...
 
 class Candidates(_message.Message):
-    __slots__ = ("item_indices", "scores", "bundle_version", "rank_as")
+    __slots__ = ("item_indices", "scores", "bundle_version")
     ITEM_INDICES_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
     BUNDLE_VERSION_FIELD_NUMBER: _ClassVar[int]
-    RANK_AS_FIELD_NUMBER: _ClassVar[int]
     item_indices: _containers.RepeatedScalarFieldContainer[int]
     scores: _containers.RepeatedScalarFieldContainer[float]
     bundle_version: str
-    rank_as: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, item_indices: _Optional[_Iterable[int]] = ..., scores: _Optional[_Iterable[float]] = ..., bundle_version: _Optional[str] = ..., rank_as: _Optional[_Iterable[int]] = ...) -> None: ...
+    def __init__(self, item_indices: _Optional[_Iterable[int]] = ..., scores: _Optional[_Iterable[float]] = ..., bundle_version: _Optional[str] = ...) -> None: ...
 
 class TagAffinitiesRequest(_message.Message):
     __slots__ = ("user", "k")

@@ -95,8 +95,8 @@ class RetrievalServiceServicer:
 
     def AddItems(self, request, context):
         """Index items added at runtime under the rows the feature service's registry assigned
-        (NewItem.row): embedding from the text (the bundle's content encoder) or given. Answers
-        each item's proxy_row (most similar trained item). Kept across hot reloads, per process.
+        (NewItem.row): embedding from the text (the bundle's content encoder) or given. Kept
+        across hot reloads, per process.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -19,12 +19,12 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from services.contract.content import MAX_TEXT_CHARS, item_text
-from services.contract.errors import InvalidArgument
+from services.contract.errors import FailedPrecondition, InvalidArgument
 
 MAX_ITEM_ID_CHARS = 256
 MAX_TITLE_CHARS = 500
@@ -37,16 +37,15 @@ MAX_EMBEDDING_DIM = 4_096
 @dataclass(frozen=True, slots=True)
 class NewItem:
     """An item's catalog facts. `embedding` (float32[D]) is the explicit vector, if one was
-    given: the registry stores it (so a retrieval replica that syncs or restarts can index an
-    item that has no text to encode); `proxy_row` is the most similar trained item (0 =
-    unknown); `row` is the row a registry assigned (Retrieval.AddItems input)."""
+    given: the registry stores it (so a retrieval or ranking replica that syncs or restarts can
+    index an item that has no text to encode); `row` is the row a registry assigned
+    (Retrieval.AddItems input)."""
 
     item_id: str
     title: str = ""
     tags: tuple[str, ...] = ()
     description: str = ""
     embedding: np.ndarray | None = field(default=None, compare=False)
-    proxy_row: int = 0
     row: int = 0
 
     @property
@@ -77,7 +76,6 @@ class NewItem:
             "title": self.title,
             "tags": list(self.tags),
             "description": self.description,
-            "proxy_row": self.proxy_row,
         }
         if self.embedding is not None:
             raw = np.asarray(self.embedding, dtype="<f4").reshape(-1).tobytes()
@@ -86,6 +84,7 @@ class NewItem:
 
     @classmethod
     def from_json(cls, obj: dict) -> NewItem:
+        """Entries written before proxies were dropped also carry a proxy row: ignored."""
         embedding = None
         if obj.get("embedding"):  # absent in entries written before embeddings were stored
             embedding = np.frombuffer(base64.b64decode(obj["embedding"]), dtype="<f4").copy()
@@ -95,7 +94,6 @@ class NewItem:
             tags=tuple(str(t) for t in obj.get("tags", ())),
             description=str(obj.get("description", "")),
             embedding=embedding,
-            proxy_row=int(obj.get("proxy_row", 0)),
         )
 
 
@@ -136,7 +134,7 @@ def validate_new_items(items: Sequence[NewItem], *, max_items: int = MAX_ITEMS_P
             raise InvalidArgument(f"item {name!r}: empty tag or tag over {MAX_TAG_CHARS} chars")
         if not item.title.strip() and not item.description.strip() and item.embedding is None:
             raise InvalidArgument(f"item {name!r}: needs a title, a description or an embedding")
-        if item.proxy_row < 0 or item.row < 0:
+        if item.row < 0:
             raise InvalidArgument(f"item {name!r}: negative row")
         if item.embedding is not None:  # the size is checked by whoever knows the dimension
             vec = np.asarray(item.embedding)
@@ -160,6 +158,59 @@ def check_embedding(item: NewItem, dim: int) -> np.ndarray:
     if not norm > 1e-12:
         raise InvalidArgument(f"item {item.item_id[:40]!r}: embedding is all zeros")
     return vec / norm
+
+
+def item_vectors(items: Sequence[NewItem], encoder, dim: int) -> np.ndarray:
+    """The item-tower vectors of added items, float32[N, dim], L2-normalised: the explicit
+    embedding when the item has one (`check_embedding`), else its text (`NewItem.text`) through
+    the bundle's content encoder (services.contract.content.ContentEncoder, or any object with
+    .encode(texts) -> float32[N, D]). The one definition: retrieval indexes these vectors and
+    ranking reads them as item features, so both score an added item alike.
+    FailedPrecondition when text must be encoded and `encoder` is None."""
+    vectors = np.zeros((len(items), dim), dtype=np.float32)
+    to_encode = [i for i, item in enumerate(items) if item.embedding is None]
+    for i, item in enumerate(items):
+        if item.embedding is not None:
+            vectors[i] = check_embedding(item, dim)
+    if to_encode:
+        if encoder is None:
+            raise FailedPrecondition(
+                "this bundle has no content encoder: pass each new item's embedding "
+                f"({dim} floats), or serve a bundle trained with one"
+            )
+        encoded = np.asarray(encoder.encode([items[i].text for i in to_encode]), np.float32)
+        norms = np.linalg.norm(encoded, axis=1, keepdims=True)
+        vectors[to_encode] = encoded / np.maximum(norms, 1e-12)
+    return vectors
+
+
+def stale_entries(
+    entries: Sequence[AddedItem],
+    n_base_rows: int,
+    in_base: Callable[[str], bool],
+    held: Callable[[str], tuple[int, NewItem] | None],
+) -> list[NewItem]:
+    """Registry entries (all of them, ordinal order: the item sync's mirror) a consumer must
+    (re)apply: ids it does not hold (`held(id)` -> (row, item) or None), holds at another row
+    than the registry's order gives, or holds with other text or another explicit vector.
+    -> the items with their rows set. Retrieval (its index) and ranking (its item table)
+    reconcile with this one rule."""
+    rows = assign_rows([e.item for e in entries], n_base_rows, in_base)
+    out = []
+    for entry in entries:
+        item, row = entry.item, rows.get(entry.item.item_id)
+        if row is None:
+            continue
+        have = held(item.item_id)
+        if (
+            have is not None
+            and have[0] == row
+            and have[1].same_content(item)
+            and (item.embedding is None or have[1].same_embedding(item))
+        ):
+            continue
+        out.append(replace(item, row=row))
+    return out
 
 
 def assign_rows(

@@ -84,17 +84,9 @@ class CandidateList:
     item_indices: np.ndarray  # int64[N]
     scores: np.ndarray  # float32[N]
     bundle_version: str = ""  # whose item vocabulary the indices are rows of ("" = the caller's)
-    # int64[N] or None: the row the ranker scores each candidate as (an item added at runtime
-    # is scored as its proxy, its most similar trained item); None = the rows themselves.
-    rank_as: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.item_indices.size)
-
-    @property
-    def rank_rows(self) -> np.ndarray:
-        """int64[N]: rows to rank (rank_as when set, else item_indices)."""
-        return self.item_indices if self.rank_as is None else self.rank_as
 
 
 @dataclass(frozen=True, slots=True)

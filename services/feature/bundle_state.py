@@ -187,12 +187,6 @@ class BundleFeatures:
 
     def _check_new_items(self, items: Sequence[NewItem]) -> None:
         validate_new_items(items, max_items=self.max_ids)
-        n_rows = self._base_catalog.n_base_rows
-        for item in items:
-            if not 0 <= item.proxy_row < n_rows:
-                raise InvalidArgument(
-                    f"item {item.item_id[:40]!r}: proxy_row {item.proxy_row} not in 0..{n_rows - 1}"
-                )
 
     def _check_ids(self, ids: Sequence[str], what: str) -> None:
         if len(ids) > self.max_ids:

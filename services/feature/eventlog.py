@@ -113,7 +113,8 @@ def decode_events(payload: bytes) -> list[Event]:
 
 # A second record kind: an upsert of items added at runtime (services.feature.registry). Its
 # payload starts with a count no event batch can have (batches hold at most a few thousand
-# events), then UTF-8 JSON: [{"id", "title", "tags", "description", "proxy_row"}, ...].
+# events), then UTF-8 JSON: [{"id", "title", "tags", "description", ["embedding"]}, ...]
+# (records written before proxies were dropped also carry a proxy row: ignored on reading).
 ITEMS_MARK = b"\xff\xff\xff\xffITEMS1"
 
 

@@ -1,8 +1,10 @@
 """The registry of items added at runtime, in Redis, shared by every feature replica.
 
     {prefix}:items:ordinals   HASH  item_id -> ordinal (allocated once, for ever)
-    {prefix}:items:entries    HASH  ordinal -> JSON {id, title, tags, description, proxy_row,
+    {prefix}:items:entries    HASH  ordinal -> JSON {id, title, tags, description,
                                                      [embedding (base64 f32)], ordinal, change}
+                                    (entries written before proxies were dropped may still
+                                    carry a proxy row: NewItem.from_json ignores it)
     {prefix}:items:changes    ZSET  ordinal scored by its last change
     {prefix}:items:count      counter of ordinals;  {prefix}:items:change  change counter
 
@@ -22,8 +24,7 @@ import redis
 from services.contract.added_items import AddedItem, NewItem
 
 # KEYS: ordinals, entries, changes, count, change. ARGV: id_1, json_1, id_2, json_2, ...
-# While the text is unchanged, a proxy_row of 0 / no embedding keep the old ones
-# (registry.merged).
+# While the text is unchanged, no embedding keeps the old one (registry.merged).
 _UPSERT_LUA = """
 local out = {}
 for i = 1, #ARGV, 2 do
@@ -37,7 +38,6 @@ for i = 1, #ARGV, 2 do
     local old = cjson.decode(redis.call('HGET', KEYS[2], ord))
     if old.title == new.title and old.description == new.description
         and cjson.encode(old.tags) == cjson.encode(new.tags) then
-      if new.proxy_row == 0 then new.proxy_row = old.proxy_row end
       if new.embedding == nil then new.embedding = old.embedding end
     end
   end

@@ -20,15 +20,11 @@ DEFAULT_LIST_LIMIT = 1_000
 
 def merged(old: NewItem | None, new: NewItem) -> NewItem:
     """What the registry stores for an upsert: the new facts, without row. While the text is
-    unchanged, a proxy_row of 0 keeps the old proxy and a missing embedding keeps the old one
-    (a re-add or the gateway's proxy-recording call must not forget either); any other value
+    unchanged, a missing embedding keeps the old one (a re-add must not forget it); a given one
     replaces it. New text without an embedding drops the old vector: the text is re-encoded."""
     item = replace(new, row=0, tags=tuple(new.tags))
-    if old is not None and item.same_content(old):
-        if item.proxy_row == 0:
-            item = replace(item, proxy_row=old.proxy_row)
-        if item.embedding is None:
-            item = replace(item, embedding=old.embedding)
+    if old is not None and item.embedding is None and item.same_content(old):
+        item = replace(item, embedding=old.embedding)
     return item
 
 

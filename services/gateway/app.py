@@ -17,7 +17,7 @@ from services.contract.types import FilterSpec
 from services.gateway.catalog import GatewayCatalog
 from services.gateway.config import GatewaySettings
 from services.gateway.experiments import ExperimentRunner
-from services.gateway.new_items import repair_proxies, sync_catalog
+from services.gateway.new_items import sync_catalog
 from services.gateway.pipeline import Pipeline
 from services.gateway.servicer import SERVICE_NAME, register
 from services.gateway.stages import Stages
@@ -64,7 +64,6 @@ def start_item_sync(settings: GatewaySettings, holder: ModelHolder[Pipeline]) ->
         pipeline = holder.current
         await pipeline.stages.apply_registry(entries)
         sync_catalog(pipeline.catalogs, entries)
-        await repair_proxies(pipeline.stages, pipeline.catalogs, entries)
 
     sync = ItemSync(list_fn, apply, interval_s=settings.item_sync_s, name="gateway")
     sync.start()

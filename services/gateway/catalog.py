@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pyarrow as pa
@@ -43,9 +43,6 @@ class GatewayCatalog:
     popularity: np.ndarray  # int64[I]: training interactions
     by_popularity: np.ndarray  # int64[I - 1]: item indices, most popular first
     id_index: dict[str, int]  # external id -> item index
-    # int64[I]: the row the models score each row as (itself for trained items; an item added
-    # at runtime -> its proxy, the most similar trained item; 0 = unknown). None = identity.
-    proxy: np.ndarray | None = field(default=None)
     # What AddItems checks before registering anything (services.gateway.new_items): the
     # item-tower dimension (0 = unknown: not checked here) and whether the bundle can encode
     # text; `n_base` = the bundle's rows (row 0 included), where added rows start.
@@ -70,8 +67,8 @@ class GatewayCatalog:
         return 0 < self.id_index.get(item_id, 0) < self.base_rows
 
     def extended(self, added: Sequence[tuple[int, NewItem]]) -> GatewayCatalog:
-        """A copy with items added at runtime at their rows (row, item with proxy_row):
-        popularity 0, so they come last in the popularity order. Rows between stay empty."""
+        """A copy with items added at runtime at their rows (row, item): popularity 0, so they
+        come last in the popularity order. Rows between stay empty."""
         n = len(self.ids)
         top = max([n - 1, *(row for row, _ in added)])
         ids, titles = self.ids.astype(object), self.titles.astype(object)
@@ -80,14 +77,9 @@ class GatewayCatalog:
         ids = np.concatenate((ids, np.full(grow, "", dtype=object)))
         titles = np.concatenate((titles, np.full(grow, "", dtype=object)))
         item_tags += [()] * grow
-        proxy = np.arange(top + 1, dtype=np.int64)
-        proxy[n:] = 0
-        if self.proxy is not None:
-            proxy[: self.proxy.size] = self.proxy
         id_index = dict(self.id_index)
         for row, item in added:
             ids[row], titles[row], item_tags[row] = item.item_id, item.title, tuple(item.tags)
-            proxy[row] = item.proxy_row
             id_index[item.item_id] = row
         # Tags are data: a tag first seen on an added item joins the vocabulary (a new column),
         # so filters on it work at once. Only the added rows' tags are (re)computed: the whole
@@ -107,17 +99,8 @@ class GatewayCatalog:
         return replace(
             self, ids=ids.astype(str), titles=titles.astype(str), item_tags=tuple(item_tags),
             tag_names=names, tag_matrix=matrix, popularity=popularity, by_popularity=order,
-            id_index=id_index, proxy=proxy, prices=prices,
+            id_index=id_index, prices=prices,
         )  # fmt: skip
-
-    def rank_rows(self, rows: np.ndarray) -> np.ndarray:
-        """Rows as the models (ranking) know them: added items -> their proxies; rows this
-        catalog does not know -> 0 (the padding row)."""
-        rows = np.asarray(rows, dtype=np.int64)
-        if self.proxy is None:
-            return np.where(rows < len(self.ids), rows, 0)
-        inside = (rows >= 0) & (rows < self.proxy.size)
-        return np.where(inside, self.proxy[np.clip(rows, 0, self.proxy.size - 1)], 0)
 
     @classmethod
     def from_bundle(cls, bundle: Bundle) -> GatewayCatalog:

@@ -181,15 +181,12 @@ class Pipeline:
         )
         ranks = None
         if rank:
-            rows = found.rank_as if found.rank_as is not None else found.item_indices
             # Ratings only for the k items shown (ordered by P(interact), as ranking picks them);
             # a cold user's list keeps the candidates' order: every candidate rated.
             rate_top_k = 0 if user.is_cold else k
             ranks = await self._attempt(
                 "ranking",
-                self.stages.ranking.rank(
-                    _model_user(user, catalog), catalog.rank_rows(rows), rate_top_k
-                ),
+                self.stages.ranking.rank(user, found.item_indices, rate_top_k),
                 fallbacks,
             )
         items = self._top_k(catalog, found, ranks, k, by_model=not user.is_cold)
@@ -229,8 +226,7 @@ class Pipeline:
         keep = np.zeros(len(found), dtype=bool)
         keep[first] = True
         keep &= catalog.allowed(found.item_indices, filters, _seen(user))
-        rank_as = None if found.rank_as is None else found.rank_as[keep]
-        return CandidateList(found.item_indices[keep], found.scores[keep], rank_as=rank_as)
+        return CandidateList(found.item_indices[keep], found.scores[keep])
 
     async def _user_value(
         self, user: UserState, as_of_day: int, fallbacks: list[str]
@@ -294,10 +290,9 @@ class Pipeline:
         if unknown:
             raise NotFound(f"unknown item ids: {', '.join(unknown[:10])}")
         user = await self._get_user(user_id, (), [])
-        # The answer itself: no fallback. Items added at runtime are rated as their proxies.
-        ranks = await self._direct(
-            self.stages.ranking.rank(_model_user(user, catalog), catalog.rank_rows(rows))
-        )
+        # The answer itself: no fallback. An item added at runtime is rated by its own row and
+        # features (a ranking backend that has not synced it yet rates it as row 0, unknown).
+        ranks = await self._direct(self.stages.ranking.rank(user, rows))
         ratings = [
             PredictedRating(item, float(r), float(p), float(i))
             for item, r, p, i in zip(
@@ -422,15 +417,6 @@ def _reason(exc: Unavailable) -> str:
     if isinstance(exc, DeadlineExceeded):
         return "deadline_exceeded"
     return "circuit_open" if isinstance(exc, CircuitOpen) else "unavailable"
-
-
-def _model_user(user: UserState, catalog: GatewayCatalog) -> UserState:
-    """The user as the models may see it: items added at runtime in the history read as
-    their proxies (the ranker's item table holds trained rows only)."""
-    history = catalog.rank_rows(user.history)
-    if np.array_equal(history, user.history):
-        return user
-    return dataclasses.replace(user, history=history)
 
 
 def _rated(value: float) -> float:

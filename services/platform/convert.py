@@ -189,8 +189,6 @@ def candidates_to_proto(cands: CandidateList, bundle_version: str = "") -> retri
     msg = retrieval_pb2.Candidates(bundle_version=bundle_version or cands.bundle_version)
     msg.item_indices.extend(cands.item_indices.tolist())
     msg.scores.extend(cands.scores.tolist())
-    if cands.rank_as is not None:
-        msg.rank_as.extend(cands.rank_as.tolist())
     return msg
 
 
@@ -199,7 +197,6 @@ def candidates_from_proto(msg: retrieval_pb2.Candidates) -> CandidateList:
         item_indices=_i64(msg.item_indices),
         scores=_f32(msg.scores),
         bundle_version=msg.bundle_version,
-        rank_as=_i64(msg.rank_as) if len(msg.rank_as) == len(msg.item_indices) > 0 else None,
     )
 
 
@@ -213,7 +210,6 @@ def new_item_from_proto(msg: common_pb2.NewItem) -> NewItem:
         tags=tuple(msg.tags),
         description=msg.description,
         embedding=embedding,
-        proxy_row=int(msg.proxy_row),
         row=int(msg.row),
     )
 
@@ -224,7 +220,6 @@ def new_item_to_proto(item: NewItem) -> common_pb2.NewItem:
         title=item.title,
         tags=list(item.tags),
         description=item.description,
-        proxy_row=item.proxy_row,
         row=item.row,
     )
     if item.embedding is not None:

@@ -26,8 +26,9 @@ import grpc
 
 from recserve.v1 import feature_pb2, feature_pb2_grpc
 from services.contract.added_items import AddedItem
+from services.contract.errors import ConfigError
 from services.platform import convert, metrics
-from services.platform.env import Env, env_float
+from services.platform.env import Env, env_float, env_str
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,18 @@ def sync_interval_from_env(env: Env | None = None) -> float:
     return env_float(SYNC_ENV, DEFAULT_INTERVAL_S, min_value=0.0, max_value=3_600.0, env=env)
 
 
+def feature_addr_from_env(env: Env | None = None) -> str | None:
+    """RECSERVE_FEATURE_ADDR, the feature service a process syncs the registry from (HOST:PORT;
+    unset or empty = None: no sync); ConfigError when malformed."""
+    address = env_str("RECSERVE_FEATURE_ADDR", "", env).strip()
+    if not address:
+        return None
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"RECSERVE_FEATURE_ADDR={address!r} must be HOST:PORT")
+    return address
+
+
 def grpc_list_fn(channel: grpc.aio.Channel, timeout_s: float = RPC_TIMEOUT_S) -> ListFn:
     """ListAddedItems over a channel to the feature service (make it with services.platform.
     security.aio_channel, so TLS and the internal API key apply)."""
@@ -59,6 +72,36 @@ def grpc_list_fn(channel: grpc.aio.Channel, timeout_s: float = RPC_TIMEOUT_S) ->
         return [convert.added_item_from_proto(m) for m in reply.items], int(reply.last_change)
 
     return list_items
+
+
+def start_grpc_sync(
+    feature_addr: str | None,
+    interval_s: float,
+    security,
+    apply: ApplyFn,
+    *,
+    name: str,
+) -> ItemSync | None:
+    """A started ItemSync pulling the feature service at `feature_addr` over its own channel
+    (TLS and the internal API key of `security`, services.platform.security.SecuritySettings);
+    None when the address is unset or interval_s is 0. On the running loop. Retrieval and
+    ranking sync this way."""
+    if feature_addr is None or interval_s <= 0:
+        log.info("%s: item sync off (RECSERVE_FEATURE_ADDR unset or RECSERVE_ITEM_SYNC_S=0)", name)
+        return None
+    from services.platform.security import aio_channel
+
+    channel = aio_channel(
+        feature_addr,
+        tls=security.client_tls,
+        api_key=security.outgoing_key,
+        options=[("grpc.max_receive_message_length", 64 << 20)],
+    )
+    sync = ItemSync(
+        grpc_list_fn(channel), apply, interval_s=interval_s, name=name, close=channel.close
+    )
+    sync.start()
+    return sync
 
 
 def store_list_fn(store: Callable[[], object]) -> ListFn:

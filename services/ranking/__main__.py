@@ -18,6 +18,7 @@ def configure() -> Service[RankEngine]:
     return Service(
         config.server, config.bundle, model, SERVICE_NAME,
         register=register,
+        background=model.item_sync,
     )  # fmt: skip
 
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from services.contract.types import RankScores, UserState
 from services.platform import metrics
+from services.ranking.added import RankerItems
 from services.ranking.ranker import OnnxRanker
 
 
@@ -115,9 +116,17 @@ class RankEngine:
     """One bundle version's ranker and, when batching is on, its own batcher (requests of
     different versions are never merged into one ONNX Runtime call)."""
 
-    def __init__(self, ranker: OnnxRanker, batcher: RankBatcher | None = None) -> None:
+    def __init__(
+        self,
+        ranker: OnnxRanker,
+        batcher: RankBatcher | None = None,
+        items: RankerItems | None = None,
+    ) -> None:
+        """items: the ranker's items added at runtime (None: the service does not sync them;
+        services.ranking.added)."""
         self.ranker = ranker
         self.batcher = batcher
+        self.items = items
 
     async def rank(
         self, user: UserState, item_indices: np.ndarray, rate_top_k: int = 0

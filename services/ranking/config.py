@@ -13,6 +13,7 @@ from services.platform.config import (
     env_float,
     env_int,
 )
+from services.platform.item_sync import feature_addr_from_env, sync_interval_from_env
 
 SERVICE_NAME = "recserve.v1.RankingService"
 
@@ -27,6 +28,11 @@ class RankingConfig:
     max_batch: int  # requests merged into one ONNX Runtime call (1 = no batching)
     max_delay_ms: float  # how long a batch that is not full waits for more (0 = never)
     executor: str  # where a batch runs: auto (thread on CUDA, inline on CPU) | inline | thread
+    # The feature service whose registry of added items this process syncs from, so the ranker
+    # scores each by its own features (RECSERVE_FEATURE_ADDR, as retrieval and the gateway name
+    # it; unset = no sync: added items score as row 0) and how often (RECSERVE_ITEM_SYNC_S).
+    feature_addr: str | None = None
+    item_sync_s: float = 5.0
 
     @property
     def prefer_gpu(self) -> bool:
@@ -53,6 +59,8 @@ class RankingConfig:
             executor=env_choice(
                 "RECSERVE_RANKING_EXECUTOR", "auto", ("auto", "inline", "thread"), env
             ),
+            feature_addr=feature_addr_from_env(env),
+            item_sync_s=sync_interval_from_env(env),
         )
 
     def inline_for(self, provider: str) -> bool:

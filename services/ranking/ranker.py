@@ -5,12 +5,12 @@ Inputs user_index int64[B], profile int64[B, P], history int64[B, H], items int6
 (services.contract.item_table): history_tags float32[B, H, T], history_attrs int64[B, H, A],
 item_tags float32[B, N, T], item_attrs int64[B, N, A], item_vectors float32[B, N, D] (only
 those the graph declares). Items added at runtime (`add_items`: rows past the bundle's) are
-scored by their own tags and vector; a proxy row (a bundle row) is scored like any other.
-A schema_version 1 ranker.onnx (features as constants, indices only) is still served, for
-the bundle's rows only. Outputs p_positive float32[B, N] (P(rating >= 4)), rating
-float32[B, N] (in [1, 5]) and p_interact float32[B, N] (P(interact), the order of a
-recommendation list). A ranker.onnx without p_interact (a bundle from before that output) is
-still served: its p_positive stands in for p_interact.
+scored by their own tags and vector; a row this ranker does not hold (its item sync lags) is
+scored as row 0, the unknown item. A schema_version 1 ranker.onnx (features as constants,
+indices only) is still served; it scores every added row as row 0. Outputs p_positive
+float32[B, N] (P(rating >= 4)), rating float32[B, N] (in [1, 5]) and p_interact float32[B, N]
+(P(interact), the order of a recommendation list). A ranker.onnx without p_interact (a bundle
+from before that output) is still served: its p_positive stands in for p_interact.
 
 Two graphs (a bundle with rater.onnx, docs/bundle.md): ranker.onnx gives p_interact only and
 rater.onnx p_positive and rating, both from the same inputs (each fed those it declares, from
@@ -34,6 +34,7 @@ from services.contract.model_inputs import UserInputs
 from services.contract.onnx import create_session
 from services.contract.types import RankScores, UserState
 from services.contract.vocab import Vocabulary
+from services.ranking.added import known_rows
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,9 @@ class OnnxRanker:
         self.table = self.table.with_added(rows, tags, vectors)  # one assignment: atomic
 
     def prepare(self, user: UserState, item_indices: np.ndarray) -> tuple[dict, np.ndarray]:
-        """Validate one request -> (user feeds, items int64[N]); InvalidArgument when bad."""
+        """Validate one request -> (user feeds, items int64[N]); InvalidArgument when bad. Rows
+        past the ones this ranker holds (an added item not synced yet; any added row with a
+        schema_version 1 graph) are scored as row 0, the unknown item (services.ranking.added)."""
         items = np.asarray(item_indices, dtype=np.int64).reshape(-1)
         if items.size > self.max_candidates:
             raise InvalidArgument(
@@ -160,6 +163,7 @@ class OnnxRanker:
             )
         table = self.table
         n_rows = table.n_rows if table is not None else None
+        user, items = known_rows(user, items, self.n_item_rows if n_rows is None else n_rows)
         self.inputs.check_items(items, "candidate item index", n_rows)
         return self.inputs.feeds(user, table, self._history_features), items
 

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.contract.errors import ConfigError
 from services.platform.config import (
     BundleSettings,
     Env,
     ServerSettings,
     env_float,
     env_int,
-    env_str,
 )
-from services.platform.item_sync import sync_interval_from_env
+from services.platform.item_sync import feature_addr_from_env, sync_interval_from_env
 
 SERVICE_NAME = "recserve.v1.RetrievalService"
 
@@ -47,16 +45,6 @@ class RetrievalConfig:
             ),
             exact_below=env_int("RECSERVE_RETRIEVAL_EXACT_BELOW", 0, min_value=0, env=env),
             faiss_threads=env_int("RECSERVE_FAISS_THREADS", 1, min_value=1, max_value=64, env=env),
-            feature_addr=_feature_addr(env),
+            feature_addr=feature_addr_from_env(env),
             item_sync_s=sync_interval_from_env(env),
         )
-
-
-def _feature_addr(env: Env | None) -> str | None:
-    address = env_str("RECSERVE_FEATURE_ADDR", "", env).strip()
-    if not address:
-        return None
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"RECSERVE_FEATURE_ADDR={address!r} must be HOST:PORT")
-    return address

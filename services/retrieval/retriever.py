@@ -57,7 +57,7 @@ class Retriever:
         earlier items (see retrieve). table: the bundle's item table, required when the user
         tower takes the history's item features as inputs (bundle schema_version 2); it grows
         with the items added at runtime, so the tower reads an added item in a history by its
-        own tags and row. A schema_version 1 tower (features as constants) reads its proxy."""
+        own tags and row. A schema_version 1 tower (features as constants) reads it as row 0."""
         self._session = session
         self.features = feature_inputs(session)
         if self.features and table is None:
@@ -134,23 +134,21 @@ class Retriever:
     def tower_feeds(self, user: UserState) -> dict[str, np.ndarray]:
         """The user tower's inputs (InvalidArgument for out-of-range indices). Items added at
         runtime in the history are read by their own rows and features from the item table;
-        a schema_version 1 tower (trained rows only) reads their proxies instead."""
+        a schema_version 1 tower (trained rows only) reads them as row 0, the unknown item, and
+        so does any tower for a row this replica has not synced yet (past its item table)."""
         table = self.table
-        if table is not None:
-            return self.inputs.feeds(user, table, self.features)
-        history = self.added.tower_history(user.history)
+        n_rows = table.n_rows if table is not None else None
+        history = self.added.tower_history(user.history, n_rows)
         if history is not user.history:
             user = dataclasses.replace(user, history=history)
+        if table is not None:
+            return self.inputs.feeds(user, table, self.features)
         return self.inputs.feeds(user)
 
     def user_embedding(self, user: UserState) -> np.ndarray:
         """-> float32[D], L2-normalised by the tower."""
         (embedding,) = self._session.run(["embedding"], self.tower_feeds(user))
         return embedding[0]
-
-    def _with_rank_as(self, found: CandidateList) -> CandidateList:
-        rank_as = self.added.rank_as(found.item_indices)
-        return found if rank_as is None else dataclasses.replace(found, rank_as=rank_as)
 
     # --- items added at runtime (services.retrieval.added) ---------------------------------
 
@@ -193,7 +191,7 @@ class Retriever:
         found = self.index.search(query, k, eligible)
         if self.buy_again and not filters.exclude_seen:
             found = self._with_bought(found, query, user.seen, k, eligible)
-        return self._with_rank_as(found)
+        return found
 
     def _with_bought(
         self,
@@ -232,7 +230,7 @@ class Retriever:
             raise NotFound(f"unknown item {item_id!r}")
         excluded = np.concatenate(([row], self.catalog.indices(filters.exclude_items)))
         eligible = self.index.eligible(filters, excluded)
-        return self._with_rank_as(self.index.search(self.index.embeddings[row], k, eligible))
+        return self.index.search(self.index.embeddings[row], k, eligible)
 
     def set_items_available(self, item_ids: Sequence[str], available: bool) -> int:
         """Take items out of retrieval or put them back (all ids must be known: NotFound
@@ -273,7 +271,7 @@ class Retriever:
         prior = np.pad(self._tag_popularity, (0, masks.shape[0] - self._tag_popularity.size))
         probs = prior
         if not user.is_cold:
-            history = user.history[user.history > 0]
+            history = user.history[(user.history > 0) & (user.history < masks.shape[1])]
             recency = TAG_HISTORY_DECAY ** np.arange(history.size)
             from_history = _normalise(masks[:, history] @ recency)
             nxt = self.retrieve(user, TAG_NEXT_ITEMS, FilterSpec(exclude_seen=True))

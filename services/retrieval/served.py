@@ -12,9 +12,8 @@ import numpy as np
 from services.contract.added_items import AddedItem
 from services.contract.bundle import Bundle
 from services.contract.types import UserState
-from services.platform.item_sync import ItemSync, grpc_list_fn
+from services.platform.item_sync import ItemSync, start_grpc_sync
 from services.platform.reload import ModelHolder
-from services.platform.security import aio_channel
 from services.platform.service import ServedModel
 from services.retrieval.config import RetrievalConfig
 from services.retrieval.retriever import Retriever
@@ -26,29 +25,13 @@ log = logging.getLogger("services.retrieval")
 def start_sync(config: RetrievalConfig, holder: ModelHolder[Retriever]) -> ItemSync | None:
     """Index items added at runtime that this process has not been sent (restarts, other
     replicas' calls): pulled from the feature service's registry (RECSERVE_FEATURE_ADDR)."""
-    if config.feature_addr is None or config.item_sync_s <= 0:
-        log.info("item sync off (RECSERVE_FEATURE_ADDR unset or RECSERVE_ITEM_SYNC_S=0)")
-        return None
-    security = config.server.security
-    channel = aio_channel(
-        config.feature_addr,
-        tls=security.client_tls,
-        api_key=security.outgoing_key,
-        options=[("grpc.max_receive_message_length", 64 << 20)],
-    )
 
     async def apply(entries: list[AddedItem]) -> None:
         await apply_registry(holder.current, entries)
 
-    sync = ItemSync(
-        grpc_list_fn(channel),
-        apply,
-        interval_s=config.item_sync_s,
-        name="retrieval",
-        close=channel.close,
+    return start_grpc_sync(
+        config.feature_addr, config.item_sync_s, config.server.security, apply, name="retrieval"
     )
-    sync.start()
-    return sync
 
 
 class RetrievalModel(ServedModel[Retriever]):

@@ -1,5 +1,6 @@
 """Gateway AddItems end to end, embedded mode: a new item is registered, indexed, recommended
-to a user it suits (ranked as its proxy), accepts feedback, gets ratings and similar items."""
+to a user it suits (ranked by its own row and features: no proxy), accepts feedback, gets
+ratings (its own) and similar items."""
 
 from __future__ import annotations
 
@@ -9,10 +10,19 @@ import pytest
 
 from recserve.client import FeedbackEvent, RecserveClient
 from recserve.v1 import common_pb2, gateway_pb2_grpc
-from services.contract.content import ContentEncoder, item_text
+from services.contract.added_items import NewItem, item_vectors
+from services.contract.content import ContentEncoder
 from services.feature.store import InMemoryFeatureStore
 from services.gateway.catalog import GatewayCatalog
+from services.ranking.ranker import OnnxRanker
 from services.retrieval.retriever import Retriever
+
+
+def own_rating(bundle, user, row: int, tags, vector) -> float:
+    """The rating a ranker that holds the added item (row, tags, vector) gives it."""
+    ranker = OnnxRanker.from_bundle(bundle, prefer_gpu=False)
+    ranker.add_items([row], [list(tags)], np.asarray(vector, np.float32).reshape(1, -1))
+    return float(ranker.rank(user, np.array([row], dtype=np.int64)).rating[0])
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +55,17 @@ def test_a_new_item_is_recommended_rated_and_takes_feedback(client, stub, bundle
     )
     (added,) = reply.items
     assert added.row == len(catalog) + 1 and added.ordinal == 1
-    assert 0 < added.item.proxy_row <= len(catalog) and reply.bundle_version == bundle.version
+    assert reply.bundle_version == bundle.version
+
+    # Rated by its own row, tags and vector (the in-process ranker took retrieval's vector),
+    # not as its former proxy, the nearest trained item.
+    (rating,) = client.predict_ratings(user_id, ["brand-new"]).ratings
+    unit = vector / np.linalg.norm(vector)
+    assert rating.rating == pytest.approx(own_rating(bundle, user, added.row, [tag], unit), 1e-4)
+    trained = np.load(bundle.path("item_embeddings.npy"), allow_pickle=False)
+    nearest = catalog.ids[int(np.argmax(trained[1:] @ vector)) + 1]
+    (as_proxy,) = client.predict_ratings(user_id, [str(nearest)]).ratings
+    assert abs(as_proxy.rating - rating.rating) > 1e-4
 
     found = client.recommend(user_id, k=50)
     assert "brand-new" in [i.item_id for i in found.items] and not list(found.fallbacks)
@@ -93,10 +113,13 @@ def test_bad_items_get_the_right_status(stub, items, code):
     assert caught.value.code() == code
 
 
-def test_a_text_only_item_is_embedded_by_the_bundles_content_encoder(stub, bundle):
-    """A bundle with a content encoder (training.content) needs only the item's text: the item
-    lands where its text embedding points, so its proxy is the trained item nearest to
-    ContentEncoder(item_text). A bundle without one refuses it (FAILED_PRECONDITION)."""
+def test_a_text_only_item_is_embedded_by_the_bundles_content_encoder(
+    client, stub, bundle, known_users
+):
+    """A bundle with a content encoder (training.content) needs only the item's text: retrieval
+    and ranking both read it by ContentEncoder(item_text) (services.contract.added_items.
+    item_vectors), so PredictRatings rates it as a ranker fed that vector does. A bundle without
+    one refuses it (FAILED_PRECONDITION)."""
     item = new_item("text-only", title="Star Wars (1977)", tags=["Action", "Sci-Fi"])
     encoder = ContentEncoder.from_bundle(bundle)
     if encoder is None:
@@ -105,6 +128,10 @@ def test_a_text_only_item_is_embedded_by_the_bundles_content_encoder(stub, bundl
         assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         return
     (added,) = stub.AddItems(common_pb2.AddItemsRequest(items=[item]), timeout=30).items
-    (vector,) = encoder.encode([item_text("Star Wars (1977)", ["Action", "Sci-Fi"])])
-    trained = np.load(bundle.path("item_embeddings.npy"), allow_pickle=False)[1:]
-    assert added.item.proxy_row == int(np.argmax(trained @ vector)) + 1
+    tags = ("Action", "Sci-Fi")
+    new = NewItem("text-only", "Star Wars (1977)", tags)
+    (vector,) = item_vectors([new], encoder, bundle.embedding_dim)
+    user_id = known_users[3]
+    user = InMemoryFeatureStore.from_bundle(bundle).get_user(user_id)
+    (rating,) = client.predict_ratings(user_id, ["text-only"]).ratings
+    assert rating.rating == pytest.approx(own_rating(bundle, user, added.row, tags, vector), 1e-4)

@@ -4,18 +4,20 @@ feedback on added items, durability (event log + snapshots) and the Redis backen
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from services.contract.added_items import NewItem
+from services.contract.added_items import NewItem, decode_registry
 from services.contract.bundle import Bundle
 from services.contract.errors import InvalidArgument, NotFound
 from services.contract.types import Event, EventKind
 from services.feature.config import DurabilitySettings
-from services.feature.eventlog import LogSettings, read_events
+from services.feature.eventlog import ITEMS_MARK, LogSettings, decode_items, read_events
 from services.feature.redis_store import RedisFeatureStore, redis_client
 from services.feature.snapshot import open_durable_store
 from services.feature.store import InMemoryFeatureStore
@@ -44,12 +46,13 @@ def test_rows_follow_the_bundle_and_readds_keep_their_place(bundle):
     known = store.catalog.vocab.ids[0]
     first = store.add_items([new("new-1"), new(str(known)), new("new-2")])
     assert [(e.ordinal, e.row) for e in first] == [(1, n + 1), (2, 0), (3, n + 2)]
-    again = store.add_items([new("new-2", "Renamed", proxy_row=5), new("new-3")])
+    vector = np.arange(1, 5, dtype=np.float32)
+    again = store.add_items([new("new-2", "Renamed", embedding=vector), new("new-3")])
     assert [(e.ordinal, e.row) for e in again] == [(3, n + 2), (4, n + 3)]
-    assert again[0].item.title == "Renamed" and again[0].item.proxy_row == 5
-    # Same text and proxy 0 (the gateway's first call on a re-add) keeps the known proxy.
+    assert again[0].item.title == "Renamed"
+    # Same text and no embedding (a re-add) keeps the stored vector.
     (kept,) = store.add_items([new("new-2", "Renamed")])
-    assert kept.item.proxy_row == 5
+    assert np.array_equal(kept.item.embedding, vector)
     info = store.get_items(["new-2"])[0]
     assert (info.item_index, info.title, info.tags, info.popularity) == (
         n + 2,
@@ -81,7 +84,7 @@ def test_feedback_on_an_added_item_lands_in_history_and_seen(bundle):
         ([NewItem("", "t")], "empty item_id"),
         ([new("x"), new("x")], "twice"),
         ([NewItem("x")], "title, a description or an embedding"),
-        ([new("x", proxy_row=10**9)], "proxy_row"),
+        ([new("x", row=-1)], "negative row"),
         ([NewItem("x", "t", ("",))], "empty tag"),
     ],
 )
@@ -112,7 +115,7 @@ def test_registry_survives_a_crash_and_a_snapshot(bundle, tmp_path):
     for i in range(12):  # items, events on them, snapshots in between, segments rotated away
         store.add_items([new(f"n{i}", f"Film {i}"), new(f"m{i}", f"Other {i}")])
         store.apply_events([click(user, f"n{i}", TS + i)])
-    store.add_items([new("n3", "Film 3", proxy_row=7)])
+    store.add_items([new("n3", "Film 3", embedding=np.ones(4, np.float32))])
     live = snapshot_of(store, user)
     assert live[0][0][:2] == (1, store.catalog.n_base_rows)
     durability.log.close()  # crash-like: no final snapshot
@@ -177,10 +180,40 @@ def test_redis_replicas_agree_on_ordinals_and_rows(replicas):
 
 def test_redis_feedback_on_an_item_another_replica_added(replicas):
     a, b = replicas(), replicas()
-    (entry,) = a.add_items([new("from-a", proxy_row=3)])
+    vector = np.arange(1, 5, dtype=np.float32)
+    (entry,) = a.add_items([new("from-a", embedding=vector)])
     (again,) = a.add_items([new("from-a")])
-    assert again.item.proxy_row == 3  # merged in Lua like registry.merged
+    assert np.array_equal(again.item.embedding, vector)  # merged in Lua like registry.merged
     user = str(b.users.ids[0])
     b.apply_events([click(user, "from-a")])  # b has not synced: it pulls on the miss
     assert a.get_user(user).history[0] == entry.row == b.get_user(user).history[0]
     assert replicas().get_items(["from-a"])[0].title == "A brand new film"
+
+
+def test_registry_entries_written_with_a_proxy_row_are_still_read():
+    """Entries from before proxies were dropped (event log records, snapshots, Redis) carry a
+    "proxy_row" field: read as before, the field ignored, and not written again."""
+    old = {"id": "old", "title": "Old film", "tags": ["Drama"], "description": "", "proxy_row": 7}
+    item = NewItem.from_json(old)
+    assert (item.item_id, item.title, item.tags) == ("old", "Old film", ("Drama",))
+    assert "proxy_row" not in item.to_json()
+    (entry,) = decode_registry(json.dumps([{"ordinal": 1, "change": 2, **old}]))
+    assert (entry.ordinal, entry.change, entry.item.item_id) == (1, 2, "old")
+    (logged,) = decode_items(ITEMS_MARK + json.dumps([old]).encode())
+    assert logged.item_id == "old"
+
+
+def test_redis_entries_written_with_a_proxy_row_are_still_read(replicas):
+    """A Redis registry entry from before proxies were dropped (its JSON has "proxy_row"): a
+    fresh replica lists it, and a re-add through the Lua upsert merges over it."""
+    a = replicas()
+    (entry,) = a.add_items([new("legacy", embedding=np.ones(4, np.float32))])
+    registry = a._items
+    entries_key = registry.keys[1]
+    raw = json.loads(registry._client.hget(entries_key, entry.ordinal))
+    registry._client.hset(entries_key, entry.ordinal, json.dumps({**raw, "proxy_row": 9}))
+    fresh = replicas()
+    listed, _ = fresh.list_added_items(0, 100)
+    assert [(e.item.item_id, e.row) for e in listed] == [("legacy", entry.row)]
+    (again,) = fresh.add_items([new("legacy")])  # same text: the stored vector is kept
+    assert again.ordinal == entry.ordinal and np.array_equal(again.item.embedding, np.ones(4))

@@ -101,9 +101,9 @@ def test_extended_rows_match_a_catalog_built_whole():
             for r in range(1, 6)
         ], ("a", "b"),
     )  # fmt: skip
-    first = base.extended([(6, NewItem("n6", "N6", ("b",), proxy_row=2))])
+    first = base.extended([(6, NewItem("n6", "N6", ("b",)))])
     grown = first.extended(
-        [(8, NewItem("n8", "N8", ("a", "b", "zz"), proxy_row=3)), (6, NewItem("n6", "N6", ("a",)))]
+        [(8, NewItem("n8", "N8", ("a", "b", "zz"))), (6, NewItem("n6", "N6", ("a",)))]
     )
     whole = tag_masks(grown.tag_names, grown.item_tags).T
     np.testing.assert_array_equal(grown.tag_matrix, whole)
@@ -115,4 +115,4 @@ def test_extended_rows_match_a_catalog_built_whole():
     assert np.arange(1, 9)[zz].tolist() == [8]
     assert grown.by_popularity.tolist() == [1, 2, 3, 4, 5, 6, 8]
     assert (grown.id_index["n6"], grown.id_index["n8"]) == (6, 8)
-    assert grown.rank_rows(np.array([6, 8, 7, 9])).tolist() == [0, 3, 0, 0]
+    assert grown.ids[6:].tolist() == ["n6", "", "n8"]  # the gap row stays empty

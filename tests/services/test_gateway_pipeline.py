@@ -470,3 +470,44 @@ def _ignores_filters():
             return await super().retrieve(user, k, ALL)
 
     return IgnoresFilters(make_catalog())
+
+
+# --- items added at runtime: ranked by their own rows ----------------------------------------
+
+
+class RecordingRanking(FakeRanking):
+    def __init__(self) -> None:
+        self.calls: list[tuple[np.ndarray, np.ndarray]] = []  # (history, items) per call
+
+    async def rank(
+        self, user: UserState, item_indices: np.ndarray, rate_top_k: int = 0
+    ) -> RankScores:
+        self.calls.append((np.asarray(user.history).copy(), np.asarray(item_indices).copy()))
+        return await super().rank(user, item_indices, rate_top_k)
+
+
+def test_added_items_go_to_ranking_as_their_own_rows():
+    """No proxy mapping: an item added at runtime (row 13, past the bundle's 12) reaches
+    ranking as row 13, among the candidates, in the user's history and in PredictRatings."""
+    from services.contract.added_items import NewItem
+
+    catalog = make_catalog().extended([(13, NewItem("new", "New film", ("Comedy",)))])
+    features = FakeFeatures(catalog)
+    features.history["u1"] = [13, 2]
+
+    class WithAdded(FakeRetrieval):
+        async def retrieve(self, user, k, filters):
+            items = np.array([13, 12, 11, 9], dtype=np.int64)
+            return CandidateList(items, np.linspace(0.9, 0.1, 4).astype(np.float32))
+
+    ranking = RecordingRanking()
+    stages = Stages(features, WithAdded(catalog), ranking, FakeUserValue())
+    pipeline = Pipeline(stages, catalog, SPEC, Limits(max_k=10, candidates=8, max_batch=20))
+    answer = run(pipeline.recommend("u1", 4, ALL))
+    history, items = ranking.calls[-1]
+    assert items.tolist() == [13, 12, 11, 9] and history[0] == 13
+    assert "new" in ids(answer) and answer.fallbacks == ()
+    rated = run(pipeline.predict_ratings("u1", ["new", "i5"]))
+    _, items = ranking.calls[-1]
+    assert items.tolist() == [13, 5]
+    assert rated.ratings[0].rating == pytest.approx(1 + 4 * (0.05 + 13 / 1000))

@@ -206,7 +206,7 @@ def test_a_request_reads_one_catalog_while_items_are_added_concurrently():
     with, never half of each; the next request sees the new one."""
     base = make_catalog()
     row = base.base_rows  # the first row after the bundle's items
-    first = NewItem("added", title="Before", tags=("Comedy",), proxy_row=1)
+    first = NewItem("added", title="Before", tags=("Comedy",))
     catalog = base.extended([(row, first)])
     entered, release = asyncio.Event(), asyncio.Event()
 

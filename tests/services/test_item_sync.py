@@ -52,10 +52,10 @@ def test_explicit_embeddings_travel_through_the_registry():
     feature, applied = FakeFeature(), []
     vector = np.linspace(-1, 1, 8).astype(np.float32)
     feature.registry.upsert([NewItem("v", embedding=vector)])
-    feature.registry.upsert([NewItem("v", proxy_row=3)])  # the gateway recording the proxy
+    feature.registry.upsert([NewItem("v")])  # a re-add without the vector keeps it
     asyncio.run(ItemSync(feature.list_items, applied.append).pull())
     (entry,) = applied[0]
-    assert entry.item.proxy_row == 3 and np.array_equal(entry.item.embedding, vector)
+    assert np.array_equal(entry.item.embedding, vector)
     assert np.array_equal(NewItem.from_json(entry.item.to_json()).embedding, vector)
 
 

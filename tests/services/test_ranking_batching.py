@@ -94,7 +94,7 @@ def test_batched_answers_equal_one_at_a_time_ranking(ranker, users, inline):
 
 
 def test_a_bad_request_fails_alone(ranker, users):
-    bad_items = np.array([ranker.inputs.n_item_rows + 5], dtype=np.int64)
+    bad_items = np.array([-1], dtype=np.int64)  # rows past the table score as row 0, not bad
 
     async def scenario():
         batcher = RankBatcher(ranker, max_batch=4, max_delay_s=0.002)

@@ -143,10 +143,26 @@ def test_rank_rpc_rates_the_top_k_it_is_asked_for(ranker, user):
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-@pytest.mark.parametrize("bad", [-1, 10**9])
-def test_out_of_range_index_is_invalid(ranker, user, bad):
+def test_a_negative_index_is_invalid(ranker, user):
     with pytest.raises(InvalidArgument, match="out of range"):
-        ranker.rank(user, np.array([1, bad], dtype=np.int64))
+        ranker.rank(user, np.array([1, -1], dtype=np.int64))
+
+
+def test_rows_the_ranker_does_not_hold_score_as_the_unknown_row(ranker, user):
+    """A row past the ranker's table (an added item its sync has not brought yet), among the
+    candidates or in the history, is scored as row 0: no error, the same scores."""
+    far = ranker.n_item_rows + 10**6
+    got = ranker.rank(user, np.array([far, 3], dtype=np.int64))
+    want = ranker.rank(user, np.array([0, 3], dtype=np.int64))
+    np.testing.assert_array_equal(got.p_interact, want.p_interact)
+    np.testing.assert_array_equal(got.rating, want.rating)
+    history = np.concatenate(([far], user.history[1:]))
+    lagging = ranker.rank(type(user)(user.user_id, user.is_cold, user.user_index, user.profile,
+                                     history), np.array([3], dtype=np.int64))  # fmt: skip
+    history[0] = 0
+    unknown = ranker.rank(type(user)(user.user_id, user.is_cold, user.user_index, user.profile,
+                                     history), np.array([3], dtype=np.int64))  # fmt: skip
+    np.testing.assert_array_equal(lagging.p_interact, unknown.p_interact)
 
 
 def test_too_many_candidates_is_invalid(ranker, user):
@@ -208,9 +224,9 @@ def test_an_added_item_is_scored_by_its_own_features_not_a_proxy(bundle, ranker,
     vector = np.asarray(table.vectors_of(np.array([proxy])), dtype=np.float32)[0]
     other = np.roll(vector, 5)
     local = OnnxRanker.from_bundle(bundle, prefer_gpu=False, max_candidates=100)
-    before = local.rank(user, np.array([proxy, 3], dtype=np.int64))
-    with pytest.raises(InvalidArgument, match="out of range"):
-        local.rank(user, np.array([n], dtype=np.int64))
+    before = local.rank(user, np.array([proxy, 3, 0], dtype=np.int64))
+    not_yet = local.rank(user, np.array([n], dtype=np.int64))  # not added yet: row 0
+    np.testing.assert_array_equal(not_yet.p_interact, before.p_interact[2:])
     local.add_items(
         [n, n + 1, n + 2],
         [(tags[0],), (tags[1], tags[2]), (tags[0],)],
@@ -219,7 +235,7 @@ def test_an_added_item_is_scored_by_its_own_features_not_a_proxy(bundle, ranker,
     items = np.array([proxy, n, n + 1, n + 2, 3], dtype=np.int64)
     scores = local.rank(user, items)
     assert np.isfinite(scores.p_interact).all() and np.isfinite(scores.rating).all()
-    np.testing.assert_allclose(scores.p_interact[[0, 4]], before.p_interact, atol=1e-6)
+    np.testing.assert_allclose(scores.p_interact[[0, 4]], before.p_interact[:2], atol=1e-6)
     assert scores.p_interact[1] != scores.p_interact[0]  # its own features, not the proxy's
     assert scores.p_interact[2] != scores.p_interact[1]  # other tags
     assert scores.p_interact[3] != scores.p_interact[1]  # other vector
@@ -229,8 +245,8 @@ def test_an_added_item_is_scored_by_its_own_features_not_a_proxy(bundle, ranker,
     rated = local.rank(user, items, 2)
     top = np.argsort(-rated.p_interact, kind="stable")[:2]
     np.testing.assert_allclose(rated.rating[top], scores.rating[top], atol=1e-5)
-    with pytest.raises(InvalidArgument, match="out of range"):
-        local.rank(user, np.array([n + 3], dtype=np.int64))
+    beyond = local.rank(user, np.array([n + 3], dtype=np.int64))  # past the table: row 0
+    np.testing.assert_array_equal(beyond.p_interact, before.p_interact[2:])
     # In the history too: an added row is a valid history row, read by its own features.
     with_added = type(user)(user.user_id, user.is_cold, user.user_index, user.profile,
                             np.concatenate(([n + 1], user.history)))  # fmt: skip
@@ -239,7 +255,8 @@ def test_an_added_item_is_scored_by_its_own_features_not_a_proxy(bundle, ranker,
 
 def test_a_schema_1_ranker_without_feature_inputs_is_still_served(bundle, ranker, user, tmp_path):
     """A ranker.onnx that takes item indices only (item features as constants) gets no feature
-    inputs and serves the bundle's rows; adding items to it is refused."""
+    inputs and serves the bundle's rows; adding items to it is refused, and rows past the
+    bundle's (items added at runtime) score as row 0, the unknown item."""
     import warnings
 
     import torch
@@ -271,5 +288,7 @@ def test_a_schema_1_ranker_without_feature_inputs_is_still_served(bundle, ranker
     assert scores.p_interact[1] > scores.p_interact[0]
     # One graph: every candidate is rated, whatever rate_top_k asks.
     np.testing.assert_array_equal(legacy.rank(user, np.array([1, 2]), 1).rating, scores.rating)
+    added = legacy.rank(user, np.array([ranker.table.n_base_rows + 2, 0], dtype=np.int64))
+    assert added.p_interact[0] == added.p_interact[1]
     with pytest.raises(FailedPrecondition, match="schema_version 1"):
         legacy.add_items([ranker.table.n_base_rows], [()], np.zeros((1, ranker.table.dim)))

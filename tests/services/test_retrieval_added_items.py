@@ -1,6 +1,7 @@
 """Retrieval of items added at runtime: indexed under registry rows, found by Retrieve for a
-user they suit, filtered by tags and availability, similar-item search, proxies (rank_as), the
-user tower reading added items by their own features, bad input, gRPC, and hot reload."""
+user they suit, filtered by tags and availability, similar-item search, the user tower reading
+added items by their own features (rows it does not hold as row 0), bad input, gRPC, and hot
+reload. No proxies: candidates are the rows themselves."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ SERVICE = "recserve.v1.RetrievalService"
 
 class CopyEncoder:
     """A fake content encoder: an item whose text starts with a bundle item's title gets that
-    item's embedding (so its proxy must be that item); other text gets a hashed vector."""
+    item's embedding (so it lands on that item); other text gets a hashed vector."""
 
     def __init__(self, retriever: Retriever) -> None:
         self.dim = retriever.index.embeddings.shape[1]
@@ -79,11 +80,11 @@ def test_an_added_item_is_retrieved_for_a_user_it_suits(retriever, user):
         [NewItem("new-1", "New film", (tag, "brand-new-tag"), embedding=vec * 3, row=n_rows)]
     )
     trained = retriever.index.embeddings[1:n_rows]
-    assert added.row == n_rows and added.proxy == int(np.argmax(trained @ vec)) + 1
+    nearest = int(np.argmax(trained @ vec)) + 1
+    assert added.row == n_rows and not hasattr(added, "proxy")
+    np.testing.assert_allclose(added.vector, vec / np.linalg.norm(vec), rtol=1e-6)
     found = retriever.retrieve(user, 10)
     assert found.item_indices[0] == n_rows
-    assert found.rank_as is not None and found.rank_as[0] == added.proxy
-    np.testing.assert_array_equal(found.rank_as[1:], found.item_indices[1:])
     assert retriever.catalog.index("new-1") == n_rows
     # Tag filters: a bundle tag works, and so does the tag the added item brought (tags are
     # data: the vocabulary grows); a tag nobody carries is still refused.
@@ -108,22 +109,25 @@ def test_an_added_item_is_retrieved_for_a_user_it_suits(retriever, user):
     assert retriever.retrieve(user, 10).item_indices[0] == n_rows
     # Similar items of the added item: its vector is known; never itself.
     similar = retriever.similar("new-1", 5)
-    assert similar.item_indices[0] == added.proxy and n_rows not in similar.item_indices
+    assert similar.item_indices[0] == nearest and n_rows not in similar.item_indices
 
 
 def test_the_user_tower_reads_an_added_item_in_history_by_its_own_features(retriever, user):
-    """No proxy: the history row is the added row itself (unknown id), with the item's own tags
-    (attributes unknown); other tags give another embedding."""
+    """The history row is the added row itself (unknown id), with the item's own tags
+    (attributes unknown); other tags, or the nearest trained item, give another embedding. A
+    row this retriever does not hold (its sync lags) reads as row 0."""
     n_rows = retriever.catalog.n_base_rows
     tags = retriever.index.tags
-    (a, _) = retriever.add_items([
+    retriever.add_items([
         NewItem("h", "x", (tags[0],), embedding=near(retriever, user), row=n_rows),
         NewItem("g", "y", (tags[1], tags[2]), embedding=near(retriever, user), row=n_rows + 1),
     ])  # fmt: skip
     assert retriever.table is not None and retriever.table.n_rows == n_rows + 2
     with_new = dataclasses.replace(user, history=np.r_[n_rows, user.history[:-1]])
     with_other = dataclasses.replace(user, history=np.r_[n_rows + 1, user.history[:-1]])
-    with_proxy = dataclasses.replace(user, history=np.r_[a.proxy, user.history[:-1]])
+    trained = retriever.index.embeddings[1:n_rows]
+    nearest = int(np.argmax(trained @ near(retriever, user))) + 1
+    with_proxy = dataclasses.replace(user, history=np.r_[nearest, user.history[:-1]])
     got = retriever.user_embedding(with_new)
     assert not np.allclose(got, retriever.user_embedding(with_proxy), atol=1e-4)
     assert not np.allclose(got, retriever.user_embedding(with_other), atol=1e-4)
@@ -136,8 +140,12 @@ def test_the_user_tower_reads_an_added_item_in_history_by_its_own_features(retri
     (want,) = retriever._session.run(["embedding"], feeds)
     np.testing.assert_allclose(got, want[0], rtol=1e-6)
     beyond = dataclasses.replace(user, history=np.r_[n_rows + 5, user.history[:-1]])
+    as_unknown = dataclasses.replace(user, history=np.r_[0, user.history[:-1]])
+    np.testing.assert_array_equal(
+        retriever.user_embedding(beyond), retriever.user_embedding(as_unknown)
+    )
     with pytest.raises(InvalidArgument):
-        retriever.user_embedding(beyond)
+        retriever.user_embedding(dataclasses.replace(user, history=np.r_[-1, user.history[1:]]))
     affinities = retriever.tag_affinities(with_new, 3)
     assert len(affinities) == 3
 
@@ -148,10 +156,10 @@ def test_text_goes_through_the_encoder_and_readds_replace_the_vector(bundle, use
     n_rows = retriever.catalog.n_base_rows
     title = retriever.catalog.by_index(7).title
     (a,) = retriever.add_items([NewItem("t", f"{title} (remastered)", row=n_rows)])
-    assert a.proxy == 7
+    np.testing.assert_allclose(a.vector, retriever.index.embeddings[7], rtol=1e-6)
     title2 = retriever.catalog.by_index(9).title
-    (b,) = retriever.add_items([NewItem("t", title2, row=n_rows)])  # re-add: new text
-    assert b.proxy == 9 and retriever.index.index.ntotal == n_rows  # replaced, not duplicated
+    retriever.add_items([NewItem("t", title2, row=n_rows)])  # re-add: new text
+    assert retriever.index.index.ntotal == n_rows  # replaced, not duplicated
     np.testing.assert_allclose(
         retriever.index.embeddings[n_rows], retriever.index.embeddings[9], rtol=1e-6
     )
@@ -214,7 +222,10 @@ def test_hot_reload_keeps_added_items(bundle, user):
     new.adopt_added(old)
     new.adopt_availability(old)
     assert encoder.calls == 1  # re-encoded from text with the new bundle's encoder
-    assert new.catalog.index("by-text") == n_rows and new.added.by_id["by-text"].proxy == 11
+    assert new.catalog.index("by-text") == n_rows
+    np.testing.assert_allclose(
+        new.added.by_id["by-text"].vector, new.index.embeddings[11], rtol=1e-6
+    )
     assert new.catalog.index("by-vector") == n_rows + 1  # no text: its vector travelled
     assert new.retrieve(user, 5).item_indices[0] == n_rows + 1
     assert not new.index.available[n_rows] and new.index.unavailable == 1
@@ -248,7 +259,6 @@ def test_add_items_over_grpc(bundle, user):
             await server.stop(None)
 
     added, found, codes = asyncio.run(asyncio.wait_for(scenario(), 60))
-    assert added.items[0].row == n_rows and added.items[0].item.proxy_row > 0
-    assert not added.items[0].item.embedding
-    assert found.item_indices[0] == n_rows and found.rank_as[0] == added.items[0].item.proxy_row
+    assert added.items[0].row == n_rows and not added.items[0].item.embedding
+    assert found.item_indices[0] == n_rows
     assert codes == [grpc.StatusCode.FAILED_PRECONDITION]

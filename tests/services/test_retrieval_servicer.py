@@ -94,9 +94,22 @@ def test_bad_k_is_rejected(retriever, user_msg, k, code):
 def test_out_of_range_history_is_invalid_argument(retriever, user_msg):
     msg = common_pb2.UserFeatures()
     msg.CopyFrom(user_msg)
-    msg.history[:] = [10**9]
+    msg.history[:] = [-1]
     request = retrieval_pb2.RetrieveRequest(user=msg, k=5)
     assert status_of(retriever, "Retrieve", request) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize("method", ["Retrieve", "TagAffinities"])
+def test_a_history_row_past_the_index_reads_as_the_unknown_item(retriever, user_msg, method):
+    """A row this replica does not hold (an added item its item sync has not brought yet) is
+    read as row 0, not refused."""
+    msg = common_pb2.UserFeatures()
+    msg.CopyFrom(user_msg)
+    msg.history[:] = [10**9, 2**63 - 1]
+    request = (retrieval_pb2.RetrieveRequest if method == "Retrieve" else
+               retrieval_pb2.TagAffinitiesRequest)(user=msg, k=5)  # fmt: skip
+    reply = call(retriever, method, request)  # no error
+    assert len(reply.tags if method == "TagAffinities" else reply.item_indices) == 5
 
 
 def test_similar_unknown_item_is_not_found(retriever):

@@ -58,8 +58,12 @@ class InProcessFeatures:
 
 
 class InProcessRetrieval:
-    def __init__(self, retriever) -> None:
+    """`ranking`: the in-process ranker's stage, handed every item this retriever indexes (its
+    vector as computed here), so both score an added item by the same features."""
+
+    def __init__(self, retriever, ranking: InProcessRanking | None = None) -> None:
         self._retriever = retriever
+        self.ranking = ranking
 
     @property
     def retriever(self):
@@ -79,12 +83,22 @@ class InProcessRetrieval:
         """Encode off the event loop (ONNX), index on it, where searches run."""
         vectors = await asyncio.to_thread(self._retriever.prepare_items, items)
         added = self._retriever.add_prepared(items, vectors)
+        self.share_added()
         return [AddedItem(0, a.row, dataclasses.replace(a.item, embedding=None)) for a in added]
+
+    def share_added(self) -> None:
+        """The ranker takes the added items it does not hold yet, with retrieval's vectors."""
+        if self.ranking is not None and self.ranking.items is not None:
+            self.ranking.items.apply_added(self._retriever.added.by_id.values())
 
 
 class InProcessRanking:
-    def __init__(self, ranker) -> None:
+    """`items`: the ranker's items added at runtime (services.ranking.added), fed by the
+    in-process retriever (InProcessRetrieval.share_added); rows it lacks score as row 0."""
+
+    def __init__(self, ranker, items=None) -> None:
         self._ranker = ranker
+        self.items = items
 
     async def rank(
         self, user: UserState, item_indices: np.ndarray, rate_top_k: int = 0
@@ -155,12 +169,14 @@ class EmbeddedStages(Stages):
             from services.retrieval.sync import apply_registry  # embedded only: FAISS, ONNX
 
             await apply_registry(self.retrieval.retriever, entries)
+            self.retrieval.share_added()
 
     def index_pending(self, entries: Sequence[AddedItem]) -> None:
         if isinstance(self.retrieval, InProcessRetrieval):
             from services.retrieval.sync import index_pending
 
             index_pending(self.retrieval.retriever, entries)
+            self.retrieval.share_added()
 
 
 def _latest(store):
@@ -176,7 +192,8 @@ def build_in_process(
     durability: DurabilitySettings | None = None,
     features: InProcessFeatures | None = None,
 ) -> EmbeddedStages:
-    """Load every domain object from one verified bundle (embedded mode).
+    """Load every domain object from one verified bundle (embedded mode). The ranker holds the
+    items added at runtime that the retriever indexes (InProcessRetrieval.share_added).
 
     The feature store is durable as in the feature service: snapshot + event log replay at
     start, feedback acknowledged once logged. `durability` defaults to the RECSERVE_FEATURE_*
@@ -186,6 +203,7 @@ def build_in_process(
     # Imported here so split mode never loads FAISS or the ONNX models into the gateway.
     from services.feature.config import DurabilitySettings
     from services.feature.snapshot import open_durable_store
+    from services.ranking.added import RankerItems
     from services.ranking.ranker import OnnxRanker
     from services.retrieval.retriever import Retriever
     from services.uservalue.scorer import UserValueScorer
@@ -196,10 +214,15 @@ def build_in_process(
         if durable is not None:
             atexit.register(durable.close)
         features = InProcessFeatures(store)
+    retriever = Retriever.from_bundle(bundle)
+    ranker = OnnxRanker.from_bundle(bundle, prefer_gpu=prefer_gpu)
+    base = retriever.added.base  # the bundle's catalog: its rows and ids
+    items = RankerItems(ranker, base.n_base_rows, base.vocab.__contains__)
+    ranking = InProcessRanking(ranker, items)
     return EmbeddedStages(
         features=features,
-        retrieval=InProcessRetrieval(Retriever.from_bundle(bundle)),
-        ranking=InProcessRanking(OnnxRanker.from_bundle(bundle, prefer_gpu=prefer_gpu)),
+        retrieval=InProcessRetrieval(retriever, ranking),
+        ranking=ranking,
         uservalue=InProcessUserValue(UserValueScorer.from_bundle(bundle)),
         prefer_gpu=prefer_gpu,
     )

@@ -46,7 +46,7 @@ def cold_ranking_section(ranking: Mapping[str, Any] | None) -> list[str]:
     return [
         "### Cold items in the ranker: proxy vs own features",
         "",
-        f"A ranker ({ranking['ranker_epochs']} epochs, the bundle's training code, the "
+        f"A ranker ({ranking['ranker_epochs']} epoch(s), the bundle's training code, the "
         "two-tower score as an input) is trained on the same cold-removed events (the cold items "
         "are never its hard negatives either) and orders by p_interact. Each cold item is scored "
         "(a) as its proxy, the warm item of highest inner product with its content vector (the "
@@ -69,6 +69,16 @@ def cold_ranking_section(ranking: Mapping[str, Any] | None) -> list[str]:
         "",
         f"Ranker training {ranking['ranker_seconds']:.0f} s, scoring "
         f"{ranking['seconds'] - ranking['ranker_seconds']:.0f} s.",
+        "",
+    ]
+
+
+def _rerun_note(cold: Mapping[str, Any]) -> list[str]:
+    if not cold.get("rerun"):
+        return []
+    return [
+        f"(This section was recomputed alone by `{cold['rerun']}` after the last full "
+        "`make eval`; every other section, and the total time, are from that run.)",
         "",
     ]
 
@@ -109,5 +119,6 @@ def cold_items_section(cold: Mapping[str, Any] | None) -> list[str]:
         f"{_f(proj['heldout_shuffled_pairing']['mean_cosine'])}. Popularity is no baseline "
         f"here: cold items have none. Took {cold['seconds']:.0f} s.",
         "",
+        *_rerun_note(cold),
         *cold_ranking_section(cold.get("ranking")),
     ]

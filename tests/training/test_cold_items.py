@@ -83,5 +83,9 @@ def test_ranking_compares_proxy_and_own_features(cold_result) -> None:
     proxy, own = ranking["arms"]["proxy"], ranking["arms"]["own_features"]
     assert proxy["cold_only"] != own["cold_only"]
     assert proxy["all_items"]["cold_auc"] != own["all_items"]["cold_auc"]
+    for arm in ARMS[1:]:
+        for d in ranking["versus_proxy"][arm].values():
+            assert d["ci95"][0] <= d["delta"] <= d["ci95"][1]
+            assert d["better"] + d["equal"] + d["worse"] == d["n_users"] > 0
     section = "\n".join(cold_items_section(cold_result[0]))
     assert "proxy" in section and "own features" in section

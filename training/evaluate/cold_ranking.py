@@ -27,6 +27,9 @@ by), items the user interacted with in training (cold ones included) excluded:
                 of the same users' warm test items in those lists (what cold items cost them)
     warm_only   the warm items only: AUC, Recall@20, NDCG@10 of the warm test items; the
                 sanity check, equal in every arm (no warm score changes)
+
+Each own-features arm is compared with the proxy per user on the cold metrics: the mean
+difference and a 95% paired bootstrap interval over users (not over trainings: one seed).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from training.steps.ranker import train_ranker
 ARMS = ("proxy", "own_features", "own_features_with_attributes")
 ALL_ITEMS_K = 100
 USER_BATCH = 16
+BOOTSTRAP = 2000  # paired bootstrap resamples of users (own features vs proxy)
 
 
 def proxy_rows(content: np.ndarray, item_vectors: np.ndarray, warm: np.ndarray) -> np.ndarray:
@@ -128,17 +132,32 @@ def _top(scores: np.ndarray, columns: np.ndarray, k: int) -> list[list[int]]:
     return [[int(columns[j]) for j in row] for row in np.take_along_axis(part, order, 1)]
 
 
-def _mean_auc(scores: np.ndarray, columns: np.ndarray, positives: Sequence[set[int]]) -> float:
-    """Per-user AUC of the positive columns vs the other finite-scored columns, averaged over
-    users with both classes."""
-    values = []
-    for row, pos in zip(scores, positives, strict=True):
+def _user_auc(scores: np.ndarray, columns: np.ndarray, positives: Sequence[set[int]]) -> np.ndarray:
+    """float[U]: per user, the AUC of the positive columns vs the other finite-scored columns
+    (NaN without both classes)."""
+    out = np.full(len(scores), np.nan)
+    for i, (row, pos) in enumerate(zip(scores, positives, strict=True)):
         ok = np.isfinite(row)
-        labels = np.isin(columns[ok], list(pos))
-        value = M.auc(labels, row[ok])
-        if not np.isnan(value):
-            values.append(value)
-    return float(np.mean(values)) if values else float("nan")
+        out[i] = M.auc(np.isin(columns[ok], list(pos)), row[ok])
+    return out
+
+
+def _user_recall_ndcg(
+    lists: Mapping[int, Sequence[int]],
+    relevant: Mapping[int, set[int]],
+    users: Sequence[int],
+    recall_k: int,
+    ndcg_k: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per user (in `users` order, each with a relevant item): Recall@recall_k, NDCG@ndcg_k,
+    by the formulas of training.evaluate.metrics (their means are recall_at_k / ndcg_at_k)."""
+    ordered = {u: relevant[u] for u in users}
+    hits, n_rel = M.hit_matrix(lists, ordered, recall_k)
+    recall = hits.sum(axis=1) / np.maximum(n_rel, 1)
+    hits, n_rel = M.hit_matrix(lists, ordered, ndcg_k)
+    disc = 1.0 / np.log2(np.arange(2, ndcg_k + 2))
+    ndcg = (hits @ disc) / np.cumsum(disc)[np.minimum(n_rel, ndcg_k) - 1]
+    return recall, ndcg
 
 
 def _metrics(
@@ -147,30 +166,39 @@ def _metrics(
     cold: np.ndarray,
     relevant_cold: Mapping[int, set[int]],
     relevant_warm: Mapping[int, set[int]],
-) -> dict[str, dict[str, float]]:
+) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
+    """-> ({part: {metric: mean over users}}, {"part/metric": per-user values} of the cold
+    metrics, for the paired comparison of arms)."""
     n_items = scores.shape[1]
     all_rows = np.arange(n_items)
-    cold_pos = [relevant_cold[int(u)] for u in users]
+    user_ids = [int(u) for u in users]
+    cold_pos = [relevant_cold[u] for u in user_ids]
+    per_user: dict[str, np.ndarray] = {}
     lists = _top(scores[:, cold], cold, 20)
-    cold_lists = {int(u): row for u, row in zip(users, lists, strict=True)}
-    cold_only = {
-        "auc": _mean_auc(scores[:, cold], cold, cold_pos),
-        "recall@20": M.recall_at_k(cold_lists, relevant_cold, 20),
-        "ndcg@10": M.ndcg_at_k(cold_lists, relevant_cold, 10),
-    }
+    cold_lists = dict(zip(user_ids, lists, strict=True))
+    per_user["cold_only/auc"] = _user_auc(scores[:, cold], cold, cold_pos)
+    per_user["cold_only/recall@20"], per_user["cold_only/ndcg@10"] = _user_recall_ndcg(
+        cold_lists, relevant_cold, user_ids, 20, 10
+    )
     lists = _top(scores, all_rows, ALL_ITEMS_K)
-    top = {int(u): row for u, row in zip(users, lists, strict=True)}
+    top = dict(zip(user_ids, lists, strict=True))
     is_cold = np.zeros(n_items, dtype=bool)
     is_cold[cold] = True
     # cold AUC against the non-relevant candidates: the user's relevant warm items left out
     no_warm = scores.copy()
-    for i, u in enumerate(users):
-        no_warm[i, list(relevant_warm.get(int(u), ()))] = -np.inf
-    warm_users = [int(u) for u in users if relevant_warm.get(int(u))]
+    for i, u in enumerate(user_ids):
+        no_warm[i, list(relevant_warm.get(u, ()))] = -np.inf
+    per_user["all_items/cold_auc"] = _user_auc(no_warm, all_rows, cold_pos)
+    per_user[f"all_items/cold_recall@{ALL_ITEMS_K}"], _ = _user_recall_ndcg(
+        top, relevant_cold, user_ids, ALL_ITEMS_K, 10
+    )
+    warm_users = [u for u in user_ids if relevant_warm.get(u)]
     warm_rel = {u: relevant_warm[u] for u in warm_users}
+    means = {k: float(np.nanmean(v)) if len(v) else float("nan") for k, v in per_user.items()}
+    cold_only = {m: means[f"cold_only/{m}"] for m in ("auc", "recall@20", "ndcg@10")}
     all_items = {
-        "cold_auc": _mean_auc(no_warm, all_rows, cold_pos),
-        f"cold_recall@{ALL_ITEMS_K}": M.recall_at_k(top, relevant_cold, ALL_ITEMS_K),
+        "cold_auc": means["all_items/cold_auc"],
+        f"cold_recall@{ALL_ITEMS_K}": means[f"all_items/cold_recall@{ALL_ITEMS_K}"],
         f"cold_in_top{ALL_ITEMS_K}": float(
             np.mean([is_cold[row[:ALL_ITEMS_K]].sum() for row in top.values()])
         ),
@@ -181,13 +209,35 @@ def _metrics(
     warm_cols = np.flatnonzero(~is_cold & (all_rows > 0))
     at = np.flatnonzero(np.isin(users, warm_users))
     lists = _top(scores[at][:, warm_cols], warm_cols, 20)
-    warm_lists = {u: row for u, row in zip(warm_users, lists, strict=True)}
+    warm_lists = dict(zip(warm_users, lists, strict=True))
+    warm_auc = _user_auc(scores[at][:, warm_cols], warm_cols, [warm_rel[u] for u in warm_users])
     warm_only = {
-        "auc": _mean_auc(scores[at][:, warm_cols], warm_cols, [warm_rel[u] for u in warm_users]),
+        "auc": float(np.nanmean(warm_auc)) if len(warm_auc) else float("nan"),
         "recall@20": M.recall_at_k(warm_lists, warm_rel, 20),
         "ndcg@10": M.ndcg_at_k(warm_lists, warm_rel, 10),
     }
-    return {"cold_only": cold_only, "all_items": all_items, "warm_only": warm_only}
+    return {"cold_only": cold_only, "all_items": all_items, "warm_only": warm_only}, per_user
+
+
+def paired_difference(
+    a: np.ndarray, b: np.ndarray, seed: int, n_boot: int = BOOTSTRAP
+) -> dict[str, Any]:
+    """Per-user values of two arms (NaN pairs dropped) -> mean of b - a, a 95% paired bootstrap
+    interval over users (seeded), and the users b wins / ties / loses."""
+    ok = ~(np.isnan(a) | np.isnan(b))
+    diff = b[ok] - a[ok]
+    if not diff.size:
+        return {"delta": float("nan"), "ci95": [float("nan")] * 2, "n_users": 0}
+    rng = np.random.default_rng(seed)
+    boot = diff[rng.integers(0, diff.size, size=(n_boot, diff.size))].mean(axis=1)
+    return {
+        "delta": float(diff.mean()),
+        "ci95": [float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))],
+        "n_users": int(diff.size),
+        "better": int((diff > 0).sum()),
+        "equal": int((diff == 0).sum()),
+        "worse": int((diff < 0).sum()),
+    }
 
 
 def evaluate_cold_ranking(
@@ -212,7 +262,8 @@ def evaluate_cold_ranking(
     their content vectors, cold_tags their raw tag lists; users int64[U] (each with a relevant
     cold item), relevant_cold / relevant_warm: user -> relevant test rows; seen: user -> rows
     interacted with in training (cold ones included), never candidates.
-    -> {"arms": {arm: {"cold_only", "all_items", "warm_only": {metric: value}}}, counts,
+    -> {"arms": {arm: {"cold_only", "all_items", "warm_only": {metric: value}}},
+    "versus_proxy": {arm: {"part/metric": paired_difference}} of the cold metrics, counts,
     checks, seconds}."""
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
@@ -230,6 +281,7 @@ def evaluate_cold_ranking(
     warm_cols[0] = False
     reference = None
     identical = True
+    per_user: dict[str, dict[str, np.ndarray]] = {}
     for arm in ARMS:
         scores = _scores(ranker, catalog, users, histories, *arms[arm])
         if reference is None:
@@ -238,10 +290,18 @@ def evaluate_cold_ranking(
             identical &= bool(np.allclose(reference, scores[:, warm_cols], rtol=0, atol=1e-6))
         for i, u in enumerate(users):
             scores[i, list(seen.get(int(u), ()))] = -np.inf
-        results[arm] = _metrics(scores, users, cold, relevant_cold, relevant_warm)
+        results[arm], per_user[arm] = _metrics(scores, users, cold, relevant_cold, relevant_warm)
     same_tags = (catalog.item_tags[proxy] == catalog.item_tags[cold]).all(axis=1)
+    versus_proxy = {
+        arm: {
+            metric: paired_difference(per_user["proxy"][metric], values, cfg.seed)
+            for metric, values in per_user[arm].items()
+        }
+        for arm in ARMS[1:]
+    }
     return {
         "arms": results,
+        "versus_proxy": versus_proxy,
         "score": "p_interact",
         "ranker_epochs": cfg.ranker_epochs,
         "ranker_uses_retrieval_score": bool(info["uses_retrieval_score"]),

@@ -43,6 +43,25 @@ def cold_ranking_section(ranking: Mapping[str, Any] | None) -> list[str]:
             f"{_f(w['recall@20'])} |"
         )
     identical = "identical" if ranking["warm_scores_identical"] else "NOT identical"
+    deltas = []
+    for arm, by_metric in ranking.get("versus_proxy", {}).items():
+        label = ARM_LABELS[arm].split(":")[0].split(" ")[0]
+        for metric, d in by_metric.items():
+            lo, hi = d["ci95"]
+            deltas.append(
+                f"| {label} | {metric} | {d['delta']:+.4f} | [{lo:+.4f}, {hi:+.4f}] | "
+                f"{d.get('better', 0)} / {d.get('equal', 0)} / {d.get('worse', 0)} |"
+            )
+    if deltas:
+        deltas = [
+            "Own features minus proxy, per user (paired; 95% bootstrap interval over users, "
+            "which does not cover the ranker's training noise: one seed):",
+            "",
+            "| arm | metric | mean difference | 95% interval | users better / equal / worse |",
+            "|---|---|---|---|---|",
+            *deltas,
+            "",
+        ]
     return [
         "### Cold items in the ranker: proxy vs own features",
         "",
@@ -67,6 +86,7 @@ def cold_ranking_section(ranking: Mapping[str, Any] | None) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
+        *deltas,
         f"Ranker training {ranking['ranker_seconds']:.0f} s, scoring "
         f"{ranking['seconds'] - ranking['ranker_seconds']:.0f} s.",
         "",

@@ -118,10 +118,11 @@ def cold_items_section(cold: Mapping[str, Any] | None) -> list[str]:
                     f"{_f(b['recall@100'])} | {b['cold_in_top100']:.1f} |")  # fmt: skip
     return [
         *lines,
-        f"A seeded random {100 * cold['fraction']:.0f}% of the catalog ({cold['n_cold_items']} "
-        f"items) is cold: their {cold['n_train_removed']} training interactions are removed, the "
-        f"two-tower ({cold['retrieval_epochs']} epochs) trains on the rest and the text → tower "
-        f"projection is fitted on the warm items (ridge, λ={proj['lambda']} picked on "
+        f"A seeded (seed {cold['seed']}) random {100 * cold['fraction']:.0f}% of the catalog "
+        f"({cold['n_cold_items']} items) is cold: their {cold['n_train_removed']} training "
+        f"interactions are removed, the two-tower ({cold['retrieval_epochs']} epochs) trains on "
+        "the rest and the text → tower projection is fitted on the warm items (ridge, "
+        f"λ={proj['lambda']} picked on "
         f"{proj['n_heldout']} held-out warm items). Relevant: the {cold['n_test_interactions']} "
         f"test interactions of {cold['n_users']} users with {cold['n_cold_items_in_test']} "
         "cold items. (a) ranks the cold items only; (b) ranks every unseen item, warm items by "

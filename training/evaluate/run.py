@@ -214,7 +214,8 @@ def run_cold_items(cfg: EvalConfig) -> dict[str, Any]:
         raise ValueError(f"{path} was computed on other data ({results['meta']['data']})")
     if results["meta"]["config"].get("tiny") != str(cfg.tiny):
         raise ValueError(f"{path} is from a run with tiny={results['meta']['config']['tiny']}")
-    cold["rerun"] = "python -m training.evaluate cold-items"  # the report says so
+    command = "python -m training.evaluate cold-items" + (f" --seed {cfg.seed}" if cfg.seed else "")
+    cold["rerun"] = command  # the report says so
     results["cold_items"] = cold
     step, took = COLD_STEP, round(time.perf_counter() - start, 1)
     results["meta"]["seconds"] = {

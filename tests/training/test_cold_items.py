@@ -13,6 +13,7 @@ import pytest
 
 from training.data import InteractionData
 from training.evaluate.cold_items import SYSTEMS, cold_rows, evaluate_cold_items
+from training.evaluate.cold_ranking import ARMS
 from training.evaluate.report_cold import cold_items_section
 from training.evaluate.splits import topk_split
 
@@ -60,3 +61,31 @@ def test_report_section_lists_every_system(cold_result) -> None:
     lines = "\n".join(cold_items_section(cold_result[0]))
     assert "Cold items" in lines and "upper bound" in lines and "random order" in lines
     assert "Not run" in "\n".join(cold_items_section(None))
+
+
+def test_ranking_compares_proxy_and_own_features(cold_result) -> None:
+    """The ranker part (training.evaluate.cold_ranking): every arm scored, metrics in [0, 1],
+    warm items scored the same in every arm, the cold items not."""
+    ranking = cold_result[0]["ranking"]
+    assert set(ranking["arms"]) == set(ARMS)
+    assert ranking["n_users"] == cold_result[0]["n_users"] and ranking["n_warm_users"] > 0
+    assert ranking["warm_scores_identical"] is True
+    for arm in ARMS:
+        parts = ranking["arms"][arm]
+        assert set(parts["cold_only"]) == {"auc", "recall@20", "ndcg@10"}
+        assert set(parts["all_items"]) == {
+            "cold_auc", "cold_recall@100", "cold_in_top100", "warm_recall@20", "warm_ndcg@10",
+        }  # fmt: skip
+        assert parts["warm_only"] == ranking["arms"]["proxy"]["warm_only"]  # warm: unchanged
+        for part in parts.values():
+            for name, value in part.items():
+                assert 0.0 <= value <= (100.0 if name.startswith("cold_in") else 1.0), (arm, name)
+    proxy, own = ranking["arms"]["proxy"], ranking["arms"]["own_features"]
+    assert proxy["cold_only"] != own["cold_only"]
+    assert proxy["all_items"]["cold_auc"] != own["all_items"]["cold_auc"]
+    for arm in ARMS[1:]:
+        for d in ranking["versus_proxy"][arm].values():
+            assert d["ci95"][0] <= d["delta"] <= d["ci95"][1]
+            assert d["better"] + d["equal"] + d["worse"] == d["n_users"] > 0
+    section = "\n".join(cold_items_section(cold_result[0]))
+    assert "proxy" in section and "own features" in section

@@ -36,8 +36,10 @@ from training.content import (
 from training.data import InteractionData
 from training.encode import EncodedCatalog, build_catalog, index_events
 from training.evaluate import metrics as M
+from training.evaluate.cold_ranking import evaluate_cold_ranking
+from training.models import TwoTower
 from training.models.rating_fit import latest_histories
-from training.models.train import make_examples
+from training.models.train import Batch, make_examples
 from training.steps.config import TrainConfig
 from training.steps.two_tower import train_two_tower
 
@@ -56,9 +58,11 @@ def cold_rows(n_items: int, fraction: float, seed: int) -> np.ndarray:
 
 def _tower(
     cfg: TrainConfig, catalog: EncodedCatalog, train_ix: pd.DataFrame, users: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Train a two-tower on train_ix -> (item embeddings [I, D], user queries [U, D])."""
-    model, _ = train_two_tower(cfg, catalog, train_ix, make_examples(catalog, train_ix))
+) -> tuple[np.ndarray, np.ndarray, TwoTower, Batch]:
+    """Train a two-tower on train_ix -> (item embeddings [I, D], user queries [U, D], the
+    model, its training examples)."""
+    examples = make_examples(catalog, train_ix)
+    model, _ = train_two_tower(cfg, catalog, train_ix, examples)
     items = model.item_embeddings(catalog.n_items)
     histories = latest_histories(catalog, train_ix)[users]
     model.user_tower.eval()
@@ -68,7 +72,7 @@ def _tower(
             torch.from_numpy(catalog.user_profiles[users]),
             torch.from_numpy(histories),
         ).numpy()
-    return items, queries
+    return items, queries, model, examples
 
 
 def _top(scores: np.ndarray, k: int) -> list[list[int]]:
@@ -102,9 +106,12 @@ def evaluate_cold_items(
     fraction: float = COLD_FRACTION,
     tiny: bool = False,
     max_fit_items: int | None = None,
+    ranking: bool = True,
 ) -> dict[str, Any]:
     """train/test: canonical events. -> {"cold_only": {system: metrics}, "all_items": {...},
-    counts, projection quality, seconds}. tiny: the tiny training preset (tests)."""
+    counts, projection quality, seconds, and with `ranking` "ranking": the ranker's scores of
+    the cold items as proxies vs by their own features (training.evaluate.cold_ranking)}.
+    tiny: the tiny training preset (tests)."""
     start = time.perf_counter()
     torch.manual_seed(seed)
     cfg = TrainConfig(tiny=tiny, progress=False, seed=seed).resolved()
@@ -125,8 +132,8 @@ def evaluate_cold_items(
             relevant[int(user)] = rel
     users = np.asarray(sorted(relevant), dtype=np.int64)
 
-    warm_items, warm_queries = _tower(cfg, catalog, warm_ix, users)
-    full_items, full_queries = _tower(cfg, catalog, full_ix, users)
+    warm_items, warm_queries, warm_model, warm_examples = _tower(cfg, catalog, warm_ix, users)
+    full_items, full_queries, _, _ = _tower(cfg, catalog, full_ix, users)
     popularity = np.bincount(warm_ix["item_index"], minlength=catalog.n_items)
     weights = popularity_weights(popularity)
     weights[0] = 0.0
@@ -185,6 +192,25 @@ def evaluate_cold_items(
                 np.mean([is_cold[row[:ALL_ITEMS_K]].sum() for row in lists.values()])
             ),
         }
+    if ranking:
+        relevant_warm: dict[int, set[int]] = {}
+        in_users = test_ix["user_index"].isin(set(users.tolist())).to_numpy()
+        rows = test_ix["item_index"].to_numpy()
+        warm_test = test_ix[in_users & ~is_cold[rows] & (rows > 0)]
+        for user, items in warm_test.groupby("user_index"):
+            rel = set(items["item_index"].tolist()) - seen_full.get(user, set())
+            if rel:
+                relevant_warm[int(user)] = rel
+        by_id = data.items.assign(item_id=data.items["item_id"].astype(str)).set_index("item_id")
+        raw_tags = by_id["tags"] if "tags" in by_id else pd.Series(dtype=object)
+        cold_tags = [
+            [str(t) for t in tags] if isinstance(tags, list | tuple | np.ndarray) else []
+            for tags in raw_tags.reindex(catalog.items.ids[cold - 1].tolist())
+        ]
+        out["ranking"] = evaluate_cold_ranking(
+            cfg, catalog, warm_ix, warm_examples, warm_model, warm_items, cold, content,
+            cold_tags, users, relevant, relevant_warm, seen_full,
+        )  # fmt: skip
     out.update(
         {
             "fraction": fraction,

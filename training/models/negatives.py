@@ -25,9 +25,12 @@ def retrieval_candidates(
     seen: pd.DataFrame,
     k: int,
     batch_size: int = 1024,
+    exclude: np.ndarray | None = None,
 ) -> np.ndarray:
-    """int64[U, K]: each user's top-k items by the retrieval model, excluding row 0 and the
-    items in `seen` (indexed events). histories int64[U, H]: each user's latest history."""
+    """int64[U, K]: each user's top-k items by the retrieval model, excluding row 0, the
+    items in `seen` (indexed events) and the rows `exclude` (for every user: items that do not
+    exist at training time, e.g. the cold items of training.evaluate.cold_items).
+    histories int64[U, H]: each user's latest history."""
     user_tower.eval()
     n_users = len(user_profiles)
     k = min(k, item_embeddings.shape[0] - 1)  # a small catalog has fewer items than the pool
@@ -43,6 +46,8 @@ def retrieval_candidates(
         ).numpy()
         scores = query @ item_embeddings.T
         scores[:, 0] = -np.inf
+        if exclude is not None:
+            scores[:, exclude] = -np.inf
         mask = (seen_rows >= start) & (seen_rows < rows[-1] + 1)
         scores[seen_rows[mask] - start, seen_items[mask]] = -np.inf
         top = np.argpartition(-scores, k, axis=1)[:, :k]

@@ -31,7 +31,10 @@ def train_ranker(
     two_tower: TwoTower,
     item_embeddings: np.ndarray,
     repeat: bool = False,
+    exclude_items: np.ndarray | None = None,
 ) -> tuple[Ranker, dict[str, Any]]:
+    """exclude_items: rows never drawn as hard negatives (items that do not exist at training
+    time: the cold items of training.evaluate.cold_items)."""
     spec = catalog.spec
     hard, sampled = cfg.ranker_hard_negatives, cfg.ranker_sampled_negatives
     if catalog.n_items > HARD_NEGATIVE_MAX_ITEMS:
@@ -76,6 +79,7 @@ def train_ranker(
             latest_histories(catalog, train),
             train,
             cfg.hard_negative_pool,
+            exclude=exclude_items,
         )
         if model_cfg.hard_negatives > 0
         else np.zeros((catalog.n_users, 1), dtype=np.int64)

@@ -80,7 +80,7 @@ class ItemTable:
         bundle: the page cache is shared with the other services reading it)."""
         spec: FeatureSpec = bundle.feature_spec
         if vectors is None:
-            vectors = np.load(bundle.path("item_embeddings.npy"), mmap_mode="r")
+            vectors = np.load(bundle.path("item_embeddings.npy"), mmap_mode="r", allow_pickle=False)
         n_rows = len(vectors)
         path = bundle.path("items.parquet")
         names = set(pq.read_schema(path).names)

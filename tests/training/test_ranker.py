@@ -145,3 +145,110 @@ def test_negatives_are_interact_label_zero_without_likes_or_rating_loss(ranker, 
         + torch.mean((rating[:, 0] - ratings) ** 2)
     )
     assert float(loss.detach()) == pytest.approx(float(expected), rel=1e-5)
+
+
+def _plain_logits(model: Ranker, user_index, profile, history, items):
+    """Ranker.logits as it was before the MLP's first layer was split: the user part expanded
+    to every candidate and concatenated with the candidate's part, self.over on the whole row."""
+    from training.models.layers import known_rows, masked_mean
+    from training.models.ranker import repeat_features
+
+    mask = (history > 0).to(torch.float32)
+    hist = model.item_features(history)
+    cand = model.item_features(items)
+    attended = model.attention(cand, hist, mask)
+    user = torch.cat(
+        [model.user_id(user_index), model.profile(profile), masked_mean(hist, mask)], dim=-1
+    )
+    user = user.unsqueeze(1).expand(-1, items.shape[1], -1)
+    parts = [user, cand, attended, cand * attended]
+    score = repeat = None
+    if model.retrieval is not None:
+        score = model.retrieval(user_index, profile, history, items)
+        parts.append(score.unsqueeze(-1))
+    if model.repeat_weight is not None:
+        repeat = repeat_features(history, items)
+        parts.append(repeat)
+    heads = model.heads(model.over(torch.cat(parts, dim=-1)))
+    item_bias = model.item_bias(known_rows(items, model.item_features.n_items)).squeeze(-1)
+    bias = model.user_bias(user_index) + item_bias + model.global_bias
+    low, high = model.rating_scale
+    rating = low + (high - low) * torch.sigmoid(heads[..., 2] + bias)
+    interact = heads[..., 0]
+    if score is not None:
+        interact = interact + model.retrieval_weight * score
+    if repeat is not None:
+        interact = interact + model.repeat_weight(repeat).squeeze(-1)
+    return interact, heads[..., 1], rating
+
+
+@pytest.mark.parametrize("with_retrieval", [False, True])
+@pytest.mark.parametrize("with_repeat", [False, True])
+def test_split_first_layer_equals_the_plain_concatenation(
+    ml_catalog, with_retrieval: bool, with_repeat: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The user part goes through the MLP's first layer once per user (Ranker.hidden): same
+    parameters (state_dict keys and shapes), same logits, loss and gradients as the plain
+    concatenation of the user part with every candidate's, on random inputs and weights."""
+    from training.models import TwoTowerConfig, UserTower
+    from training.models.ranker import RetrievalScore
+    from training.models.rating import InteractGraph
+
+    torch.manual_seed(1)
+    spec = ml_catalog.spec
+    side = (ml_catalog.item_tags, ml_catalog.item_attrs, spec.item_cardinalities)
+    retrieval = None
+    if with_retrieval:
+        tower = UserTower(ml_catalog.n_users, ml_catalog.n_items, spec.profile_cardinalities,
+                          *side, TwoTowerConfig())  # fmt: skip
+        vectors = np.random.default_rng(1).normal(size=(ml_catalog.n_items, 64))
+        retrieval = RetrievalScore(tower, vectors.astype(np.float32))
+    config = RankerConfig(repeat_features=with_repeat)
+    model = Ranker(ml_catalog.n_users, ml_catalog.n_items, spec.profile_cardinalities, *side,
+                   config, retrieval)  # fmt: skip
+    first = model.over[0]
+    assert first.in_features == model.user_width + 3 * model.item_features.out_dim + (
+        int(with_retrieval) + (4 if with_repeat else 0)
+    )
+    assert "over.0.weight" in model.state_dict() and not any(
+        "user_width" in k for k in model.state_dict()
+    )
+    g = torch.Generator().manual_seed(2)
+    b, h, n = 6, 20, 40
+    history = torch.randint(1, ml_catalog.n_items, (b, h), generator=g)
+    history[:, 12:] = 0  # padding
+    history[0] = 0  # an empty history
+    items = torch.randint(1, ml_catalog.n_items, (b, n), generator=g)
+    items[:, :5] = history[:, :5]  # candidates in the history: repeat features non-zero
+    profile = torch.stack(
+        [torch.randint(0, c, (b,), generator=g) for c in spec.profile_cardinalities], dim=1
+    )
+    user_index = torch.randint(0, ml_catalog.n_users, (b,), generator=g)
+    args = (user_index, profile, history, items)
+
+    model.eval()
+    with torch.no_grad():
+        new = model.logits(*args)
+        old = _plain_logits(model, *args)
+        interact_only = model.interact_logit(*args)
+        p_interact = InteractGraph(model)(*args)
+    for got, want in zip(new, old, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(interact_only, old[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(p_interact, torch.sigmoid(old[0]), atol=1e-5, rtol=1e-5)
+
+    # training: the same loss and gradients on a fixed batch
+    model.train()
+    ratings = torch.tensor([5.0, 4.0, float("nan"), 1.0, 2.0, 3.0])
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    loss_new = ranker_loss(model, *args[:3], items[:, :1], ratings, 4.0, items[:, 1:])
+    grads_new = torch.autograd.grad(loss_new, trainable, allow_unused=True)
+    monkeypatch.setattr(model, "logits", lambda *a: _plain_logits(model, *a))
+    loss_old = ranker_loss(model, *args[:3], items[:, :1], ratings, 4.0, items[:, 1:])
+    grads_old = torch.autograd.grad(loss_old, trainable, allow_unused=True)
+    assert float(loss_new.detach()) == pytest.approx(float(loss_old.detach()), abs=1e-6)
+    for got, want in zip(grads_new, grads_old, strict=True):
+        if want is None:
+            assert got is None
+        else:
+            torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)

@@ -155,6 +155,7 @@ class Ranker(nn.Module):
         f = self.item_features.out_dim
         self.attention = TargetAttention(f, config.attention_dim)
         user_width = config.user_id_dim + self.profile.out_dim + f
+        self.user_width = user_width  # the first columns of the MLP's input: the user part
         n_scores = 0 if retrieval is None else 1
         n_scores += N_REPEAT_FEATURES if config.repeat_features else 0
         # A direct linear path too, as for the retrieval score: "bought often, bought lately"
@@ -169,6 +170,56 @@ class Ranker(nn.Module):
         for table in (self.user_id, self.user_bias, self.item_bias):
             nn.init.normal_(table.weight, std=0.01)
 
+    def mlp_inputs(
+        self,
+        user_index: torch.Tensor,
+        profile: torch.Tensor,
+        history: torch.Tensor,
+        items: torch.Tensor,
+        history_tags: torch.Tensor | None = None,
+        history_attrs: torch.Tensor | None = None,
+        item_tags: torch.Tensor | None = None,
+        item_attrs: torch.Tensor | None = None,
+        item_vectors: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """The MLP's input in its two parts: (user float[B, U]: user id, profile, history
+        mean, the same for all N candidates; per-candidate float[B, N, C]: cand, attended,
+        cand * attended[, retrieval score][, repeat features]; the retrieval score float[B, N]
+        or None; the repeat features float[B, N, R] or None). The MLP's input row of a
+        candidate is [user, per-candidate] (U + C = self.over[0].in_features)."""
+        mask = (history > 0).to(torch.float32)
+        hist = self.item_features(history, history_tags, history_attrs)  # [B, H, F]
+        cand = self.item_features(items, item_tags, item_attrs)  # [B, N, F]
+        attended = self.attention(cand, hist, mask)  # [B, N, F]
+        user = torch.cat(
+            [self.user_id(user_index), self.profile(profile), masked_mean(hist, mask)], dim=-1
+        )
+        parts = [cand, attended, cand * attended]
+        score = None
+        if self.retrieval is not None:
+            score = self.retrieval(
+                user_index, profile, history, items, history_tags, history_attrs, item_vectors
+            )  # [B, N]
+            parts.append(score.unsqueeze(-1))
+        repeat = None
+        if self.repeat_weight is not None:
+            repeat = repeat_features(history, items)  # [B, N, R]
+            parts.append(repeat)
+        return user, torch.cat(parts, dim=-1), score, repeat
+
+    def hidden(self, user: torch.Tensor, per_candidate: torch.Tensor) -> torch.Tensor:
+        """self.over on each candidate's row [user, per-candidate] -> float[B, N, hidden],
+        with the first layer split by columns: the user part goes through its columns once
+        per user ([B, 1, H], broadcast over the N candidates), not once per candidate. Same
+        parameters, same math as self.over(torch.cat([user expanded to N, per_candidate], -1))
+        up to float rounding."""
+        first, width = self.over[0], self.user_width
+        out = F.linear(per_candidate, first.weight[:, width:])  # [B, N, H]
+        out = out + F.linear(user, first.weight[:, :width], first.bias).unsqueeze(1)
+        for layer in self.over[1:]:
+            out = layer(out)
+        return out
+
     def logits(
         self,
         user_index: torch.Tensor,
@@ -182,36 +233,50 @@ class Ranker(nn.Module):
         item_vectors: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(interact logit float[B, N], likes logit float[B, N], rating float[B, N])."""
-        mask = (history > 0).to(torch.float32)
-        hist = self.item_features(history, history_tags, history_attrs)  # [B, H, F]
-        cand = self.item_features(items, item_tags, item_attrs)  # [B, N, F]
-        attended = self.attention(cand, hist, mask)  # [B, N, F]
-        user = torch.cat(
-            [self.user_id(user_index), self.profile(profile), masked_mean(hist, mask)], dim=-1
-        )
-        user = user.unsqueeze(1).expand(-1, items.shape[1], -1)
-        parts = [user, cand, attended, cand * attended]
-        score = None
-        if self.retrieval is not None:
-            score = self.retrieval(
-                user_index, profile, history, items, history_tags, history_attrs, item_vectors
-            )  # [B, N]
-            parts.append(score.unsqueeze(-1))
-        repeat = None
-        if self.repeat_weight is not None:
-            repeat = repeat_features(history, items)  # [B, N, R]
-            parts.append(repeat)
-        heads = self.heads(self.over(torch.cat(parts, dim=-1)))  # [B, N, 3]
+        user, per_candidate, score, repeat = self.mlp_inputs(
+            user_index, profile, history, items,
+            history_tags, history_attrs, item_tags, item_attrs, item_vectors,
+        )  # fmt: skip
+        heads = self.heads(self.hidden(user, per_candidate))  # [B, N, 3]
         item_bias = self.item_bias(known_rows(items, self.item_features.n_items)).squeeze(-1)
         bias = self.user_bias(user_index) + item_bias + self.global_bias
         low, high = self.rating_scale
         rating = low + (high - low) * torch.sigmoid(heads[..., 2] + bias)
-        interact = heads[..., 0]
-        if score is not None:
-            interact = interact + self.retrieval_weight * score
-        if repeat is not None:
-            interact = interact + self.repeat_weight(repeat).squeeze(-1)
+        interact = self._interact(heads[..., 0], score, repeat)
         return interact, heads[..., 1], rating
+
+    def _interact(
+        self, head: torch.Tensor, score: torch.Tensor | None, repeat: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The interact head's output float[B, N] -> the interact logit (plus the direct
+        paths of the retrieval score and the repeat features)."""
+        if score is not None:
+            head = head + self.retrieval_weight * score
+        if repeat is not None:
+            head = head + self.repeat_weight(repeat).squeeze(-1)
+        return head
+
+    def interact_logit(
+        self,
+        user_index: torch.Tensor,
+        profile: torch.Tensor,
+        history: torch.Tensor,
+        items: torch.Tensor,
+        history_tags: torch.Tensor | None = None,
+        history_attrs: torch.Tensor | None = None,
+        item_tags: torch.Tensor | None = None,
+        item_attrs: torch.Tensor | None = None,
+        item_vectors: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """logits(...)[0] alone: the interact head's row of self.heads only (ranker.onnx, the
+        InteractGraph, needs no likes or rating head)."""
+        user, per_candidate, score, repeat = self.mlp_inputs(
+            user_index, profile, history, items,
+            history_tags, history_attrs, item_tags, item_attrs, item_vectors,
+        )  # fmt: skip
+        hidden = self.hidden(user, per_candidate)
+        head = F.linear(hidden, self.heads.weight[:1], self.heads.bias[:1]).squeeze(-1)
+        return self._interact(head, score, repeat)
 
     def forward(
         self,

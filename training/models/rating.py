@@ -293,7 +293,9 @@ class ServedRanker(nn.Module):
 
 class InteractGraph(nn.Module):
     """ranker.onnx of a bundle with rater.onnx: ServedRanker's inputs -> p_interact float[B, N]
-    only (the serving order, computed for every candidate)."""
+    only (the serving order, computed for every candidate). A Ranker computes it with
+    `Ranker.interact_logit`: the interact head alone (no likes or rating head) and the MLP's
+    first layer split, so the user part goes through it once per user (`Ranker.hidden`)."""
 
     OUTPUTS = ("p_interact",)
 
@@ -313,10 +315,12 @@ class InteractGraph(nn.Module):
         item_attrs: torch.Tensor | None = None,
         item_vectors: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        return self.ranker(
-            user_index, profile, history, items,
-            history_tags, history_attrs, item_tags, item_attrs, item_vectors,
-        )[2]  # fmt: skip
+        args = (user_index, profile, history, items,
+                history_tags, history_attrs, item_tags, item_attrs, item_vectors)  # fmt: skip
+        interact_logit = getattr(self.ranker, "interact_logit", None)
+        if interact_logit is not None:  # training.models.Ranker: the interact head alone
+            return torch.sigmoid(interact_logit(*args))
+        return self.ranker(*args)[2]
 
 
 class RatingGraph(nn.Module):

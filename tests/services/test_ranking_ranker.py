@@ -226,7 +226,8 @@ def test_an_added_item_is_scored_by_its_own_features_not_a_proxy(bundle, ranker,
     local = OnnxRanker.from_bundle(bundle, prefer_gpu=False, max_candidates=100)
     before = local.rank(user, np.array([proxy, 3, 0], dtype=np.int64))
     not_yet = local.rank(user, np.array([n], dtype=np.int64))  # not added yet: row 0
-    np.testing.assert_array_equal(not_yet.p_interact, before.p_interact[2:])
+    # same up to float rounding: ORT's kernels round by the candidate count (N = 1 vs 3)
+    np.testing.assert_allclose(not_yet.p_interact, before.p_interact[2:], atol=1e-6)
     local.add_items(
         [n, n + 1, n + 2],
         [(tags[0],), (tags[1], tags[2]), (tags[0],)],
@@ -246,7 +247,7 @@ def test_an_added_item_is_scored_by_its_own_features_not_a_proxy(bundle, ranker,
     top = np.argsort(-rated.p_interact, kind="stable")[:2]
     np.testing.assert_allclose(rated.rating[top], scores.rating[top], atol=1e-5)
     beyond = local.rank(user, np.array([n + 3], dtype=np.int64))  # past the table: row 0
-    np.testing.assert_array_equal(beyond.p_interact, before.p_interact[2:])
+    np.testing.assert_array_equal(beyond.p_interact, not_yet.p_interact)  # both N = 1
     # In the history too: an added row is a valid history row, read by its own features.
     with_added = type(user)(user.user_id, user.is_cold, user.user_index, user.profile,
                             np.concatenate(([n + 1], user.history)))  # fmt: skip

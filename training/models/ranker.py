@@ -9,7 +9,10 @@ is exported on its own too: it is what the serving path orders candidates by (or
 product costs top-K, since any held-out interaction counts, liked or not).
 
 Shapes: B = batch, N = candidates, H = history length, P = profile fields, F = item features.
-Ranker.forward is the exported graph; the training loss lives in `ranker_loss`.
+Ranker.forward is the exported graph (ranker.onnx of a bundle with a rating model:
+`interact_logit`, the interact head alone); the training loss lives in `ranker_loss`. The MLP's
+input row of a candidate is [user part, candidate part]; its first layer is applied split by
+those columns (`Ranker.hidden`), so the user part goes through it once per user.
 """
 
 from __future__ import annotations
@@ -210,11 +213,11 @@ class Ranker(nn.Module):
     def hidden(self, user: torch.Tensor, per_candidate: torch.Tensor) -> torch.Tensor:
         """self.over on each candidate's row [user, per-candidate] -> float[B, N, hidden],
         with the first layer split by columns: the user part goes through its columns once
-        per user ([B, 1, H], broadcast over the N candidates), not once per candidate. Same
+        per user ([B, 1, hidden], broadcast over the N candidates), not per candidate. Same
         parameters, same math as self.over(torch.cat([user expanded to N, per_candidate], -1))
         up to float rounding."""
         first, width = self.over[0], self.user_width
-        out = F.linear(per_candidate, first.weight[:, width:])  # [B, N, H]
+        out = F.linear(per_candidate, first.weight[:, width:])  # [B, N, hidden]
         out = out + F.linear(user, first.weight[:, :width], first.bias).unsqueeze(1)
         for layer in self.over[1:]:
             out = layer(out)

@@ -7,6 +7,7 @@ popular items for a cold user is one numpy pass, not a Python loop over the cata
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -57,6 +58,28 @@ class GatewayCatalog:
             return None
         value = float(self.prices[row])
         return None if np.isnan(value) else value
+
+    @functools.cached_property
+    def tags_by_row(self) -> np.ndarray:
+        """object[I]: item_tags as an array (per catalog, built once: `CatalogHolder` builds it
+        before publishing), so the tags of k rows are one gather, not a loop over them."""
+        return np.fromiter(self.item_tags, dtype=object, count=len(self.item_tags))
+
+    @functools.cached_property
+    def prices_by_row(self) -> np.ndarray:
+        """object[I]: `price(row)` for every row (float, or None: no price), built once."""
+        out = np.full(len(self.ids), None, dtype=object)
+        if self.prices is not None:
+            n = min(self.prices.size, out.size)
+            values = self.prices[:n].astype(np.float64)
+            priced = np.flatnonzero(~np.isnan(values))
+            out[priced] = values[priced].tolist()
+        return out
+
+    def warm(self) -> GatewayCatalog:
+        """Build the per-catalog caches now (not on the first request that needs them)."""
+        _ = self.tags_by_row, self.prices_by_row
+        return self
 
     @property
     def base_rows(self) -> int:
@@ -246,7 +269,7 @@ class CatalogHolder:
     catalog with `update`, which requests already in flight never see."""
 
     def __init__(self, catalog: GatewayCatalog) -> None:
-        self._current = catalog
+        self._current = catalog.warm()
         self._lock = threading.Lock()  # writers: the event loop, and a reload's build thread
 
     @property
@@ -259,5 +282,5 @@ class CatalogHolder:
         with self._lock:
             new = change(self._current)
             if new is not None:
-                self._current = new
+                self._current = new.warm()
             return self._current

@@ -48,7 +48,7 @@ from services.gateway.outbox import FeedbackSpool
 from services.gateway.resilience import CircuitOpen, request_budget
 from services.gateway.results import (
     PredictedRating,
-    RankedItem,
+    RankedItems,
     RatingPrediction,
     Recommendation,
     SimilarItems,
@@ -243,36 +243,37 @@ class Pipeline:
         k: int,
         *,
         by_model: bool,
-    ) -> list[RankedItem]:
+    ) -> RankedItems:
         """Sort by the ranking model's P(interact) (by_model) or keep the candidates' order.
 
         P(interact) orders the list: ordering by P(positive) = P(interact) x P(rating >= 4 |
         interact) loses Recall / NDCG against retrieval alone, since any interaction counts.
         Ranking rated the top k by the same stable sort of p_interact (rate_top_k); a rating
-        it did not compute (NaN) reads as 0, as for a dataset without ratings."""
-        n = len(candidates)
-        zeros = np.zeros(n, np.float32)
-        p_interact = ranks.p_interact if ranks is not None else zeros
-        p_positive = ranks.p_positive if ranks is not None else zeros
-        rating = ranks.rating if ranks is not None else zeros
-        score = p_interact if ranks is not None and by_model else candidates.scores
+        it did not compute (NaN) reads as 0, as for a dataset without ratings. One numpy pass
+        per column: no Python object per candidate or per item (the servicer builds each
+        protobuf message once, from these columns)."""
+        score = np.asarray(
+            ranks.p_interact if ranks is not None and by_model else candidates.scores
+        )
         order = np.argsort(-score, kind="stable")[:k]
         rows = candidates.item_indices[order]
-        return [
-            RankedItem(
-                item_id=str(catalog.ids[row]),
-                title=str(catalog.titles[row]),
-                tags=catalog.item_tags[row],
-                score=float(score[j]),
-                predicted_rating=_rated(rating[j]),
-                retrieval_score=float(candidates.scores[j]),
-                ranking_score=_rated(p_positive[j]),
-                interaction_score=float(p_interact[j]),
-                price=catalog.price(row),
-                currency=self.dataset.currency,
-            )
-            for j, row in zip(order.tolist(), rows.tolist(), strict=True)
-        ]
+        if ranks is None:  # no model scores: 0
+            rating, p_positive, p_interact = ([0.0] * order.size for _ in range(3))
+        else:
+            rating, p_positive = _rated(ranks.rating, order), _rated(ranks.p_positive, order)
+            p_interact = _floats(ranks.p_interact, order)
+        return RankedItems(
+            item_ids=catalog.ids[rows].tolist(),
+            titles=catalog.titles[rows].tolist(),
+            tags=catalog.tags_by_row[rows].tolist(),
+            scores=_floats(score, order),
+            predicted_ratings=rating,
+            retrieval_scores=_floats(candidates.scores, order),
+            ranking_scores=p_positive,
+            interaction_scores=p_interact,
+            prices=catalog.prices_by_row[rows].tolist(),
+            currency=self.dataset.currency,
+        )
 
     @_one_version()
     async def predict_ratings(self, user_id: str, item_ids: Sequence[str]) -> RatingPrediction:
@@ -419,10 +420,15 @@ def _reason(exc: Unavailable) -> str:
     return "circuit_open" if isinstance(exc, CircuitOpen) else "unavailable"
 
 
-def _rated(value: float) -> float:
-    """A rating-side score; NaN (not rated: RankRequest.rate_top_k) -> 0."""
-    value = float(value)
-    return value if value == value else 0.0
+def _floats(values: np.ndarray, order: np.ndarray) -> list[float]:
+    """values[order] as Python floats (float32 widened exactly, as float() does)."""
+    return np.asarray(values)[order].astype(np.float64).tolist()
+
+
+def _rated(values: np.ndarray, order: np.ndarray) -> list[float]:
+    """A rating-side score, values[order]; NaN (not rated: RankRequest.rate_top_k) -> 0."""
+    picked = np.asarray(values)[order].astype(np.float64)
+    return np.where(np.isnan(picked), 0.0, picked).tolist()
 
 
 def _seen(user: UserState) -> np.ndarray:

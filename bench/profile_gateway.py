@@ -67,8 +67,10 @@ def main(argv: list[str] | None = None) -> None:
         start = time.process_time()
         asyncio.run(_loop(servicer, request, args.n))
         best = min(best, (time.process_time() - start) / args.n * 1000)
-    print(f"Recommend in process (servicer + pipeline, canned stages, k={args.k}, "
-          f"{args.candidates} candidates): {best:.4f} ms CPU per call (best of 3 x {args.n})")
+    print(
+        f"Recommend in process (servicer + pipeline, canned stages, k={args.k}, "
+        f"{args.candidates} candidates): {best:.4f} ms CPU per call (best of 3 x {args.n})"
+    )
     prof = cProfile.Profile()
     prof.enable()
     asyncio.run(_loop(servicer, request, args.n))
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         out = io.StringIO()
         pstats.Stats(prof, stream=out).strip_dirs().sort_stats(key).print_stats(args.top)
         print(f"--- by {key} ---")
-        print(out.getvalue().split("\n", 6)[-1] if key else out.getvalue())
+        print(out.getvalue().strip("\n"))
 
 
 if __name__ == "__main__":

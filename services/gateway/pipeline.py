@@ -61,7 +61,15 @@ from services.platform import metrics, tracing
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+# recserve_stage_latency_seconds{stage}: each stage's child looked up once, not per call.
+_STAGE_TIMERS = {
+    stage: metrics.STAGE_LATENCY.labels(stage)
+    for stage in ("features", "retrieval", "ranking", "uservalue")
+}
+
 # True while a request is being retried on another version (it is retried once, no more).
+_UNSET_FILTERS = FilterSpec(exclude_seen=None)  # a request without filters
+
 _RETRYING: ContextVar[bool] = ContextVar("recserve_version_retry", default=False)
 
 
@@ -114,6 +122,8 @@ class Pipeline:
         # set by whoever holds the pipelines (the gateway servicer, the hot reload).
         self.peers: Callable[[str], Pipeline | None] | None = None
         self._warned_at: dict[str, float] = {}
+        # No filters at all (most requests): the bundle's default, built once.
+        self._default_filters = FilterSpec(exclude_seen=not self.dataset.repeat)
         self.spool = FeedbackSpool(
             stages.features.apply_events, limits.feedback_spool, limits.max_batch
         )
@@ -172,7 +182,10 @@ class Pipeline:
         validate.check_filters(filters, self.limits.max_batch, catalog.tag_names)
         validate.check_ids("recent_items", recent_items, self.limits.max_batch, allow_empty=True)
         if filters.exclude_seen is None:  # unset: films are not recommended again, groceries are
-            filters = dataclasses.replace(filters, exclude_seen=not self.dataset.repeat)
+            if filters == _UNSET_FILTERS:
+                filters = self._default_filters
+            else:
+                filters = dataclasses.replace(filters, exclude_seen=not self.dataset.repeat)
         fallbacks: list[str] = []
         user = await self._get_user(user_id, recent_items, fallbacks)
         found, value = await asyncio.gather(
@@ -222,9 +235,7 @@ class Pipeline:
             return CandidateList(popular, catalog.popularity_scores(popular))
         # Retrieval applies the filters itself; this re-check is one vectorised pass and keeps
         # the public contract (distinct items, filters honoured) independent of the backend.
-        _, first = np.unique(found.item_indices, return_index=True)
-        keep = np.zeros(len(found), dtype=bool)
-        keep[first] = True
+        keep = _first_occurrences(found.item_indices)
         keep &= catalog.allowed(found.item_indices, filters, _seen(user))
         return CandidateList(found.item_indices[keep], found.scores[keep])
 
@@ -411,7 +422,8 @@ class Pipeline:
                 log.warning("stage %s %s (%s): degrading", stage, reason, exc)
             return None
         finally:
-            metrics.STAGE_LATENCY.labels(stage).observe(time.perf_counter() - start)
+            timer = _STAGE_TIMERS.get(stage) or metrics.STAGE_LATENCY.labels(stage)
+            timer.observe(time.perf_counter() - start)
 
 
 def _reason(exc: Unavailable) -> str:
@@ -432,8 +444,22 @@ def _rated(values: np.ndarray, order: np.ndarray) -> list[float]:
 
 
 def _seen(user: UserState) -> np.ndarray:
-    """Items to drop under exclude_seen: everything seen plus this request's recent items."""
-    return np.union1d(user.seen, user.history[user.history > 0])
+    """Items to drop under exclude_seen: everything seen plus this request's recent items
+    (sorted; an item may appear twice: GatewayCatalog.allowed only tests membership)."""
+    seen = np.concatenate((user.seen, user.history[user.history > 0]))
+    seen.sort()
+    return seen
+
+
+def _first_occurrences(items: np.ndarray) -> np.ndarray:
+    """bool[N]: True at the first occurrence of each value (np.unique's return_index, without
+    its general-purpose wrapping: one stable argsort)."""
+    keep = np.ones(items.size, dtype=bool)
+    if items.size > 1:
+        order = np.argsort(items, kind="stable")
+        ranked = items[order]
+        keep[order[1:][ranked[1:] == ranked[:-1]]] = False
+    return keep
 
 
 def _activities(users: Sequence[UserState]) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:

@@ -234,3 +234,20 @@ def _with_k(request_: gateway_pb2.RecommendRequest, k: int) -> gateway_pb2.Recom
     out.CopyFrom(request_)
     out.k = k
     return out
+
+
+def test_first_occurrences_and_members_match_numpy():
+    """The sort-based dedup and membership _candidates / allowed use = np.unique / np.isin."""
+    from services.gateway.catalog import _members
+    from services.gateway.pipeline import _first_occurrences
+
+    rng = np.random.default_rng(7)
+    for n in (0, 1, 2, 5, 200):
+        items = rng.integers(0, 40, n).astype(np.int64)
+        want = np.zeros(n, dtype=bool)
+        want[np.unique(items, return_index=True)[1]] = True
+        assert (_first_occurrences(items) == want).all()
+        for m in (1, 3, 50):
+            values = rng.integers(0, 40, m).astype(np.int64)  # unsorted, with repeats
+            assert (_members(items, values) == np.isin(items, values)).all()
+            assert (_members(items, np.sort(values)) == np.isin(items, values)).all()

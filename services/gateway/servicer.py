@@ -55,9 +55,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             model_version=answer.model_version,
             user_value=None
             if answer.user_value is None
-            else convert.user_value_to_proto(answer.user_value),
+            else convert.user_value_fields(answer.user_value),
             cold_start=answer.cold_start,
-            fallbacks=list(answer.fallbacks),
+            fallbacks=answer.fallbacks,
         )
 
     async def PredictRatings(

@@ -260,26 +260,29 @@ class Pipeline:
         P(interact) orders the list: ordering by P(positive) = P(interact) x P(rating >= 4 |
         interact) loses Recall / NDCG against retrieval alone, since any interaction counts.
         Ranking rated the top k by the same stable sort of p_interact (rate_top_k); a rating
-        it did not compute (NaN) reads as 0, as for a dataset without ratings. One numpy pass
-        per column: no Python object per candidate or per item (the servicer builds each
-        protobuf message once, from these columns)."""
+        it did not compute (NaN) reads as 0, as for a dataset without ratings. Columns, one
+        numpy gather each: no Python object per candidate or per item (the servicer builds
+        each protobuf message once, from these columns)."""
         score = np.asarray(
             ranks.p_interact if ranks is not None and by_model else candidates.scores
         )
         order = np.argsort(-score, kind="stable")[:k]
         rows = candidates.item_indices[order]
         if ranks is None:  # no model scores: 0
+            score_, retrieval = _picked((score, candidates.scores), order)
             rating, p_positive, p_interact = ([0.0] * order.size for _ in range(3))
         else:
-            rating, p_positive = _rated(ranks.rating, order), _rated(ranks.p_positive, order)
-            p_interact = _floats(ranks.p_interact, order)
+            # Every score column of the k picked in one gather (float32 widened exactly, as
+            # float() does); a rating-side score ranking did not compute (NaN) reads as 0.
+            columns = (score, candidates.scores, ranks.p_interact, ranks.rating, ranks.p_positive)
+            score_, retrieval, p_interact, rating, p_positive = _picked(columns, order, rated=3)
         return RankedItems(
             item_ids=catalog.ids[rows].tolist(),
             titles=catalog.titles[rows].tolist(),
             tags=catalog.tags_by_row[rows].tolist(),
-            scores=_floats(score, order),
+            scores=score_,
             predicted_ratings=rating,
-            retrieval_scores=_floats(candidates.scores, order),
+            retrieval_scores=retrieval,
             ranking_scores=p_positive,
             interaction_scores=p_interact,
             prices=catalog.prices_by_row[rows].tolist(),
@@ -432,15 +435,16 @@ def _reason(exc: Unavailable) -> str:
     return "circuit_open" if isinstance(exc, CircuitOpen) else "unavailable"
 
 
-def _floats(values: np.ndarray, order: np.ndarray) -> list[float]:
-    """values[order] as Python floats (float32 widened exactly, as float() does)."""
-    return np.asarray(values)[order].astype(np.float64).tolist()
-
-
-def _rated(values: np.ndarray, order: np.ndarray) -> list[float]:
-    """A rating-side score, values[order]; NaN (not rated: RankRequest.rate_top_k) -> 0."""
-    picked = np.asarray(values)[order].astype(np.float64)
-    return np.where(np.isnan(picked), 0.0, picked).tolist()
+def _picked(
+    columns: Sequence[np.ndarray], order: np.ndarray, rated: int | None = None
+) -> list[list[float]]:
+    """[column[order] as Python floats for each column]; from column `rated` on, NaN (not
+    rated: RankRequest.rate_top_k) -> 0."""
+    picked = np.stack([np.asarray(c) for c in columns])[:, order].astype(np.float64)
+    if rated is not None:
+        scores = picked[rated:]
+        scores[np.isnan(scores)] = 0.0
+    return picked.tolist()
 
 
 def _seen(user: UserState) -> np.ndarray:

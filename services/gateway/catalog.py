@@ -7,6 +7,7 @@ popular items for a cold user is one numpy pass, not a Python loop over the cata
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -57,6 +58,28 @@ class GatewayCatalog:
             return None
         value = float(self.prices[row])
         return None if np.isnan(value) else value
+
+    @functools.cached_property
+    def tags_by_row(self) -> np.ndarray:
+        """object[I]: item_tags as an array (per catalog, built once: `CatalogHolder` builds it
+        before publishing), so the tags of k rows are one gather, not a loop over them."""
+        return np.fromiter(self.item_tags, dtype=object, count=len(self.item_tags))
+
+    @functools.cached_property
+    def prices_by_row(self) -> np.ndarray:
+        """object[I]: `price(row)` for every row (float, or None: no price), built once."""
+        out = np.full(len(self.ids), None, dtype=object)
+        if self.prices is not None:
+            n = min(self.prices.size, out.size)
+            values = self.prices[:n].astype(np.float64)
+            priced = np.flatnonzero(~np.isnan(values))
+            out[priced] = values[priced].tolist()
+        return out
+
+    def warm(self) -> GatewayCatalog:
+        """Build the per-catalog caches now (not on the first request that needs them)."""
+        _ = self.tags_by_row, self.prices_by_row
+        return self
 
     @property
     def base_rows(self) -> int:
@@ -205,7 +228,7 @@ class GatewayCatalog:
         if filters.exclude_items:
             keep &= ~np.isin(items, self.index_of(filters.exclude_items))
         if filters.exclude_seen and seen is not None and len(seen):
-            keep &= ~np.isin(items, seen)
+            keep &= ~_members(items, seen)
         return keep
 
     def popular(
@@ -235,6 +258,16 @@ class GatewayCatalog:
         return [j for j, name in enumerate(self.tag_names) if name in wanted]
 
 
+def _members(items: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """bool[N]: np.isin(items, values) for int64 rows, by binary search of the sorted values
+    (np.isin's general path costs more than the search at a request's few hundred rows)."""
+    values = np.asarray(values, dtype=np.int64)
+    if values.size > 1 and (values[1:] < values[:-1]).any():
+        values = np.sort(values)
+    at = np.searchsorted(values, items)
+    return values[np.minimum(at, values.size - 1)] == items
+
+
 def _tag_names(known: Iterable[str], item_tags: Sequence[tuple[str, ...]]) -> tuple[str, ...]:
     """The bundle's tags, then any other tag in order of first appearance by item row."""
     return tuple(dict.fromkeys([*known, *(t for tags in item_tags for t in tags)]))
@@ -246,7 +279,7 @@ class CatalogHolder:
     catalog with `update`, which requests already in flight never see."""
 
     def __init__(self, catalog: GatewayCatalog) -> None:
-        self._current = catalog
+        self._current = catalog.warm()
         self._lock = threading.Lock()  # writers: the event loop, and a reload's build thread
 
     @property
@@ -259,5 +292,5 @@ class CatalogHolder:
         with self._lock:
             new = change(self._current)
             if new is not None:
-                self._current = new
+                self._current = new.warm()
             return self._current

@@ -48,7 +48,7 @@ from services.gateway.outbox import FeedbackSpool
 from services.gateway.resilience import CircuitOpen, request_budget
 from services.gateway.results import (
     PredictedRating,
-    RankedItem,
+    RankedItems,
     RatingPrediction,
     Recommendation,
     SimilarItems,
@@ -61,7 +61,15 @@ from services.platform import metrics, tracing
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+# recserve_stage_latency_seconds{stage}: each stage's child looked up once, not per call.
+_STAGE_TIMERS = {
+    stage: metrics.STAGE_LATENCY.labels(stage)
+    for stage in ("features", "retrieval", "ranking", "uservalue")
+}
+
 # True while a request is being retried on another version (it is retried once, no more).
+_UNSET_FILTERS = FilterSpec(exclude_seen=None)  # a request without filters
+
 _RETRYING: ContextVar[bool] = ContextVar("recserve_version_retry", default=False)
 
 
@@ -114,6 +122,8 @@ class Pipeline:
         # set by whoever holds the pipelines (the gateway servicer, the hot reload).
         self.peers: Callable[[str], Pipeline | None] | None = None
         self._warned_at: dict[str, float] = {}
+        # No filters at all (most requests): the bundle's default, built once.
+        self._default_filters = FilterSpec(exclude_seen=not self.dataset.repeat)
         self.spool = FeedbackSpool(
             stages.features.apply_events, limits.feedback_spool, limits.max_batch
         )
@@ -172,7 +182,10 @@ class Pipeline:
         validate.check_filters(filters, self.limits.max_batch, catalog.tag_names)
         validate.check_ids("recent_items", recent_items, self.limits.max_batch, allow_empty=True)
         if filters.exclude_seen is None:  # unset: films are not recommended again, groceries are
-            filters = dataclasses.replace(filters, exclude_seen=not self.dataset.repeat)
+            if filters == _UNSET_FILTERS:
+                filters = self._default_filters
+            else:
+                filters = dataclasses.replace(filters, exclude_seen=not self.dataset.repeat)
         fallbacks: list[str] = []
         user = await self._get_user(user_id, recent_items, fallbacks)
         found, value = await asyncio.gather(
@@ -222,9 +235,7 @@ class Pipeline:
             return CandidateList(popular, catalog.popularity_scores(popular))
         # Retrieval applies the filters itself; this re-check is one vectorised pass and keeps
         # the public contract (distinct items, filters honoured) independent of the backend.
-        _, first = np.unique(found.item_indices, return_index=True)
-        keep = np.zeros(len(found), dtype=bool)
-        keep[first] = True
+        keep = _first_occurrences(found.item_indices)
         keep &= catalog.allowed(found.item_indices, filters, _seen(user))
         return CandidateList(found.item_indices[keep], found.scores[keep])
 
@@ -243,36 +254,40 @@ class Pipeline:
         k: int,
         *,
         by_model: bool,
-    ) -> list[RankedItem]:
+    ) -> RankedItems:
         """Sort by the ranking model's P(interact) (by_model) or keep the candidates' order.
 
         P(interact) orders the list: ordering by P(positive) = P(interact) x P(rating >= 4 |
         interact) loses Recall / NDCG against retrieval alone, since any interaction counts.
         Ranking rated the top k by the same stable sort of p_interact (rate_top_k); a rating
-        it did not compute (NaN) reads as 0, as for a dataset without ratings."""
-        n = len(candidates)
-        zeros = np.zeros(n, np.float32)
-        p_interact = ranks.p_interact if ranks is not None else zeros
-        p_positive = ranks.p_positive if ranks is not None else zeros
-        rating = ranks.rating if ranks is not None else zeros
-        score = p_interact if ranks is not None and by_model else candidates.scores
+        it did not compute (NaN) reads as 0, as for a dataset without ratings. Columns, one
+        numpy gather each: no Python object per candidate or per item (the servicer builds
+        each protobuf message once, from these columns)."""
+        score = np.asarray(
+            ranks.p_interact if ranks is not None and by_model else candidates.scores
+        )
         order = np.argsort(-score, kind="stable")[:k]
         rows = candidates.item_indices[order]
-        return [
-            RankedItem(
-                item_id=str(catalog.ids[row]),
-                title=str(catalog.titles[row]),
-                tags=catalog.item_tags[row],
-                score=float(score[j]),
-                predicted_rating=_rated(rating[j]),
-                retrieval_score=float(candidates.scores[j]),
-                ranking_score=_rated(p_positive[j]),
-                interaction_score=float(p_interact[j]),
-                price=catalog.price(row),
-                currency=self.dataset.currency,
-            )
-            for j, row in zip(order.tolist(), rows.tolist(), strict=True)
-        ]
+        if ranks is None:  # no model scores: 0
+            score_, retrieval = _picked((score, candidates.scores), order)
+            rating, p_positive, p_interact = ([0.0] * order.size for _ in range(3))
+        else:
+            # Every score column of the k picked in one gather (float32 widened exactly, as
+            # float() does); a rating-side score ranking did not compute (NaN) reads as 0.
+            columns = (score, candidates.scores, ranks.p_interact, ranks.rating, ranks.p_positive)
+            score_, retrieval, p_interact, rating, p_positive = _picked(columns, order, rated=3)
+        return RankedItems(
+            item_ids=catalog.ids[rows].tolist(),
+            titles=catalog.titles[rows].tolist(),
+            tags=catalog.tags_by_row[rows].tolist(),
+            scores=score_,
+            predicted_ratings=rating,
+            retrieval_scores=retrieval,
+            ranking_scores=p_positive,
+            interaction_scores=p_interact,
+            prices=catalog.prices_by_row[rows].tolist(),
+            currency=self.dataset.currency,
+        )
 
     @_one_version()
     async def predict_ratings(self, user_id: str, item_ids: Sequence[str]) -> RatingPrediction:
@@ -410,7 +425,8 @@ class Pipeline:
                 log.warning("stage %s %s (%s): degrading", stage, reason, exc)
             return None
         finally:
-            metrics.STAGE_LATENCY.labels(stage).observe(time.perf_counter() - start)
+            timer = _STAGE_TIMERS.get(stage) or metrics.STAGE_LATENCY.labels(stage)
+            timer.observe(time.perf_counter() - start)
 
 
 def _reason(exc: Unavailable) -> str:
@@ -419,15 +435,35 @@ def _reason(exc: Unavailable) -> str:
     return "circuit_open" if isinstance(exc, CircuitOpen) else "unavailable"
 
 
-def _rated(value: float) -> float:
-    """A rating-side score; NaN (not rated: RankRequest.rate_top_k) -> 0."""
-    value = float(value)
-    return value if value == value else 0.0
+def _picked(
+    columns: Sequence[np.ndarray], order: np.ndarray, rated: int | None = None
+) -> list[list[float]]:
+    """[column[order] as Python floats for each column]; from column `rated` on, NaN (not
+    rated: RankRequest.rate_top_k) -> 0."""
+    picked = np.stack([np.asarray(c) for c in columns])[:, order].astype(np.float64)
+    if rated is not None:
+        scores = picked[rated:]
+        scores[np.isnan(scores)] = 0.0
+    return picked.tolist()
 
 
 def _seen(user: UserState) -> np.ndarray:
-    """Items to drop under exclude_seen: everything seen plus this request's recent items."""
-    return np.union1d(user.seen, user.history[user.history > 0])
+    """Items to drop under exclude_seen: everything seen plus this request's recent items
+    (sorted; an item may appear twice: GatewayCatalog.allowed only tests membership)."""
+    seen = np.concatenate((user.seen, user.history[user.history > 0]))
+    seen.sort()
+    return seen
+
+
+def _first_occurrences(items: np.ndarray) -> np.ndarray:
+    """bool[N]: True at the first occurrence of each value (np.unique's return_index, without
+    its general-purpose wrapping: one stable argsort)."""
+    keep = np.ones(items.size, dtype=bool)
+    if items.size > 1:
+        order = np.argsort(items, kind="stable")
+        ranked = items[order]
+        keep[order[1:][ranked[1:] == ranked[:-1]]] = False
+    return keep
 
 
 def _activities(users: Sequence[UserState]) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:

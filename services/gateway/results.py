@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields
+from typing import overload
 
 from services.gateway.stages import ValueScore
 
@@ -21,9 +23,67 @@ class RankedItem:
     currency: str = ""
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class RankedItems(Sequence[RankedItem]):
+    """A ranked list as columns, one Python list per field, aligned by position (best first).
+
+    What the pipeline's top k answers: built in one vectorised pass (no object per item), and
+    the servicer builds each protobuf message straight from these columns. It reads as a
+    Sequence[RankedItem] too (`items[0].item_id`, iteration, len), each RankedItem made on
+    access, for callers that want one object per item (tests, experiments, tools)."""
+
+    item_ids: list[str]
+    titles: list[str]
+    tags: list[tuple[str, ...]]
+    scores: list[float]
+    predicted_ratings: list[float]
+    retrieval_scores: list[float]
+    ranking_scores: list[float]
+    interaction_scores: list[float]
+    prices: list[float | None]  # None: the item has no price
+    currency: str = ""  # the dataset's currency (RankedItem.currency)
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    @overload
+    def __getitem__(self, index: int) -> RankedItem: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[RankedItem]: ...
+
+    def __getitem__(self, index: int | slice) -> RankedItem | list[RankedItem]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return RankedItem(
+            self.item_ids[index],
+            self.titles[index],
+            self.tags[index],
+            self.scores[index],
+            self.predicted_ratings[index],
+            self.retrieval_scores[index],
+            self.ranking_scores[index],
+            self.interaction_scores[index],
+            self.prices[index],
+            self.currency,
+        )
+
+    def __iter__(self) -> Iterator[RankedItem]:
+        return (self[i] for i in range(len(self)))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, RankedItems):
+            return all(getattr(self, f.name) == getattr(other, f.name) for f in fields(self))
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 @dataclass(frozen=True)
 class Recommendation:
-    items: list[RankedItem]
+    items: RankedItems
     model_version: str
     user_value: ValueScore | None  # None when the user-value stage was unavailable
     cold_start: bool
@@ -47,7 +107,7 @@ class RatingPrediction:
 
 @dataclass(frozen=True)
 class SimilarItems:
-    items: list[RankedItem]
+    items: RankedItems
     model_version: str
     title: str = ""  # of the item asked about
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import grpc
 
@@ -11,7 +11,7 @@ from services.contract.errors import check_limit
 from services.gateway import validate
 from services.gateway.experiments import ExperimentRunner
 from services.gateway.pipeline import Pipeline
-from services.gateway.results import RankedItem
+from services.gateway.results import RankedItems
 from services.platform import convert
 from services.platform.logging import REQUEST_ID
 from services.platform.reload import ModelHolder, as_holder
@@ -49,15 +49,15 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             **(runner.settings(request.user_id) if runner is not None else {}),
         )
         if runner is not None:
-            runner.expose(request.user_id, [i.item_id for i in answer.items], REQUEST_ID.get())
+            runner.expose(request.user_id, answer.items.item_ids, REQUEST_ID.get())
         return gateway_pb2.RecommendResponse(
             items=_items(answer.items),
             model_version=answer.model_version,
             user_value=None
             if answer.user_value is None
-            else convert.user_value_to_proto(answer.user_value),
+            else convert.user_value_fields(answer.user_value),
             cold_start=answer.cold_start,
-            fallbacks=list(answer.fallbacks),
+            fallbacks=answer.fallbacks,
         )
 
     async def PredictRatings(
@@ -129,24 +129,38 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         )
 
 
-def _items(items: Iterable[RankedItem]) -> list[gateway_pb2.RecommendedItem]:
+def _items(items: RankedItems) -> list[dict]:
+    """The RecommendedItem messages, as the field values the response message is built from
+    (each message is built once, inside the response; no intermediate message to copy)."""
+    currency = items.currency
     return [
-        gateway_pb2.RecommendedItem(
-            item_id=item.item_id,
-            title=item.title,
-            tags=item.tags,
-            score=item.score,
-            predicted_rating=item.predicted_rating,
-            stage_scores=gateway_pb2.StageScores(
-                retrieval=item.retrieval_score,
-                ranking=item.ranking_score,
-                rating=item.predicted_rating,
-                interaction=item.interaction_score,
-            ),
-            price=item.price,
-            currency=item.currency if item.price is not None else "",
+        {
+            "item_id": item_id,
+            "title": title,
+            "tags": tags,
+            "score": score,
+            "predicted_rating": rating,
+            "stage_scores": {
+                "retrieval": retrieval,
+                "ranking": ranking,
+                "rating": rating,
+                "interaction": interaction,
+            },
+            "price": price,  # None: unset (the optional field is absent)
+            "currency": currency if price is not None else "",
+        }
+        for item_id, title, tags, score, rating, retrieval, ranking, interaction, price in zip(
+            items.item_ids,
+            items.titles,
+            items.tags,
+            items.scores,
+            items.predicted_ratings,
+            items.retrieval_scores,
+            items.ranking_scores,
+            items.interaction_scores,
+            items.prices,
+            strict=True,
         )
-        for item in items
     ]
 
 

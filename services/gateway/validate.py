@@ -53,6 +53,8 @@ def as_of_day(field: str, time_s: int) -> int:
 
 
 def check_filters(filters: FilterSpec, limit: int, known_tags: Collection[str]) -> None:
+    if not (filters.include_tags or filters.exclude_tags or filters.exclude_items):
+        return  # no filters (most requests): nothing below can fail
     check_ids("filters.include_tags", filters.include_tags, limit, allow_empty=True)
     check_ids("filters.exclude_tags", filters.exclude_tags, limit, allow_empty=True)
     check_ids("filters.exclude_items", filters.exclude_items, limit, allow_empty=True)

@@ -279,15 +279,21 @@ def segment_to_proto(name: str) -> int:
 
 
 def user_value_to_proto(score: ValueScore) -> common_pb2.UserValue:
-    return common_pb2.UserValue(
-        user_id=score.user_id,
-        p_active=float(score.p_active),
-        expected_transactions=float(score.expected_transactions),
-        expected_value=float(score.expected_value),
-        segment=segment_to_proto(score.segment),
-        horizon_weeks=float(score.horizon_weeks),
-        unit=score.unit,
-    )
+    return common_pb2.UserValue(**user_value_fields(score))
+
+
+def user_value_fields(score: ValueScore) -> dict[str, Any]:
+    """A UserValue's fields, for a message that holds one: `Response(user_value=fields)` builds
+    it in place (a UserValue message passed there would be built, then copied)."""
+    return {
+        "user_id": score.user_id,
+        "p_active": float(score.p_active),
+        "expected_transactions": float(score.expected_transactions),
+        "expected_value": float(score.expected_value),
+        "segment": segment_to_proto(score.segment),
+        "horizon_weeks": float(score.horizon_weeks),
+        "unit": score.unit,
+    }
 
 
 def user_value_from_proto(msg: common_pb2.UserValue) -> ValueScore:

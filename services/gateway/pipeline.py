@@ -144,6 +144,7 @@ class Pipeline:
                 log.debug(
                     "%s refused by a backend (%s): retried on %s", self.version, refused, version
                 )
+                metrics.VERSION_RETRIES.inc()
                 raise _RetryOn(other)
 
     def _check_version(self, stage: str, label: str) -> None:

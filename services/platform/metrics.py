@@ -78,6 +78,12 @@ ITEM_SYNC_FAILURES = Counter(
     ("service",),
     registry=REGISTRY,
 )
+VERSION_RETRIES = Counter(
+    "recserve_version_retries_total",
+    "Gateway requests rerun whole on another bundle version because a backend refused the "
+    "request's version (one version per request, docs/bundle.md).",
+    registry=REGISTRY,
+)
 CIRCUIT_OPENED = Counter(
     "recserve_circuit_opened_total",
     "Times a backend's circuit breaker opened.",

@@ -22,6 +22,7 @@ from services.gateway.new_items import sync_catalog
 from services.gateway.pipeline import Pipeline
 from services.gateway.stages import Stages, WrongVersion
 from services.gateway.stages.remote import RemoteFeatures, domain_error
+from services.platform import metrics
 from services.platform.reload import ModelHolder
 from services.platform.server import create_server
 from tests.services.test_gateway_pipeline import (
@@ -97,9 +98,11 @@ def gateway(retrieval_served, ranking_served=(V1, V2), current=V2):
 def test_a_refused_request_is_retried_on_the_previous_version_without_a_fallback():
     """The gateway switched to V2 first; retrieval still serves V1 only."""
     holder, retrieval = gateway(retrieval_served=(V1,))
+    before = metrics.sample("recserve_version_retries_total")
     answer = run(holder.current.recommend("u1", 3, FilterSpec()))
     assert answer.model_version == V1 and not answer.fallbacks and len(answer.items) == 3
     assert retrieval[V2].asked == [V2] and retrieval[V1].asked == [V1]
+    assert metrics.sample("recserve_version_retries_total") == before + 1
 
 
 def test_a_gateway_whose_backend_moved_to_a_version_it_holds_retries_on_it():

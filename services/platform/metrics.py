@@ -72,6 +72,14 @@ ADDED_ITEMS_KNOWN = Gauge(
     ("service",),
     registry=REGISTRY,
 )
+UNKNOWN_ITEM_ROWS = Counter(
+    "recserve_unknown_item_rows_total",
+    "Item rows a model read as row 0 (the unknown item) because this process does not hold "
+    "them: an added item its item sync has not brought yet, or any added item under a "
+    "schema_version 1 bundle.",
+    ("service",),
+    registry=REGISTRY,
+)
 ITEM_SYNC_FAILURES = Counter(
     "recserve_item_sync_failures_total",
     "Item sync rounds that failed (registry unreachable, or applying the items failed).",

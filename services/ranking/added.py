@@ -33,6 +33,7 @@ import numpy as np
 from services.contract.added_items import AddedItem, NewItem, item_vectors, stale_entries
 from services.contract.errors import RecserveError
 from services.contract.types import UserState
+from services.platform import metrics
 
 if TYPE_CHECKING:
     from services.contract.bundle import Bundle
@@ -40,13 +41,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+_UNKNOWN_ROWS = metrics.UNKNOWN_ITEM_ROWS.labels("ranking")
+
+
 def known_rows(user: UserState, items: np.ndarray, n_rows: int) -> tuple[UserState, np.ndarray]:
     """Candidates and history rows past the `n_rows` a ranker holds -> row 0 (the unknown
     item); negative rows are left for the range check to reject (bad input)."""
     if items.size and items.max() >= n_rows:
+        _UNKNOWN_ROWS.inc(int(np.count_nonzero(items >= n_rows)))
         items = np.where(items < n_rows, items, 0)
     history = np.asarray(user.history, dtype=np.int64)
     if history.size and history.max() >= n_rows:
+        _UNKNOWN_ROWS.inc(int(np.count_nonzero(history >= n_rows)))
         user = dataclasses.replace(user, history=np.where(history < n_rows, history, 0))
     return user, items
 

@@ -30,8 +30,11 @@ from services.contract.added_items import (
 )
 from services.contract.catalog import ItemCatalog
 from services.contract.errors import InvalidArgument
+from services.platform import metrics
 
 log = logging.getLogger(__name__)
+
+_UNKNOWN_ROWS = metrics.UNKNOWN_ITEM_ROWS.labels("retrieval")
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +130,7 @@ class AddedItems:
         history = np.asarray(history, dtype=np.int64)
         if not history.size or history.max() < n:
             return history
+        _UNKNOWN_ROWS.inc(int(np.count_nonzero(history >= n)))
         return np.where(history < n, history, 0)
 
 

@@ -13,7 +13,7 @@ from services.contract.bundle import Bundle
 from services.contract.errors import InvalidArgument, served_versions
 from services.contract.onnx import CPU, CUDA
 from services.feature.store import InMemoryFeatureStore
-from services.platform import convert
+from services.platform import convert, metrics
 from services.platform.server import create_server
 from services.ranking.config import SERVICE_NAME
 from services.ranking.ranker import OnnxRanker
@@ -152,7 +152,10 @@ def test_rows_the_ranker_does_not_hold_score_as_the_unknown_row(ranker, user):
     """A row past the ranker's table (an added item its sync has not brought yet), among the
     candidates or in the history, is scored as row 0: no error, the same scores."""
     far = ranker.n_item_rows + 10**6
+    counted = {"service": "ranking"}
+    before = metrics.sample("recserve_unknown_item_rows_total", counted)
     got = ranker.rank(user, np.array([far, 3], dtype=np.int64))
+    assert metrics.sample("recserve_unknown_item_rows_total", counted) == before + 1
     want = ranker.rank(user, np.array([0, 3], dtype=np.int64))
     np.testing.assert_array_equal(got.p_interact, want.p_interact)
     np.testing.assert_array_equal(got.rating, want.rating)

@@ -12,7 +12,7 @@ from recserve.v1 import common_pb2, retrieval_pb2, retrieval_pb2_grpc
 from services.contract.bundle import Bundle
 from services.contract.errors import served_versions
 from services.feature.store import InMemoryFeatureStore
-from services.platform import convert
+from services.platform import convert, metrics
 from services.platform.server import create_server
 from services.retrieval.config import SERVICE_NAME
 from services.retrieval.retriever import Retriever
@@ -108,8 +108,12 @@ def test_a_history_row_past_the_index_reads_as_the_unknown_item(retriever, user_
     msg.history[:] = [10**9, 2**63 - 1]
     request = (retrieval_pb2.RetrieveRequest if method == "Retrieve" else
                retrieval_pb2.TagAffinitiesRequest)(user=msg, k=5)  # fmt: skip
+    counted = {"service": "retrieval"}
+    before = metrics.sample("recserve_unknown_item_rows_total", counted)
     reply = call(retriever, method, request)  # no error
     assert len(reply.tags if method == "TagAffinities" else reply.item_indices) == 5
+    # counted per read (TagAffinities reads the history more than once)
+    assert metrics.sample("recserve_unknown_item_rows_total", counted) >= before + 2
 
 
 def test_similar_unknown_item_is_not_found(retriever):

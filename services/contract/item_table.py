@@ -44,6 +44,17 @@ def feature_inputs(session) -> tuple[str, ...]:
     return tuple(n for n in FEATURE_INPUTS if n in names)
 
 
+def unknown_as_zero(rows: np.ndarray, n_rows: int) -> tuple[np.ndarray, int]:
+    """Rows past the `n_rows` a process holds (an item added at runtime its item sync has not
+    brought yet; any added row under a schema_version 1 graph) -> row 0, the unknown item.
+    -> (rows, how many were past). Negative rows are left for the range check to reject."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if not rows.size or rows.max() < n_rows:
+        return rows, 0
+    past = rows >= n_rows
+    return np.where(past, 0, rows), int(np.count_nonzero(past))
+
+
 class ItemTable:
     """tags bool[R, T] (multi-hot; cast to float32 when gathered), attrs int64[R, A], vectors
     float32[R, D] for the bundle's rows 0..n (R = n_base_rows), plus rows added at runtime."""

@@ -32,6 +32,7 @@ import numpy as np
 
 from services.contract.added_items import AddedItem, NewItem, item_vectors, stale_entries
 from services.contract.errors import RecserveError
+from services.contract.item_table import unknown_as_zero
 from services.contract.types import UserState
 from services.platform import metrics
 
@@ -47,13 +48,12 @@ _UNKNOWN_ROWS = metrics.UNKNOWN_ITEM_ROWS.labels("ranking")
 def known_rows(user: UserState, items: np.ndarray, n_rows: int) -> tuple[UserState, np.ndarray]:
     """Candidates and history rows past the `n_rows` a ranker holds -> row 0 (the unknown
     item); negative rows are left for the range check to reject (bad input)."""
-    if items.size and items.max() >= n_rows:
-        _UNKNOWN_ROWS.inc(int(np.count_nonzero(items >= n_rows)))
-        items = np.where(items < n_rows, items, 0)
-    history = np.asarray(user.history, dtype=np.int64)
-    if history.size and history.max() >= n_rows:
-        _UNKNOWN_ROWS.inc(int(np.count_nonzero(history >= n_rows)))
-        user = dataclasses.replace(user, history=np.where(history < n_rows, history, 0))
+    items, past = unknown_as_zero(items, n_rows)
+    history, past_in_history = unknown_as_zero(user.history, n_rows)
+    if past_in_history:
+        user = dataclasses.replace(user, history=history)
+    if past or past_in_history:
+        _UNKNOWN_ROWS.inc(past + past_in_history)
     return user, items
 
 

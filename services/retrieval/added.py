@@ -30,6 +30,7 @@ from services.contract.added_items import (
 )
 from services.contract.catalog import ItemCatalog
 from services.contract.errors import InvalidArgument
+from services.contract.item_table import unknown_as_zero
 from services.platform import metrics
 
 log = logging.getLogger(__name__)
@@ -126,12 +127,12 @@ class AddedItems:
         bundle's: a schema_version 1 tower reads trained rows only; else its item table's,
         added items included) read as row 0, the unknown item. Negative rows are left for the
         range check to reject."""
-        n = self.base.n_base_rows if n_rows is None else n_rows
-        history = np.asarray(history, dtype=np.int64)
-        if not history.size or history.max() < n:
-            return history
-        _UNKNOWN_ROWS.inc(int(np.count_nonzero(history >= n)))
-        return np.where(history < n, history, 0)
+        history, past = unknown_as_zero(
+            history, self.base.n_base_rows if n_rows is None else n_rows
+        )
+        if past:
+            _UNKNOWN_ROWS.inc(past)
+        return history
 
 
 def carry_over(

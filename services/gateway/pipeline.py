@@ -67,9 +67,9 @@ _STAGE_TIMERS = {
     for stage in ("features", "retrieval", "ranking", "uservalue")
 }
 
-# True while a request is being retried on another version (it is retried once, no more).
 _UNSET_FILTERS = FilterSpec(exclude_seen=None)  # a request without filters
 
+# True while a request is being retried on another version (it is retried once, no more).
 _RETRYING: ContextVar[bool] = ContextVar("recserve_version_retry", default=False)
 
 

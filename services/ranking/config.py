@@ -50,9 +50,7 @@ class RankingConfig:
             intra_op_threads=env_int(
                 "RECSERVE_RANKING_THREADS", 1, min_value=1, max_value=64, env=env
             ),
-            max_batch=env_int(
-                "RECSERVE_RANKING_MAX_BATCH", 16, min_value=1, max_value=1024, env=env
-            ),
+            max_batch=max_batch_from_env(env),
             max_delay_ms=env_float(
                 "RECSERVE_RANKING_MAX_DELAY_MS", 0.0, min_value=0.0, max_value=100.0, env=env
             ),
@@ -69,3 +67,9 @@ class RankingConfig:
         if self.executor == "auto":
             return provider != CUDA
         return self.executor == "inline"
+
+
+def max_batch_from_env(env: Env | None = None) -> int:
+    """RECSERVE_RANKING_MAX_BATCH: requests merged into one ranker call, by the ranking service's
+    batcher and by an embedded gateway's (services.gateway.stages.batching); 1 = no batching."""
+    return env_int("RECSERVE_RANKING_MAX_BATCH", 16, min_value=1, max_value=1024, env=env)

@@ -267,9 +267,15 @@ class OnnxRanker:
         """item_indices int64[N] (order kept) -> RankScores aligned with them. rate_top_k > 0
         (with rater.onnx): p_positive and rating for the top rate_top_k by p_interact only,
         NaN for the others; 0: for every candidate."""
-        feeds, items = self.prepare(user, item_indices)
+        return self.rank_one(self.prepare(user, item_indices), rate_top_k)
+
+    def rank_one(self, prepared: tuple[dict, np.ndarray], rate_top_k: int = 0) -> RankScores:
+        """One prepared request (prepare) -> its RankScores: rank_prepared for a batch of one,
+        without stacking the inputs."""
+        feeds, items = prepared
         if items.size == 0:
             return _empty()
+        feeds = dict(feeds)
         feeds["items"] = items.reshape(1, -1)
         if self.table is not None:
             feeds.update(self.table.feeds(self._item_features, items=feeds["items"]))

@@ -126,7 +126,7 @@ def test_embedded_stages_share_the_retrievers_vectors_with_the_ranker(bundle, us
     asyncio.run(stages.retrieval.add_items([NewItem("a", "A", ("x",), embedding=vec, row=n)]))
     assert ranker_items_.by_id["a"][0] == n
     np.testing.assert_array_equal(
-        stages.ranking._ranker.table.vectors_of(np.array([n])), retriever.index.embeddings[[n]]
+        stages.ranking.ranker.table.vectors_of(np.array([n])), retriever.index.embeddings[[n]]
     )
     # The item sync's path, and its blocking form (a reload's build).
     entries = registry(

@@ -20,6 +20,7 @@ from services.contract.added_items import AddedItem, NewItem
 from services.contract.bundle import Bundle
 from services.contract.types import CandidateList, Event, FilterSpec, RankScores, UserState
 from services.gateway.stages import Activity, Stages, ValueScore
+from services.gateway.stages.batching import RankBatching
 from services.platform.item_sync import ListFn, store_list_fn
 
 if TYPE_CHECKING:
@@ -94,16 +95,27 @@ class InProcessRetrieval:
 
 class InProcessRanking:
     """`items`: the ranker's items added at runtime (services.ranking.added), fed by the
-    in-process retriever (InProcessRetrieval.share_added); rows it lacks score as row 0."""
+    in-process retriever (InProcessRetrieval.share_added); rows it lacks score as row 0.
+    Concurrent requests share ranker calls, up to `max_batch` per call
+    (services.gateway.stages.batching; 1 = each request alone)."""
 
-    def __init__(self, ranker, items=None) -> None:
-        self._ranker = ranker
+    def __init__(self, ranker, items=None, max_batch: int = 16) -> None:
+        self._batching = RankBatching(ranker, max_batch=max_batch)
         self.items = items
+
+    @property
+    def batching(self) -> RankBatching:
+        return self._batching
+
+    @property
+    def ranker(self):
+        """The OnnxRanker (services.ranking.ranker)."""
+        return self._batching.ranker
 
     async def rank(
         self, user: UserState, item_indices: np.ndarray, rate_top_k: int = 0
     ) -> RankScores:
-        return self._ranker.rank(user, item_indices, rate_top_k)
+        return await self._batching.rank(user, item_indices, rate_top_k)
 
 
 class InProcessUserValue:
@@ -204,6 +216,7 @@ def build_in_process(
     from services.feature.config import DurabilitySettings
     from services.feature.snapshot import open_durable_store
     from services.ranking.added import RankerItems
+    from services.ranking.config import max_batch_from_env
     from services.ranking.ranker import OnnxRanker
     from services.retrieval.retriever import Retriever
     from services.uservalue.scorer import UserValueScorer
@@ -218,7 +231,7 @@ def build_in_process(
     ranker = OnnxRanker.from_bundle(bundle, prefer_gpu=prefer_gpu)
     base = retriever.added.base  # the bundle's catalog: its rows and ids
     items = RankerItems(ranker, base.n_base_rows, base.vocab.__contains__)
-    ranking = InProcessRanking(ranker, items)
+    ranking = InProcessRanking(ranker, items, max_batch_from_env())
     return EmbeddedStages(
         features=features,
         retrieval=InProcessRetrieval(retriever, ranking),

@@ -10,6 +10,8 @@ byo     --train FILE --test FILE [--data DIR | --items FILE --users FILE --confi
         ours on that train file (with that item/user metadata, docs/data.md); export our top-100
         lists and rating predictions for its test users as TSV (and score them)
 score   --topk FILE / --predictions FILE --split DIR: score any system's TSV answers
+session --bundle DIR: is the session live? what a few events do to the next top 10, new and
+        known users, no retraining (training.evaluate.session)
 """
 
 from __future__ import annotations
@@ -81,7 +83,21 @@ def main(argv: list[str] | None = None) -> int:
     score.add_argument("--predictions", type=Path, help="TSV user item prediction")
     score.add_argument("--data-dir", type=Path, default=Path("data"))
     score.add_argument("--data", help="dataset whose items the coverage/tag metrics use")
+    session = sub.add_parser(
+        "session", help="what a few events do to the next top 10 (new and known users)"
+    )
+    session.add_argument("--bundle", type=Path, required=True, help="bundle dir (or LATEST)")
+    session.add_argument("--users", type=int, default=30, help="known users drawn")
+    session.add_argument("--seed", type=int, default=0)
+    session.add_argument("--out", type=Path, help="write the whole result as JSON here")
     args = parser.parse_args(argv)
+
+    if args.command == "session":
+        from training.evaluate.session import SessionConfig
+        from training.evaluate.session import main as session_main
+
+        session_main(args.bundle, args.out, SessionConfig(users=args.users, seed=args.seed))
+        return 0
 
     if args.command == "byo" or (args.command == "run" and args.train is not None):
         if args.command == "run" and args.test is None:

@@ -15,7 +15,7 @@ from services.platform.item_sync import ItemSync, start_grpc_sync
 from services.platform.reload import ModelHolder
 from services.platform.service import ServedModel
 from services.ranking.added import RankerItems
-from services.ranking.batcher import RankBatcher, RankEngine
+from services.ranking.batcher import RankBatcher, RankBatching, RankEngine
 from services.ranking.config import RankingConfig
 from services.ranking.ranker import OnnxRanker
 
@@ -42,13 +42,16 @@ class RankingModel(ServedModel[RankEngine]):
             raise ConfigError(
                 f"RECSERVE_RANKING_DEVICE=cuda but onnxruntime gave {ranker.provider}"
             )
-        batcher = None
-        if config.max_batch > 1:
+        batcher: RankBatcher | RankBatching | None = None
+        inline = config.inline_for(ranker.provider)
+        if config.max_batch > 1 and inline and config.max_delay_ms == 0:
+            batcher = RankBatching(ranker, max_batch=config.max_batch)  # no worker, no queue
+        elif config.max_batch > 1:
             batcher = RankBatcher(
                 ranker,
                 max_batch=config.max_batch,
                 max_delay_s=config.max_delay_ms / 1000.0,
-                inline=config.inline_for(ranker.provider),
+                inline=inline,
             )
         items = None
         if config.feature_addr is not None and config.item_sync_s > 0:

@@ -20,8 +20,8 @@ from services.contract.added_items import AddedItem, NewItem
 from services.contract.bundle import Bundle
 from services.contract.types import CandidateList, Event, FilterSpec, RankScores, UserState
 from services.gateway.stages import Activity, Stages, ValueScore
-from services.gateway.stages.batching import RankBatching
 from services.platform.item_sync import ListFn, store_list_fn
+from services.ranking.batcher import RankBatching
 
 if TYPE_CHECKING:
     from services.feature.config import DurabilitySettings
@@ -97,7 +97,7 @@ class InProcessRanking:
     """`items`: the ranker's items added at runtime (services.ranking.added), fed by the
     in-process retriever (InProcessRetrieval.share_added); rows it lacks score as row 0.
     Concurrent requests share ranker calls, up to `max_batch` per call
-    (services.gateway.stages.batching; 1 = each request alone)."""
+    (services.ranking.batcher; 1 = each request alone)."""
 
     def __init__(self, ranker, items=None, max_batch: int = 16) -> None:
         self._batching = RankBatching(ranker, max_batch=max_batch)

@@ -1,7 +1,7 @@
-"""Embedded mode's ranking batches (services.gateway.stages.batching): concurrent requests
-share ranker calls with answers equal to one-at-a-time ranking; one call in flight never waits;
-a bad request fails alone; a failing call fails its batch; a cancelled leader still answers its
-followers."""
+"""RankBatching (services.ranking.batcher; an embedded gateway's ranking stage, and the ranking
+service on CPU without a delay): concurrent requests share ranker calls with answers equal to
+one-at-a-time ranking; one call in flight never waits; a bad request fails alone; a failing
+call fails its batch; a cancelled leader still answers its followers."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from services.contract.bundle import Bundle
 from services.contract.errors import InvalidArgument
 from services.contract.types import RankScores
 from services.feature.store import InMemoryFeatureStore
-from services.gateway.stages.batching import RankBatching
+from services.ranking.batcher import RankBatching
 from services.ranking.ranker import OnnxRanker
 
 
@@ -159,3 +159,21 @@ def test_a_cancelled_follower_does_not_break_the_batch(ranker, requests):
     assert isinstance(answers[2], asyncio.CancelledError)
     for j in (0, 1, 3):
         _same(answers[j], ranker.rank(*requests[j]))
+
+
+@pytest.mark.parametrize(
+    ("env", "kind"),
+    [
+        ({}, "RankBatching"),  # CPU, no delay: inline, no worker
+        ({"RECSERVE_RANKING_MAX_DELAY_MS": "2"}, "RankBatcher"),  # waits for company: worker
+        ({"RECSERVE_RANKING_EXECUTOR": "thread"}, "RankBatcher"),  # runs on a thread
+        ({"RECSERVE_RANKING_MAX_BATCH": "1"}, "NoneType"),
+    ],
+)
+def test_the_ranking_service_batches_inline_on_cpu_without_a_worker(bundle, env, kind):
+    from services.ranking.config import RankingConfig
+    from services.ranking.served import RankingModel
+
+    config = RankingConfig.from_env({"RECSERVE_RANKING_DEVICE": "cpu", **env})
+    engine = RankingModel(config).from_bundle(bundle)
+    assert type(engine.batcher).__name__ == kind

@@ -1,0 +1,140 @@
+"""The transformer user encoder (TwoTowerConfig.user_encoder="transformer"): shapes, causal
+masking, padding and empty histories, ONNX parity with the unchanged user_tower.onnx contract,
+and the "auto" choice between the two encoders."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from training.export import (
+    USER_TOWER_INPUTS,
+    USER_TOWER_OUTPUTS,
+    export_user_tower,
+    parity_max_abs_error,
+)
+from training.models import TwoTowerConfig, UserTower
+from training.models.two_tower import SequenceEncoder
+
+TINY = TwoTowerConfig(
+    embedding_dim=16, user_id_dim=8, item_id_dim=8, side_dim=4, hidden_dim=16,
+    user_encoder="transformer", seq_len=12, seq_dim=16, seq_layers=2, seq_heads=2,
+)  # fmt: skip
+
+
+def _tower(catalog, config: TwoTowerConfig = TINY) -> UserTower:
+    torch.manual_seed(0)
+    spec = catalog.spec
+    return UserTower(catalog.n_users, catalog.n_items, spec.profile_cardinalities,
+                     catalog.item_tags, catalog.item_attrs, spec.item_cardinalities,
+                     config).eval()  # fmt: skip
+
+
+def _inputs(catalog, batch: int = 5, filled: int = 9, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    rng = np.random.default_rng(seed)
+    h = catalog.spec.history_len
+    history = np.zeros((batch, h), dtype=np.int64)
+    history[:, :filled] = rng.integers(1, catalog.n_items, (batch, filled))
+    users = rng.integers(1, catalog.n_users, batch)
+    return (
+        torch.from_numpy(users),
+        torch.from_numpy(catalog.user_profiles[users]),
+        torch.from_numpy(history),
+    )
+
+
+def test_transformer_tower_gives_unit_vectors_and_has_no_mean_part(ml_catalog) -> None:
+    tower = _tower(ml_catalog)
+    assert isinstance(tower.sequence, SequenceEncoder)
+    with torch.no_grad():
+        out = tower(*_inputs(ml_catalog))
+    assert out.shape == (5, 16)
+    np.testing.assert_allclose(out.norm(dim=1).numpy(), 1.0, atol=1e-5)
+
+
+def test_unknown_encoder_is_refused(ml_catalog) -> None:
+    with pytest.raises(ValueError, match="user_encoder"):
+        _tower(ml_catalog, TwoTowerConfig(user_encoder="lstm"))
+
+
+def test_a_position_never_reads_a_more_recent_item(ml_catalog) -> None:
+    """Causal in time: the state at recency position i (i = 0 most recent) depends on items
+    i, i+1, ... only; changing item 2 changes positions 0..2 and leaves 3.. untouched."""
+    tower = _tower(ml_catalog)
+    user, profile, history = _inputs(ml_catalog)
+    changed = history.clone()
+    changed[:, 2] = (changed[:, 2] % (ml_catalog.n_items - 1)) + 1
+    assert (changed[:, 2] != history[:, 2]).all()
+    with torch.no_grad():
+        states = [
+            tower.sequence(tower.history_items(h[:, : TINY.seq_len]), h[:, : TINY.seq_len] > 0)
+            for h in (history, changed)
+        ]
+    np.testing.assert_allclose(states[0][:, 3:].numpy(), states[1][:, 3:].numpy(), atol=1e-6)
+    assert not np.allclose(states[0][:, :3].numpy(), states[1][:, :3].numpy(), atol=1e-4)
+
+
+def test_items_beyond_seq_len_and_padding_do_not_change_the_query(ml_catalog) -> None:
+    """Only the seq_len most recent items are read, and a padding slot's content is never
+    read by a real position (padding keys are masked)."""
+    tower = _tower(ml_catalog)
+    user, profile, history = _inputs(ml_catalog, filled=ml_catalog.spec.history_len)
+    older = history.clone()
+    older[:, TINY.seq_len :] = 1  # every item older than the window replaced
+    short = _inputs(ml_catalog, filled=4)[2]
+    with torch.no_grad():
+        base = tower(user, profile, history)
+        np.testing.assert_allclose(tower(user, profile, older).numpy(), base.numpy(), atol=1e-6)
+        # Padding content: the same history with other tags/attrs in its padding slots.
+        tags, attrs = tower.history_items.lookup(short)
+        noisy_tags, noisy_attrs = tags.clone(), attrs.clone()
+        noisy_tags[:, 4:] = 1.0
+        noisy_attrs[:, 4:] = 1
+        np.testing.assert_allclose(
+            tower(user, profile, short, noisy_tags, noisy_attrs).numpy(),
+            tower(user, profile, short, tags, attrs).numpy(),
+            atol=1e-6,
+        )
+
+
+def test_empty_history_is_finite_in_train_and_eval_mode(ml_catalog) -> None:
+    tower = _tower(ml_catalog)
+    user, profile, history = _inputs(ml_catalog)
+    history[1:3] = 0  # two rows with no history at all
+    for mode in (False, True):
+        tower.train(mode)
+        out = tower(user, profile, history)
+        assert torch.isfinite(out).all()
+        out.sum().backward()
+        grads = [p.grad for p in tower.parameters() if p.grad is not None]
+        assert all(torch.isfinite(g).all() for g in grads)
+        tower.zero_grad()
+    tower.eval()
+    with torch.no_grad():  # empty history: the sequence part is exactly zero
+        hist = tower.history_items(history[:, : TINY.seq_len])
+        last = tower.sequence.last(hist, history[:, : TINY.seq_len] > 0)
+    assert not last[1:3].any() and last[0].abs().sum() > 0
+
+
+@pytest.mark.parametrize("encoder", ["transformer", "mean"])
+def test_onnx_parity_and_contract_are_the_same_for_both_encoders(
+    ml_catalog, encoder: str, tmp_path
+) -> None:
+    import onnx
+    import onnxruntime as ort
+
+    tower = _tower(ml_catalog, TwoTowerConfig(**{**TINY.__dict__, "user_encoder": encoder}))
+    user, profile, history = _inputs(ml_catalog, batch=7)
+    history[0] = 0  # an empty history
+    history[1, 1:] = 0  # one item
+    sample = {"user_index": user.numpy(), "profile": profile.numpy(), "history": history.numpy()}
+    path = export_user_tower(tower, tmp_path / "user_tower.onnx", {k: v[2:4] for k, v in
+                                                                   sample.items()})  # fmt: skip
+    assert parity_max_abs_error(tower, path, sample) <= 1e-4
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert tuple(i.name for i in session.get_inputs()) == tuple(USER_TOWER_INPUTS)
+    assert tuple(o.name for o in session.get_outputs()) == tuple(USER_TOWER_OUTPUTS)
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    if encoder == "transformer":
+        assert {"MatMul", "Softmax"} <= ops

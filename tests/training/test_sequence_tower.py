@@ -62,7 +62,7 @@ def test_a_position_never_reads_a_more_recent_item(ml_catalog) -> None:
     """Causal in time: the state at recency position i (i = 0 most recent) depends on items
     i, i+1, ... only; changing item 2 changes positions 0..2 and leaves 3.. untouched."""
     tower = _tower(ml_catalog)
-    user, profile, history = _inputs(ml_catalog)
+    history = _inputs(ml_catalog)[2]
     changed = history.clone()
     changed[:, 2] = (changed[:, 2] % (ml_catalog.n_items - 1)) + 1
     assert (changed[:, 2] != history[:, 2]).all()
@@ -138,3 +138,75 @@ def test_onnx_parity_and_contract_are_the_same_for_both_encoders(
     ops = {n.op_type for n in onnx.load(str(path)).graph.node}
     if encoder == "transformer":
         assert {"MatMul", "Softmax"} <= ops
+
+
+@pytest.fixture(scope="module")
+def small_features(movielens, ml_catalog):
+    """The first 60 users' events (80/20 temporal) as training.steps.features.Features."""
+    from training.split import temporal_split
+    from training.steps.features import encode
+
+    keep = sorted(movielens.events["user_id"].unique())[:60]
+    events = movielens.events[movielens.events["user_id"].isin(keep)]
+    split = temporal_split(events, 0.2)
+    return encode(movielens, split.train, split.test, ml_catalog.spec.history_len)
+
+
+def _auto_config(tmp_path):
+    from training.steps.config import TrainConfig
+
+    return TrainConfig(artifacts_dir=tmp_path, user_encoder="auto", retrieval_epochs=1,
+                       retrieval_batch_size=256, user_seq_len=8, user_seq_layers=1,
+                       progress=False)  # fmt: skip
+
+
+@pytest.mark.parametrize("with_valid", [True, False])
+def test_auto_trains_both_encoders_and_keeps_the_better_on_validation(
+    small_features, with_valid: bool, tmp_path, movielens
+) -> None:
+    import dataclasses
+
+    from training.steps.manifest import trained_fields
+    from training.steps.two_tower import train_user_tower
+
+    torch.set_num_threads(1)
+    f = small_features if with_valid else dataclasses.replace(small_features, valid_ix=None)
+    cfg = _auto_config(tmp_path)
+    model, info = train_user_tower(cfg, f, repeat=False)
+    choice = info["user_encoder"]
+    scores = choice["validation"]
+    assert set(scores) == {"mean", "transformer"} and choice["mode"] == "auto"
+    best = max(scores, key=lambda e: (scores[e]["ndcg_at_10"], e == "mean"))
+    assert choice["served"] == best and choice["metric"] == "ndcg_at_10"
+    assert info["model"]["user_encoder"] == best
+    assert (model.user_tower.sequence is not None) == (best == "transformer")
+    if with_valid:  # the validation events, the winner kept as trained
+        assert choice["selected_on"] == "validation"
+        assert choice["n_selection_events"] == len(f.valid_ix)
+    else:  # a held-out slice of train, then the winner refit on all of it
+        assert choice["selected_on"].startswith("train holdout")
+        assert 0 < choice["n_selection_events"] < len(f.train_ix)
+        assert any(k.endswith("(refit on train)") for k in choice["seconds"])
+    fields = trained_fields(
+        cfg, movielens, f.train_ix, None, None, movielens, has_rating_model=False, metrics={},
+        value={}, content=None, two_tower=info, ranker={}, rating={}, seconds={},
+    )  # fmt: skip
+    assert fields["training"]["user_encoder"]["served"] == best
+    assert fields["training"]["user_encoder"]["validation"] == scores
+
+
+def test_holdout_slice_takes_each_users_last_events(small_features) -> None:
+    from training.steps.two_tower import holdout_slice
+
+    train = small_features.train_ix
+    fit_ix, held = holdout_slice(train, 0.1)
+    assert len(fit_ix) + len(held) == len(train)
+    last_fit = fit_ix.groupby("user_index")["timestamp"].max()
+    first_held = held.groupby("user_index")["timestamp"].min()
+    assert (first_held >= last_fit.reindex(first_held.index)).all()
+
+
+def test_cli_sets_the_user_encoder() -> None:
+    from training.__main__ import config_from_args
+
+    assert config_from_args(["train", "--user-encoder", "auto"]).user_encoder == "auto"

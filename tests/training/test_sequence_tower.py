@@ -210,3 +210,14 @@ def test_cli_sets_the_user_encoder() -> None:
     from training.__main__ import config_from_args
 
     assert config_from_args(["train", "--user-encoder", "auto"]).user_encoder == "auto"
+
+
+def test_last_computes_the_same_state_as_the_full_sequence(ml_catalog) -> None:
+    tower = _tower(ml_catalog)
+    history = _inputs(ml_catalog)[2][:, : TINY.seq_len]
+    history[0] = 0
+    with torch.no_grad():
+        hist, valid = tower.history_items(history), history > 0
+        full = tower.sequence(hist, valid)[:, 0] * valid[:, :1]
+        np.testing.assert_allclose(tower.sequence.last(hist, valid).numpy(), full.numpy(),
+                                   atol=1e-6)  # fmt: skip

@@ -44,7 +44,9 @@ class SelfAttention(nn.Module):
     """Multi-head self-attention from primitive ops (Linear, matmul, softmax), so the ONNX
     graph is plain MatMul/Softmax/Where (no fused attention op). x float[B, L, E], allowed
     bool[B, L, L] (query i may read key j) -> float[B, L, E]. Every query must be allowed at
-    least one key (the caller lets each position read itself): no row is all -inf."""
+    least one key (the caller lets each position read itself): no row is all -inf.
+    first_only: only query position 0 is computed (-> float[B, 1, E]; allowed [B, 1, L]):
+    the same numbers as its row of the full output, for the last layer of `last`."""
 
     def __init__(self, dim: int, heads: int, dropout: float) -> None:
         super().__init__()
@@ -55,19 +57,30 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(dim, dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, allowed: torch.Tensor, first_only: bool = False
+    ) -> torch.Tensor:
         b, length, dim = x.shape
-        qkv = self.qkv(x).reshape(b, length, 3, self.heads, self.head_dim)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B, heads, L, head_dim]
+        if first_only:  # keys and values of every position, the query of position 0 only
+            w_q, w_kv = self.qkv.weight.split([dim, 2 * dim])
+            b_q, b_kv = self.qkv.bias.split([dim, 2 * dim])
+            q = F.linear(x[:, :1], w_q, b_q).reshape(b, 1, self.heads, self.head_dim)
+            kv = F.linear(x, w_kv, b_kv).reshape(b, length, 2, self.heads, self.head_dim)
+            k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)
+            q = q.transpose(1, 2)  # [B, heads, 1, head_dim]
+        else:
+            qkv = self.qkv(x).reshape(b, length, 3, self.heads, self.head_dim)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B, heads, L, head_dim]
         scores = torch.matmul(q, k.transpose(-1, -2)) * (self.head_dim**-0.5)
         scores = scores.masked_fill(~allowed.unsqueeze(1), -1e9)  # finite: never NaN
         weights = self.dropout(torch.softmax(scores, dim=-1))
-        mixed = torch.matmul(weights, v).transpose(1, 2).reshape(b, length, dim)
+        mixed = torch.matmul(weights, v).transpose(1, 2).reshape(b, q.shape[2], dim)
         return self.out(mixed)
 
 
 class EncoderLayer(nn.Module):
-    """Pre-LN transformer block: x + attn(LN(x)), then x + FFN(LN(x))."""
+    """Pre-LN transformer block: x + attn(LN(x)), then x + FFN(LN(x)). first_only: the
+    output at position 0 only (float[B, 1, E]; see SelfAttention)."""
 
     def __init__(self, dim: int, heads: int, dropout: float) -> None:
         super().__init__()
@@ -78,8 +91,13 @@ class EncoderLayer(nn.Module):
         )
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-        x = x + self.dropout(self.attention(self.norm1(x), allowed))
+    def forward(
+        self, x: torch.Tensor, allowed: torch.Tensor, first_only: bool = False
+    ) -> torch.Tensor:
+        if first_only:
+            x = x[:, :1] + self.dropout(self.attention(self.norm1(x), allowed[:, :1], True))
+        else:
+            x = x + self.dropout(self.attention(self.norm1(x), allowed))
         return x + self.dropout(self.ffn(self.norm2(x)))
 
 
@@ -108,7 +126,11 @@ class SequenceEncoder(nn.Module):
         self.out_dim = config.seq_dim
         nn.init.normal_(self.position.weight, std=0.02)
 
-    def forward(self, hist: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, hist: torch.Tensor, valid: torch.Tensor, first_only: bool = False
+    ) -> torch.Tensor:
+        """-> float[B, L, E]; first_only: float[B, 1, E], position 0 alone (the last layer
+        computes no other query: the same numbers, less work)."""
         hist, valid = hist[:, : self.seq_len], valid[:, : self.seq_len]
         length = hist.shape[1]
         x = self.project(hist) + self.position.weight[:length].unsqueeze(0)
@@ -119,13 +141,13 @@ class SequenceEncoder(nn.Module):
         causal = order.unsqueeze(0) >= order.unsqueeze(1)  # [L(query), L(key)]: key j >= i
         self_only = order.unsqueeze(0) == order.unsqueeze(1)
         allowed = (causal.unsqueeze(0) & valid.unsqueeze(1)) | self_only.unsqueeze(0)
-        for layer in self.layers:
-            x = layer(x, allowed)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, allowed, first_only and i == len(self.layers) - 1)
         return self.norm(x)
 
     def last(self, hist: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """float[B, E]: the state at the most recent position; zeros for an empty history."""
-        states = self.forward(hist, valid)
+        states = self.forward(hist, valid, first_only=True)
         return states[:, 0] * valid[:, :1].to(states.dtype)
 
 

@@ -119,11 +119,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "two_stage": ours.two_stage(users, k, exclude_seen=exclude),
         }
         results["systems"][encoder] = {name: score(rec) for name, rec in lists.items()}
-        manifest = json.loads((bundle / "manifest.json").read_text())["training"]
+        manifest = json.loads((bundle / "manifest.json").read_text())
         results["manifest"][encoder] = {
-            "user_encoder": manifest.get("user_encoder"),
-            "two_tower_seconds": manifest["seconds"].get("train two-tower"),
-            "parity": json.loads((bundle / "manifest.json").read_text()).get("parity"),
+            "user_encoder": manifest["training"].get("user_encoder"),
+            "two_tower_seconds": manifest["training"]["seconds"].get("train two-tower"),
+            "parity": {k: v.get("parity_max_abs_error") for k, v in manifest["models"].items()},
         }
         results["seconds"][encoder] = trained
         _log(f"[encoders] {data.source} {encoder}: {json.dumps(results['systems'][encoder])} "

@@ -38,6 +38,12 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--ranker-epochs", type=int, default=None)
     train.add_argument("--value-epochs", type=int, default=None)
     train.add_argument("--no-progress", action="store_true")
+    train.add_argument(
+        "--user-encoder",
+        choices=("mean", "transformer", "auto"),
+        default=None,
+        help="the user tower's history encoder (default: TrainConfig.user_encoder)",
+    )
     return parser
 
 
@@ -52,6 +58,7 @@ def config_from_args(argv: list[str] | None = None) -> TrainConfig:
         retrieval_epochs=args.retrieval_epochs,
         ranker_epochs=args.ranker_epochs,
         value_epochs=args.value_epochs,
+        **({"user_encoder": args.user_encoder} if args.user_encoder else {}),
     )
 
 

@@ -43,7 +43,7 @@ from training.steps.publish import publish_bundle
 from training.steps.ranker import train_ranker
 from training.steps.rating import train_rating
 from training.steps.runner import Steps
-from training.steps.two_tower import train_two_tower
+from training.steps.two_tower import train_user_tower
 from training.steps.user_value import train_user_value, value_data
 
 __all__ = [
@@ -101,7 +101,7 @@ def build_bundle_from_events(
     with steps("split + features"):
         f = encode(data, train, valid, cfg.history_len)
     with steps("train two-tower"):
-        two_tower, two_tower_info = train_two_tower(cfg, f.catalog, f.train_ix, f.examples)
+        two_tower, two_tower_info = train_user_tower(cfg, f, repeat=data.config.repeat)
         item_embeddings = two_tower.item_embeddings(f.catalog.n_items)
     with steps("train ranker"):
         ranker, ranker_info = train_ranker(

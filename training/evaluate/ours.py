@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,10 +40,12 @@ def train_bundle(
     tiny: bool = False,
     progress: bool = False,
     rating_only: bool = False,
+    overrides: dict[str, Any] | None = None,
 ) -> Path:
     """Train every model on exactly `train` (no held-out events are shown to it) -> bundle dir.
     An existing bundle of that version is replaced. rating_only: train only the rating model
-    (TrainConfig.rating_only), for rating cross-validation."""
+    (TrainConfig.rating_only), for rating cross-validation. overrides: other TrainConfig
+    fields (the user-encoder ablation, training.evaluate.encoders)."""
     import shutil
 
     from training.pipeline import TrainConfig, build_bundle_from_events
@@ -57,6 +60,7 @@ def train_bundle(
         tiny=tiny,
         progress=progress,
         rating_only=rating_only,
+        **(overrides or {}),
     )
     # The user-value model plays no part in these metrics; it learns from the same train events
     # as everything else (money or engagement, training.value_step.value_view).

@@ -26,14 +26,140 @@ class TwoTowerConfig:
     side_dim: int = 16
     hidden_dim: int = 128
     temperature: float = 0.07
+    # How the user tower summarises the history: "mean" (masked mean of the items' features
+    # plus the most recent item) or "transformer" (SequenceEncoder over the seq_len most
+    # recent items; its state at the most recent position).
+    user_encoder: str = "mean"
+    seq_len: int = 50
+    seq_dim: int = 64
+    seq_layers: int = 2
+    seq_heads: int = 2
+    seq_dropout: float = 0.1
+
+
+USER_ENCODERS = ("mean", "transformer")
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention from primitive ops (Linear, matmul, softmax), so the ONNX
+    graph is plain MatMul/Softmax/Where (no fused attention op). x float[B, L, E], allowed
+    bool[B, L, L] (query i may read key j) -> float[B, L, E]. Every query must be allowed at
+    least one key (the caller lets each position read itself): no row is all -inf.
+    first_only: only query position 0 is computed (-> float[B, 1, E]; allowed [B, 1, L]):
+    the same numbers as its row of the full output, for the last layer of `last`."""
+
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"seq_dim {dim} is not a multiple of seq_heads {heads}")
+        self.heads, self.head_dim = heads, dim // heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(
+        self, x: torch.Tensor, allowed: torch.Tensor, first_only: bool = False
+    ) -> torch.Tensor:
+        b, length, dim = x.shape
+        if first_only:  # keys and values of every position, the query of position 0 only
+            w_q, w_kv = self.qkv.weight.split([dim, 2 * dim])
+            b_q, b_kv = self.qkv.bias.split([dim, 2 * dim])
+            q = F.linear(x[:, :1], w_q, b_q).reshape(b, 1, self.heads, self.head_dim)
+            kv = F.linear(x, w_kv, b_kv).reshape(b, length, 2, self.heads, self.head_dim)
+            k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)
+            q = q.transpose(1, 2)  # [B, heads, 1, head_dim]
+        else:
+            qkv = self.qkv(x).reshape(b, length, 3, self.heads, self.head_dim)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B, heads, L, head_dim]
+        scores = torch.matmul(q, k.transpose(-1, -2)) * (self.head_dim**-0.5)
+        scores = scores.masked_fill(~allowed.unsqueeze(1), -1e9)  # finite: never NaN
+        weights = self.dropout(torch.softmax(scores, dim=-1))
+        mixed = torch.matmul(weights, v).transpose(1, 2).reshape(b, q.shape[2], dim)
+        return self.out(mixed)
+
+
+class EncoderLayer(nn.Module):
+    """Pre-LN transformer block: x + attn(LN(x)), then x + FFN(LN(x)). first_only: the
+    output at position 0 only (float[B, 1, E]; see SelfAttention)."""
+
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attention = SelfAttention(dim, heads, dropout)
+        self.ffn = nn.Sequential(
+            nn.Linear(dim, 2 * dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(2 * dim, dim)
+        )
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(
+        self, x: torch.Tensor, allowed: torch.Tensor, first_only: bool = False
+    ) -> torch.Tensor:
+        if first_only:
+            x = x[:, :1] + self.dropout(self.attention(self.norm1(x), allowed[:, :1], True))
+        else:
+            x = x + self.dropout(self.attention(self.norm1(x), allowed))
+        return x + self.dropout(self.ffn(self.norm2(x)))
+
+
+class SequenceEncoder(nn.Module):
+    """Causal self-attention over the most recent items of a history.
+
+    hist float[B, H, F] (the items' ItemFeatureArch features, most recent first), valid
+    bool[B, H] -> states float[B, L, E] with L = min(H, seq_len): position 0 is the most
+    recent item. Causal in time: position i reads positions j >= i (itself and older items),
+    never a more recent one; padding keys are never read. Positions are learned embeddings by
+    recency (0 = most recent). A padding position reads only itself (so no softmax row is
+    all-masked) and is never read by a real one; `last` zeroes the state of an empty history.
+    """
+
+    def __init__(self, in_dim: int, config: TwoTowerConfig) -> None:
+        super().__init__()
+        self.seq_len = config.seq_len
+        self.project = nn.Linear(in_dim, config.seq_dim)
+        self.position = nn.Embedding(config.seq_len, config.seq_dim)
+        self.dropout = nn.Dropout(config.seq_dropout)
+        self.layers = nn.ModuleList(
+            EncoderLayer(config.seq_dim, config.seq_heads, config.seq_dropout)
+            for _ in range(config.seq_layers)
+        )
+        self.norm = nn.LayerNorm(config.seq_dim)
+        self.out_dim = config.seq_dim
+        nn.init.normal_(self.position.weight, std=0.02)
+
+    def forward(
+        self, hist: torch.Tensor, valid: torch.Tensor, first_only: bool = False
+    ) -> torch.Tensor:
+        """-> float[B, L, E]; first_only: float[B, 1, E], position 0 alone (the last layer
+        computes no other query: the same numbers, less work)."""
+        hist, valid = hist[:, : self.seq_len], valid[:, : self.seq_len]
+        length = hist.shape[1]
+        x = self.project(hist) + self.position.weight[:length].unsqueeze(0)
+        x = self.dropout(x)
+        # Query i may read key j when j is not more recent (j >= i) and j is a real item;
+        # every position may read itself (padding rows then stay finite).
+        order = torch.arange(length, device=hist.device)
+        causal = order.unsqueeze(0) >= order.unsqueeze(1)  # [L(query), L(key)]: key j >= i
+        self_only = order.unsqueeze(0) == order.unsqueeze(1)
+        allowed = (causal.unsqueeze(0) & valid.unsqueeze(1)) | self_only.unsqueeze(0)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, allowed, first_only and i == len(self.layers) - 1)
+        return self.norm(x)
+
+    def last(self, hist: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """float[B, E]: the state at the most recent position; zeros for an empty history."""
+        states = self.forward(hist, valid, first_only=True)
+        return states[:, 0] * valid[:, :1].to(states.dtype)
 
 
 class UserTower(nn.Module):
     """(user_index int64[B], profile int64[B, P], history int64[B, H], history_tags
     float32[B, H, T], history_attrs int64[B, H, A]) -> embedding float32[B, D].
 
-    history is most recent first, 0-padded; the history is summarised by a masked mean of the
-    items' features plus the most recent item on its own (recency matters for next-item).
+    history is most recent first, 0-padded. config.user_encoder "mean": the history is
+    summarised by a masked mean of the items' features plus the most recent item on its own
+    (recency matters for next-item); "transformer": by SequenceEncoder's state at the most
+    recent position (causal self-attention over the seq_len most recent items). Either way the
+    ONNX inputs and output are the same.
     The history items' side features are inputs (user_tower.onnx takes them); left out (every
     training call), they are looked up in the training tables.
     """
@@ -59,7 +185,17 @@ class UserTower(nn.Module):
             config.item_id_dim,
             config.side_dim // 2,
         )
-        width = config.user_id_dim + self.profile.out_dim + 2 * self.history_items.out_dim
+        if config.user_encoder not in USER_ENCODERS:
+            raise ValueError(f"user_encoder {config.user_encoder!r}: one of {USER_ENCODERS}")
+        self.sequence = (
+            SequenceEncoder(self.history_items.out_dim, config)
+            if config.user_encoder == "transformer"
+            else None
+        )
+        history_dim = (
+            2 * self.history_items.out_dim if self.sequence is None else self.sequence.out_dim
+        )
+        width = config.user_id_dim + self.profile.out_dim + history_dim
         self.over = mlp([width, config.hidden_dim, config.embedding_dim])
         nn.init.normal_(self.user_id.weight, std=0.05)
 
@@ -71,12 +207,17 @@ class UserTower(nn.Module):
         history_tags: torch.Tensor | None = None,
         history_attrs: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        mask = (history > 0).to(torch.float32)
+        if self.sequence is not None:  # only the seq_len most recent items are read
+            n = self.sequence.seq_len
+            history = history[:, :n]
+            history_tags = None if history_tags is None else history_tags[:, :n]
+            history_attrs = None if history_attrs is None else history_attrs[:, :n]
         hist = self.history_items(history, history_tags, history_attrs)  # [B, H, F]
-        features = torch.cat(
-            [self.user_id(user_index), self.profile(profile), masked_mean(hist, mask), hist[:, 0]],
-            dim=-1,
-        )
+        if self.sequence is not None:
+            summary = [self.sequence.last(hist, history > 0)]
+        else:
+            summary = [masked_mean(hist, (history > 0).to(torch.float32)), hist[:, 0]]
+        features = torch.cat([self.user_id(user_index), self.profile(profile), *summary], dim=-1)
         return l2_normalize(self.over(features))
 
 

@@ -46,6 +46,18 @@ class TrainConfig:
     user_dropout: float = 0.1
     history_len: int = 50
     embedding_dim: int = 64
+    # The user tower's history encoder (training.models.two_tower): "mean" (masked mean + most
+    # recent item), "transformer" (causal self-attention over the user_seq_len most recent
+    # items), or "auto": both are trained and the one with the better validation
+    # retrieval metric (encoder_selection_metric of training.metrics.evaluate_retrieval) is
+    # served; without validation events, a held-out slice of train (each user's last basket,
+    # else their last test_fraction events) decides and the chosen one is retrained on all of
+    # train. training.steps.two_tower.train_user_tower.
+    user_encoder: str = "mean"
+    user_seq_len: int = 50
+    user_seq_layers: int = 2
+    user_seq_dropout: float = 0.1
+    encoder_selection_metric: str = "ndcg_at_10"
     test_fraction: float = 0.1
     # Ranker: negatives per example for its P(interact) factor (see training.models.negatives),
     # the retrieval pool hard negatives are drawn from, and whether the frozen two-tower score

@@ -52,6 +52,9 @@ def trained_fields(
             "config": cfg.to_json(),
             "torch_threads": TORCH_THREADS,
             "two_tower": two_tower,
+            # Which user encoder is served (user_tower.onnx), and with "auto" both encoders'
+            # validation scores (training.steps.two_tower.train_user_tower).
+            "user_encoder": two_tower.get("user_encoder"),
             "ranker": ranker,
             "rating": rating,
             "rating_only": cfg.rating_only,

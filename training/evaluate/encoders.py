@@ -64,6 +64,25 @@ def tower_cost(bundles: dict[str, Path], user_ids: list[str], rounds: int = 5) -
     return out
 
 
+def parse_variant(variant: str) -> tuple[str, dict[str, Any]]:
+    """ "mean" -> ("mean", {}); "mean+user_dropout=0.5" -> ("mean", {"user_dropout": 0.5}):
+    an encoder and TrainConfig overrides (numbers parsed, else strings)."""
+    encoder, *pairs = variant.split("+")
+    extra: dict[str, Any] = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        if not key or not value:
+            raise ValueError(f"variant {variant!r}: expected ENCODER[+KEY=VALUE...]")
+        try:
+            extra[key] = int(value)
+        except ValueError:
+            try:
+                extra[key] = float(value)
+            except ValueError:
+                extra[key] = value
+    return encoder, extra
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from training.evaluate.ours import OurModel, train_bundle
 
@@ -106,11 +125,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                "n_users": len(users), "systems": {}, "manifest": {},
                                "seconds": {}}  # fmt: skip
     bundles: dict[str, Path] = {}
-    for encoder in args.encoders.split(","):
+    for variant in args.encoders.split(","):
+        encoder, extra = parse_variant(variant)
         start = time.perf_counter()
         overrides: dict[str, Any] = {"user_encoder": encoder, "content": False, "seed": args.seed}
-        bundle = train_bundle(train, data, args.artifacts, f"encoders-{data.source}-{encoder}",
+        overrides.update(extra)
+        name = f"encoders-{data.source}-{variant}".replace("=", "-").replace("+", "-")
+        bundle = train_bundle(train, data, args.artifacts, name,
                               data_dir=args.data_dir, overrides=overrides)  # fmt: skip
+        encoder = variant  # the row's name: the encoder and its overrides
         trained = round(time.perf_counter() - start, 1)
         bundles[encoder] = bundle
         ours = OurModel.load(bundle)
@@ -126,6 +149,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "parity": {k: v.get("parity_max_abs_error") for k, v in manifest["models"].items()},
         }
         results["seconds"][encoder] = trained
+        if args.session:
+            from training.evaluate.session import run_session_check
+
+            check = run_session_check(bundle)
+            results.setdefault("session", {})[encoder] = {
+                "new_users_moved_up": check["new_users"]["moved_up_share"],
+                "known_users_shown": check["known_users"]["shown_share"],
+                "examples": check["known_users"]["examples"],
+            }
         _log(f"[encoders] {data.source} {encoder}: {json.dumps(results['systems'][encoder])} "
              f"(trained in {trained}s)")  # fmt: skip
     cost_users = users[: args.cost_users]
@@ -139,7 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.evaluate.encoders")
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
     parser.add_argument("--data", default="movielens")
-    parser.add_argument("--encoders", default="mean,transformer")
+    parser.add_argument("--encoders", default="mean,transformer",
+                        help="comma-separated ENCODER[+KEY=VALUE...] (TrainConfig overrides, "
+                        "e.g. mean+user_dropout=0.5)")  # fmt: skip
+    parser.add_argument("--session", action="store_true",
+                        help="also run training.evaluate.session on each bundle")  # fmt: skip
     parser.add_argument("--artifacts", type=Path, default=Path("runs/eval/encoders"))
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--seed", type=int, default=0)

@@ -340,7 +340,7 @@ def _recbole_fit(
             **params,
         },
     )
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("RECSERVE_TORCH_THREADS", "2")))
     init_seed(config["seed"], config["reproducibility"])
     dataset = create_dataset(config)
     train_data, valid_data, _ = data_preparation(config, dataset)

@@ -50,12 +50,28 @@ def peers_table(
         params = {k: v for k, v in (e.get("params") or {}).items()
                   if k not in ("training", "MAX_ITEM_LIST_LENGTH")}  # fmt: skip
         valid = _metric(e.get("valid") or {}, "ndcg@10")
+        kind += _stopped(e)
         lines.append(
             f"| {e.get('library', '')} {e.get('version', '')} {e.get('model', '')} | {kind} | "
             + " | ".join(_f(_metric(e["metrics"], m)) for m in HEADLINE)
             + f" | {_f(valid)} | `{json.dumps(params)}` | {e.get('seconds', '–')} |"
         )
     return lines
+
+
+def _stopped(entry: Mapping[str, Any]) -> str:
+    """For a sequential entry: the chosen config's best validation epoch and how many it ran
+    (equal: training stopped at its epoch/time cap while still improving)."""
+    epochs = (entry.get("params") or {}).get("epochs")
+    for run in entry.get("tuning") or []:
+        curve = run.get("valid_curve")
+        if (
+            curve
+            and run.get("params", {}).get("epochs") == epochs
+            and run.get("valid") == entry.get("valid")
+        ):
+            return f" (best epoch {epochs} of {len(curve)} run)"
+    return ""
 
 
 def movielens_peers_section(path: Path, systems: Mapping[str, Mapping[str, Any]]) -> list[str]:
@@ -108,5 +124,7 @@ _SEQ_NOTE = (
     "user's last 50 training items in time order (fit for validation, train for test), "
     "early-stopped on the validation split, then refit on train for the chosen epoch count; "
     "trained with an all-position CE loop over 50-item windows (training/external/baselines.py, "
-    "_seq_train) instead of RecBole's one-prefix-per-row Trainer, which is ~50x slower on CPU."
+    "_seq_train) instead of RecBole's one-prefix-per-row Trainer, which is ~50x slower on CPU. "
+    "Each grid point is capped in epochs and seconds (SEQ_BUDGETS, a 2-core CPU): 'best epoch "
+    "N of N run' means the cap stopped a model that was still improving on validation."
 )

@@ -8,6 +8,17 @@ whole train split and ranks every item except the user's training items for each
 Recall@20 and NDCG@10 come from training.evaluate.metrics, the same code that scores recserve.
 Rating: 5-fold random cross-validation (training.evaluate.splits.rating_folds), RMSE and MAE.
 
+Sequential peers (RecBole SASRec, GRU4Rec; run_sequential): cross-entropy over all items, the
+user's last MAX_SEQ_LEN items in time order as input (from `fit` when validating, from `train`
+when testing), early stopping on validation, refit on train for the best epoch count.
+
+    python -m training.external.baselines --data instacart --data-dir data --only implicit,recbole
+
+Next basket (--data NAME, not movielens): the split and metrics of `make eval DATA=NAME`
+(training.evaluate.baskets: each user's last basket is test, the one before valid; Recall@20
+and NDCG@10 over the basket's distinct items, bought items allowed) ->
+reports/external_baselines_NAME.json; each entry carries its `dataset`.
+
 Runs in its own venv (training/external/requirements.txt): these libraries pin versions of
 numpy/torch-era APIs that recserve does not need.
 """

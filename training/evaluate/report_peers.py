@@ -48,7 +48,7 @@ def peers_table(
     for e in entries:
         kind = "sequential" if e.get("model") in SEQUENTIAL else "non-sequential"
         params = {k: v for k, v in (e.get("params") or {}).items()
-                  if k not in ("training", "MAX_ITEM_LIST_LENGTH")}  # fmt: skip
+                  if k not in ("training", "MAX_ITEM_LIST_LENGTH", "budget")}  # fmt: skip
         valid = _metric(e.get("valid") or {}, "ndcg@10")
         kind += _stopped(e)
         lines.append(

@@ -707,6 +707,7 @@ def run_sequential(model_name: str, task: Task, work: Path) -> dict[str, Any]:
     finally:
         os.chdir(cwd)
     return {"params": {**best["params"], "MAX_ITEM_LIST_LENGTH": MAX_SEQ_LEN, "loss_type": "CE",
+                       "budget": budget.__dict__,
                        "batch_windows": budget.batch_size,
                        "training": "all-position CE over windows (see _seq_train)",
                        "final_epochs": final_epochs},
@@ -748,8 +749,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--models", default="", help="comma-separated model names to run (default: all of --only)"
     )
+    parser.add_argument(
+        "--seq-max-seconds", type=float, help="override SEQ_BUDGETS' seconds per grid point"
+    )
     args = parser.parse_args(argv)
     out: Path = args.out or default_out(args.data)
+    if args.seq_max_seconds is not None:
+        for key, budget in SEQ_BUDGETS.items():
+            SEQ_BUDGETS[key] = SeqBudget(**{**budget.__dict__, "max_seconds": args.seq_max_seconds})
     command = "python -m training.external.baselines " + shlex.join(
         sys.argv[1:] if argv is None else argv
     )

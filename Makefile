@@ -62,8 +62,10 @@ $(EXT_VENV)/.installed: training/external/requirements.txt
 	$(EXT_VENV)/bin/python -m pip install -q -r training/external/requirements.txt
 	@touch $@
 
-eval-external: data $(EXT_VENV)/.installed  ## implicit, Surprise, RecBole on our splits -> reports/external_baselines.json
+eval-external: data $(EXT_VENV)/.installed  ## implicit, Surprise, RecBole (+ SASRec, GRU4Rec) on our splits -> reports/external_baselines{,_instacart}.json
 	$(EXT_VENV)/bin/python -m training.external.baselines --data-dir $(DATA_DIR) --out reports/external_baselines.json
+	$(EXT_VENV)/bin/python -m training.external.baselines --data instacart --data-dir $(DATA_DIR) \
+	  --only implicit,recbole --models ALS,SASRec,GRU4Rec --out reports/external_baselines_instacart.json
 
 export: train  ## export happens inside `train` (ONNX + parity check); kept as an alias
 

@@ -5,7 +5,8 @@ run     splits → references → ours (retrieval, two-stage, gateway) → tags 
 run --data NAME   (NAME not movielens) the next-basket evaluation: each user's last basket
         is test; baselines tuned on the last train basket; ours → reports/eval_NAME.{md,json}
         (`make eval DATA=instacart`, training.evaluate.basket_run)
-report  rewrite eval.md and the PNGs from an existing eval.json
+report  rewrite eval.md and the PNGs from an existing eval.json (--data NAME: eval_NAME.md
+        from eval_NAME.json); both show reports/external_baselines*.json when present
 byo     --train FILE --test FILE [--data DIR | --items FILE --users FILE --config TOML]: train
         ours on that train file (with that item/user metadata, docs/data.md); export our top-100
         lists and rating predictions for its test users as TSV (and score them)
@@ -64,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
 
     report = sub.add_parser("report", help="eval.md + PNGs from reports/eval.json")
     report.add_argument("--out", type=Path, default=Path("reports"))
+    report.add_argument(
+        "--data", default="movielens", help="not movielens: eval_<data>.md from eval_<data>.json"
+    )
 
     byo = sub.add_parser("byo", help="train on your train TSV, export answers for your test TSV")
     byo.add_argument("--train", type=Path, required=True)
@@ -139,6 +143,12 @@ def main(argv: list[str] | None = None) -> int:
         results = run_baskets(cfg)
         print(f"[eval] wrote {write_basket_report(results, args.out)} "
               f"in {results['seconds']['total']:.0f}s")  # fmt: skip
+        return 0
+    if args.command == "report" and args.data != "movielens":
+        from training.evaluate.basket_run import write_basket_report
+
+        results = json.loads((args.out / f"eval_{args.data}.json").read_text())
+        print(write_basket_report(results, args.out))
         return 0
     from training.evaluate.report import write_report
 

@@ -318,6 +318,19 @@ RECBOLE_GRID: dict[str, list[dict[str, Any]]] = {
 }
 
 
+def _recbole_common(root: Path) -> dict[str, Any]:
+    """The RecBole settings every run here shares: CPU, seeded, quiet, checkpoints under root."""
+    return {
+        "use_gpu": False,
+        "device": "cpu",
+        "seed": 0,
+        "reproducibility": True,
+        "show_progress": False,
+        "checkpoint_dir": str(root / "saved"),
+        "log_wandb": False,
+    }
+
+
 def _recbole_fit(
     model_name: str, params: dict[str, Any], root: Path, name: str, epochs: int, valid: bool
 ) -> tuple[Any, Any, int]:
@@ -341,13 +354,7 @@ def _recbole_fit(
             "stopping_step": 10,
             "train_batch_size": 2048,
             "eval_batch_size": 4096,
-            "use_gpu": False,
-            "device": "cpu",
-            "seed": 0,
-            "reproducibility": True,
-            "show_progress": False,
-            "checkpoint_dir": str(root / "saved"),
-            "log_wandb": False,
+            **_recbole_common(root),
             **params,
         },
     )
@@ -510,13 +517,7 @@ def _seq_config(model_name: str, params: dict[str, Any], root: Path, name: str) 
             "MAX_ITEM_LIST_LENGTH": MAX_SEQ_LEN,
             "loss_type": "CE",
             "train_neg_sample_args": None,
-            "use_gpu": False,
-            "device": "cpu",
-            "seed": 0,
-            "reproducibility": True,
-            "show_progress": False,
-            "checkpoint_dir": str(root / "saved"),
-            "log_wandb": False,
+            **_recbole_common(root),
             **params,
         },
     )

@@ -76,10 +76,9 @@ def main(argv: list[str] | None = None) -> None:
     ranker = stages.ranking.ranker
     alone = replace(stages, ranking=InProcessRanking(ranker, None, max_batch=1))
     off, on = build_pipeline(settings, bundle, alone), build_pipeline(settings, bundle, stages)
-    users = [str(u) for u in np.load(bundle.path("user_ids.npy"), allow_pickle=True)]
-    filters = FilterSpec(exclude_seen=True)
-
     store = InMemoryFeatureStore.from_bundle(bundle)
+    users = [str(u) for u in store.users.ids.tolist()]
+    filters = FilterSpec(exclude_seen=True)
     rng = np.random.default_rng(0)
     states = [store.get_user(u) for u in users[:64]]
     n_rows = ranker.n_item_rows

@@ -56,7 +56,9 @@ class _ForwardInteract(nn.Module):
         return self.ranker(*args)[2]
 
 
-def _model(data_dir: Path, seed: int) -> Ranker:
+def _model(data_dir: Path, seed: int, config=None, retrieval_score: bool = True) -> Ranker:
+    """A Ranker of the MovieLens shapes with random weights (config: a RankerConfig, default
+    the default one; retrieval_score: with the frozen user tower's score, as trained)."""
     from training.data import load_movielens
     from training.encode import build_catalog
     from training.models import RankerConfig, TwoTowerConfig, UserTower
@@ -71,10 +73,10 @@ def _model(data_dir: Path, seed: int) -> Ranker:
     )
     vectors = np.random.default_rng(seed).normal(size=(catalog.n_items, 64)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    retrieval = RetrievalScore(tower, vectors)
+    retrieval = RetrievalScore(tower, vectors) if retrieval_score else None
     return Ranker(
         catalog.n_users, catalog.n_items, spec.profile_cardinalities, *side,
-        RankerConfig(), retrieval,
+        config or RankerConfig(), retrieval,
     ).eval()  # fmt: skip
 
 

@@ -14,6 +14,10 @@ def test_variants_parse_to_an_encoder_and_typed_overrides():
         {"user_dropout": 0.5, "user_seq_len": 20},
     )
     assert parse_variant("mean+user_encoder=auto") == ("mean", {"user_encoder": "auto"})
+    assert parse_variant("mean+ranker_hidden_dims=64x32") == (
+        "mean",
+        {"ranker_hidden_dims": (64, 32)},
+    )
 
 
 @pytest.mark.parametrize("bad", ["mean+user_dropout", "mean+=1", "mean+user_dropout="])

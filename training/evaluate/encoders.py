@@ -73,6 +73,9 @@ def parse_variant(variant: str) -> tuple[str, dict[str, Any]]:
         key, _, value = pair.partition("=")
         if not key or not value:
             raise ValueError(f"variant {variant!r}: expected ENCODER[+KEY=VALUE...]")
+        if all(part.isdigit() for part in value.split("x")) and "x" in value:
+            extra[key] = tuple(int(part) for part in value.split("x"))  # "64x32" -> (64, 32)
+            continue
         try:
             extra[key] = int(value)
         except ValueError:

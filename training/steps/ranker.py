@@ -48,6 +48,8 @@ def train_ranker(
         history_negatives=cfg.ranker_history_negatives if repeat else 0,
         positive_threshold=cfg.rating.positive_threshold,
         rating_scale=cfg.rating.scale,
+        hidden_dims=tuple(cfg.ranker_hidden_dims),
+        attention_dim=cfg.ranker_attention_dim,
     )
     retrieval = (
         RetrievalScore(two_tower.user_tower, item_embeddings) if cfg.ranker_uses_retrieval else None

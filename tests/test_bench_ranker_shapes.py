@@ -14,6 +14,6 @@ def test_every_variant_is_exported_and_timed(data_dir, capsys):
     result = json.loads(capsys.readouterr().out)
     names = set(ranker_shapes.variants())
     assert names <= set(result)
-    assert result["default"]["over_default_p50"] == 1.0
+    assert result["mlp_128_64"]["over_reference_p50"] == 1.0
     for name in names:
         assert result[name]["p50_ms"] > 0

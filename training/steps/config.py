@@ -74,7 +74,7 @@ class TrainConfig:
     ranker_uses_retrieval: bool = True
     # The ranker's MLP and target-attention widths (training.models.ranker.RankerConfig);
     # `python -m bench.ranker_shapes` says what smaller ones cost to serve.
-    ranker_hidden_dims: tuple[int, ...] = (128, 64)
+    ranker_hidden_dims: tuple[int, ...] = (64, 32)
     ranker_attention_dim: int = 32
     # Examples per epoch at most (two-tower and ranker); larger logs sample each epoch afresh.
     examples_per_epoch: int = 2_500_000

@@ -27,6 +27,7 @@ from services.contract.catalog import (
 from services.contract.content import has_content_encoder
 from services.contract.types import FilterSpec, ItemInfo
 from services.contract.vocab import Vocabulary
+from services.gateway.wire import ItemWire
 
 NO_FILTERS = FilterSpec()
 
@@ -75,6 +76,20 @@ class GatewayCatalog:
             priced = np.flatnonzero(~np.isnan(values))
             out[priced] = values[priced].tolist()
         return out
+
+    @functools.cached_property
+    def _wires(self) -> dict[str, ItemWire]:
+        return {}
+
+    def item_wire(self, currency: str) -> ItemWire:
+        """The RecommendedItem bytes of this catalog's rows with prices in `currency`
+        (services.gateway.wire; its rows are encoded on first use)."""
+        wire = self._wires.get(currency)
+        if wire is None:
+            wire = self._wires[currency] = ItemWire(
+                self.ids, self.titles, self.tags_by_row, self.prices_by_row, currency
+            )
+        return wire
 
     def warm(self) -> GatewayCatalog:
         """Build the per-catalog caches now (not on the first request that needs them)."""

@@ -189,10 +189,12 @@ class Pipeline:
                 filters = dataclasses.replace(filters, exclude_seen=not self.dataset.repeat)
         fallbacks: list[str] = []
         user = await self._get_user(user_id, recent_items, fallbacks)
-        found, value = await asyncio.gather(
-            self._candidates(catalog, user, k, filters, fallbacks, candidates),
-            self._user_value(user, day, fallbacks),
-        )
+        candidates_ = self._candidates(catalog, user, k, filters, fallbacks, candidates)
+        if self.stages.overlap:
+            found, value = await asyncio.gather(candidates_, self._user_value(user, day, fallbacks))
+        else:
+            found = await candidates_
+            value = await self._user_value(user, day, fallbacks)
         ranks = None
         if rank:
             # Ratings only for the k items shown (ordered by P(interact), as ranking picks them);
@@ -261,33 +263,25 @@ class Pipeline:
         P(interact) orders the list: ordering by P(positive) = P(interact) x P(rating >= 4 |
         interact) loses Recall / NDCG against retrieval alone, since any interaction counts.
         Ranking rated the top k by the same stable sort of p_interact (rate_top_k); a rating
-        it did not compute (NaN) reads as 0, as for a dataset without ratings. Columns, one
-        numpy gather each: no Python object per candidate or per item (the servicer builds
-        each protobuf message once, from these columns)."""
+        it did not compute (NaN) reads as 0, as for a dataset without ratings. One numpy
+        gather of every score column: no Python object per candidate or per item (the servicer
+        writes the protobuf bytes from these arrays)."""
         score = np.asarray(
             ranks.p_interact if ranks is not None and by_model else candidates.scores
         )
         order = np.argsort(-score, kind="stable")[:k]
-        rows = candidates.item_indices[order]
         if ranks is None:  # no model scores: 0
-            score_, retrieval = _picked((score, candidates.scores), order)
-            rating, p_positive, p_interact = ([0.0] * order.size for _ in range(3))
+            columns = np.zeros((5, order.size), dtype=np.float64)
+            columns[0], columns[2] = score[order], candidates.scores[order]
         else:
-            # Every score column of the k picked in one gather (float32 widened exactly, as
-            # float() does); a rating-side score ranking did not compute (NaN) reads as 0.
-            columns = (score, candidates.scores, ranks.p_interact, ranks.rating, ranks.p_positive)
-            score_, retrieval, p_interact, rating, p_positive = _picked(columns, order, rated=3)
+            # float32 widened exactly (as float() does); a model score ranking did not compute
+            # (NaN: not among rate_top_k) reads as 0.
+            stacked = (score, ranks.rating, candidates.scores, ranks.p_positive, ranks.p_interact)
+            columns = np.stack(stacked)[:, order].astype(np.float64)
+            model = columns[_MODEL_COLUMNS]
+            columns[_MODEL_COLUMNS] = np.where(np.isnan(model), 0.0, model)
         return RankedItems(
-            item_ids=catalog.ids[rows].tolist(),
-            titles=catalog.titles[rows].tolist(),
-            tags=catalog.tags_by_row[rows].tolist(),
-            scores=score_,
-            predicted_ratings=rating,
-            retrieval_scores=retrieval,
-            ranking_scores=p_positive,
-            interaction_scores=p_interact,
-            prices=catalog.prices_by_row[rows].tolist(),
-            currency=self.dataset.currency,
+            catalog, candidates.item_indices[order], columns, currency=self.dataset.currency
         )
 
     @_one_version()
@@ -430,22 +424,14 @@ class Pipeline:
             timer.observe(time.perf_counter() - start)
 
 
+# RankedItems.columns rows that hold the ranking model's scores: rating, ranking, interaction.
+_MODEL_COLUMNS = [1, 3, 4]
+
+
 def _reason(exc: Unavailable) -> str:
     if isinstance(exc, DeadlineExceeded):
         return "deadline_exceeded"
     return "circuit_open" if isinstance(exc, CircuitOpen) else "unavailable"
-
-
-def _picked(
-    columns: Sequence[np.ndarray], order: np.ndarray, rated: int | None = None
-) -> list[list[float]]:
-    """[column[order] as Python floats for each column]; from column `rated` on, NaN (not
-    rated: RankRequest.rate_top_k) -> 0."""
-    picked = np.stack([np.asarray(c) for c in columns])[:, order].astype(np.float64)
-    if rated is not None:
-        scores = picked[rated:]
-        scores[np.isnan(scores)] = 0.0
-    return picked.tolist()
 
 
 def _seen(user: UserState) -> np.ndarray:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import overload
 
+import numpy as np
+
+from services.gateway.catalog import GatewayCatalog
 from services.gateway.stages import ValueScore
 
 
@@ -25,26 +28,65 @@ class RankedItem:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class RankedItems(Sequence[RankedItem]):
-    """A ranked list as columns, one Python list per field, aligned by position (best first).
+    """A ranked list as arrays, aligned by position (best first): catalog rows and one float
+    matrix of their scores.
 
-    What the pipeline's top k answers: built in one vectorised pass (no object per item), and
-    the servicer builds each protobuf message straight from these columns. It reads as a
-    Sequence[RankedItem] too (`items[0].item_id`, iteration, len), each RankedItem made on
-    access, for callers that want one object per item (tests, experiments, tools)."""
+    What the pipeline's top k answers: built in one vectorised pass (no object per item). The
+    servicer writes the protobuf bytes straight from these arrays (`wire`); the columns read
+    as Python lists (`item_ids`, `scores`, ...) and the whole as a Sequence[RankedItem]
+    (`items[0].item_id`, iteration, len), each made on access, for callers that want them
+    (experiments, tests, tools)."""
 
-    item_ids: list[str]
-    titles: list[str]
-    tags: list[tuple[str, ...]]
-    scores: list[float]
-    predicted_ratings: list[float]
-    retrieval_scores: list[float]
-    ranking_scores: list[float]
-    interaction_scores: list[float]
-    prices: list[float | None]  # None: the item has no price
+    catalog: GatewayCatalog
+    rows: np.ndarray  # int64[k]: catalog rows
+    # float64[5, k] (float32 values widened exactly): the list's score, predicted rating,
+    # retrieval score, ranking score (P(positive)), interaction score (P(interact)).
+    columns: np.ndarray
     currency: str = ""  # the dataset's currency (RankedItem.currency)
 
     def __len__(self) -> int:
-        return len(self.item_ids)
+        return int(self.rows.size)
+
+    @property
+    def item_ids(self) -> list[str]:
+        return self.catalog.ids[self.rows].tolist()
+
+    @property
+    def titles(self) -> list[str]:
+        return self.catalog.titles[self.rows].tolist()
+
+    @property
+    def tags(self) -> list[tuple[str, ...]]:
+        return self.catalog.tags_by_row[self.rows].tolist()
+
+    @property
+    def prices(self) -> list[float | None]:
+        """None: the item has no price."""
+        return self.catalog.prices_by_row[self.rows].tolist()
+
+    @property
+    def scores(self) -> list[float]:
+        return self.columns[0].tolist()
+
+    @property
+    def predicted_ratings(self) -> list[float]:
+        return self.columns[1].tolist()
+
+    @property
+    def retrieval_scores(self) -> list[float]:
+        return self.columns[2].tolist()
+
+    @property
+    def ranking_scores(self) -> list[float]:
+        return self.columns[3].tolist()
+
+    @property
+    def interaction_scores(self) -> list[float]:
+        return self.columns[4].tolist()
+
+    def wire(self) -> bytes:
+        """The RecommendedItem messages as protobuf bytes (a response's repeated field 1)."""
+        return self.catalog.item_wire(self.currency).items(self.rows, self.columns)
 
     @overload
     def __getitem__(self, index: int) -> RankedItem: ...
@@ -55,16 +97,18 @@ class RankedItems(Sequence[RankedItem]):
     def __getitem__(self, index: int | slice) -> RankedItem | list[RankedItem]:
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
+        row = int(self.rows[index])
+        score, rating, retrieval, ranking, interaction = self.columns[:, index].tolist()
         return RankedItem(
-            self.item_ids[index],
-            self.titles[index],
-            self.tags[index],
-            self.scores[index],
-            self.predicted_ratings[index],
-            self.retrieval_scores[index],
-            self.ranking_scores[index],
-            self.interaction_scores[index],
-            self.prices[index],
+            str(self.catalog.ids[row]),
+            str(self.catalog.titles[row]),
+            self.catalog.tags_by_row[row],
+            score,
+            rating,
+            retrieval,
+            ranking,
+            interaction,
+            self.catalog.prices_by_row[row],
             self.currency,
         )
 
@@ -72,8 +116,6 @@ class RankedItems(Sequence[RankedItem]):
         return (self[i] for i in range(len(self)))
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, RankedItems):
-            return all(getattr(self, f.name) == getattr(other, f.name) for f in fields(self))
         if isinstance(other, Sequence) and not isinstance(other, str):
             return list(self) == list(other)
         return NotImplemented

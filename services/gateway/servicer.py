@@ -11,7 +11,6 @@ from services.contract.errors import check_limit
 from services.gateway import validate
 from services.gateway.experiments import ExperimentRunner
 from services.gateway.pipeline import Pipeline
-from services.gateway.results import RankedItems
 from services.platform import convert
 from services.platform.logging import REQUEST_ID
 from services.platform.reload import ModelHolder, as_holder
@@ -39,6 +38,15 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     async def Recommend(
         self, request: gateway_pb2.RecommendRequest, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.RecommendResponse:
+        """The message form, for callers in this process; the server sends `recommend_wire`'s
+        bytes (the same message, written without a message object per item)."""
+        return gateway_pb2.RecommendResponse.FromString(await self.recommend_wire(request, context))
+
+    async def recommend_wire(
+        self, request: gateway_pb2.RecommendRequest, context: grpc.aio.ServicerContext
+    ) -> bytes:
+        """A serialized RecommendResponse: the items' bytes (RankedItems.wire), then the other
+        fields as a message (serialized messages concatenate: the parser reads one)."""
         runner = self._experiments
         answer = await self._pipeline.recommend(
             request.user_id,
@@ -50,8 +58,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         )
         if runner is not None:
             runner.expose(request.user_id, answer.items.item_ids, REQUEST_ID.get())
-        return gateway_pb2.RecommendResponse(
-            items=_items(answer.items),
+        rest = gateway_pb2.RecommendResponse(
             model_version=answer.model_version,
             user_value=None
             if answer.user_value is None
@@ -59,6 +66,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             cold_start=answer.cold_start,
             fallbacks=answer.fallbacks,
         )
+        return answer.items.wire() + rest.SerializeToString()
 
     async def PredictRatings(
         self, request: gateway_pb2.PredictRatingsRequest, context: grpc.aio.ServicerContext
@@ -81,12 +89,21 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     async def SimilarItems(
         self, request: gateway_pb2.SimilarItemsRequest, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.SimilarItemsResponse:
+        """The message form; the server sends `similar_items_wire`'s bytes."""
+        return gateway_pb2.SimilarItemsResponse.FromString(
+            await self.similar_items_wire(request, context)
+        )
+
+    async def similar_items_wire(
+        self, request: gateway_pb2.SimilarItemsRequest, context: grpc.aio.ServicerContext
+    ) -> bytes:
         answer = await self._pipeline.similar_items(
             request.item_id, request.k, convert.filters_from_proto(request.filters)
         )
-        return gateway_pb2.SimilarItemsResponse(
-            items=_items(answer.items), model_version=answer.model_version, title=answer.title
+        rest = gateway_pb2.SimilarItemsResponse(
+            model_version=answer.model_version, title=answer.title
         )
+        return answer.items.wire() + rest.SerializeToString()
 
     async def RecommendTags(
         self, request: gateway_pb2.RecommendTagsRequest, context: grpc.aio.ServicerContext
@@ -129,39 +146,37 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         )
 
 
-def _items(items: RankedItems) -> list[dict]:
-    """The RecommendedItem messages, as the field values the response message is built from
-    (each message is built once, inside the response; no intermediate message to copy)."""
-    currency = items.currency
-    return [
-        {
-            "item_id": item_id,
-            "title": title,
-            "tags": tags,
-            "score": score,
-            "predicted_rating": rating,
-            "stage_scores": {
-                "retrieval": retrieval,
-                "ranking": ranking,
-                "rating": rating,
-                "interaction": interaction,
-            },
-            "price": price,  # None: unset (the optional field is absent)
-            "currency": currency if price is not None else "",
-        }
-        for item_id, title, tags, score, rating, retrieval, ranking, interaction, price in zip(
-            items.item_ids,
-            items.titles,
-            items.tags,
-            items.scores,
-            items.predicted_ratings,
-            items.retrieval_scores,
-            items.ranking_scores,
-            items.interaction_scores,
-            items.prices,
-            strict=True,
+class _Handlers:
+    """Stands in for the server while the generated code registers the servicer: keeps the
+    method handlers it is given."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, grpc.RpcMethodHandler] = {}
+
+    def add_generic_rpc_handlers(self, handlers: object) -> None:
+        pass  # the same handlers come again as registered ones
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler]
+    ) -> None:
+        self.handlers.update(handlers)
+
+
+def method_handlers(servicer: GatewayServicer) -> dict[str, grpc.RpcMethodHandler]:
+    """The Gateway's handlers as the generated code makes them, except Recommend and
+    SimilarItems: their servicer methods answer serialized bytes, sent as they are (no
+    response serializer)."""
+    found = _Handlers()
+    gateway_pb2_grpc.add_GatewayServicer_to_server(servicer, found)
+    handlers = found.handlers
+    for name, method in (
+        ("Recommend", servicer.recommend_wire),
+        ("SimilarItems", servicer.similar_items_wire),
+    ):
+        handlers[name] = grpc.unary_unary_rpc_method_handler(
+            method, request_deserializer=handlers[name].request_deserializer
         )
-    ]
+    return handlers
 
 
 def register(
@@ -170,7 +185,10 @@ def register(
     """-> a `register(server)` callback for services.platform.server.create_server."""
 
     def _register(server: grpc.aio.Server) -> None:
-        servicer = GatewayServicer(pipeline, experiments)
-        gateway_pb2_grpc.add_GatewayServicer_to_server(servicer, server)
+        handlers = method_handlers(GatewayServicer(pipeline, experiments))
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),)
+        )
+        server.add_registered_method_handlers(SERVICE_NAME, handlers)
 
     return _register

@@ -21,7 +21,6 @@ import inspect
 import logging
 import random
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -34,6 +33,9 @@ from services.platform.logging import REQUEST_ID
 
 log = logging.getLogger("recserve.rpc")
 access_log = logging.getLogger("recserve.access")
+_random_bits = random.Random().getrandbits  # seeded from os.urandom once, at import
+_random = random.random
+_OK = grpc.StatusCode.OK
 
 INTERNAL_MESSAGE = "internal error"
 REQUEST_ID_KEY = "x-request-id"
@@ -41,13 +43,15 @@ MAX_REQUEST_ID = 64
 
 
 def request_id_of(context: grpc.aio.ServicerContext) -> str:
-    """The caller's x-request-id when it is sane, else a new random one."""
+    """The caller's x-request-id when it is sane, else a new random one: 16 hex digits from the
+    process's PRNG (an id only has to be unique enough to find a call's log lines; no
+    system call per request, as uuid4's os.urandom would be)."""
     for key, value in context.invocation_metadata() or ():
         if key == REQUEST_ID_KEY and isinstance(value, str):
             if 0 < len(value) <= MAX_REQUEST_ID and value.isascii() and value.isprintable():
                 return value
             break
-    return uuid.uuid4().hex[:16]
+    return f"{_random_bits(64):016x}"
 
 
 def status_of(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
@@ -97,7 +101,9 @@ def _wrap_unary(
     is_coroutine = inspect.iscoroutinefunction(inner)
     service, name = split_method(method)
     latency = metrics.RPC_LATENCY.labels(service, name)
-    counted: dict[grpc.StatusCode, Any] = {}  # status -> bound counter, filled on first use
+    # status -> bound counter; OK bound now, the others on first use
+    counted = {_OK: metrics.RPC_REQUESTS.labels(service, name, _OK.name)}
+    perf_counter = time.perf_counter
 
     def count(status: grpc.StatusCode) -> None:
         child = counted.get(status)
@@ -106,7 +112,7 @@ def _wrap_unary(
         child.inc()
 
     async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        start = time.perf_counter()
+        start = perf_counter()
         request_id = request_id_of(context)
         token = REQUEST_ID.set(request_id)
         context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
@@ -128,12 +134,10 @@ def _wrap_unary(
             await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
         finally:
             status = status_of(context)
-            elapsed = time.perf_counter() - start
+            elapsed = perf_counter() - start
             count(status)
             latency.observe(elapsed)
-            if status is not grpc.StatusCode.OK or (
-                access_sample > 0 and random.random() < access_sample
-            ):
+            if status is not _OK or (access_sample > 0 and _random() < access_sample):
                 access_log.info(
                     "rpc",
                     extra={
@@ -141,7 +145,7 @@ def _wrap_unary(
                         "status": status.name,
                         "latency_ms": round(elapsed * 1e3, 3),
                         "peer": context.peer(),
-                        "sampled": status is grpc.StatusCode.OK,
+                        "sampled": status is _OK,
                     },
                 )
             REQUEST_ID.reset(token)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import numpy as np
 
@@ -90,6 +90,10 @@ class Stages:
     retrieval: RetrievalStage
     ranking: RankingStage
     uservalue: UserValueStage
+    # Retrieval and user value run at once (gather): each awaits its own backend. Stages that
+    # compute on the event loop itself (embedded) set it False: one after the other, since
+    # running them as two tasks overlaps nothing and costs the tasks.
+    overlap: ClassVar[bool] = True
 
     async def close(self) -> None:
         for stage in (self.features, self.retrieval, self.ranking, self.uservalue):

@@ -12,7 +12,7 @@ import atexit
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
@@ -140,6 +140,7 @@ class EmbeddedStages(Stages):
     event is lost."""
 
     prefer_gpu: bool = True
+    overlap: ClassVar[bool] = False  # every stage computes on the event loop
 
     def for_bundle(self, bundle: Bundle) -> EmbeddedStages:
         from services.feature.store import InMemoryFeatureStore

@@ -162,7 +162,8 @@ class ItemTable:
         )  # fmt: skip
 
     def _gather(self, base: np.ndarray, added: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        if not rows.size or rows.max() < self.n_base_rows:
+        # No added rows (the usual case): every row is a bundle row (callers range-check them).
+        if not len(added) or not rows.size or rows.max() < self.n_base_rows:
             return base[rows]
         extra = rows >= self.n_base_rows
         out = base[np.where(extra, 0, rows)]

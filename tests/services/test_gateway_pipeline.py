@@ -511,3 +511,59 @@ def test_added_items_go_to_ranking_as_their_own_rows():
     _, items = ranking.calls[-1]
     assert items.tolist() == [13, 5]
     assert rated.ratings[0].rating == pytest.approx(1 + 4 * (0.05 + 13 / 1000))
+
+
+class _Logged:
+    """A stage method that records when it starts and ends, awaiting once in between (what a
+    network stage does)."""
+
+    def __init__(self, stage, log: list[str], name: str, method: str) -> None:
+        self._stage, self._log, self._name, self._method = stage, log, name, method
+
+    def __getattr__(self, attr):
+        inner = getattr(self._stage, attr)
+        if attr != self._method:
+            return inner
+
+        async def logged(*args, **kwargs):
+            self._log.append(f"{self._name} start")
+            await asyncio.sleep(0)
+            try:
+                return await inner(*args, **kwargs)
+            finally:
+                self._log.append(f"{self._name} end")
+
+        return logged
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_retrieval_and_user_value_overlap_only_when_the_stages_say_so(overlap: bool) -> None:
+    """Network stages (Stages.overlap, the default) run retrieval and user value at once;
+    embedded stages (EmbeddedStages.overlap = False) one after the other, with the same answer."""
+    catalog = make_catalog()
+    log: list[str] = []
+
+    class Mode(Stages):
+        pass
+
+    Mode.overlap = overlap
+    stages = Mode(
+        FakeFeatures(catalog),
+        _Logged(FakeRetrieval(catalog), log, "retrieval", "retrieve"),
+        FakeRanking(),
+        _Logged(FakeUserValue(), log, "uservalue", "score"),
+    )
+    pipeline = Pipeline(stages, catalog, SPEC, Limits(max_k=10, candidates=8, max_batch=20))
+    answer = run(pipeline.recommend("u1", 3, ALL))
+    assert [i.item_id for i in answer.items] == [
+        i.item_id for i in run(make_pipeline().recommend("u1", 3, ALL)).items
+    ]
+    assert answer.user_value is not None
+    sequential = ["retrieval start", "retrieval end", "uservalue start", "uservalue end"]
+    assert (log != sequential) if overlap else (log == sequential)
+
+
+def test_embedded_stages_do_not_overlap() -> None:
+    from services.gateway.stages.inprocess import EmbeddedStages
+
+    assert EmbeddedStages.overlap is False and Stages.overlap is True

@@ -93,7 +93,11 @@ class CannedRanking:
         self.scores = RankScores(p_positive=p, rating=p * 4 + 1, p_interact=p)
 
     async def rank(
-        self, user: UserState, item_indices: np.ndarray, rate_top_k: int = 0
+        self,
+        user: UserState,
+        item_indices: np.ndarray,
+        rate_top_k: int = 0,
+        query: np.ndarray | None = None,
     ) -> RankScores:
         """rate_top_k: ignored (canned scores for every candidate)."""
         n = len(item_indices)

@@ -76,12 +76,20 @@ def stage_costs(
         f"user_tower_plus_search_{n_candidates}": time_calls(
             lambda: retriever.retrieve(state, n_candidates), n
         ),
-        f"rank_{len(cands)}": time_calls(lambda: ranker.rank(state, cands), n),
-        f"rank_{len(cands)}_rate20": time_calls(lambda: ranker.rank(state, cands, 20), n),
+        f"rank_{len(cands)}": time_calls(lambda: ranker.rank(state, cands, 0, query), n),
+        # Recommend's call: the top 20 rated, the user's embedding from retrieval (a ranker.onnx
+        # that takes user_embedding; an older one ignores it and runs its tower inside).
+        f"rank_{len(cands)}_rate20": time_calls(lambda: ranker.rank(state, cands, 20, query), n),
     }
+    if ranker.takes_query:  # a call without retrieval's embedding: user_tower.onnx runs first
+        out[f"rank_{len(cands)}_rate20_own_tower"] = time_calls(
+            lambda: ranker.rank(state, cands, 20), n
+        )
     single = single_graph_ranker(bundle, ranker)
     if single is not None:
-        out[f"rank_{len(cands)}_single_graph"] = time_calls(lambda: single.rank(state, cands), n)
+        out[f"rank_{len(cands)}_single_graph"] = time_calls(
+            lambda: single.rank(state, cands, 0, query), n
+        )
     out["pipeline_recommend_k20"] = _pipeline_recommend(bundle, pick, n_candidates, n)
     if batch > 1:  # what the micro-batcher does with `batch` concurrent requests
         prepared = [ranker.prepare(store.get_user(pick()), cands) for _ in range(batch)]
@@ -139,6 +147,7 @@ def single_graph_ranker(bundle: Bundle, ranker):
         provider=provider,
         max_candidates=ranker.max_candidates,
         table=ranker.table,
+        tower=ranker.tower,
     )
 
 

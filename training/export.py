@@ -34,6 +34,10 @@ USER_TOWER_OUTPUTS = ("embedding",)
 RANKER_INPUTS = ("user_index", "profile", "history", "items", *HISTORY_FEATURE_INPUTS,
                  *ITEM_FEATURE_INPUTS)  # fmt: skip
 RANKER_OUTPUTS = ("p_positive", "rating", "p_interact")
+# A ranker.onnx whose graph holds the frozen retrieval score takes the user tower's output
+# float32[B, D] as this input (QueryGiven), not the tower itself: serving feeds the embedding
+# retrieval computed for the same request (or runs user_tower.onnx once when it has none).
+QUERY_INPUT = "user_embedding"
 # rater.onnx (training.models.rating.RatingGraph): the rating model alone, same inputs as
 # ranker.onnx (those it reads); ranker.onnx is then p_interact only (InteractGraph).
 RATER_OUTPUTS = ("p_positive", "rating")
@@ -102,7 +106,32 @@ def with_item_features(module: nn.Module, inputs: dict[str, np.ndarray]) -> dict
     for name, (table, rows) in gathered.items():
         if name not in out:
             out[name] = table[inputs[rows]]
+    if "items" in inputs and QUERY_INPUT not in out:
+        retrieval = _first(module, RetrievalScore)
+        if retrieval is not None:  # what serving feeds QueryGiven: the tower's output
+            with torch.no_grad():
+                query = retrieval.user_tower.eval()(
+                    *(torch.from_numpy(out[n]) for n in USER_TOWER_INPUTS if n in out)
+                )
+            out[QUERY_INPUT] = query.numpy().astype(np.float32, copy=False)
     return out
+
+
+class QueryGiven(nn.Module):
+    """A ranking graph with a frozen retrieval score, exported with the user tower's output as
+    an input (QUERY_INPUT) instead of the tower: the same math (RetrievalScore.given), without
+    a second run of the tower per request."""
+
+    def __init__(self, graph: nn.Module, retrieval: nn.Module) -> None:
+        super().__init__()
+        self.graph = graph
+        self.retrieval = retrieval
+        self.OUTPUTS = tuple(getattr(graph, "OUTPUTS", RANKER_OUTPUTS))
+
+    def forward(self, *args: torch.Tensor) -> Any:
+        *inputs, query = args
+        with self.retrieval.given(query):
+            return self.graph(*inputs)
 
 
 def export_user_tower(tower: nn.Module, path: Path, sample: dict[str, np.ndarray]) -> Path:
@@ -120,14 +149,23 @@ def export_ranker(ranker: nn.Module, path: Path, sample: dict[str, np.ndarray]) 
     item_vectors float32[B,N,D] -> p_positive float32[B,N], rating float32[B,N],
     p_interact float32[B,N] (the module's OUTPUTS when it names them: InteractGraph's
     p_interact, RatingGraph's p_positive and rating). `sample` may be index-only. rater.onnx
-    is exported by this function too (same inputs)."""
+    is exported by this function too (same inputs). A graph with a frozen retrieval score
+    (RetrievalScore) takes user_embedding float32[B,D] too, instead of running the user tower
+    (QueryGiven)."""
     outputs = tuple(getattr(ranker, "OUTPUTS", RANKER_OUTPUTS))
     axes: dict[str, dict[int, str]] = {
-        n: {0: "B"} for n in ("user_index", "profile", "history", *HISTORY_FEATURE_INPUTS)
+        n: {0: "B"}
+        for n in ("user_index", "profile", "history", *HISTORY_FEATURE_INPUTS, QUERY_INPUT)
     }
     axes.update({n: {0: "B", 1: "N"} for n in ("items", *ITEM_FEATURE_INPUTS, *outputs)})
     sample = with_item_features(ranker, sample)
-    return _export(ranker, path, sample, RANKER_INPUTS, outputs, axes)
+    from training.models.ranker import RetrievalScore
+
+    retrieval = _first(ranker, RetrievalScore)
+    if retrieval is None:
+        return _export(ranker, path, sample, RANKER_INPUTS, outputs, axes)
+    module, names = QueryGiven(ranker, retrieval), (*RANKER_INPUTS, QUERY_INPUT)
+    return _export(module, path, sample, names, outputs, axes)
 
 
 @torch.no_grad()

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from recserve.v1 import common_pb2 as recserve_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19recserve/v1/ranking.proto\x12\x0brecserve.v1\x1a\x18recserve/v1/common.proto\"`\n\x0bRankRequest\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.recserve.v1.UserFeatures\x12\x14\n\x0citem_indices\x18\x02 \x03(\x03\x12\x12\n\nrate_top_k\x18\x03 \x01(\x05\"z\n\x0cRankResponse\x12\x12\n\np_positive\x18\x01 \x03(\x02\x12\x0e\n\x06rating\x18\x02 \x03(\x02\x12\x16\n\x0e\x62undle_version\x18\x03 \x01(\t\x12\x1a\n\x12\x65xecution_provider\x18\x04 \x01(\t\x12\x12\n\np_interact\x18\x05 \x03(\x02\x32M\n\x0eRankingService\x12;\n\x04Rank\x12\x18.recserve.v1.RankRequest\x1a\x19.recserve.v1.RankResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19recserve/v1/ranking.proto\x12\x0brecserve.v1\x1a\x18recserve/v1/common.proto\"x\n\x0bRankRequest\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.recserve.v1.UserFeatures\x12\x14\n\x0citem_indices\x18\x02 \x03(\x03\x12\x12\n\nrate_top_k\x18\x03 \x01(\x05\x12\x16\n\x0euser_embedding\x18\x04 \x03(\x02\"z\n\x0cRankResponse\x12\x12\n\np_positive\x18\x01 \x03(\x02\x12\x0e\n\x06rating\x18\x02 \x03(\x02\x12\x16\n\x0e\x62undle_version\x18\x03 \x01(\t\x12\x1a\n\x12\x65xecution_provider\x18\x04 \x01(\t\x12\x12\n\np_interact\x18\x05 \x03(\x02\x32M\n\x0eRankingService\x12;\n\x04Rank\x12\x18.recserve.v1.RankRequest\x1a\x19.recserve.v1.RankResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,9 +33,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'recserve.v1.ranking_pb2', _
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RANKREQUEST']._serialized_start=68
-  _globals['_RANKREQUEST']._serialized_end=164
-  _globals['_RANKRESPONSE']._serialized_start=166
-  _globals['_RANKRESPONSE']._serialized_end=288
-  _globals['_RANKINGSERVICE']._serialized_start=290
-  _globals['_RANKINGSERVICE']._serialized_end=367
+  _globals['_RANKREQUEST']._serialized_end=188
+  _globals['_RANKRESPONSE']._serialized_start=190
+  _globals['_RANKRESPONSE']._serialized_end=312
+  _globals['_RANKINGSERVICE']._serialized_start=314
+  _globals['_RANKINGSERVICE']._serialized_end=391
 # @@protoc_insertion_point(module_scope)

@@ -8,14 +8,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RankRequest(_message.Message):
-    __slots__ = ("user", "item_indices", "rate_top_k")
+    __slots__ = ("user", "item_indices", "rate_top_k", "user_embedding")
     USER_FIELD_NUMBER: _ClassVar[int]
     ITEM_INDICES_FIELD_NUMBER: _ClassVar[int]
     RATE_TOP_K_FIELD_NUMBER: _ClassVar[int]
+    USER_EMBEDDING_FIELD_NUMBER: _ClassVar[int]
     user: _common_pb2.UserFeatures
     item_indices: _containers.RepeatedScalarFieldContainer[int]
     rate_top_k: int
-    def __init__(self, user: _Optional[_Union[_common_pb2.UserFeatures, _Mapping]] = ..., item_indices: _Optional[_Iterable[int]] = ..., rate_top_k: _Optional[int] = ...) -> None: ...
+    user_embedding: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, user: _Optional[_Union[_common_pb2.UserFeatures, _Mapping]] = ..., item_indices: _Optional[_Iterable[int]] = ..., rate_top_k: _Optional[int] = ..., user_embedding: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class RankResponse(_message.Message):
     __slots__ = ("p_positive", "rating", "bundle_version", "execution_provider", "p_interact")

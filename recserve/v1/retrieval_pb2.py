@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from recserve.v1 import common_pb2 as recserve_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1brecserve/v1/retrieval.proto\x12\x0brecserve.v1\x1a\x18recserve/v1/common.proto\"l\n\x0fRetrieveRequest\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.recserve.v1.UserFeatures\x12\t\n\x01k\x18\x02 \x01(\x05\x12%\n\x07\x66ilters\x18\x03 \x01(\x0b\x32\x14.recserve.v1.Filters\"[\n\x16RetrieveSimilarRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12%\n\x07\x66ilters\x18\x03 \x01(\x0b\x32\x14.recserve.v1.Filters\"Y\n\nCandidates\x12\x14\n\x0citem_indices\x18\x01 \x03(\x03\x12\x0e\n\x06scores\x18\x02 \x03(\x02\x12\x16\n\x0e\x62undle_version\x18\x03 \x01(\tJ\x04\x08\x04\x10\x05R\x07rank_as\"J\n\x14TagAffinitiesRequest\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.recserve.v1.UserFeatures\x12\t\n\x01k\x18\x02 \x01(\x05\"Q\n\x15TagAffinitiesResponse\x12\x0c\n\x04tags\x18\x01 \x03(\t\x12\x12\n\naffinities\x18\x02 \x03(\x02\x12\x16\n\x0e\x62undle_version\x18\x03 \x01(\t\"?\n\x18SetItemsAvailableRequest\x12\x10\n\x08item_ids\x18\x01 \x03(\t\x12\x11\n\tavailable\x18\x02 \x01(\x08\"Y\n\x19SetItemsAvailableResponse\x12\x0f\n\x07\x63hanged\x18\x01 \x01(\x05\x12\x13\n\x0bunavailable\x18\x02 \x01(\x05\x12\x16\n\x0e\x62undle_version\x18\x03 \x01(\t2\xab\x03\n\x10RetrievalService\x12\x41\n\x08Retrieve\x12\x1c.recserve.v1.RetrieveRequest\x1a\x17.recserve.v1.Candidates\x12O\n\x0fRetrieveSimilar\x12#.recserve.v1.RetrieveSimilarRequest\x1a\x17.recserve.v1.Candidates\x12V\n\rTagAffinities\x12!.recserve.v1.TagAffinitiesRequest\x1a\".recserve.v1.TagAffinitiesResponse\x12\x62\n\x11SetItemsAvailable\x12%.recserve.v1.SetItemsAvailableRequest\x1a&.recserve.v1.SetItemsAvailableResponse\x12G\n\x08\x41\x64\x64Items\x12\x1c.recserve.v1.AddItemsRequest\x1a\x1d.recserve.v1.AddItemsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1brecserve/v1/retrieval.proto\x12\x0brecserve.v1\x1a\x18recserve/v1/common.proto\"l\n\x0fRetrieveRequest\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.recserve.v1.UserFeatures\x12\t\n\x01k\x18\x02 \x01(\x05\x12%\n\x07\x66ilters\x18\x03 \x01(\x0b\x32\x14.recserve.v1.Filters\"[\n\x16RetrieveSimilarRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12%\n\x07\x66ilters\x18\x03 \x01(\x0b\x32\x14.recserve.v1.Filters\"q\n\nCandidates\x12\x14\n\x0citem_indices\x18\x01 \x03(\x03\x12\x0e\n\x06scores\x18\x02 \x03(\x02\x12\x16\n\x0e\x62undle_version\x18\x03 \x01(\t\x12\x16\n\x0euser_embedding\x18\x05 \x03(\x02J\x04\x08\x04\x10\x05R\x07rank_as\"J\n\x14TagAffinitiesRequest\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.recserve.v1.UserFeatures\x12\t\n\x01k\x18\x02 \x01(\x05\"Q\n\x15TagAffinitiesResponse\x12\x0c\n\x04tags\x18\x01 \x03(\t\x12\x12\n\naffinities\x18\x02 \x03(\x02\x12\x16\n\x0e\x62undle_version\x18\x03 \x01(\t\"?\n\x18SetItemsAvailableRequest\x12\x10\n\x08item_ids\x18\x01 \x03(\t\x12\x11\n\tavailable\x18\x02 \x01(\x08\"Y\n\x19SetItemsAvailableResponse\x12\x0f\n\x07\x63hanged\x18\x01 \x01(\x05\x12\x13\n\x0bunavailable\x18\x02 \x01(\x05\x12\x16\n\x0e\x62undle_version\x18\x03 \x01(\t2\xab\x03\n\x10RetrievalService\x12\x41\n\x08Retrieve\x12\x1c.recserve.v1.RetrieveRequest\x1a\x17.recserve.v1.Candidates\x12O\n\x0fRetrieveSimilar\x12#.recserve.v1.RetrieveSimilarRequest\x1a\x17.recserve.v1.Candidates\x12V\n\rTagAffinities\x12!.recserve.v1.TagAffinitiesRequest\x1a\".recserve.v1.TagAffinitiesResponse\x12\x62\n\x11SetItemsAvailable\x12%.recserve.v1.SetItemsAvailableRequest\x1a&.recserve.v1.SetItemsAvailableResponse\x12G\n\x08\x41\x64\x64Items\x12\x1c.recserve.v1.AddItemsRequest\x1a\x1d.recserve.v1.AddItemsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,15 +37,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RETRIEVESIMILARREQUEST']._serialized_start=180
   _globals['_RETRIEVESIMILARREQUEST']._serialized_end=271
   _globals['_CANDIDATES']._serialized_start=273
-  _globals['_CANDIDATES']._serialized_end=362
-  _globals['_TAGAFFINITIESREQUEST']._serialized_start=364
-  _globals['_TAGAFFINITIESREQUEST']._serialized_end=438
-  _globals['_TAGAFFINITIESRESPONSE']._serialized_start=440
-  _globals['_TAGAFFINITIESRESPONSE']._serialized_end=521
-  _globals['_SETITEMSAVAILABLEREQUEST']._serialized_start=523
-  _globals['_SETITEMSAVAILABLEREQUEST']._serialized_end=586
-  _globals['_SETITEMSAVAILABLERESPONSE']._serialized_start=588
-  _globals['_SETITEMSAVAILABLERESPONSE']._serialized_end=677
-  _globals['_RETRIEVALSERVICE']._serialized_start=680
-  _globals['_RETRIEVALSERVICE']._serialized_end=1107
+  _globals['_CANDIDATES']._serialized_end=386
+  _globals['_TAGAFFINITIESREQUEST']._serialized_start=388
+  _globals['_TAGAFFINITIESREQUEST']._serialized_end=462
+  _globals['_TAGAFFINITIESRESPONSE']._serialized_start=464
+  _globals['_TAGAFFINITIESRESPONSE']._serialized_end=545
+  _globals['_SETITEMSAVAILABLEREQUEST']._serialized_start=547
+  _globals['_SETITEMSAVAILABLEREQUEST']._serialized_end=610
+  _globals['_SETITEMSAVAILABLERESPONSE']._serialized_start=612
+  _globals['_SETITEMSAVAILABLERESPONSE']._serialized_end=701
+  _globals['_RETRIEVALSERVICE']._serialized_start=704
+  _globals['_RETRIEVALSERVICE']._serialized_end=1131
 # @@protoc_insertion_point(module_scope)

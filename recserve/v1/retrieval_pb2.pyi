@@ -28,14 +28,16 @@ class RetrieveSimilarRequest(_message.Message):
     def __init__(self, item_id: _Optional[str] = ..., k: _Optional[int] = ..., filters: _Optional[_Union[_common_pb2.Filters, _Mapping]] = ...) -> None: ...
 
 class Candidates(_message.Message):
-    __slots__ = ("item_indices", "scores", "bundle_version")
+    __slots__ = ("item_indices", "scores", "bundle_version", "user_embedding")
     ITEM_INDICES_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
     BUNDLE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    USER_EMBEDDING_FIELD_NUMBER: _ClassVar[int]
     item_indices: _containers.RepeatedScalarFieldContainer[int]
     scores: _containers.RepeatedScalarFieldContainer[float]
     bundle_version: str
-    def __init__(self, item_indices: _Optional[_Iterable[int]] = ..., scores: _Optional[_Iterable[float]] = ..., bundle_version: _Optional[str] = ...) -> None: ...
+    user_embedding: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, item_indices: _Optional[_Iterable[int]] = ..., scores: _Optional[_Iterable[float]] = ..., bundle_version: _Optional[str] = ..., user_embedding: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class TagAffinitiesRequest(_message.Message):
     __slots__ = ("user", "k")

@@ -84,6 +84,9 @@ class CandidateList:
     item_indices: np.ndarray  # int64[N]
     scores: np.ndarray  # float32[N]
     bundle_version: str = ""  # whose item vocabulary the indices are rows of ("" = the caller's)
+    # The user embedding float32[D] the scores are inner products with (retrieval's user tower
+    # output), handed on to ranking (RankingStage.rank's query); None: not known here.
+    query: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.item_indices.size)

@@ -202,7 +202,7 @@ class Pipeline:
             rate_top_k = 0 if user.is_cold else k
             ranks = await self._attempt(
                 "ranking",
-                self.stages.ranking.rank(user, found.item_indices, rate_top_k),
+                self.stages.ranking.rank(user, found.item_indices, rate_top_k, found.query),
                 fallbacks,
             )
         items = self._top_k(catalog, found, ranks, k, by_model=not user.is_cold)
@@ -240,7 +240,7 @@ class Pipeline:
         # the public contract (distinct items, filters honoured) independent of the backend.
         keep = _first_occurrences(found.item_indices)
         keep &= catalog.allowed(found.item_indices, filters, _seen(user))
-        return CandidateList(found.item_indices[keep], found.scores[keep])
+        return CandidateList(found.item_indices[keep], found.scores[keep], query=found.query)
 
     async def _user_value(
         self, user: UserState, as_of_day: int, fallbacks: list[str]

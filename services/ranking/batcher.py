@@ -65,10 +65,14 @@ class RankBatcher:
         self.requests = 0  # requests scored
 
     async def rank(
-        self, user: UserState, item_indices: np.ndarray, rate_top_k: int = 0
+        self,
+        user: UserState,
+        item_indices: np.ndarray,
+        rate_top_k: int = 0,
+        query: np.ndarray | None = None,
     ) -> RankScores:
-        """rate_top_k: OnnxRanker.rank's (each request of a batch keeps its own)."""
-        prepared = self.ranker.prepare(user, item_indices)  # InvalidArgument: this one only
+        """rate_top_k, query: OnnxRanker.rank's (each request of a batch keeps its own)."""
+        prepared = self.ranker.prepare(user, item_indices, query)  # InvalidArgument: this one
         loop = asyncio.get_running_loop()
         if self._worker is None:
             self._wake = asyncio.Event()
@@ -150,9 +154,13 @@ class RankBatching:
         self.requests = 0  # requests scored
 
     async def rank(
-        self, user: UserState, item_indices: np.ndarray, rate_top_k: int = 0
+        self,
+        user: UserState,
+        item_indices: np.ndarray,
+        rate_top_k: int = 0,
+        query: np.ndarray | None = None,
     ) -> RankScores:
-        prepared = self.ranker.prepare(user, item_indices)  # InvalidArgument: this one only
+        prepared = self.ranker.prepare(user, item_indices, query)  # InvalidArgument: this one
         loop = asyncio.get_running_loop()
         batch = self._open
         if batch is not None and len(batch) < self.max_batch:
@@ -238,11 +246,15 @@ class RankEngine:
         self.items = items
 
     async def rank(
-        self, user: UserState, item_indices: np.ndarray, rate_top_k: int = 0
+        self,
+        user: UserState,
+        item_indices: np.ndarray,
+        rate_top_k: int = 0,
+        query: np.ndarray | None = None,
     ) -> RankScores:
         if self.batcher is not None:
-            return await self.batcher.rank(user, item_indices, rate_top_k)
-        return self.ranker.rank(user, item_indices, rate_top_k)
+            return await self.batcher.rank(user, item_indices, rate_top_k, query)
+        return self.ranker.rank(user, item_indices, rate_top_k, query)
 
     async def close(self) -> None:
         if self.batcher is not None:

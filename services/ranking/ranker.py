@@ -43,6 +43,8 @@ _OUTPUTS = ["p_positive", "rating", "p_interact"]
 _LEGACY_OUTPUTS = ["p_positive", "rating"]
 _RATER_OUTPUTS = ["p_positive", "rating"]
 RATER_FILE = "rater.onnx"
+# ranker.onnx's input for its frozen retrieval score's query (training.export.QueryGiven)
+QUERY_INPUT = "user_embedding"
 
 
 class OnnxRanker:
@@ -56,15 +58,26 @@ class OnnxRanker:
         max_candidates: int = DEFAULT_MAX_CANDIDATES,
         table: ItemTable | None = None,
         rater=None,
+        tower=None,
     ) -> None:
         """table: the bundle's item table; required when a graph takes item features.
-        rater: the rater.onnx session (None: ranker.onnx gives every output)."""
+        rater: the rater.onnx session (None: ranker.onnx gives every output). tower: the
+        user_tower.onnx session, required when ranker.onnx takes user_embedding (its frozen
+        retrieval score's query): it computes the embedding of a request that brings none."""
         self._session = session
         self._rater = rater
         self.inputs = inputs
         self._ranker_inputs = tuple(i.name for i in session.get_inputs())
         self._rater_inputs = tuple(i.name for i in rater.get_inputs()) if rater else ()
+        self.takes_query = QUERY_INPUT in self._ranker_inputs
+        if self.takes_query and tower is None:
+            raise ValueError(f"ranker.onnx takes {QUERY_INPUT}: user_tower.onnx is needed")
+        self._tower = tower if self.takes_query else None
+        self._tower_inputs = tuple(i.name for i in tower.get_inputs()) if self._tower else ()
+        shape = next((i.shape for i in session.get_inputs() if i.name == QUERY_INPUT), [None])
+        self.query_dim = shape[-1] if isinstance(shape[-1], int) else None
         features = set(feature_inputs(session)) | set(feature_inputs(rater) if rater else ())
+        features |= set(feature_inputs(self._tower) if self._tower else ())
         # Both graphs' feature inputs, gathered once per call; each session gets its own.
         self.features = tuple(n for n in FEATURE_INPUTS if n in features)
         self._history_features = tuple(n for n in self.features if n.startswith("history_"))
@@ -110,6 +123,13 @@ class OnnxRanker:
             rater, _ = create_session(
                 bundle.path(RATER_FILE), prefer_gpu=prefer_gpu, intra_op_threads=intra_op_threads
             )
+        tower = None
+        if QUERY_INPUT in {i.name for i in session.get_inputs()}:
+            tower, _ = create_session(
+                bundle.path("user_tower.onnx"),
+                prefer_gpu=prefer_gpu,
+                intra_op_threads=intra_op_threads,
+            )
         n_item_rows = len(Vocabulary.load(bundle.path("item_ids.npy")))
         needs_table = feature_inputs(session) or (rater is not None and feature_inputs(rater))
         table = ItemTable.from_bundle(bundle) if needs_table else None
@@ -127,7 +147,14 @@ class OnnxRanker:
             max_candidates=max_candidates,
             table=table,
             rater=rater,
+            tower=tower,
         )
+
+    @property
+    def tower(self):
+        """The user_tower.onnx session that embeds a request without a query (None: this
+        ranker.onnx takes no user_embedding)."""
+        return self._tower
 
     @property
     def has_rater(self) -> bool:
@@ -152,10 +179,15 @@ class OnnxRanker:
             )
         self.table = self.table.with_added(rows, tags, vectors)  # one assignment: atomic
 
-    def prepare(self, user: UserState, item_indices: np.ndarray) -> tuple[dict, np.ndarray]:
+    def prepare(
+        self, user: UserState, item_indices: np.ndarray, query: np.ndarray | None = None
+    ) -> tuple[dict, np.ndarray]:
         """Validate one request -> (user feeds, items int64[N]); InvalidArgument when bad. Rows
         past the ones this ranker holds (an added item not synced yet; any added row with a
-        schema_version 1 graph) are scored as row 0, the unknown item (services.ranking.added)."""
+        schema_version 1 graph) are scored as row 0, the unknown item (services.ranking.added).
+        query: the user's embedding float32[D] as retrieval computed it for this request (the
+        user tower's output), fed to a ranker.onnx that takes user_embedding; None: computed
+        here with user_tower.onnx. A ranker.onnx without that input ignores it."""
         items = np.asarray(item_indices, dtype=np.int64).reshape(-1)
         if items.size > self.max_candidates:
             raise InvalidArgument(
@@ -165,7 +197,24 @@ class OnnxRanker:
         n_rows = table.n_rows if table is not None else None
         user, items = known_rows(user, items, self.n_item_rows if n_rows is None else n_rows)
         self.inputs.check_items(items, "candidate item index", n_rows)
-        return self.inputs.feeds(user, table, self._history_features), items
+        feeds = self.inputs.feeds(user, table, self._history_features)
+        if self.takes_query:
+            feeds[QUERY_INPUT] = self._query(query, feeds)
+        return feeds, items
+
+    def _query(self, query: np.ndarray | None, feeds: dict) -> np.ndarray:
+        """-> float32[1, D]: the given query (checked), else the user tower's output."""
+        if query is None:
+            (embedding,) = self._tower.run(["embedding"], {n: feeds[n] for n in self._tower_inputs})
+            return embedding
+        query = np.asarray(query, dtype=np.float32).reshape(1, -1)
+        if self.query_dim is not None and query.shape[1] != self.query_dim:
+            raise InvalidArgument(
+                f"user_embedding has {query.shape[1]} values, the ranker takes {self.query_dim}"
+            )
+        if not np.isfinite(query).all():
+            raise InvalidArgument("user_embedding values must be finite")
+        return query
 
     def rank_prepared(
         self,
@@ -263,11 +312,17 @@ class OnnxRanker:
                 break
             size = min(size * 2, max_batch)
 
-    def rank(self, user: UserState, item_indices: np.ndarray, rate_top_k: int = 0) -> RankScores:
+    def rank(
+        self,
+        user: UserState,
+        item_indices: np.ndarray,
+        rate_top_k: int = 0,
+        query: np.ndarray | None = None,
+    ) -> RankScores:
         """item_indices int64[N] (order kept) -> RankScores aligned with them. rate_top_k > 0
         (with rater.onnx): p_positive and rating for the top rate_top_k by p_interact only,
-        NaN for the others; 0: for every candidate."""
-        return self.rank_one(self.prepare(user, item_indices), rate_top_k)
+        NaN for the others; 0: for every candidate. query: see `prepare`."""
+        return self.rank_one(self.prepare(user, item_indices, query), rate_top_k)
 
     def rank_one(self, prepared: tuple[dict, np.ndarray], rate_top_k: int = 0) -> RankScores:
         """One prepared request (prepare) -> its RankScores: rank_prepared for a batch of one,

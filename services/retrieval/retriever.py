@@ -191,7 +191,7 @@ class Retriever:
         found = self.index.search(query, k, eligible)
         if self.buy_again and not filters.exclude_seen:
             found = self._with_bought(found, query, user.seen, k, eligible)
-        return found
+        return dataclasses.replace(found, query=query)
 
     def _with_bought(
         self,

@@ -149,7 +149,7 @@ def test_k_over_the_limit_is_resource_exhausted(client):
 
 
 class _DownRanking:
-    async def rank(self, user, item_indices, rate_top_k=0):
+    async def rank(self, user, item_indices, rate_top_k=0, query=None):
         raise Unavailable("ranking: injected failure")
 
 

@@ -105,7 +105,7 @@ class FakeRanking:
     rating = 1 + 4 * P(positive)."""
 
     async def rank(
-        self, user: UserState, item_indices: np.ndarray, rate_top_k: int = 0
+        self, user: UserState, item_indices: np.ndarray, rate_top_k: int = 0, query=None
     ) -> RankScores:
         items = np.asarray(item_indices, dtype=np.int64)
         tie = items.astype(np.float32) / 1000
@@ -380,7 +380,7 @@ class TopKRanking(FakeRanking):
         self.asked: list[tuple[int, int]] = []  # (candidates, rate_top_k)
 
     async def rank(
-        self, user: UserState, item_indices: np.ndarray, rate_top_k: int = 0
+        self, user: UserState, item_indices: np.ndarray, rate_top_k: int = 0, query=None
     ) -> RankScores:
         scores = await super().rank(user, item_indices, rate_top_k)
         self.asked.append((len(item_indices), rate_top_k))
@@ -480,7 +480,7 @@ class RecordingRanking(FakeRanking):
         self.calls: list[tuple[np.ndarray, np.ndarray]] = []  # (history, items) per call
 
     async def rank(
-        self, user: UserState, item_indices: np.ndarray, rate_top_k: int = 0
+        self, user: UserState, item_indices: np.ndarray, rate_top_k: int = 0, query=None
     ) -> RankScores:
         self.calls.append((np.asarray(user.history).copy(), np.asarray(item_indices).copy()))
         return await super().rank(user, item_indices, rate_top_k)

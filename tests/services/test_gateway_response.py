@@ -39,7 +39,7 @@ class NaNRanking:
     rest NaN as the real ranking stage answers them: here only half the `rate_top_k` asked for,
     so that items shown without a rating are exercised too. float32 like the models."""
 
-    async def rank(self, user, item_indices, rate_top_k: int = 0) -> RankScores:
+    async def rank(self, user, item_indices, rate_top_k: int = 0, query=None) -> RankScores:
         items = np.asarray(item_indices, dtype=np.int64)
         p_interact = ((items * 37) % 11 / 11 + items / 1000).astype(np.float32)
         p_positive = (((items * 13) % 7 + 1) / 8).astype(np.float32)

@@ -64,7 +64,7 @@ class PinnedRanking(FakeRanking):
         self.served = served
 
     async def rank(
-        self, user: UserState, item_indices: np.ndarray, rate_top_k: int = 0
+        self, user: UserState, item_indices: np.ndarray, rate_top_k: int = 0, query=None
     ) -> RankScores:
         if user.bundle_version not in self.served:
             raise WrongVersion(f"ranking: {user.bundle_version!r} not held", self.served)

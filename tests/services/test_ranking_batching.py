@@ -261,8 +261,8 @@ class _Failing:
     def __init__(self, ranker: OnnxRanker) -> None:
         self.inner = ranker
 
-    def prepare(self, user, items):
-        return self.inner.prepare(user, items)
+    def prepare(self, user, items, query=None):
+        return self.inner.prepare(user, items, query)
 
     def rank_one(self, prepared, rate_top_k=0):
         return self.inner.rank_one(prepared, rate_top_k)

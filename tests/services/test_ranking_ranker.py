@@ -296,3 +296,28 @@ def test_a_schema_1_ranker_without_feature_inputs_is_still_served(bundle, ranker
     assert added.p_interact[0] == added.p_interact[1]
     with pytest.raises(FailedPrecondition, match="schema_version 1"):
         legacy.add_items([ranker.table.n_base_rows], [()], np.zeros((1, ranker.table.dim)))
+
+
+def test_retrievals_user_embedding_scores_as_the_ranker_tower_does(bundle, ranker, user):
+    """ranker.onnx takes its retrieval score's query (user_embedding, training.export.
+    QueryGiven): given retrieval's embedding of the user it scores as when it runs
+    user_tower.onnx itself (a request without one: PredictRatings, the ranking service)."""
+    from services.retrieval.retriever import Retriever
+
+    assert ranker.takes_query and ranker.tower is not None
+    retriever = Retriever.from_bundle(bundle)
+    found = retriever.retrieve(user, 30)
+    assert found.query is not None and found.query.shape == (ranker.query_dim,)
+    given = ranker.rank(user, found.item_indices, 5, found.query)
+    computed = ranker.rank(user, found.item_indices, 5)
+    for name in ("p_interact", "p_positive", "rating"):
+        np.testing.assert_allclose(
+            getattr(given, name), getattr(computed, name), rtol=0, atol=1e-6, equal_nan=True
+        )
+    # Another embedding, other scores: the input is used.
+    other = ranker.rank(user, found.item_indices, 5, -found.query)
+    assert not np.allclose(other.p_interact, given.p_interact)
+    with pytest.raises(InvalidArgument, match="values"):
+        ranker.rank(user, found.item_indices, 5, found.query[:-1])
+    with pytest.raises(InvalidArgument, match="finite"):
+        ranker.rank(user, found.item_indices, 5, np.full_like(found.query, np.nan))

@@ -193,8 +193,10 @@ def test_exported_ranker_scores_an_added_item_by_its_own_features(
     )
     path = export_ranker(ranker, tmp_path / "ranker.onnx", _sample(heldout))
     names = [i.name for i in ort.InferenceSession(str(path)).get_inputs()]
+    # The frozen retrieval score's user-tower query is an input (QueryGiven), the tower's
+    # output: parity (ORT fed the tower's output vs torch running the tower) holds.
     assert names[4:] == ["history_tags", "history_attrs", "item_tags", "item_attrs",
-                         "item_vectors"]  # fmt: skip
+                         "item_vectors", "user_embedding"]  # fmt: skip
     assert parity_max_abs_error(ranker, path, heldout) <= 1e-4
     n = ml_catalog.n_items
     user = {k: heldout[k][1:2] for k in ("user_index", "profile", "history")}
@@ -222,6 +224,8 @@ def test_exported_ranker_scores_an_added_item_by_its_own_features(
     again["history_tags"][0, 0] = feeds["item_tags"][0, 1]
     again["history_attrs"] = feeds["history_attrs"].copy()
     again["history_attrs"][0, 0] = feeds["item_attrs"][0, 1]
+    del again["user_embedding"]  # the other history's tower output, computed anew
+    again = with_item_features(ranker, again)
     _, _, p_again = session.run(None, {k: again[k] for k in names})
     assert p_again[0, 1] != p_interact[0, 1]
     torch_out = parity_max_abs_error(ranker, path, again)  # torch gets the features too
@@ -238,7 +242,7 @@ def test_empty_tag_and_attribute_tables_export_without_those_inputs(
     rank = describe_onnx(export_ranker(ranker, tmp_path / "r.onnx", _sample(heldout)))
     user = describe_onnx(export_user_tower(tower, tmp_path / "u.onnx", _sample(heldout)))
     assert [i["name"] for i in rank["inputs"]] == [
-        "user_index", "profile", "history", "items", "item_vectors"
+        "user_index", "profile", "history", "items", "item_vectors", "user_embedding"
     ]  # fmt: skip
     assert [i["name"] for i in user["inputs"]] == ["user_index", "profile", "history"]
     assert parity_max_abs_error(ranker, tmp_path / "r.onnx", heldout) <= 1e-4
@@ -253,6 +257,9 @@ def test_empty_tag_and_attribute_tables_export_without_those_inputs(
     feeds = {k: heldout[k][1:2] for k in ("user_index", "profile", "history")}
     feeds["items"] = items
     feeds.update(table.feeds(feature_inputs(session), history=feeds["history"], items=items))
+    with torch.no_grad():  # the user tower's output: retrieval's embedding of the user
+        query = tower(*(torch.from_numpy(feeds[k]) for k in ("user_index", "profile", "history")))
+    feeds["user_embedding"] = query.numpy()
     assert set(feeds) == {i.name for i in session.get_inputs()}
     p_positive, _, _ = session.run(None, feeds)
     assert p_positive.shape == (1, 3) and np.isfinite(p_positive).all()

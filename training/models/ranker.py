@@ -17,7 +17,8 @@ those columns (`Ranker.hidden`), so the user part goes through it once per user.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,6 +95,19 @@ class RetrievalScore(nn.Module):
         self.user_tower = user_tower
         self.register_buffer("item_embeddings", torch.as_tensor(item_embeddings))
         self.requires_grad_(False)
+        self._given: torch.Tensor | None = None  # set by `given`: the user tower's output
+
+    @contextlib.contextmanager
+    def given(self, query: torch.Tensor) -> Iterator[None]:
+        """Within the block, the user-tower query float[B, D] is `query` (not computed from the
+        user inputs): how ranker.onnx is exported (training.export.QueryGiven), so serving
+        feeds the embedding retrieval already computed (`user_embedding`) instead of running
+        the tower a second time inside the ranker."""
+        self._given = query
+        try:
+            yield
+        finally:
+            self._given = None
 
     def lookup(self, items: torch.Tensor) -> torch.Tensor:
         """Training rows int64[B, N] -> their item-tower vectors float32[B, N, D]."""
@@ -113,7 +127,9 @@ class RetrievalScore(nn.Module):
         if item_vectors is None:
             assert items is not None, "RetrievalScore needs items or item_vectors"
             item_vectors = self.lookup(items)
-        query = self.user_tower(user_index, profile, history, history_tags, history_attrs)
+        query = self._given
+        if query is None:
+            query = self.user_tower(user_index, profile, history, history_tags, history_attrs)
         return torch.matmul(item_vectors, query.unsqueeze(-1)).squeeze(-1)  # [B, N]
 
     def train(self, mode: bool = True) -> RetrievalScore:

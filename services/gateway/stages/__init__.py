@@ -62,10 +62,17 @@ class RetrievalStage(Protocol):
 
 class RankingStage(Protocol):
     async def rank(
-        self, user: UserState, item_indices: np.ndarray, rate_top_k: int = 0
+        self,
+        user: UserState,
+        item_indices: np.ndarray,
+        rate_top_k: int = 0,
+        query: np.ndarray | None = None,
     ) -> RankScores:
         """rate_top_k > 0: p_positive / rating only for the rate_top_k candidates with the
-        highest p_interact (NaN for the others; a single-graph bundle rates all); 0: all."""
+        highest p_interact (NaN for the others; a single-graph bundle rates all); 0: all.
+        query: the user's embedding float32[D] that retrieval scored these candidates with
+        (CandidateList.query), for a ranker.onnx that takes it (else it runs the user tower
+        itself); None: none at hand."""
         ...
 
 

@@ -113,9 +113,13 @@ class InProcessRanking:
         return self._batching.ranker
 
     async def rank(
-        self, user: UserState, item_indices: np.ndarray, rate_top_k: int = 0
+        self,
+        user: UserState,
+        item_indices: np.ndarray,
+        rate_top_k: int = 0,
+        query: np.ndarray | None = None,
     ) -> RankScores:
-        return await self._batching.rank(user, item_indices, rate_top_k)
+        return await self._batching.rank(user, item_indices, rate_top_k, query)
 
 
 class InProcessUserValue:

@@ -224,9 +224,15 @@ class RemoteRanking(_Client):
         self._stub = ranking_pb2_grpc.RankingServiceStub(self.channel)
 
     async def rank(
-        self, user: UserState, item_indices: np.ndarray, rate_top_k: int = 0
+        self,
+        user: UserState,
+        item_indices: np.ndarray,
+        rate_top_k: int = 0,
+        query: np.ndarray | None = None,
     ) -> RankScores:
-        """A ranking service from before rate_top_k ignores it: it rates every candidate."""
+        """A ranking service from before rate_top_k ignores it: it rates every candidate.
+        query: not sent (RankRequest has no field for it): the ranking service embeds the user
+        with its own user_tower.onnx when its ranker.onnx takes user_embedding."""
         request = ranking_pb2.RankRequest(
             user=convert.user_state_to_proto(user), rate_top_k=max(int(rate_top_k), 0)
         )

@@ -113,13 +113,14 @@ def _check_activity(user_id: str, activity: Activity) -> Activity:
     values = np.asarray(activity[1])
     if days.ndim != 1 or values.ndim != 1 or days.size != values.size:
         raise InvalidArgument(f"activity of {user_id!r}: {days.size} days but {values.size} values")
-    if days.size and not np.issubdtype(days.dtype, np.integer):
+    if days.size and days.dtype.kind not in "iu":  # np.integer: signed or unsigned
         raise InvalidArgument(f"activity of {user_id!r}: days must be integers")
-    if not np.all(np.isfinite(values)):
+    if values.size and not np.isfinite(values).all():
         raise InvalidArgument(f"activity of {user_id!r}: values must be finite")
-    if np.any(np.diff(days) <= 0):
+    if days.size > 1 and (np.diff(days) <= 0).any():
         raise InvalidArgument(f"activity of {user_id!r}: days must be strictly ascending")
-    return days.astype(np.int64), values.astype(np.float32)
+    # Not copied when already int64 / float32 (from the wire they are): only read from here on.
+    return days.astype(np.int64, copy=False), values.astype(np.float32, copy=False)
 
 
 class UserValueScorer:

@@ -45,6 +45,41 @@ def _f32(values: Iterable[float]) -> np.ndarray:
     return np.asarray(values, dtype=np.float32)
 
 
+# --- wire encoding of float columns ------------------------------------------------------------
+# A packed `repeated float` is its values' little-endian float32 bytes: a response whose columns
+# are float arrays is encoded as bytes and parsed once (upb copies them), instead of one Python
+# float per value through ndarray.tolist() and RepeatedScalarContainer.extend.
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _tag(message: Any, field: str) -> bytes:
+    """The key of a length-delimited field (packed repeated scalars, strings)."""
+    return _varint(message.DESCRIPTOR.fields_by_name[field].number << 3 | 2)
+
+
+def _len_field(tag: bytes, payload: bytes) -> bytes:
+    return tag + _varint(len(payload)) + payload if payload else b""
+
+
+def _packed_f32(tag: bytes, values: np.ndarray) -> bytes:
+    return _len_field(tag, np.asarray(values, dtype="<f4").tobytes())
+
+
+_RANK_TAGS = {
+    name: _tag(ranking_pb2.RankResponse, name)
+    for name in ("p_positive", "rating", "p_interact", "bundle_version", "execution_provider")
+}
+_CANDIDATE_TAGS = {name: _tag(retrieval_pb2.Candidates, name) for name in ("scores",)}
+
+
 # --- user features ---------------------------------------------------------------------------
 
 
@@ -66,10 +101,24 @@ def user_state_to_proto(state: UserState, bundle_version: str = "") -> common_pb
     return msg
 
 
+_NO_I64 = np.zeros(0, dtype=np.int64)
+_NO_F32 = np.zeros(0, dtype=np.float32)
+_NO_I64.flags.writeable = False
+_NO_F32.flags.writeable = False
+
+
 def user_state_from_proto(
-    msg: common_pb2.UserFeatures, *, history_len: int | None = None, profile_len: int | None = None
+    msg: common_pb2.UserFeatures,
+    *,
+    history_len: int | None = None,
+    profile_len: int | None = None,
+    seen: bool = True,
+    activity: bool = True,
 ) -> UserState:
-    """history_len pads/truncates history to int64[H]; profile_len checks the profile size."""
+    """history_len pads/truncates history to int64[H]; profile_len checks the profile size.
+    seen=False / activity=False: a service that never reads those fields (ranking reads
+    neither, retrieval no activity) leaves them empty instead of converting them; the activity
+    lengths are checked all the same."""
     profile = _i64(msg.profile)
     if profile_len is not None:
         if profile.size == 0:
@@ -79,16 +128,21 @@ def user_state_from_proto(
     history = _i64(msg.history)
     if history_len is not None:
         history = pad_history(history, history_len)
-    days, values = _i64(msg.activity_days), _f32(msg.activity_values)
-    if days.size != values.size:
-        raise InvalidArgument("activity_days and activity_values differ in length")
+    if activity:
+        days, values = _i64(msg.activity_days), _f32(msg.activity_values)
+        if days.size != values.size:
+            raise InvalidArgument("activity_days and activity_values differ in length")
+    else:
+        if len(msg.activity_days) != len(msg.activity_values):
+            raise InvalidArgument("activity_days and activity_values differ in length")
+        days, values = _NO_I64, _NO_F32
     return UserState(
         user_id=msg.user_id,
         known=msg.known,
         user_index=int(msg.user_index),
         profile=profile,
         history=history,
-        seen=_i64(msg.seen),
+        seen=_i64(msg.seen) if seen else _NO_I64,
         activity_days=days,
         activity_values=values,
         event_count=int(msg.event_count),
@@ -186,9 +240,9 @@ def item_info_from_proto(msg: common_pb2.ItemInfo) -> ItemInfo:
 
 
 def candidates_to_proto(cands: CandidateList, bundle_version: str = "") -> retrieval_pb2.Candidates:
-    msg = retrieval_pb2.Candidates(bundle_version=bundle_version or cands.bundle_version)
-    msg.item_indices.extend(cands.item_indices.tolist())
-    msg.scores.extend(cands.scores.tolist())
+    msg = retrieval_pb2.Candidates.FromString(_packed_f32(_CANDIDATE_TAGS["scores"], cands.scores))
+    msg.bundle_version = bundle_version or cands.bundle_version
+    msg.item_indices.extend(np.asarray(cands.item_indices, dtype=np.int64).tolist())
     return msg
 
 
@@ -248,13 +302,18 @@ def added_item_from_proto(msg: common_pb2.AddedItem) -> AddedItem:
 def rank_scores_to_proto(
     scores: RankScores, bundle_version: str = "", execution_provider: str = ""
 ) -> ranking_pb2.RankResponse:
-    msg = ranking_pb2.RankResponse(
-        bundle_version=bundle_version, execution_provider=execution_provider
+    tags = _RANK_TAGS
+    return ranking_pb2.RankResponse.FromString(
+        b"".join(
+            (
+                _packed_f32(tags["p_positive"], scores.p_positive),
+                _packed_f32(tags["rating"], scores.rating),
+                _len_field(tags["bundle_version"], bundle_version.encode()),
+                _len_field(tags["execution_provider"], execution_provider.encode()),
+                _packed_f32(tags["p_interact"], scores.p_interact),
+            )
+        )
     )
-    msg.p_positive.extend(scores.p_positive.tolist())
-    msg.rating.extend(scores.rating.tolist())
-    msg.p_interact.extend(scores.p_interact.tolist())
-    return msg
 
 
 def rank_scores_from_proto(msg: ranking_pb2.RankResponse) -> RankScores:

@@ -37,7 +37,7 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
             self._holder.current.ranker.max_candidates,
             "RECSERVE_RANKING_MAX_CANDIDATES",
         )
-        user = convert.user_state_from_proto(request.user)
+        user = convert.user_state_from_proto(request.user, seen=False, activity=False)
         items = np.asarray(request.item_indices, dtype=np.int64)
         version, engine = self._holder.serve(user.bundle_version)
         if request.rate_top_k < 0:

@@ -32,7 +32,7 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
         self, request: retrieval_pb2.RetrieveRequest, context: grpc.aio.ServicerContext
     ) -> retrieval_pb2.Candidates:
         check_limit("k", request.k, self._holder.current.max_k, K_ENV)
-        user = convert.user_state_from_proto(request.user)
+        user = convert.user_state_from_proto(request.user, activity=False)
         filters = convert.filters_from_proto(request.filters)
         version, retriever = self._holder.serve(user.bundle_version)
         found = retriever.retrieve(user, request.k, filters)
@@ -50,7 +50,7 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
     async def TagAffinities(
         self, request: retrieval_pb2.TagAffinitiesRequest, context: grpc.aio.ServicerContext
     ) -> retrieval_pb2.TagAffinitiesResponse:
-        user = convert.user_state_from_proto(request.user)
+        user = convert.user_state_from_proto(request.user, activity=False)
         version, retriever = self._holder.serve(user.bundle_version)
         # Range-check user index, profile and history (InvalidArgument) before anything indexes
         # with them: the history's tag shares are read before the user tower ever runs.

@@ -113,13 +113,14 @@ def _check_activity(user_id: str, activity: Activity) -> Activity:
     values = np.asarray(activity[1])
     if days.ndim != 1 or values.ndim != 1 or days.size != values.size:
         raise InvalidArgument(f"activity of {user_id!r}: {days.size} days but {values.size} values")
-    if days.size and not np.issubdtype(days.dtype, np.integer):
+    if days.size and days.dtype.kind not in "iu":  # np.integer: signed or unsigned
         raise InvalidArgument(f"activity of {user_id!r}: days must be integers")
-    if not np.all(np.isfinite(values)):
+    if values.size and not np.isfinite(values).all():
         raise InvalidArgument(f"activity of {user_id!r}: values must be finite")
-    if np.any(np.diff(days) <= 0):
+    if days.size > 1 and (np.diff(days) <= 0).any():
         raise InvalidArgument(f"activity of {user_id!r}: days must be strictly ascending")
-    return days.astype(np.int64), values.astype(np.float32)
+    # Not copied when already int64 / float32 (from the wire they are): only read from here on.
+    return days.astype(np.int64, copy=False), values.astype(np.float32, copy=False)
 
 
 class UserValueScorer:
@@ -216,7 +217,7 @@ class UserValueScorer:
         live = {uid: _check_activity(uid, act) for uid, act in (activities or {}).items()}
         if as_of_day == 0:
             as_of_day = self.today()
-        keys = [(uid, as_of_day, _digest(live.get(uid))) for uid in user_ids]
+        keys = [(uid, as_of_day, self._activity_key(uid, live.get(uid))) for uid in user_ids]
         out: list[ValueScore | None] = [self._cache.get(key) for key in keys]
         missing = [i for i, score in enumerate(out) if score is None]
         if missing:
@@ -228,23 +229,68 @@ class UserValueScorer:
                 self._cache.put(keys[i], out[i])
         return out  # type: ignore[return-value]  # every slot is filled above
 
+    def _activity_key(self, user_id: str, activity: Activity | None) -> bytes:
+        """The cache key's activity part: b"" for none given, and for a live history equal to
+        the user's bundle snapshot (the gateway sends the feature service's copy of it: the
+        score is the same, so it shares the entry that prime() fills); else a digest."""
+        if activity is None:
+            return b""
+        snap = self._snapshot.get(user_id)
+        if (
+            snap is not None
+            and activity[0].tobytes() == snap[0].tobytes()
+            and activity[1].tobytes() == snap[1].tobytes()
+        ):
+            return b""
+        return _digest(activity)
+
+    def warm_up(self) -> int:
+        """Runs the ONNX session once (its lazy set-up, not on a request), then prime(). The
+        number of users cached."""
+        zeros = np.zeros((1, len(VALUE_FEATURE_NAMES)), dtype=np.float32)
+        self._session.run(list(OUTPUT_NAMES), {"features": zeros})
+        return self.prime()
+
+    def prime(self, as_of_day: int = 0, *, chunk: int = 4096) -> int:
+        """Scores the bundle snapshot's users as of `as_of_day` (0 = today) into the cache, the
+        most active first, at most the cache's capacity: a request then finds its user's score
+        instead of paying for the features and an ONNX call. The number cached."""
+        capacity = self._cache.capacity
+        if capacity == 0 or not self._snapshot:
+            return 0
+        day = self.today() if as_of_day == 0 else as_of_day
+        users = sorted(self._snapshot, key=lambda u: -self._snapshot[u][0].size)[:capacity]
+        for start in range(0, len(users), chunk):
+            part = users[start : start + chunk]
+            for uid, score in zip(part, self._compute(part, {}, day), strict=True):
+                self._cache.put((uid, day, b""), score)
+        return len(users)
+
     def _compute(
         self, user_ids: Sequence[str], live: Mapping[str, Activity], as_of_day: int
     ) -> list[ValueScore]:
         rows = [live.get(uid) or self._snapshot.get(uid, _EMPTY) for uid in user_ids]
-        features = value_features_batch(rows, as_of_day)
+        out: list[ValueScore | None] = [None] * len(user_ids)
+        scored = []  # users with some activity; the others are NEW without asking the net
+        for i, (uid, row) in enumerate(zip(user_ids, rows, strict=True)):
+            if len(row[0]):
+                scored.append(i)
+            else:
+                out[i] = ValueScore(uid, 0.0, 0.0, 0.0, "NEW", self.horizon_weeks, self.unit)
+        if not scored:
+            return out  # type: ignore[return-value]  # every slot is filled above
+        features = value_features_batch([rows[i] for i in scored], as_of_day)
         p, n, v = self._session.run(list(OUTPUT_NAMES), {"features": features})
         has_activity = features[:, VALUE_FEATURE_NAMES.index("has_activity")] > 0
-        out = []
-        for i, uid in enumerate(user_ids):
-            pa, nt, ev = float(p[i]), float(n[i]), float(v[i])
-            if not has_activity[i]:  # the net never saw users without history
+        for j, i in enumerate(scored):
+            pa, nt, ev = float(p[j]), float(n[j]), float(v[j])
+            if not has_activity[j]:  # the net never saw users without history
                 pa, nt, ev = 0.0, 0.0, 0.0
             if not all(map(math.isfinite, (pa, nt, ev))):
                 raise BundleError("user_value.onnx produced a non-finite score")
-            segment = self.thresholds.segment(bool(has_activity[i]), pa, ev)
-            out.append(ValueScore(uid, pa, nt, ev, segment, self.horizon_weeks, self.unit))
-        return out
+            segment = self.thresholds.segment(bool(has_activity[j]), pa, ev)
+            out[i] = ValueScore(user_ids[i], pa, nt, ev, segment, self.horizon_weeks, self.unit)
+        return out  # type: ignore[return-value]  # every slot is filled above
 
 
 def _digest(activity: Activity | None) -> bytes:

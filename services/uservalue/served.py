@@ -16,7 +16,9 @@ class UserValueModel(ServedModel[UserValueScorer]):
         return UserValueScorer.from_bundle(bundle, cache_users=self.cache_users)
 
     def warm_up(self, model: UserValueScorer, bundle: Bundle) -> None:
-        model.score(["warm-up"])  # the ONNX session runs once before it serves
+        # The ONNX session runs once before it serves, and the bundle snapshot's users are
+        # scored for today into the cache (requests for them are hits from the start).
+        model.warm_up()
 
     def describe(self, model: UserValueScorer, bundle: Bundle) -> str:
         return f"user-value model on {model.provider}"

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from recserve.v1 import common_pb2, uservalue_pb2
+from recserve.v1 import common_pb2, ranking_pb2, retrieval_pb2, uservalue_pb2
 from services.contract.errors import InvalidArgument
 from services.contract.types import CandidateList, EventKind, FilterSpec, RankScores, UserState
 from services.platform import convert
@@ -126,3 +126,45 @@ def test_activities_validate_alignment():
     bad = uservalue_pb2.UserActivity(user_id="u", days=[1, 2], values=[1.0])
     with pytest.raises(InvalidArgument):
         convert.activities_from_proto([bad])
+
+
+def _reference_rank_response(scores, version, provider):
+    """The element-by-element encoding rank_scores_to_proto replaced (bytes must not change)."""
+    msg = ranking_pb2.RankResponse(bundle_version=version, execution_provider=provider)
+    msg.p_positive.extend(np.asarray(scores.p_positive).tolist())
+    msg.rating.extend(np.asarray(scores.rating).tolist())
+    msg.p_interact.extend(np.asarray(scores.p_interact).tolist())
+    return msg
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 300])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_float_columns_encode_as_they_did_element_by_element(n, dtype):
+    rng = np.random.default_rng(n)
+    cols = [rng.random(n).astype(dtype) for _ in range(3)]
+    if n > 3:
+        cols[1][2], cols[0][3], cols[2][1] = np.nan, -0.0, np.inf
+    scores = RankScores(*cols)
+    for version, provider in (("", ""), ("v1", "CPUExecutionProvider"), ("é" * 130, "x")):
+        got = convert.rank_scores_to_proto(scores, version, provider)
+        want = _reference_rank_response(scores, version, provider)
+        assert got.SerializeToString() == want.SerializeToString()
+    ids = rng.integers(0, 2**40, n)
+    cands = CandidateList(ids, cols[0].astype(np.float32), "bv")
+    want = retrieval_pb2.Candidates(bundle_version="x")
+    want.item_indices.extend(ids.tolist())
+    want.scores.extend(cols[0].astype(np.float32).tolist())
+    assert convert.candidates_to_proto(cands, "x").SerializeToString() == want.SerializeToString()
+
+
+def test_services_that_do_not_read_seen_or_activity_skip_them():
+    msg = convert.user_state_to_proto(_state())
+    slim = convert.user_state_from_proto(msg, history_len=4, seen=False, activity=False)
+    full = convert.user_state_from_proto(msg, history_len=4)
+    assert slim.seen.size == slim.activity_days.size == slim.activity_values.size == 0
+    np.testing.assert_array_equal(slim.history, full.history)
+    np.testing.assert_array_equal(slim.profile, full.profile)
+    assert (slim.user_index, slim.bundle_version) == (full.user_index, full.bundle_version)
+    del msg.activity_values[:]
+    with pytest.raises(InvalidArgument):
+        convert.user_state_from_proto(msg, activity=False)

@@ -176,3 +176,16 @@ def test_user_value_client_sends_the_day_and_the_activity():
     assert [v.segment for v in (*now, *then)] == ["ACTIVE", "ACTIVE"]
     assert [r.as_of_day for r in servicer.requests] == [0, 20_000]  # 0: the service's clock
     assert list(servicer.requests[1].activities[0].days) == [19_990, 20_000]
+
+
+def test_a_user_is_converted_once_for_retrieval_and_ranking():
+    from services.gateway.stages.remote import _UserMessages
+
+    build = _UserMessages(size=2)
+    first = build(USER)
+    assert build(USER) is first
+    other = UserState("u2", True, 2, np.zeros(3, np.int64), np.array([7, 0, 0], np.int64))
+    assert build(other) is not first and build(other).user_id == "u2"
+    assert list(build(other).history) == [7]
+    again = build(UserState("u1", True, 1, np.zeros(3, np.int64), np.array([5, 2, 0], np.int64)))
+    assert again is not first and again == first  # an equal user is a new object: built anew

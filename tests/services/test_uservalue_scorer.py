@@ -262,3 +262,33 @@ def test_cache_is_bounded(bundle):
     scorer = UserValueScorer.from_bundle(bundle, cache_users=2)
     scorer.score([f"u{i}" for i in range(5)])
     assert len(scorer._cache) == 2
+
+
+def test_prime_caches_the_snapshot_users_and_live_copies_of_it_hit(bundle):
+    primed = UserValueScorer.from_bundle(bundle, cache_users=8, clock=Clock(AS_OF))
+    fresh = UserValueScorer.from_bundle(bundle, cache_users=0, clock=Clock(AS_OF))
+    assert primed.warm_up() == len(SNAPSHOT) == len(primed._cache)
+    ids = list(SNAPSHOT)
+    # The live activity the gateway sends is the feature service's copy of the snapshot: the
+    # same score, answered from the primed entries.
+    live = {u: primed._snapshot[u] for u in ids}
+    hits = primed._cache.hits
+    assert primed.score(ids, live) == primed.score(ids) == fresh.score(ids)
+    assert primed._cache.hits == hits + 2 * len(ids)
+    # Other live activity is its own entry, scored afresh.
+    other = {"active": (np.array([150, 160, 199]), np.array([5.0, 5.0, 5.0], np.float32))}
+    assert primed.score(["active"], other) == fresh.score(["active"], other)
+    assert primed.score(["active"], other)[0] != primed.score(["active"])[0]
+
+
+def test_prime_stops_at_the_cache_capacity(bundle):
+    scorer = UserValueScorer.from_bundle(bundle, cache_users=2, clock=Clock(AS_OF))
+    assert scorer.prime() == 2 == len(scorer._cache)
+    assert UserValueScorer.from_bundle(bundle, cache_users=0).prime() == 0
+
+
+def test_users_without_activity_are_new_next_to_scored_ones(scorer):
+    empty = {"ghost": (np.zeros(0, np.int64), np.zeros(0, np.float32))}
+    scores = scorer.score(["ghost", "high", "stranger", "active"], empty)
+    assert [s.segment for s in scores] == ["NEW", "HIGH_VALUE", "NEW", "ACTIVE"]
+    assert scores[0] == scores[2].__class__("ghost", 0.0, 0.0, 0.0, "NEW", 39.0, "USD")

@@ -190,6 +190,29 @@ class RemoteFeatures(_Client):
         return [convert.added_item_from_proto(m) for m in reply.items]
 
 
+class _UserMessages:
+    """UserState -> UserFeatures, built once per user object: a Recommend sends the same user to
+    retrieval and then to ranking. Keyed by identity; each entry holds its (frozen) UserState,
+    so an id is not reused while its entry lives; cleared whenever it reaches `size`."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._built: dict[int, tuple[UserState, common_pb2.UserFeatures]] = {}
+
+    def __call__(self, user: UserState) -> common_pb2.UserFeatures:
+        hit = self._built.get(id(user))
+        if hit is not None and hit[0] is user:
+            return hit[1]
+        msg = convert.user_state_to_proto(user)
+        if len(self._built) >= self._size:
+            self._built.clear()
+        self._built[id(user)] = (user, msg)
+        return msg
+
+
+_user_message = _UserMessages()
+
+
 class RemoteRetrieval(_Client):
     def __init__(self, backend: Backend, security: SecuritySettings | None = None) -> None:
         super().__init__(backend, security)
@@ -197,7 +220,7 @@ class RemoteRetrieval(_Client):
 
     async def retrieve(self, user: UserState, k: int, filters: FilterSpec) -> CandidateList:
         request = retrieval_pb2.RetrieveRequest(
-            user=convert.user_state_to_proto(user), k=k, filters=convert.filters_to_proto(filters)
+            user=_user_message(user), k=k, filters=convert.filters_to_proto(filters)
         )
         return convert.candidates_from_proto(await self.call(self._stub.Retrieve, request))
 
@@ -208,7 +231,7 @@ class RemoteRetrieval(_Client):
         return convert.candidates_from_proto(await self.call(self._stub.RetrieveSimilar, request))
 
     async def tag_affinities(self, user: UserState, k: int) -> list[tuple[str, float]]:
-        request = retrieval_pb2.TagAffinitiesRequest(user=convert.user_state_to_proto(user), k=k)
+        request = retrieval_pb2.TagAffinitiesRequest(user=_user_message(user), k=k)
         reply = await self.call(self._stub.TagAffinities, request)
         return list(zip(reply.tags, (float(a) for a in reply.affinities), strict=True))
 
@@ -234,7 +257,7 @@ class RemoteRanking(_Client):
         query: not sent (RankRequest has no field for it): the ranking service embeds the user
         with its own user_tower.onnx when its ranker.onnx takes user_embedding."""
         request = ranking_pb2.RankRequest(
-            user=convert.user_state_to_proto(user), rate_top_k=max(int(rate_top_k), 0)
+            user=_user_message(user), rate_top_k=max(int(rate_top_k), 0)
         )
         request.item_indices.extend(np.asarray(item_indices, dtype=np.int64).tolist())
         scores = convert.rank_scores_from_proto(await self.call(self._stub.Rank, request))

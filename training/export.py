@@ -262,6 +262,11 @@ def _sample_input(
     if name.startswith("item_"):  # item_tags / item_attrs / item_vectors: [B, N, ...]
         dims[:2] = [PARITY_BATCH, PARITY_CANDIDATES]
     size = tuple(PARITY_BATCH if d is None else d for d in dims)
+    if name in ("item_vectors", QUERY_INPUT):  # unit vectors, as the towers give them (a
+        # uniform [0, 2) query saturates the ranker's sigmoid: a broken graph would pass)
+        vectors = rng.normal(size=size)
+        norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+        return (vectors / np.where(norms > 0, norms, 1.0)).astype(dtype)
     if name.endswith("_tags"):  # multi-hot
         return rng.integers(0, 2, size=size).astype(dtype)
     if dtype.startswith("int"):

@@ -243,6 +243,8 @@ def candidates_to_proto(cands: CandidateList, bundle_version: str = "") -> retri
     msg = retrieval_pb2.Candidates.FromString(_packed_f32(_CANDIDATE_TAGS["scores"], cands.scores))
     msg.bundle_version = bundle_version or cands.bundle_version
     msg.item_indices.extend(np.asarray(cands.item_indices, dtype=np.int64).tolist())
+    if cands.query is not None:
+        msg.user_embedding.extend(np.asarray(cands.query, dtype=np.float32).tolist())
     return msg
 
 
@@ -251,6 +253,7 @@ def candidates_from_proto(msg: retrieval_pb2.Candidates) -> CandidateList:
         item_indices=_i64(msg.item_indices),
         scores=_f32(msg.scores),
         bundle_version=msg.bundle_version,
+        query=_f32(msg.user_embedding) if len(msg.user_embedding) else None,
     )
 
 

@@ -42,7 +42,11 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
         version, engine = self._holder.serve(user.bundle_version)
         if request.rate_top_k < 0:
             raise InvalidArgument(f"rate_top_k must be >= 0, got {request.rate_top_k}")
-        scores = await engine.rank(user, items, request.rate_top_k)
+        # retrieval's embedding of the user, when the gateway passes it on (else: the tower)
+        query = (
+            np.asarray(request.user_embedding, dtype=np.float32) if request.user_embedding else None
+        )
+        scores = await engine.rank(user, items, request.rate_top_k, query)
         return convert.rank_scores_to_proto(scores, version, engine.ranker.provider)
 
 

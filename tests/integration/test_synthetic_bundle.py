@@ -18,7 +18,7 @@ from services.contract.bundle import REQUIRED_FILES, Bundle
 from services.feature.store import InMemoryFeatureStore
 from services.gateway.catalog import GatewayCatalog
 from services.retrieval.retriever import Retriever
-from training.export import RANKER_INPUTS, RANKER_OUTPUTS
+from training.export import QUERY_INPUT, RANKER_INPUTS, RANKER_OUTPUTS
 
 N_ITEMS, N_USERS = 20_000, 5_000
 
@@ -49,7 +49,8 @@ def test_bundle_is_complete_with_the_serving_contract(bundle: Bundle) -> None:
     assert set(REQUIRED_FILES) <= set(bundle.manifest["files"])
     assert "parity.npz" in bundle.manifest["files"]
     ranker = bundle.manifest["models"]["ranker.onnx"]
-    assert [i["name"] for i in ranker["inputs"]] == list(RANKER_INPUTS)
+    # the frozen retrieval score's query is an input (training.export.QueryGiven)
+    assert [i["name"] for i in ranker["inputs"]] == [*RANKER_INPUTS, QUERY_INPUT]
     assert [o["name"] for o in ranker["outputs"]] == list(RANKER_OUTPUTS)
     assert all(m["parity_max_abs_error"] <= 1e-4 for m in bundle.manifest["models"].values())
     assert len(np.load(bundle.path("item_ids.npy"))) == N_ITEMS

@@ -86,6 +86,12 @@ def test_candidates_and_scores_round_trip():
     cands = CandidateList(np.array([3, 1]), np.array([0.5, 0.25], dtype=np.float32))
     back = convert.candidates_from_proto(convert.candidates_to_proto(cands, "v"))
     np.testing.assert_array_equal(back.item_indices, [3, 1])
+    assert back.query is None  # no user embedding: none on the wire either
+    query = np.array([0.6, -0.8], dtype=np.float32)
+    with_query = CandidateList(cands.item_indices, cands.scores, query=query)
+    back = convert.candidates_from_proto(convert.candidates_to_proto(with_query, "v"))
+    np.testing.assert_array_equal(back.query, query)
+    assert back.query.dtype == np.float32
     scores = RankScores(
         np.array([0.1], np.float32), np.array([4.5], np.float32), np.array([0.3], np.float32)
     )

@@ -321,3 +321,25 @@ def test_retrievals_user_embedding_scores_as_the_ranker_tower_does(bundle, ranke
         ranker.rank(user, found.item_indices, 5, found.query[:-1])
     with pytest.raises(InvalidArgument, match="finite"):
         ranker.rank(user, found.item_indices, 5, np.full_like(found.query, np.nan))
+
+
+def test_rank_rpc_uses_the_user_embedding_it_is_given(bundle, ranker, user):
+    """RankRequest.user_embedding (retrieval's, passed on by the gateway) is the ranker's query;
+    empty, the service runs the user tower; a wrong size is INVALID_ARGUMENT."""
+    from services.retrieval.retriever import Retriever
+
+    query = Retriever.from_bundle(bundle).user_embedding(user)
+    request = ranking_pb2.RankRequest(
+        user=convert.user_state_to_proto(user), item_indices=list(range(1, 21)), rate_top_k=3
+    )
+    plain = _rank_over_grpc(ranker, request)
+    request.user_embedding.extend((-query).tolist())  # another query: other scores
+    given = _rank_over_grpc(ranker, request)
+    np.testing.assert_allclose(
+        given.p_interact, ranker.rank(user, np.arange(1, 21), 3, -query).p_interact, rtol=1e-6
+    )
+    assert not np.allclose(given.p_interact, plain.p_interact)
+    del request.user_embedding[-1]
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        _rank_over_grpc(ranker, request)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT

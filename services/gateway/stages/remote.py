@@ -254,12 +254,14 @@ class RemoteRanking(_Client):
         query: np.ndarray | None = None,
     ) -> RankScores:
         """A ranking service from before rate_top_k ignores it: it rates every candidate.
-        query: not sent (RankRequest has no field for it): the ranking service embeds the user
-        with its own user_tower.onnx when its ranker.onnx takes user_embedding."""
+        query: sent as RankRequest.user_embedding (None: empty, the ranking service embeds the
+        user itself when its ranker.onnx takes one)."""
         request = ranking_pb2.RankRequest(
             user=_user_message(user), rate_top_k=max(int(rate_top_k), 0)
         )
         request.item_indices.extend(np.asarray(item_indices, dtype=np.int64).tolist())
+        if query is not None:
+            request.user_embedding.extend(np.asarray(query, dtype=np.float32).tolist())
         scores = convert.rank_scores_from_proto(await self.call(self._stub.Rank, request))
         n = len(item_indices)
         if not len(scores.p_positive) == len(scores.rating) == len(scores.p_interact) == n:

@@ -35,7 +35,7 @@ from services.contract.onnx import CPU, CUDA, cuda_driver_present
 from services.contract.types import UserState
 from services.launcher import free_port
 from services.platform.healthcheck import check
-from services.ranking.ranker import OnnxRanker
+from services.ranking.ranker import QUERY_INPUT, OnnxRanker
 
 
 def cuda_usable() -> bool:
@@ -144,14 +144,19 @@ def _cuda_graph(bundle: Bundle, feeds, outputs, seconds: float, per_call: int) -
 # --- through gRPC ------------------------------------------------------------------------------
 
 
-def _client(target: str, users: list, items: list, in_flight: int, seconds: float, queue) -> None:
-    """One load process: `in_flight` closed-loop callers; puts (latencies_s, candidates)."""
+def _client(
+    target: str, users: list, items: list, queries: list, in_flight: int, seconds: float, queue
+) -> None:
+    """One load process: `in_flight` closed-loop callers; puts (latencies_s, candidates).
+    queries: each request's user embedding (what the gateway passes on from retrieval; [] for a
+    ranker.onnx without that input)."""
     import grpc
 
     from recserve.v1 import ranking_pb2, ranking_pb2_grpc
 
     requests = [
-        ranking_pb2.RankRequest(user=u, item_indices=i) for u, i in zip(users, items, strict=True)
+        ranking_pb2.RankRequest(user=u, item_indices=i, user_embedding=q)
+        for u, i, q in zip(users, items, queries, strict=True)
     ]
 
     async def main() -> tuple[list[float], int]:
@@ -193,6 +198,9 @@ def grpc_throughput(
         for f, _ in prepared
     ]
     items = [i.tolist() for _, i in prepared]
+    # the ranker's query as the gateway sends it (retrieval's embedding), so the service does
+    # the work the raw calls above do (no user tower)
+    queries = [f[QUERY_INPUT][0].tolist() if QUERY_INPUT in f else [] for f, _ in prepared]
     port = free_port()
     env = {
         **os.environ,
@@ -218,7 +226,7 @@ def grpc_throughput(
             time.sleep(0.3)
         ctx = mp.get_context("spawn")
         queue = ctx.Queue()
-        args = (target, users, items, in_flight, seconds, queue)
+        args = (target, users, items, queries, in_flight, seconds, queue)
         procs = [ctx.Process(target=_client, args=args) for _ in range(clients)]
         for p in procs:
             p.start()

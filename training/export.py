@@ -24,6 +24,8 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from services.contract.model_inputs import QUERY_INPUT  # the ranker's user_embedding
+
 OPSET = 17
 PARITY_TOLERANCE = 1e-4
 
@@ -34,10 +36,6 @@ USER_TOWER_OUTPUTS = ("embedding",)
 RANKER_INPUTS = ("user_index", "profile", "history", "items", *HISTORY_FEATURE_INPUTS,
                  *ITEM_FEATURE_INPUTS)  # fmt: skip
 RANKER_OUTPUTS = ("p_positive", "rating", "p_interact")
-# A ranker.onnx whose graph holds the frozen retrieval score takes the user tower's output
-# float32[B, D] as this input (QueryGiven), not the tower itself: serving feeds the embedding
-# retrieval computed for the same request (or runs user_tower.onnx once when it has none).
-QUERY_INPUT = "user_embedding"
 # rater.onnx (training.models.rating.RatingGraph): the rating model alone, same inputs as
 # ranker.onnx (those it reads); ranker.onnx is then p_interact only (InteractGraph).
 RATER_OUTPUTS = ("p_positive", "rating")

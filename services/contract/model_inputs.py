@@ -22,6 +22,11 @@ from services.contract.item_table import ItemTable
 from services.contract.types import UserState
 from services.contract.vocab import Vocabulary
 
+# ranker.onnx's input for the query of its frozen retrieval score: the user tower's output
+# float32[B, D] (bundles from 2026-12-06 on; training.export.QueryGiven exports it). Serving
+# feeds the embedding retrieval computed for the request, or runs user_tower.onnx without one.
+QUERY_INPUT = "user_embedding"
+
 
 @dataclass(frozen=True)
 class UserInputs:

@@ -18,33 +18,12 @@ import struct
 
 import numpy as np
 
-# Field numbers of recserve.v1.RecommendedItem / StageScores / RecommendResponse.
-_LEN, _I64, _I32 = 2, 1, 5  # wire types: length-delimited, 64-bit, 32-bit
-
-
-def _key(field: int, wire_type: int) -> int:
-    return field << 3 | wire_type
-
-
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
+from services.platform.protowire import I32, I64, LEN, key, len_field, varint
 
 
 def string_field(field: int, text: str) -> bytes:
     """A string field as protobuf writes it ("" is left out)."""
-    if not text:
-        return b""
-    raw = text.encode()
-    return bytes((_key(field, _LEN),)) + varint(len(raw)) + raw
-
-
-def message_field(field: int, payload: bytes) -> bytes:
-    return bytes((_key(field, _LEN),)) + varint(len(payload)) + payload
+    return len_field(key(field, LEN), text.encode())
 
 
 # The per-request part of a RecommendedItem: score (4), predicted_rating (5) and stage_scores (6:
@@ -62,17 +41,17 @@ _SCORES = np.dtype(
 )  # fmt: skip
 SCORE_BYTES = _SCORES.itemsize  # 32
 _STAGE_BYTES = 4 * 5
-_KEYS = {
-    "k_score": _key(4, _I32),
-    "k_rating": _key(5, _I32),
-    "k_stage": _key(6, _LEN),
+_KEYS = {  # each a one-byte key (field numbers below 16)
+    "k_score": key(4, I32)[0],
+    "k_rating": key(5, I32)[0],
+    "k_stage": key(6, LEN)[0],
     "n_stage": _STAGE_BYTES,
-    "k_retrieval": _key(1, _I32),
-    "k_ranking": _key(2, _I32),
-    "k_rating2": _key(3, _I32),
-    "k_interaction": _key(4, _I32),
+    "k_retrieval": key(1, I32)[0],
+    "k_ranking": key(2, I32)[0],
+    "k_rating2": key(3, I32)[0],
+    "k_interaction": key(4, I32)[0],
 }
-_PRICE_KEY = bytes((_key(7, _I64),))
+_PRICE_KEY = key(7, I64)  # RecommendedItem.price (optional double)
 
 
 def _score_template(k: int) -> np.ndarray:
@@ -109,7 +88,7 @@ class ItemWire:
         price = self._prices[row]
         if price is not None:
             body += _PRICE_KEY + struct.pack("<d", price) + self._currency
-        head = bytes((_key(1, _LEN),)) + varint(len(body) + SCORE_BYTES) + body
+        head = key(1, LEN) + varint(len(body) + SCORE_BYTES) + body
         self.heads[row] = head
         return head
 

@@ -27,6 +27,7 @@ from services.contract.types import (
     UserState,
     ValueScore,
 )
+from services.platform.protowire import field_key, len_field, packed_f32
 
 _KIND_TO_PB = {
     EventKind.VIEW: common_pb2.EVENT_TYPE_VIEW,
@@ -50,34 +51,13 @@ def _f32(values: Iterable[float]) -> np.ndarray:
 # are float arrays is encoded as bytes and parsed once (upb copies them), instead of one Python
 # float per value through ndarray.tolist() and RepeatedScalarContainer.extend.
 
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _tag(message: Any, field: str) -> bytes:
-    """The key of a length-delimited field (packed repeated scalars, strings)."""
-    return _varint(message.DESCRIPTOR.fields_by_name[field].number << 3 | 2)
-
-
-def _len_field(tag: bytes, payload: bytes) -> bytes:
-    return tag + _varint(len(payload)) + payload if payload else b""
-
-
-def _packed_f32(tag: bytes, values: np.ndarray) -> bytes:
-    return _len_field(tag, np.asarray(values, dtype="<f4").tobytes())
-
-
 _RANK_TAGS = {
-    name: _tag(ranking_pb2.RankResponse, name)
+    name: field_key(ranking_pb2.RankResponse, name)
     for name in ("p_positive", "rating", "p_interact", "bundle_version", "execution_provider")
 }
-_CANDIDATE_TAGS = {name: _tag(retrieval_pb2.Candidates, name) for name in ("scores",)}
+_CANDIDATE_TAGS = {
+    name: field_key(retrieval_pb2.Candidates, name) for name in ("scores", "user_embedding")
+}
 
 
 # --- user features ---------------------------------------------------------------------------
@@ -240,11 +220,12 @@ def item_info_from_proto(msg: common_pb2.ItemInfo) -> ItemInfo:
 
 
 def candidates_to_proto(cands: CandidateList, bundle_version: str = "") -> retrieval_pb2.Candidates:
-    msg = retrieval_pb2.Candidates.FromString(_packed_f32(_CANDIDATE_TAGS["scores"], cands.scores))
+    columns = packed_f32(_CANDIDATE_TAGS["scores"], cands.scores)
+    if cands.query is not None:
+        columns += packed_f32(_CANDIDATE_TAGS["user_embedding"], cands.query)
+    msg = retrieval_pb2.Candidates.FromString(columns)
     msg.bundle_version = bundle_version or cands.bundle_version
     msg.item_indices.extend(np.asarray(cands.item_indices, dtype=np.int64).tolist())
-    if cands.query is not None:
-        msg.user_embedding.extend(np.asarray(cands.query, dtype=np.float32).tolist())
     return msg
 
 
@@ -309,11 +290,11 @@ def rank_scores_to_proto(
     return ranking_pb2.RankResponse.FromString(
         b"".join(
             (
-                _packed_f32(tags["p_positive"], scores.p_positive),
-                _packed_f32(tags["rating"], scores.rating),
-                _len_field(tags["bundle_version"], bundle_version.encode()),
-                _len_field(tags["execution_provider"], execution_provider.encode()),
-                _packed_f32(tags["p_interact"], scores.p_interact),
+                packed_f32(tags["p_positive"], scores.p_positive),
+                packed_f32(tags["rating"], scores.rating),
+                len_field(tags["bundle_version"], bundle_version.encode()),
+                len_field(tags["execution_provider"], execution_provider.encode()),
+                packed_f32(tags["p_interact"], scores.p_interact),
             )
         )
     )

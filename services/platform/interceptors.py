@@ -34,7 +34,6 @@ from services.platform.logging import REQUEST_ID
 log = logging.getLogger("recserve.rpc")
 access_log = logging.getLogger("recserve.access")
 _random_bits = random.Random().getrandbits  # seeded from os.urandom once, at import
-_random = random.random
 _OK = grpc.StatusCode.OK
 
 INTERNAL_MESSAGE = "internal error"
@@ -101,9 +100,7 @@ def _wrap_unary(
     is_coroutine = inspect.iscoroutinefunction(inner)
     service, name = split_method(method)
     latency = metrics.RPC_LATENCY.labels(service, name)
-    # status -> bound counter; OK bound now, the others on first use
-    counted = {_OK: metrics.RPC_REQUESTS.labels(service, name, _OK.name)}
-    perf_counter = time.perf_counter
+    counted: dict[grpc.StatusCode, Any] = {}  # status -> bound counter, filled on first use
 
     def count(status: grpc.StatusCode) -> None:
         child = counted.get(status)
@@ -112,7 +109,7 @@ def _wrap_unary(
         child.inc()
 
     async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        start = perf_counter()
+        start = time.perf_counter()
         request_id = request_id_of(context)
         token = REQUEST_ID.set(request_id)
         context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
@@ -134,10 +131,10 @@ def _wrap_unary(
             await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
         finally:
             status = status_of(context)
-            elapsed = perf_counter() - start
+            elapsed = time.perf_counter() - start
             count(status)
             latency.observe(elapsed)
-            if status is not _OK or (access_sample > 0 and _random() < access_sample):
+            if status is not _OK or (access_sample > 0 and random.random() < access_sample):
                 access_log.info(
                     "rpc",
                     extra={

@@ -30,7 +30,7 @@ import numpy as np
 from services.contract.bundle import Bundle
 from services.contract.errors import FailedPrecondition, InvalidArgument
 from services.contract.item_table import FEATURE_INPUTS, ItemTable, feature_inputs
-from services.contract.model_inputs import UserInputs
+from services.contract.model_inputs import QUERY_INPUT, UserInputs
 from services.contract.onnx import create_session
 from services.contract.types import RankScores, UserState
 from services.contract.vocab import Vocabulary
@@ -43,8 +43,6 @@ _OUTPUTS = ["p_positive", "rating", "p_interact"]
 _LEGACY_OUTPUTS = ["p_positive", "rating"]
 _RATER_OUTPUTS = ["p_positive", "rating"]
 RATER_FILE = "rater.onnx"
-# ranker.onnx's input for its frozen retrieval score's query (training.export.QueryGiven)
-QUERY_INPUT = "user_embedding"
 
 
 class OnnxRanker:

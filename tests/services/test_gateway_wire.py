@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from recserve.v1 import gateway_pb2
-from services.gateway.wire import SCORE_BYTES, ItemWire, string_field, varint
+from services.gateway.wire import SCORE_BYTES, ItemWire, string_field
+from services.platform.protowire import varint
 
 
 def _catalog(n: int = 300):

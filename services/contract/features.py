@@ -188,16 +188,92 @@ def sliding_histories(
     row n holds the same user's previous items, most recent first, 0-padded. This is exactly
     what the feature service serves for that user at that moment, so training and serving agree.
     """
+    items = np.asarray(item_indices, dtype=np.int64)
+    return sliding_values(user_codes, items, history_len, rows)
+
+
+# -- What happened, and when: the history's event kinds and ages --------------------------------
+# A history entry is an item plus the event that put it there. Graphs that read the event take
+# two more inputs beside `history` (same [B, H] layout, most recent first):
+#   history_age  float32[B, H]: seconds from the event to the request (>= 0); -1 = unknown
+#                (padding, or a state recorded before event times were kept);
+#   history_kind int64[B, H]:   the event's token below; 0 = padding / unknown.
+HISTORY_AGE_INPUT = "history_age"
+HISTORY_KIND_INPUT = "history_kind"
+HISTORY_EVENT_INPUTS: tuple[str, ...] = (HISTORY_AGE_INPUT, HISTORY_KIND_INPUT)
+UNKNOWN_AGE = -1.0
+
+# Token of an event: 0 padding / unknown; then other, view, click, purchase, a rating without
+# a value; then a rating by its place on the dataset's scale, in 5 steps (1 = the scale's
+# bottom, 5 = its top). An event with a rating value is a rating, whatever its type says.
+EVENT_TOKENS: tuple[str, ...] = (
+    "", "other", "view", "click", "purchase", "rating",
+    "rating 1/5", "rating 2/5", "rating 3/5", "rating 4/5", "rating 5/5",
+)  # fmt: skip
+N_EVENT_TOKENS = len(EVENT_TOKENS)
+_KIND_TOKENS = {"view": 2, "click": 3, "purchase": 4, "rating": 5}
+_FIRST_RATING_TOKEN = 6
+
+
+def event_tokens(
+    kinds: Sequence[str] | np.ndarray,
+    ratings: Sequence[float] | np.ndarray,
+    scale: tuple[float, float] = (1.0, 5.0),
+) -> np.ndarray:
+    """Event types (free text: "view", "click", "purchase", "rating", or a shop's own; "" =
+    none) and ratings (NaN = none) -> int64[N] tokens, all >= 1 (an event is never padding).
+
+    A type the table does not know (a shop's "add_to_cart") is "other"; so is "" without a
+    rating. A rating r counts by where it sits on `scale` = (low, high), rounded to 5 steps."""
+    ratings = np.asarray(ratings, dtype=np.float64)
+    names = np.asarray([str(k).strip().lower() for k in kinds], dtype=object)
+    tokens = np.fromiter((_KIND_TOKENS.get(k, 1) for k in names), dtype=np.int64, count=len(names))
+    rated = ~np.isnan(ratings)
+    # a rating event of value 0 is one without a value (proto3's default): token "rating"
+    rated &= ~((tokens == _KIND_TOKENS["rating"]) & (ratings == 0))
+    if rated.any():
+        low, high = scale
+        span = high - low if high > low else 1.0
+        step = np.rint(4.0 * (np.clip(ratings[rated], low, high) - low) / span).astype(np.int64)
+        tokens[rated] = _FIRST_RATING_TOKEN + step
+    return tokens
+
+
+def event_token(
+    kind: str, rating: float = float("nan"), scale: tuple[float, float] = (1.0, 5.0)
+) -> int:
+    """One event's token (event_tokens for one)."""
+    return int(event_tokens([kind], [rating], scale)[0])
+
+
+def history_ages(times: np.ndarray, now: float) -> np.ndarray:
+    """Event times (unix s; 0 = unknown / padding) -> float32 ages in seconds at `now`: now -
+    time, at least 0 (a clock a little ahead of the request's is not the future), -1 where the
+    time is unknown."""
+    times = np.asarray(times, dtype=np.float64)
+    ages = np.maximum(now - times, 0.0)
+    return np.where(times > 0, ages, UNKNOWN_AGE).astype(np.float32)
+
+
+def sliding_values(
+    user_codes: np.ndarray,
+    values: np.ndarray,
+    history_len: int,
+    rows: np.ndarray | None = None,
+) -> np.ndarray:
+    """sliding_histories for any per-event column (event times, event tokens): for each row,
+    the values of the same user's previous events, most recent first, 0 where the history is
+    shorter; dtype of `values`."""
     user_codes = np.asarray(user_codes)
-    item_indices = np.asarray(item_indices, dtype=np.int64)
-    rows = np.arange(len(item_indices)) if rows is None else np.asarray(rows, dtype=np.int64)
-    out = np.zeros((rows.size, history_len), dtype=np.int64)
+    values = np.asarray(values)
+    rows = np.arange(len(values)) if rows is None else np.asarray(rows, dtype=np.int64)
+    out = np.zeros((rows.size, history_len), dtype=values.dtype)
     for lag in range(1, history_len + 1):
         before = rows - lag
         ok = before >= 0
         prev = np.where(ok, before, 0)
         same_user = ok & (user_codes[prev] == user_codes[rows])
-        out[:, lag - 1] = np.where(same_user, item_indices[prev], 0)
+        out[:, lag - 1] = np.where(same_user, values[prev], 0)
     return out
 
 

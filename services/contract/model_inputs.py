@@ -10,6 +10,7 @@ item table, the valid item rows are the table's (the bundle's plus items added a
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,7 +18,15 @@ import numpy as np
 
 from services.contract.bundle import Bundle
 from services.contract.errors import InvalidArgument
-from services.contract.features import FeatureSpec, pad_history
+from services.contract.features import (
+    HISTORY_AGE_INPUT,
+    HISTORY_EVENT_INPUTS,
+    HISTORY_KIND_INPUT,
+    N_EVENT_TOKENS,
+    FeatureSpec,
+    history_ages,
+    pad_history,
+)
 from services.contract.item_table import ItemTable
 from services.contract.types import UserState
 from services.contract.vocab import Vocabulary
@@ -86,5 +95,38 @@ class UserInputs:
             "history": history,
         }
         if table is not None and features:
-            out.update(table.feeds(features, history=history))
+            table_features = [n for n in features if n not in HISTORY_EVENT_INPUTS]
+            if table_features:
+                out.update(table.feeds(table_features, history=history))
+        if HISTORY_AGE_INPUT in features or HISTORY_KIND_INPUT in features:
+            out.update(self.event_feeds(user, features, history[0]))
+        return out
+
+    def event_feeds(
+        self, user: UserState, features: Sequence[str], history: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """history_age float32[1, H] / history_kind int64[1, H] (those of `features`) from the
+        user's history_times / history_kinds (services.contract.features), aligned with
+        `history` int64[H] (padded): entries past the recorded ones, and padding entries, are
+        unknown (age -1, kind 0). InvalidArgument for a kind out of range."""
+        h = self.history_len
+        padding = history == 0
+        out: dict[str, np.ndarray] = {}
+        if HISTORY_AGE_INPUT in features:
+            times = np.asarray(user.history_times, dtype=np.int64)
+            if times.size > h:
+                times = times[:h]
+            now = user.request_time or time.time()
+            ages = np.full(h, -1.0, dtype=np.float32)
+            ages[: times.size] = history_ages(times, now)
+            ages[padding] = -1.0
+            out[HISTORY_AGE_INPUT] = ages.reshape(1, -1)
+        if HISTORY_KIND_INPUT in features:
+            kinds = np.asarray(user.history_kinds, dtype=np.int64)[:h]
+            if kinds.size and (kinds.min() < 0 or kinds.max() >= N_EVENT_TOKENS):
+                raise InvalidArgument(f"history kind out of range [0, {N_EVENT_TOKENS})")
+            padded = np.zeros(h, dtype=np.int64)
+            padded[: kinds.size] = kinds
+            padded[padding] = 0
+            out[HISTORY_KIND_INPUT] = padded.reshape(1, -1)
         return out

@@ -46,6 +46,14 @@ class UserState:
     activity_values: np.ndarray = field(default_factory=lambda: _EMPTY_F32)  # float32[A]
     event_count: int = 0
     bundle_version: str = ""  # whose item vocabulary history/seen index ("" = the caller's)
+    # The events behind `history`, entry by entry (services.contract.features: HISTORY_EVENT_
+    # INPUTS): unix seconds (0 = unknown) and event tokens (event_tokens; 0 = unknown). Empty:
+    # none recorded (every entry unknown).
+    history_times: np.ndarray = field(default_factory=lambda: _EMPTY_I64)  # int64[H]
+    history_kinds: np.ndarray = field(default_factory=lambda: _EMPTY_I64)  # int64[H]
+    # When the request is made (unix s) for the history's ages; 0: the clock when the model's
+    # inputs are built. Offline evaluation sets it to the moment it recommends for.
+    request_time: float = 0.0
 
     @property
     def has_history(self) -> bool:

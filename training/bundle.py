@@ -87,7 +87,11 @@ def write_tables(
     }
     pd.DataFrame(user_table).to_parquet(out_dir / "users.parquet", index=False)
 
-    columns = ["user_id", "item_id", "timestamp", "rating", "value"]
+    # event_type: with rating, what the feature service turns into each history entry's event
+    # token (services.contract.features.event_tokens); "" when the source has none
+    columns = ["user_id", "item_id", "timestamp", "rating", "value", "event_type"]
+    if "event_type" not in interactions:
+        interactions = interactions.assign(event_type="")
     log = interactions[columns].sort_values(["timestamp", "user_id"], kind="stable")
     log.reset_index(drop=True).to_parquet(out_dir / "interactions.parquet", index=False)
 

@@ -21,6 +21,8 @@ from services.contract.features import (
     FieldSpec,
     encode_item_attributes,
     encode_profiles,
+    kind_tokens,
+    rated_tokens,
     tags_multi_hot,
 )
 from services.contract.vocab import Vocabulary
@@ -40,6 +42,8 @@ class EncodedCatalog:
     user_profiles: np.ndarray  # int64[U, P], row 0 zeros
     item_tags: np.ndarray  # float32[I, T] multi-hot, row 0 zeros
     item_attrs: np.ndarray  # int64[I, A] attribute codes, 0 = unknown, row 0 zeros
+    # the dataset's rating scale (low, high): where a rating sits on it is its event token
+    rating_scale: tuple[float, float] = (1.0, 5.0)
 
     @property
     def n_users(self) -> int:
@@ -127,13 +131,30 @@ def build_catalog(data: InteractionData, history_len: int = 50) -> EncodedCatalo
                 for t in item_table["tags"].reindex(item_ids)
             ],
         )
-    return EncodedCatalog(spec, users, items, profiles, item_tags, item_attrs)
+    scale = (float(data.config.ratings.low), float(data.config.ratings.high))
+    return EncodedCatalog(spec, users, items, profiles, item_tags, item_attrs, scale)
 
 
 def index_events(catalog: EncodedCatalog, events: pd.DataFrame) -> pd.DataFrame:
-    """Events + user_index/item_index columns, sorted by (user_index, timestamp), stable."""
+    """Events + user_index/item_index/event_token columns, sorted by (user_index, timestamp),
+    stable. event_token: services.contract.features.event_tokens of the event's type and
+    rating (what the feature service records for a live event)."""
     out = events.assign(
         user_index=catalog.users.indices(events["user_id"].astype(str)),
         item_index=catalog.items.indices(events["item_id"].astype(str)),
+        event_token=event_token_column(events, catalog.rating_scale),
     )
     return out.sort_values(["user_index", "timestamp"], kind="stable").reset_index(drop=True)
+
+
+def event_token_column(events: pd.DataFrame, scale: tuple[float, float]) -> np.ndarray:
+    """int64[N]: each event's token (event_tokens), by its distinct types once (a 20M-event log
+    has a handful of types)."""
+    if "event_type" in events:
+        codes, types = pd.factorize(events["event_type"].astype(str), sort=False)
+        by_type = kind_tokens(list(types)) if len(types) else np.ones(1, dtype=np.int64)
+        base = by_type[np.maximum(codes, 0)]
+    else:
+        base = np.ones(len(events), dtype=np.int64)  # no type: "other" unless rated
+    ratings = events["rating"] if "rating" in events else np.full(len(events), np.nan)
+    return rated_tokens(base, np.asarray(ratings, dtype=np.float64), scale)

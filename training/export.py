@@ -24,6 +24,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from services.contract.features import HISTORY_EVENT_INPUTS, UNKNOWN_AGE
 from services.contract.model_inputs import QUERY_INPUT  # the ranker's user_embedding
 
 OPSET = 17
@@ -31,7 +32,10 @@ PARITY_TOLERANCE = 1e-4
 
 HISTORY_FEATURE_INPUTS = ("history_tags", "history_attrs")
 ITEM_FEATURE_INPUTS = ("item_tags", "item_attrs", "item_vectors")
-USER_TOWER_INPUTS = ("user_index", "profile", "history", *HISTORY_FEATURE_INPUTS)
+# history_age / history_kind: declared only by a tower that reads them (the exporter drops
+# inputs a graph does not use), e.g. the transformer with seq_time / seq_kinds
+USER_TOWER_INPUTS = ("user_index", "profile", "history", *HISTORY_FEATURE_INPUTS,
+                     *HISTORY_EVENT_INPUTS)  # fmt: skip
 USER_TOWER_OUTPUTS = ("embedding",)
 RANKER_INPUTS = ("user_index", "profile", "history", "items", *HISTORY_FEATURE_INPUTS,
                  *ITEM_FEATURE_INPUTS)  # fmt: skip
@@ -104,6 +108,10 @@ def with_item_features(module: nn.Module, inputs: dict[str, np.ndarray]) -> dict
     for name, (table, rows) in gathered.items():
         if name not in out:
             out[name] = table[inputs[rows]]
+    if "history" in inputs:  # events not given: every entry unknown
+        shape = np.shape(inputs["history"])
+        out.setdefault("history_age", np.full(shape, UNKNOWN_AGE, dtype=np.float32))
+        out.setdefault("history_kind", np.zeros(shape, dtype=np.int64))
     if "items" in inputs and QUERY_INPUT not in out:
         retrieval = _first(module, RetrievalScore)
         if retrieval is not None:  # what serving feeds QueryGiven: the tower's output
@@ -194,7 +202,12 @@ def parity_max_abs_error(
         # reads no profile or history), torch takes them positionally
         given = [n for n in order if n in ("user_index", "profile", "history", "items")]
         given = [n for n in given if n in full]
-    torch_out = module(*(torch.from_numpy(full[name]) for name in given))
+    args = [torch.from_numpy(full[name]) for name in given]
+    if "items" not in names:  # a user tower: the history's events by name (given or unknown)
+        events = {n: torch.from_numpy(full[n]) for n in HISTORY_EVENT_INPUTS if n not in given}
+        torch_out = module(*args, **events)
+    else:
+        torch_out = _with_query(module, full, names, args)
     if isinstance(torch_out, torch.Tensor):
         torch_out = (torch_out,)
     if len(torch_out) != len(outputs):
@@ -213,6 +226,20 @@ def parity_max_abs_error(
             f"{path.name}: ORT vs torch max abs error {error:.3g} > {tolerance:g} (in {worst})"
         )
     return error
+
+
+def _with_query(
+    module: nn.Module, full: dict[str, np.ndarray], names: list[str], args: list
+) -> Any:
+    """A ranking graph in torch, with its frozen retrieval score's query the one ORT got
+    (QUERY_INPUT, the tower's output) when the graph takes it: what QueryGiven exports."""
+    from training.models.ranker import RetrievalScore
+
+    retrieval = _first(module, RetrievalScore)
+    if retrieval is None or QUERY_INPUT not in names:
+        return module(*args)
+    with retrieval.given(torch.from_numpy(full[QUERY_INPUT])):
+        return module(*args)
 
 
 def _dtype(onnx_type: str) -> str:

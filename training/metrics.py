@@ -13,12 +13,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from services.contract.features import pad_history, sliding_histories
+from services.contract.features import sliding_histories, sliding_values
 from training.encode import EncodedCatalog
 from training.evaluate import metrics as M
 from training.evaluate.metrics import auc, rmse
 from training.evaluate.metrics import log_loss as logloss
 from training.models import Ranker, UserTower
+from training.models.train import history_ages_before, history_events, latest_history_events
 
 
 def recall_at_k(ranked: np.ndarray, relevant: Sequence[set[int]], k: int) -> float:
@@ -53,20 +54,25 @@ def evaluate_retrieval(
     items are neither excluded nor dropped from the relevant set (groceries are bought again)."""
     seen = train.groupby("user_index")["item_index"].apply(list).to_dict()
     held = test.groupby("user_index")["item_index"].apply(set).to_dict()
-    users, histories, relevant = [], [], []
+    users, relevant = [], []
     for user, items in held.items():
         past = seen.get(user, [])
         rel = items if repeat else items - set(past)
         if rel:
             users.append(user)
-            histories.append(pad_history(past[::-1], catalog.spec.history_len))
             relevant.append(rel)
     user_index = np.asarray(users, dtype=np.int64)
+    # each user's state when asked: at their first held-out event
+    now = np.zeros(catalog.n_users, dtype=np.float64)
+    first = test.groupby("user_index")["timestamp"].min()
+    now[first.index.to_numpy(np.int64)] = first.to_numpy(np.float64)
+    state = {k: v[user_index] for k, v in latest_history_events(catalog, train, now).items()}
     user_tower.eval()
     queries = user_tower(
         torch.from_numpy(user_index),
         torch.from_numpy(catalog.user_profiles[user_index]),
-        torch.from_numpy(np.stack(histories)),
+        torch.from_numpy(state.pop("history")),
+        **history_events(state),
     ).numpy()
     popularity = np.bincount(train["item_index"], minlength=catalog.n_items).astype(np.float64)
     exclude = np.zeros((len(users), catalog.n_items), dtype=bool)
@@ -96,13 +102,21 @@ def heldout_ranking_inputs(
     full = full.sort_values(["user_index", "timestamp", "_test"], kind="stable")
     users = full["user_index"].to_numpy(np.int64)
     rows = full["_test"].to_numpy(bool)
-    history = sliding_histories(  # the test rows only: train + test x H would not fit at scale
-        users, full["item_index"].to_numpy(np.int64), catalog.spec.history_len, np.flatnonzero(rows)
+    at = np.flatnonzero(rows)  # the test rows only: train + test x H would not fit at scale
+    items = full["item_index"].to_numpy(np.int64)
+    times = full["timestamp"].to_numpy(np.int64)
+    tokens = (
+        full["event_token"].to_numpy(np.int64)
+        if "event_token" in full
+        else np.ones(len(full), dtype=np.int64)
     )
+    length = catalog.spec.history_len
     return {
         "user_index": users[rows],
         "profile": catalog.user_profiles[users[rows]],
-        "history": history,
+        "history": sliding_histories(users, items, length, at),
+        "history_age": history_ages_before(users, times, length, at, at),
+        "history_kind": sliding_values(users, tokens, length, at),
         "items": full["item_index"].to_numpy(np.int64)[rows][:, None],
         "ratings": full["rating"].to_numpy(np.float32)[rows],
     }
@@ -126,7 +140,8 @@ def evaluate_ranker(
     probs, likes, preds = [], [], []
     for start in range(0, len(heldout["items"]), batch_size):
         batch = (torch.from_numpy(heldout[n][start : start + batch_size]) for n in names)
-        interact, like, rating = ranker.logits(*batch)
+        events = history_events({k: v[start : start + batch_size] for k, v in heldout.items()})
+        interact, like, rating = ranker.logits(*batch, **events)
         probs.append((torch.sigmoid(interact) * torch.sigmoid(like))[:, 0].numpy())
         likes.append(torch.sigmoid(like)[:, 0].numpy())
         preds.append(rating[:, 0].numpy())
@@ -159,7 +174,8 @@ def evaluate_served_rating(
     probs, preds = [], []
     for start in range(0, len(heldout["items"]), batch_size):
         batch = (torch.from_numpy(heldout[n][start : start + batch_size]) for n in names)
-        p_positive, rating, _ = served(*batch)
+        events = history_events({k: v[start : start + batch_size] for k, v in heldout.items()})
+        p_positive, rating, _ = served(*batch, **events)
         probs.append(p_positive[:, 0].numpy())
         preds.append(rating[:, 0].numpy())
     prob, pred = np.concatenate(probs), np.concatenate(preds)

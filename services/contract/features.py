@@ -225,11 +225,23 @@ def event_tokens(
 
     A type the table does not know (a shop's "add_to_cart") is "other"; so is "" without a
     rating. A rating r counts by where it sits on `scale` = (low, high), rounded to 5 steps."""
+    return rated_tokens(kind_tokens(kinds), ratings, scale)
+
+
+def kind_tokens(kinds: Sequence[str] | np.ndarray) -> np.ndarray:
+    """Event types -> int64[N] tokens by type alone (event_tokens before ratings count)."""
+    names = [str(k).strip().lower() for k in kinds]
+    return np.fromiter((_KIND_TOKENS.get(k, 1) for k in names), dtype=np.int64, count=len(names))
+
+
+def rated_tokens(
+    tokens: np.ndarray, ratings: Sequence[float] | np.ndarray, scale: tuple[float, float]
+) -> np.ndarray:
+    """kind_tokens with the events that carry a rating value replaced by its step on `scale`
+    (a copy). A "rating" event of value 0 (proto3's default) stays "rating": no value."""
+    tokens = np.array(tokens, dtype=np.int64)
     ratings = np.asarray(ratings, dtype=np.float64)
-    names = np.asarray([str(k).strip().lower() for k in kinds], dtype=object)
-    tokens = np.fromiter((_KIND_TOKENS.get(k, 1) for k in names), dtype=np.int64, count=len(names))
     rated = ~np.isnan(ratings)
-    # a rating event of value 0 is one without a value (proto3's default): token "rating"
     rated &= ~((tokens == _KIND_TOKENS["rating"]) & (ratings == 0))
     if rated.any():
         low, high = scale

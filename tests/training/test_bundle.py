@@ -70,7 +70,7 @@ def test_vocabularies_and_tables_agree(tiny_bundle: Path) -> None:
     centroids = np.load(bundle.path("tag_centroids.npy"))
     assert centroids.shape == (len(tags), bundle.embedding_dim)
     log = pd.read_parquet(bundle.path("interactions.parquet"))
-    assert list(log.columns) == ["user_id", "item_id", "timestamp", "rating", "value"]
+    assert list(log.columns) == ["user_id", "item_id", "timestamp", "rating", "value", "event_type"]
     assert log["timestamp"].is_monotonic_increasing
 
 

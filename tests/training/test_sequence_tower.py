@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from services.contract.features import HISTORY_EVENT_INPUTS
 from training.export import (
     USER_TOWER_INPUTS,
     USER_TOWER_OUTPUTS,
@@ -133,7 +134,9 @@ def test_onnx_parity_and_contract_are_the_same_for_both_encoders(
                                                                    sample.items()})  # fmt: skip
     assert parity_max_abs_error(tower, path, sample) <= 1e-4
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    assert tuple(i.name for i in session.get_inputs()) == tuple(USER_TOWER_INPUTS)
+    # the history's events are declared only by a tower that reads them (test_history_events)
+    declared = tuple(n for n in USER_TOWER_INPUTS if n not in HISTORY_EVENT_INPUTS)
+    assert tuple(i.name for i in session.get_inputs()) == declared
     assert tuple(o.name for o in session.get_outputs()) == tuple(USER_TOWER_OUTPUTS)
     ops = {n.op_type for n in onnx.load(str(path)).graph.node}
     if encoder == "transformer":

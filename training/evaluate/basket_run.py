@@ -69,7 +69,7 @@ def ours_lists(
     version = f"baskets-{data.source}"
     bundle_dir = train_bundle(split.train, data, cfg.artifacts_dir, version,
                               data_dir=cfg.data_dir, tiny=cfg.tiny, progress=False)  # fmt: skip
-    ours = OurModel.load(bundle_dir)
+    ours = OurModel.load(bundle_dir, split.test)
     exclude = not data.config.repeat
     k = max(K_RECALL, K_NDCG)
     lists = {

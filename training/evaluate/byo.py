@@ -97,7 +97,7 @@ def bring_your_own(
                        config=config)  # fmt: skip
     train, test = data.events, read_events(Path(test_path))
     bundle = train_bundle(train, data, artifacts_dir, "byo", data_dir=data_dir, tiny=tiny)
-    ours = OurModel.load(bundle)
+    ours = OurModel.load(bundle, test)
     users_ = sorted(test["user_id"].astype(str).unique())
     top = ours.two_stage(users_, K)
     out_dir = Path(out_dir)

@@ -38,8 +38,7 @@ from training.encode import EncodedCatalog, build_catalog, index_events
 from training.evaluate import metrics as M
 from training.evaluate.cold_ranking import evaluate_cold_ranking
 from training.models import TwoTower
-from training.models.rating_fit import latest_histories
-from training.models.train import Batch, make_examples
+from training.models.train import Batch, history_events, latest_history_events, make_examples
 from training.steps.config import TrainConfig
 from training.steps.two_tower import train_two_tower
 
@@ -64,13 +63,14 @@ def _tower(
     examples = make_examples(catalog, train_ix)
     model, _ = train_two_tower(cfg, catalog, train_ix, examples)
     items = model.item_embeddings(catalog.n_items)
-    histories = latest_histories(catalog, train_ix)[users]
+    latest = {k: v[users] for k, v in latest_history_events(catalog, train_ix).items()}
     model.user_tower.eval()
     with torch.no_grad():
         queries = model.user_tower(
             torch.from_numpy(users),
             torch.from_numpy(catalog.user_profiles[users]),
-            torch.from_numpy(histories),
+            torch.from_numpy(latest["history"]),
+            **history_events(latest),
         ).numpy()
     return items, queries, model, examples
 

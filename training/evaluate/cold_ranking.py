@@ -46,8 +46,7 @@ from services.contract.item_table import ItemTable
 from training.encode import EncodedCatalog
 from training.evaluate import metrics as M
 from training.models import TwoTower
-from training.models.rating_fit import latest_histories
-from training.models.train import Batch
+from training.models.train import Batch, history_events, latest_history_events
 from training.steps.config import TrainConfig
 from training.steps.ranker import train_ranker
 
@@ -99,11 +98,12 @@ def _scores(
     ranker: torch.nn.Module,
     catalog: EncodedCatalog,
     users: np.ndarray,
-    histories: np.ndarray,
+    histories: dict[str, np.ndarray],
     rows: np.ndarray,
     feats: Mapping[str, np.ndarray],
 ) -> np.ndarray:
-    """p_interact float64[U, I] of every catalog row (column 0, padding: -inf)."""
+    """p_interact float64[U, I] of every catalog row (column 0, padding: -inf). histories:
+    every user row's latest history and its events (latest_history_events)."""
     out = np.full((len(users), catalog.n_items), -np.inf)
     items = torch.from_numpy(rows).unsqueeze(0)
     tensors = {k: torch.from_numpy(np.ascontiguousarray(v)).unsqueeze(0) for k, v in feats.items()}
@@ -115,11 +115,12 @@ def _scores(
             _, _, p_interact = ranker(
                 torch.from_numpy(batch),
                 torch.from_numpy(catalog.user_profiles[batch]),
-                torch.from_numpy(histories[batch]),
+                torch.from_numpy(histories["history"][batch]),
                 items.expand(b, -1),
                 item_tags=tensors["item_tags"].expand(b, -1, -1),
                 item_attrs=tensors["item_attrs"].expand(b, -1, -1),
                 item_vectors=tensors["item_vectors"].expand(b, -1, -1),
+                **history_events({k: v[batch] for k, v in histories.items()}),
             )
             out[start : start + b, 1:] = p_interact.numpy()
     return out
@@ -273,7 +274,7 @@ def evaluate_cold_ranking(
     trained = time.perf_counter() - start
     warm = np.setdiff1d(np.arange(1, catalog.n_items), cold)
     proxy = proxy_rows(content, item_vectors, warm)
-    histories = latest_histories(catalog, warm_ix)
+    histories = latest_history_events(catalog, warm_ix)  # history, history_age, history_kind
     arms = _arm_features(catalog, item_vectors, cold, content, cold_tags, proxy)
     results: dict[str, Any] = {}
     warm_cols = np.ones(catalog.n_items, dtype=bool)

@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         encoder = variant  # the row's name: the encoder and its overrides
         trained = round(time.perf_counter() - start, 1)
         bundles[encoder] = bundle
-        ours = OurModel.load(bundle)
+        ours = OurModel.load(bundle, split.test)
         lists = {
             "retrieval": ours.retrieve(users, k, exclude_seen=exclude),
             "two_stage": ours.two_stage(users, k, exclude_seen=exclude),

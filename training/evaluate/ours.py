@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -75,19 +75,28 @@ class OurModel:
     store: InMemoryFeatureStore
     retriever: Retriever
     ranker: OnnxRanker
+    # user id -> when the evaluation asks for that user (unix s): the request_time of the
+    # user's state, from which a tower that reads event times measures the history's ages
+    request_times: dict[str, float] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, bundle_dir: Path) -> OurModel:
+    def load(cls, bundle_dir: Path, test: pd.DataFrame | None = None) -> OurModel:
+        """test: the held-out events; each user is then asked at their first one (what
+        training's examples do: a history's ages are taken at the next event), else at the
+        wall clock."""
         bundle = Bundle.load(Path(bundle_dir))
         return cls(
             bundle,
             InMemoryFeatureStore.from_bundle(bundle),
             Retriever.from_bundle(bundle),
             OnnxRanker.from_bundle(bundle, prefer_gpu=False),
+            request_times(test) if test is not None else {},
         )
 
     def user(self, user_id: str) -> UserState:
-        return self.store.get_user(str(user_id))
+        state = self.store.get_user(str(user_id))
+        when = self.request_times.get(str(user_id))
+        return state if when is None else replace(state, request_time=when)
 
     def _ids(self, rows: np.ndarray) -> list[str]:
         return self.store.catalog.vocab.ids_of(np.asarray(rows, dtype=np.int64))
@@ -185,3 +194,9 @@ def gateway_answers(
         finally:
             launcher.stop()
     return out
+
+
+def request_times(test: pd.DataFrame) -> dict[str, float]:
+    """Held-out events -> {user id: the time of the user's first one} (OurModel.request_times)."""
+    first = test.groupby(test["user_id"].astype(str))["timestamp"].min()
+    return {str(u): float(t) for u, t in first.items()}

@@ -256,7 +256,7 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
             split.train, data, cfg.artifacts_dir, "topk", data_dir=cfg.data_dir, tiny=cfg.tiny
         ),
     )
-    ours = OurModel.load(bundle)
+    ours = OurModel.load(bundle, split.test)
     lists["retrieval"] = clock("ours: retrieval", lambda: ours.retrieve(users, K))
     lists["two_stage"] = clock("ours: two-stage", lambda: ours.two_stage(users, K))
     if cfg.gateway:

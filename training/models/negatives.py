@@ -26,11 +26,14 @@ def retrieval_candidates(
     k: int,
     batch_size: int = 1024,
     exclude: np.ndarray | None = None,
+    events: dict[str, np.ndarray] | None = None,
 ) -> np.ndarray:
     """int64[U, K]: each user's top-k items by the retrieval model, excluding row 0, the
     items in `seen` (indexed events) and the rows `exclude` (for every user: items that do not
     exist at training time, e.g. the cold items of training.evaluate.cold_items).
-    histories int64[U, H]: each user's latest history."""
+    histories int64[U, H]: each user's latest history; events: its history_age /
+    history_kind [U, H] (training.models.train.latest_history_events), for a tower that reads
+    them."""
     user_tower.eval()
     n_users = len(user_profiles)
     k = min(k, item_embeddings.shape[0] - 1)  # a small catalog has fewer items than the pool
@@ -43,6 +46,7 @@ def retrieval_candidates(
             torch.from_numpy(rows),
             torch.from_numpy(user_profiles[rows]),
             torch.from_numpy(histories[rows]),
+            **{name: torch.from_numpy(v[rows]) for name, v in (events or {}).items()},
         ).numpy()
         scores = query @ item_embeddings.T
         scores[:, 0] = -np.inf

@@ -122,14 +122,20 @@ class RetrievalScore(nn.Module):
         history_tags: torch.Tensor | None = None,
         history_attrs: torch.Tensor | None = None,
         item_vectors: torch.Tensor | None = None,
+        history_age: torch.Tensor | None = None,
+        history_kind: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """items (training rows) or item_vectors: one of the two."""
+        """items (training rows) or item_vectors: one of the two. history_age / history_kind:
+        for a user tower that reads them (training.models.two_tower SequenceEncoder)."""
         if item_vectors is None:
             assert items is not None, "RetrievalScore needs items or item_vectors"
             item_vectors = self.lookup(items)
         query = self._given
         if query is None:
-            query = self.user_tower(user_index, profile, history, history_tags, history_attrs)
+            query = self.user_tower(
+                user_index, profile, history, history_tags, history_attrs,
+                history_age, history_kind,
+            )  # fmt: skip
         return torch.matmul(item_vectors, query.unsqueeze(-1)).squeeze(-1)  # [B, N]
 
     def train(self, mode: bool = True) -> RetrievalScore:
@@ -202,6 +208,8 @@ class Ranker(nn.Module):
         item_tags: torch.Tensor | None = None,
         item_attrs: torch.Tensor | None = None,
         item_vectors: torch.Tensor | None = None,
+        history_age: torch.Tensor | None = None,
+        history_kind: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """The MLP's input in its two parts: (user float[B, U]: user id, profile, history
         mean, the same for all N candidates; per-candidate float[B, N, C]: cand, attended,
@@ -219,7 +227,15 @@ class Ranker(nn.Module):
         score = None
         if self.retrieval is not None:
             score = self.retrieval(
-                user_index, profile, history, items, history_tags, history_attrs, item_vectors
+                user_index,
+                profile,
+                history,
+                items,
+                history_tags,
+                history_attrs,
+                item_vectors,
+                history_age,
+                history_kind,
             )  # [B, N]
             parts.append(score.unsqueeze(-1))
         repeat = None
@@ -252,11 +268,14 @@ class Ranker(nn.Module):
         item_tags: torch.Tensor | None = None,
         item_attrs: torch.Tensor | None = None,
         item_vectors: torch.Tensor | None = None,
+        history_age: torch.Tensor | None = None,
+        history_kind: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(interact logit float[B, N], likes logit float[B, N], rating float[B, N])."""
         user, per_candidate, score, repeat = self.mlp_inputs(
             user_index, profile, history, items,
             history_tags, history_attrs, item_tags, item_attrs, item_vectors,
+            history_age, history_kind,
         )  # fmt: skip
         heads = self.heads(self.hidden(user, per_candidate))  # [B, N, 3]
         item_bias = self.item_bias(known_rows(items, self.item_features.n_items)).squeeze(-1)
@@ -288,12 +307,15 @@ class Ranker(nn.Module):
         item_tags: torch.Tensor | None = None,
         item_attrs: torch.Tensor | None = None,
         item_vectors: torch.Tensor | None = None,
+        history_age: torch.Tensor | None = None,
+        history_kind: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """logits(...)[0] alone: the interact head's row of self.heads only (ranker.onnx, the
         InteractGraph, needs no likes or rating head)."""
         user, per_candidate, score, repeat = self.mlp_inputs(
             user_index, profile, history, items,
             history_tags, history_attrs, item_tags, item_attrs, item_vectors,
+            history_age, history_kind,
         )  # fmt: skip
         hidden = self.hidden(user, per_candidate)
         head = F.linear(hidden, self.heads.weight[:1], self.heads.bias[:1]).squeeze(-1)
@@ -310,11 +332,14 @@ class Ranker(nn.Module):
         item_tags: torch.Tensor | None = None,
         item_attrs: torch.Tensor | None = None,
         item_vectors: torch.Tensor | None = None,
+        history_age: torch.Tensor | None = None,
+        history_kind: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """-> (p_positive, rating, p_interact); the order of ranker.onnx's outputs."""
         interact, likes, rating = self.logits(
             user_index, profile, history, items,
             history_tags, history_attrs, item_tags, item_attrs, item_vectors,
+            history_age, history_kind,
         )  # fmt: skip
         p_interact = torch.sigmoid(interact)
         return p_interact * torch.sigmoid(likes), rating, p_interact
@@ -329,17 +354,19 @@ def ranker_loss(
     ratings: torch.Tensor,
     threshold: float = 4.0,
     negatives: torch.Tensor | None = None,
+    events: dict[str, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """BCE(interact) + BCE(likes: rating >= threshold) + MSE(rating); items int64[B, 1] are the
     rated items (interact label 1), ratings float[B] (NaN: an event without a rating, which adds
     nothing to the likes and rating losses).
 
     negatives int64[B, M] (optional): unrated items, interact label 0; they add nothing to the
-    likes and rating losses, which see rated items only.
+    likes and rating losses, which see rated items only. events: history_age / history_kind
+    float/int64[B, H] for a retrieval score whose user tower reads them.
     """
     if negatives is not None:
         items = torch.cat([items, negatives], dim=1)
-    interact, likes, rating = model.logits(user_index, profile, history, items)
+    interact, likes, rating = model.logits(user_index, profile, history, items, **(events or {}))
     labels = torch.zeros_like(interact)
     labels[:, 0] = 1.0
     bce_interact = F.binary_cross_entropy_with_logits(interact, labels)

@@ -264,10 +264,15 @@ class ServedRanker(nn.Module):
         item_tags: torch.Tensor | None = None,
         item_attrs: torch.Tensor | None = None,
         item_vectors: torch.Tensor | None = None,
+        history_age: torch.Tensor | None = None,
+        history_kind: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """history_age / history_kind: for the ranker's retrieval score, when its user tower
+        reads them (training only: the exported graphs take the tower's output instead)."""
         _, _, p_interact = self.ranker(
             user_index, profile, history, items,
             history_tags, history_attrs, item_tags, item_attrs, item_vectors,
+            history_age, history_kind,
         )  # fmt: skip
         if self.rating is None:
             return p_interact, torch.zeros_like(p_interact), p_interact

@@ -16,7 +16,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from services.contract.features import sliding_histories
+from services.contract.features import (
+    HISTORY_EVENT_INPUTS,
+    UNKNOWN_AGE,
+    sliding_histories,
+    sliding_values,
+)
 from training import distributed
 from training.encode import EncodedCatalog
 
@@ -39,27 +44,97 @@ class FitConfig:
 class SlidingHistory:
     """history int64[N, H] of an event log sorted by (user, time), built per batch: indexing
     with row numbers gives those rows' histories (services.contract.features.sliding_histories),
-    so N x H never has to fit in memory (20M events x 50 = 8 GB as int64)."""
+    so N x H never has to fit in memory (20M events x 50 = 8 GB as int64).
+
+    With `times` (int64[N] unix s), the rows give the history's ages instead: float32[R, H],
+    seconds from each history event to the row's own event (history_age; -1 past the
+    history). With `tokens` (int64[N]), their event tokens (history_kind; 0 past it)."""
 
     def __init__(
-        self, users: np.ndarray, items: np.ndarray, history_len: int, starts: np.ndarray | None
+        self,
+        users: np.ndarray,
+        items: np.ndarray,
+        history_len: int,
+        starts: np.ndarray | None,
+        *,
+        times: np.ndarray | None = None,
+        tokens: np.ndarray | None = None,
     ) -> None:
         """starts: each row's basket start (its history is the one before the basket began);
         None: each row's own history."""
         self.users, self.items, self.history_len = users, items, history_len
         self.starts = np.arange(len(items)) if starts is None else starts
+        self.times, self.tokens = times, tokens
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, rows: torch.Tensor | np.ndarray) -> torch.Tensor:
         rows = rows.numpy() if isinstance(rows, torch.Tensor) else np.asarray(rows)
-        return torch.from_numpy(
-            sliding_histories(self.users, self.items, self.history_len, self.starts[rows])
-        )
+        return torch.from_numpy(self._rows(rows))
 
     def numpy(self) -> np.ndarray:
-        return sliding_histories(self.users, self.items, self.history_len, self.starts)
+        return self._rows(np.arange(len(self.items)))
+
+    def _rows(self, rows: np.ndarray) -> np.ndarray:
+        starts = self.starts[rows]
+        if self.tokens is not None:
+            return sliding_values(self.users, self.tokens, self.history_len, starts)
+        if self.times is None:
+            return sliding_histories(self.users, self.items, self.history_len, starts)
+        return history_ages_before(self.users, self.times, self.history_len, starts, rows)
+
+
+def history_ages_before(
+    users: np.ndarray, times: np.ndarray, history_len: int, starts: np.ndarray, rows: np.ndarray
+) -> np.ndarray:
+    """float32[R, H]: for each row, the ages (its own time minus the event's) of the events in
+    the history before `starts` (that row's basket start), -1 past the history: the
+    history_age input the feature service feeds at the moment of that row's event."""
+    before = sliding_values(users, np.asarray(times, dtype=np.int64) + 1, history_len, starts)
+    now = np.asarray(times, dtype=np.int64)[rows][:, None]
+    ages = np.maximum(now - (before - 1), 0).astype(np.float32)
+    return np.where(before > 0, ages, np.float32(UNKNOWN_AGE))
+
+
+def history_events(batch: Batch | dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """The batch's history_age / history_kind (those it has), as keyword arguments of a user
+    tower (torch tensors)."""
+    return {name: torch.as_tensor(batch[name]) for name in HISTORY_EVENT_INPUTS if name in batch}
+
+
+def latest_history_events(
+    catalog: EncodedCatalog, indexed: pd.DataFrame, now: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """Each user's state at the end of `indexed` (sorted by user/time), as the feature service
+    serves it: {"history": int64[U, H] (known items, most recent first), "history_age":
+    float32[U, H] (seconds to `now`, -1 past the history), "history_kind": int64[U, H]}.
+
+    now: float[U] per user row, the moment of the request (e.g. the user's first test event);
+    None: each user's latest event (the age of the latest is 0)."""
+    n_users, length = catalog.n_users, catalog.spec.history_len
+    known = indexed[indexed["item_index"] > 0]
+    users = known["user_index"].to_numpy(np.int64)
+    items = known["item_index"].to_numpy(np.int64)
+    times = known["timestamp"].to_numpy(np.int64)
+    tokens = (
+        known["event_token"].to_numpy(np.int64)
+        if "event_token" in known
+        else np.ones(len(known), dtype=np.int64)
+    )
+    ends = np.r_[0, np.cumsum(np.bincount(users, minlength=n_users))]  # rows of each user
+    from_end = ends[users + 1] - 1 - np.arange(users.size)  # 0 = the user's latest
+    keep = from_end < length
+    history = np.zeros((n_users, length), dtype=np.int64)
+    when = np.zeros((n_users, length), dtype=np.int64)
+    kind = np.zeros((n_users, length), dtype=np.int64)
+    rows, cols = users[keep], from_end[keep]
+    history[rows, cols], when[rows, cols], kind[rows, cols] = items[keep], times[keep], tokens[keep]
+    if now is None:
+        now = when[:, 0].astype(np.float64)
+    ages = np.maximum(np.asarray(now, dtype=np.float64)[:, None] - when, 0.0).astype(np.float32)
+    age = np.where(history > 0, ages, np.float32(UNKNOWN_AGE))
+    return {"history": history, "history_age": age, "history_kind": kind}
 
 
 # Above this many history entries (N x H) make_examples builds histories per batch.
@@ -93,8 +168,9 @@ def basket_items(indexed: pd.DataFrame, width: int) -> np.ndarray:
 
 def make_examples(catalog: EncodedCatalog, indexed: pd.DataFrame) -> Batch:
     """Indexed events sorted by (user, time) -> tensors user_index [N], profile [N, P],
-    history [N, H] (a SlidingHistory for large logs), items [N], ratings [N] (NaN for events
-    without a rating).
+    history [N, H], history_age float32[N, H], history_kind int64[N, H] (SlidingHistory for
+    large logs; services.contract.features HISTORY_EVENT_INPUTS), items [N], ratings [N] (NaN
+    for events without a rating).
 
     With baskets (order ids), an event's history is the one before its basket began: what the
     feature service serves when the next basket is recommended (nothing of it bought yet)."""
@@ -102,15 +178,23 @@ def make_examples(catalog: EncodedCatalog, indexed: pd.DataFrame) -> Batch:
     items = indexed["item_index"].to_numpy(np.int64, copy=True)
     history_len = catalog.spec.history_len
     starts = basket_starts(users, indexed["order_id"].to_numpy()) if has_baskets(indexed) else None
-    if len(items) * history_len > LAZY_HISTORY_ENTRIES:
-        history: torch.Tensor | SlidingHistory = SlidingHistory(users, items, history_len, starts)
-    else:
-        history = torch.from_numpy(sliding_histories(users, items, history_len, starts))
+    times = indexed["timestamp"].to_numpy(np.int64, copy=True)
+    tokens = (
+        indexed["event_token"].to_numpy(np.int64, copy=True)
+        if "event_token" in indexed
+        else np.ones(len(items), dtype=np.int64)
+    )
+    lazy = len(items) * history_len > LAZY_HISTORY_ENTRIES
+    columns: dict[str, torch.Tensor | SlidingHistory] = {}
+    for name, extra in (("history", {}), ("history_age", {"times": times}),
+                        ("history_kind", {"tokens": tokens})):  # fmt: skip
+        sliding = SlidingHistory(users, items, history_len, starts, **extra)
+        columns[name] = sliding if lazy else torch.from_numpy(sliding.numpy())
     ratings = indexed["rating"].to_numpy(np.float32, copy=True)
     return {
         "user_index": torch.from_numpy(users),
         "profile": torch.from_numpy(catalog.user_profiles[users]),
-        "history": history,
+        **columns,
         "items": torch.from_numpy(items),
         "ratings": torch.from_numpy(ratings),
     }

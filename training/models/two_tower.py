@@ -14,7 +14,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from services.contract.features import N_EVENT_TOKENS
 from training.models.layers import ItemFeatureArch, ProfileArch, l2_normalize, masked_mean, mlp
+
+# Time buckets of an age or a gap in seconds: 0 = unknown (negative), else
+# 1 + floor(log2(1 + seconds / 60)), capped: under a minute, 1-3 min, 3-7 min, ... a year+.
+N_TIME_BUCKETS = 24
+
+
+def time_buckets(seconds: torch.Tensor) -> torch.Tensor:
+    """float[...] seconds (-1 = unknown) -> int64[...] buckets in [0, N_TIME_BUCKETS)."""
+    log = torch.floor(torch.log2(1.0 + torch.clamp(seconds, min=0.0) / 60.0))
+    bucket = torch.clamp(log, max=float(N_TIME_BUCKETS - 2)).to(torch.int64) + 1
+    return torch.where(seconds < 0, torch.zeros_like(bucket), bucket)
 
 
 @dataclass(frozen=True)
@@ -35,6 +47,12 @@ class TwoTowerConfig:
     seq_layers: int = 2
     seq_heads: int = 2
     seq_dropout: float = 0.1
+    # The transformer also reads what each history event was and when (the history_age /
+    # history_kind inputs, services.contract.features): seq_time adds an embedding of each
+    # event's age at the request and of the gap to the event before it (log-spaced buckets);
+    # seq_kinds an embedding of its event token (view, purchase, a rating's step, ...).
+    seq_time: bool = False
+    seq_kinds: bool = False
 
 
 USER_ENCODERS = ("mean", "transformer")
@@ -125,15 +143,67 @@ class SequenceEncoder(nn.Module):
         self.norm = nn.LayerNorm(config.seq_dim)
         self.out_dim = config.seq_dim
         nn.init.normal_(self.position.weight, std=0.02)
+        # what each event was and when (None: not read; the graph then has no such input)
+        dim, timed = config.seq_dim, config.seq_time
+        self.age = nn.Embedding(N_TIME_BUCKETS, dim) if timed else None  # before the latest
+        self.gap = nn.Embedding(N_TIME_BUCKETS, dim) if timed else None  # to the next older
+        self.since = nn.Embedding(N_TIME_BUCKETS, dim) if timed else None  # latest -> request
+        self.kind = nn.Embedding(N_EVENT_TOKENS, config.seq_dim) if config.seq_kinds else None
+        for table in (self.age, self.gap, self.since, self.kind):
+            if table is not None:
+                nn.init.normal_(table.weight, std=0.02)
+
+    @property
+    def reads_events(self) -> bool:
+        return self.since is not None or self.kind is not None
+
+    def event_embedding(
+        self, age: torch.Tensor | None, kind: torch.Tensor | None, length: int
+    ) -> torch.Tensor | float:
+        """float[B, L, E] added to each position: how long before the latest event it came
+        and the gap to the next older event (time buckets), its event token, and at position 0
+        only, how long ago the latest event was at the request (each when configured).
+
+        Only that last one depends on the request's clock: a log replayed years after it was
+        recorded (MovieLens today) moves one input of one position, not the whole sequence."""
+        out: torch.Tensor | float = 0.0
+        if self.age is not None and self.gap is not None and self.since is not None:
+            if age is None:
+                raise ValueError("this sequence encoder reads history_age: pass it")
+            age = age[:, :length]
+            unknown = torch.full_like(age, -1.0)
+            latest = age[:, :1]
+            before_latest = torch.where((age >= 0) & (latest >= 0), age - latest, unknown)
+            older = torch.cat([age[:, 1:], unknown[:, :1]], dim=1)
+            gap = torch.where((age >= 0) & (older >= 0), older - age, unknown)
+            first = (torch.arange(length, device=age.device) == 0).to(age.dtype)[None, :, None]
+            out = (
+                out
+                + self.age(time_buckets(before_latest))
+                + self.gap(time_buckets(gap))
+                + self.since(time_buckets(latest)) * first
+            )
+        if self.kind is not None:
+            if kind is None:
+                raise ValueError("this sequence encoder reads history_kind: pass it")
+            out = out + self.kind(kind[:, :length])
+        return out
 
     def forward(
-        self, hist: torch.Tensor, valid: torch.Tensor, first_only: bool = False
+        self,
+        hist: torch.Tensor,
+        valid: torch.Tensor,
+        first_only: bool = False,
+        age: torch.Tensor | None = None,
+        kind: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """-> float[B, L, E]; first_only: float[B, 1, E], position 0 alone (the last layer
-        computes no other query: the same numbers, less work)."""
+        computes no other query: the same numbers, less work). age float[B, H] / kind
+        int64[B, H]: the history_age / history_kind inputs (read when configured)."""
         hist, valid = hist[:, : self.seq_len], valid[:, : self.seq_len]
         length = hist.shape[1]
         x = self.project(hist) + self.position.weight[:length].unsqueeze(0)
+        x = x + self.event_embedding(age, kind, length)
         x = self.dropout(x)
         # Query i may read key j when j is not more recent (j >= i) and j is a real item;
         # every position may read itself (padding rows then stay finite).
@@ -145,9 +215,15 @@ class SequenceEncoder(nn.Module):
             x = layer(x, allowed, first_only and i == len(self.layers) - 1)
         return self.norm(x)
 
-    def last(self, hist: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def last(
+        self,
+        hist: torch.Tensor,
+        valid: torch.Tensor,
+        age: torch.Tensor | None = None,
+        kind: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """float[B, E]: the state at the most recent position; zeros for an empty history."""
-        states = self.forward(hist, valid, first_only=True)
+        states = self.forward(hist, valid, True, age, kind)
         return states[:, 0] * valid[:, :1].to(states.dtype)
 
 
@@ -195,6 +271,7 @@ class UserTower(nn.Module):
         history_dim = (
             2 * self.history_items.out_dim if self.sequence is None else self.sequence.out_dim
         )
+        self.reads_events = self.sequence is not None and self.sequence.reads_events
         width = config.user_id_dim + self.profile.out_dim + history_dim
         self.over = mlp([width, config.hidden_dim, config.embedding_dim])
         nn.init.normal_(self.user_id.weight, std=0.05)
@@ -206,7 +283,11 @@ class UserTower(nn.Module):
         history: torch.Tensor,
         history_tags: torch.Tensor | None = None,
         history_attrs: torch.Tensor | None = None,
+        history_age: torch.Tensor | None = None,
+        history_kind: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """history_age / history_kind: read by a transformer configured with seq_time /
+        seq_kinds (then required), ignored otherwise (the graph declares no such input)."""
         if self.sequence is not None:  # only the seq_len most recent items are read
             n = self.sequence.seq_len
             history = history[:, :n]
@@ -214,7 +295,7 @@ class UserTower(nn.Module):
             history_attrs = None if history_attrs is None else history_attrs[:, :n]
         hist = self.history_items(history, history_tags, history_attrs)  # [B, H, F]
         if self.sequence is not None:
-            summary = [self.sequence.last(hist, history > 0)]
+            summary = [self.sequence.last(hist, history > 0, history_age, history_kind)]
         else:
             summary = [masked_mean(hist, (history > 0).to(torch.float32)), hist[:, 0]]
         features = torch.cat([self.user_id(user_index), self.profile(profile), *summary], dim=-1)
@@ -274,9 +355,13 @@ class TwoTower(nn.Module):
         profile: torch.Tensor,
         history: torch.Tensor,
         items: torch.Tensor,
+        history_age: torch.Tensor | None = None,
+        history_kind: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Mean cross-entropy of each user against the batch's positives (items int64[B])."""
-        users = self.user_tower(user_index, profile, history)  # [B, D]
+        users = self.user_tower(
+            user_index, profile, history, history_age=history_age, history_kind=history_kind
+        )  # [B, D]
         positives = self.item_tower(items)  # [B, D]
         logits = users @ positives.T / self.temperature - self.item_log_q[items].unsqueeze(0)
         # The same item twice in a batch is not a negative for either row.

@@ -57,6 +57,10 @@ class TrainConfig:
     user_seq_len: int = 50
     user_seq_layers: int = 2
     user_seq_dropout: float = 0.1
+    # The transformer also reads each history event's age and gap (user_seq_time) and its
+    # kind: view, purchase, a rating's step (user_seq_kinds); TwoTowerConfig.seq_time/seq_kinds
+    user_seq_time: bool = False
+    user_seq_kinds: bool = False
     encoder_selection_metric: str = "ndcg_at_10"
     test_fraction: float = 0.1
     # Ranker: negatives per example for its P(interact) factor (see training.models.negatives),

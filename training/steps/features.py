@@ -59,6 +59,10 @@ def parity_inputs(heldout: dict[str, np.ndarray], n_items: int, seed: int) -> di
     out = subset(heldout, np.sort(rows))
     out["user_index"][0] = 0
     out["history"][0] = 0
+    if "history_age" in out:  # ... and so no events
+        out["history_age"][0] = -1.0
+    if "history_kind" in out:
+        out["history_kind"][0] = 0
     out["items"] = rng.integers(0, n_items, size=(len(rows), 20), dtype=np.int64)
     out.pop("ratings")
     return out

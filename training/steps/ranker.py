@@ -15,8 +15,15 @@ from training.encode import EncodedCatalog
 from training.models import Ranker, RankerConfig, TwoTower
 from training.models.negatives import NegativeSampler, history_negatives, retrieval_candidates
 from training.models.ranker import RetrievalScore, ranker_loss
-from training.models.rating_fit import latest_histories
-from training.models.train import Batch, FitConfig, basket_items, fit, has_baskets
+from training.models.train import (
+    Batch,
+    FitConfig,
+    basket_items,
+    fit,
+    has_baskets,
+    history_events,
+    latest_history_events,
+)
 from training.steps.config import TrainConfig
 
 BASKET_WIDTH = 48  # items of one basket kept out of its history negatives (longer: the first 48)
@@ -73,15 +80,17 @@ def train_ranker(
         seed=cfg.seed + 1,
         examples_per_epoch=cfg.examples_per_epoch,
     )
+    latest = latest_history_events(catalog, train)
     hard = (
         retrieval_candidates(
             two_tower.user_tower,
             item_embeddings,
             catalog.user_profiles,
-            latest_histories(catalog, train),
+            latest.pop("history"),
             train,
             cfg.hard_negative_pool,
             exclude=exclude_items,
+            events=latest,
         )
         if model_cfg.hard_negatives > 0
         else np.zeros((catalog.n_users, 1), dtype=np.int64)
@@ -126,6 +135,7 @@ def train_ranker(
             b["ratings"],
             model_cfg.positive_threshold,
             negatives(b),
+            history_events(b),
         ),
         per_item,
         fit_cfg,

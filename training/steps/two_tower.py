@@ -13,7 +13,14 @@ import pandas as pd
 
 from training.encode import EncodedCatalog
 from training.models import ItemTower, TwoTower, TwoTowerConfig, UserTower
-from training.models.train import Batch, FitConfig, fit, has_baskets, make_examples
+from training.models.train import (
+    Batch,
+    FitConfig,
+    fit,
+    has_baskets,
+    history_events,
+    make_examples,
+)
 from training.models.two_tower import USER_ENCODERS
 from training.steps.config import TrainConfig
 from training.steps.evaluate import RETRIEVAL_EVAL_MAX_SCORES, sample_users
@@ -28,6 +35,8 @@ def model_config(cfg: TrainConfig, encoder: str) -> TwoTowerConfig:
         seq_len=cfg.user_seq_len,
         seq_layers=cfg.user_seq_layers,
         seq_dropout=cfg.user_seq_dropout,
+        seq_time=cfg.user_seq_time,
+        seq_kinds=cfg.user_seq_kinds,
     )
 
 
@@ -70,7 +79,9 @@ def train_two_tower(
     )
     info = fit(
         model,
-        lambda b: model.loss(b["user_index"], b["profile"], b["history"], b["items"]),
+        lambda b: model.loss(
+            b["user_index"], b["profile"], b["history"], b["items"], **history_events(b)
+        ),
         examples,
         fit_cfg,
         desc=f"two-tower ({encoder})",

@@ -32,7 +32,7 @@ from training.evaluate.baskets import (
     repeat_share,
     score_baskets,
 )
-from training.evaluate.report_peers import basket_peers_section
+from training.evaluate.report_peers import basket_peers_section, encoders_section
 
 METRICS = (f"recall@{K_RECALL}", f"ndcg@{K_NDCG}", f"repeat_recall@{K_RECALL}",
            f"new_recall@{K_RECALL}")  # fmt: skip
@@ -202,7 +202,9 @@ def write_basket_report(results: dict[str, Any], out_dir: Path) -> Path:
     lines += ["", "bought share@20: share of the top-20 slots holding an item the user bought "
               "before. Hyper-parameters picked on validation by ndcg@10; the tuning grids and "
               f"validation scores are in eval_{name}.json."]  # fmt: skip
-    lines += basket_peers_section(out_dir / f"external_baselines_{name}.json", results["systems"])
+    peers = out_dir / f"external_baselines_{name}.json"
+    lines += basket_peers_section(peers, results["systems"])
+    lines += encoders_section(out_dir / f"encoders_{name}.json", peers, results["systems"])
     path = out_dir / f"eval_{name}.md"
     path.write_text("\n".join(lines) + "\n")
     return path

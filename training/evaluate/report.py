@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from training.evaluate.report_cold import cold_items_section
-from training.evaluate.report_peers import movielens_peers_section
+from training.evaluate.report_peers import encoders_section, movielens_peers_section
 
 TOPK_COLUMNS = ("recall@10", "recall@20", "recall@50", "ndcg@10", "ndcg@20", "precision@10",
                 "hit_rate@10", "mrr@10", "coverage@10", "diversity@10", "novelty@10")  # fmt: skip
@@ -266,6 +266,10 @@ def write_report(results: Mapping[str, Any], out_dir: Path) -> Path:
         "",
         *_external_section(out_dir / "external_baselines.json"),
         *movielens_peers_section(out_dir / "external_baselines.json", sys),
+        *encoders_section(
+            out_dir / "encoders_movielens.json", out_dir / "external_baselines.json", sys
+        ),
+        "",
         "## Timings (seconds, 2-core machine shared with other jobs)",
         "",
     ]

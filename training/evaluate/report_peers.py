@@ -119,6 +119,80 @@ def basket_peers_section(path: Path, systems: Mapping[str, Mapping[str, Any]]) -
     ]
 
 
+# The best peer of a dataset: the issue's peers (ALS, EASE, LightGCN, SASRec, GRU4Rec) plus, on
+# a basket dataset, the user's own most frequent items.
+REFERENCE_PEERS = ("implicit_als", "ease", "user_frequency")
+_ENCODER_PARTS = {"user_seq_time": "time gaps", "user_seq_kinds": "event kinds"}
+
+
+def encoder_label(variant: str) -> str:
+    """training.evaluate.encoders variant -> a row label: "transformer+user_seq_time=1" ->
+    "transformer + time gaps"; other overrides are shown as given."""
+    encoder, *pairs = variant.split("+")
+    parts = [encoder]
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        if key in _ENCODER_PARTS:
+            if value not in ("0", "false", "False"):
+                parts.append(_ENCODER_PARTS[key])
+        else:
+            parts.append(pair)
+    return " + ".join(parts)
+
+
+def best_peer(
+    entries: list[dict[str, Any]], systems: Mapping[str, Mapping[str, Any]]
+) -> dict[str, tuple[str, float]]:
+    """metric -> (peer, value): the best of the external entries (ALS, LightGCN, SASRec, ...)
+    and this report's REFERENCE_PEERS, per headline metric."""
+    rows = [(f"{e.get('library', '')} {e.get('model', '')}".strip(), e["metrics"]) for e in entries]
+    rows += [(k, systems[k]) for k in REFERENCE_PEERS if k in systems]
+    best: dict[str, tuple[str, float]] = {}
+    for name, row in rows:
+        for metric in HEADLINE:
+            value = _metric(row, metric)
+            if value is not None and value > best.get(metric, ("", -1.0))[1]:
+                best[metric] = (name, value)
+    return best
+
+
+def encoders_section(
+    path: Path, peers_path: Path, systems: Mapping[str, Mapping[str, Any]]
+) -> list[str]:
+    """The user-encoder ablation (reports/encoders_<data>.json, `python -m training.evaluate.
+    encoders`): each variant's served retrieval and two-stage metrics, and its two-stage lead
+    over the best peer on the same split."""
+    if not Path(path).is_file():
+        return []
+    results = json.loads(Path(path).read_text())
+    best = best_peer(load_entries(peers_path), systems)
+    lines = [
+        "",
+        f"### User encoders and their ablation (`{results.get('command', '')}`)",
+        "",
+        f"From `{Path(path).name}`: one bundle per variant, trained on this split's train events "
+        "and asked through the served path (user tower ONNX + FAISS, then the ranker's "
+        "P(interact) over the top 200), each user at the time of their first test event. "
+        "Lead: two-stage over the best peer ("
+        + ", ".join(f"{m} {name} {value:.4f}" for m, (name, value) in best.items())
+        + ").",
+        "",
+        "| user encoder | retrieval recall@20 | retrieval ndcg@10 | two-stage recall@20 | "
+        "two-stage ndcg@10 | lead recall@20 | lead ndcg@10 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for variant, row in results.get("systems", {}).items():
+        cells = [_f(_metric(row.get(part, {}), m)) for part in ("retrieval", "two_stage")
+                 for m in HEADLINE]  # fmt: skip
+        leads = []
+        for m in HEADLINE:
+            value = _metric(row.get("two_stage", {}), m)
+            leads.append("–" if value is None or m not in best else
+                         f"{100 * (value / best[m][1] - 1):+.1f}%")  # fmt: skip
+        lines.append(f"| {encoder_label(variant)} | " + " | ".join(cells + leads) + " |")
+    return lines
+
+
 _SEQ_NOTE = (
     "SASRec and GRU4Rec: RecBole 1.2.1 models, cross-entropy over all items, input = the "
     "user's last 50 training items in time order (fit for validation, train for test), "

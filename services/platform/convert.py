@@ -105,6 +105,8 @@ def user_state_from_proto(
     activity: bool = True,
 ) -> UserState:
     """history_len pads/truncates history to int64[H]; profile_len checks the profile size.
+    history_times / history_kinds (when sent) are aligned with that history: padded with 0
+    (unknown), entries past it dropped.
     seen=False / activity=False: a service that never reads those fields (ranking reads
     neither, retrieval no activity) leaves them empty instead of converting them; the activity
     lengths are checked all the same."""
@@ -115,12 +117,10 @@ def user_state_from_proto(
         elif profile.size != profile_len:
             raise InvalidArgument(f"profile has {profile.size} fields, expected {profile_len}")
     history = _i64(msg.history)
-    if len(msg.history_times) > history.size or len(msg.history_kinds) > history.size:
-        raise InvalidArgument("history_times / history_kinds longer than history")
     times, kinds = _history_column(msg.history_times), _history_column(msg.history_kinds)
     if history_len is not None:
         history = pad_history(history, history_len)
-    if times.size or kinds.size:  # aligned with the (padded) history; unknown past the sent
+    if times.size or kinds.size:  # aligned with the (padded) history: unknown past the sent
         times, kinds = pad_history(times, history.size), pad_history(kinds, history.size)
     if activity:
         days, values = _i64(msg.activity_days), _f32(msg.activity_values)

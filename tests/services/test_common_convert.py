@@ -201,6 +201,7 @@ def test_history_without_times_and_kinds_sends_and_reads_none():
     back = convert.user_state_from_proto(msg, history_len=4)
     assert back.history_times.size == back.history_kinds.size == 0
 
-    msg.history_kinds.extend([1, 2, 3])  # more entries than history has
-    with pytest.raises(InvalidArgument):
-        convert.user_state_from_proto(msg)
+    msg.history_kinds.extend([1, 2, 3])  # more entries than history has: those past it dropped
+    back = convert.user_state_from_proto(msg)
+    np.testing.assert_array_equal(back.history_kinds, [1, 2])
+    np.testing.assert_array_equal(back.history_times, [0, 0])

@@ -100,8 +100,9 @@ class UserRecord:
             self.times, self.kinds,
         )  # fmt: skip
 
-    def apply(self, item_index: int, day: int, value: float, time_: int, kind: int) -> None:
-        self.apply_many([item_index], [day], [value], [time_], [kind])
+    def apply(self, item_index: int, day: int, value: float, at: int, kind: int) -> None:
+        """One event (apply_many)."""
+        self.apply_many([item_index], [day], [value], [at], [kind])
 
     def apply_many(
         self,
@@ -267,7 +268,7 @@ class BundleFeatures:
         row = self.users.index(user_id)
         h = self.spec.history_len
         if rec is None:
-            history = times = kinds = np.zeros(h, dtype=np.int64)
+            history, times, kinds = (np.zeros(h, dtype=np.int64) for _ in range(3))
             seen, days, values, count = EMPTY_I64, EMPTY_I64, EMPTY_F32, 0
         else:
             history, seen, days, values, count = (

@@ -64,7 +64,7 @@ class Filters(_message.Message):
     def __init__(self, exclude_seen: _Optional[bool] = ..., include_tags: _Optional[_Iterable[str]] = ..., exclude_tags: _Optional[_Iterable[str]] = ..., exclude_items: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class UserFeatures(_message.Message):
-    __slots__ = ("user_id", "known", "user_index", "profile", "history", "seen", "activity_days", "activity_values", "event_count", "bundle_version")
+    __slots__ = ("user_id", "known", "user_index", "profile", "history", "seen", "activity_days", "activity_values", "event_count", "bundle_version", "history_times", "history_kinds")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     KNOWN_FIELD_NUMBER: _ClassVar[int]
     USER_INDEX_FIELD_NUMBER: _ClassVar[int]
@@ -75,6 +75,8 @@ class UserFeatures(_message.Message):
     ACTIVITY_VALUES_FIELD_NUMBER: _ClassVar[int]
     EVENT_COUNT_FIELD_NUMBER: _ClassVar[int]
     BUNDLE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_TIMES_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_KINDS_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     known: bool
     user_index: int
@@ -85,7 +87,9 @@ class UserFeatures(_message.Message):
     activity_values: _containers.RepeatedScalarFieldContainer[float]
     event_count: int
     bundle_version: str
-    def __init__(self, user_id: _Optional[str] = ..., known: _Optional[bool] = ..., user_index: _Optional[int] = ..., profile: _Optional[_Iterable[int]] = ..., history: _Optional[_Iterable[int]] = ..., seen: _Optional[_Iterable[int]] = ..., activity_days: _Optional[_Iterable[int]] = ..., activity_values: _Optional[_Iterable[float]] = ..., event_count: _Optional[int] = ..., bundle_version: _Optional[str] = ...) -> None: ...
+    history_times: _containers.RepeatedScalarFieldContainer[int]
+    history_kinds: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, user_id: _Optional[str] = ..., known: _Optional[bool] = ..., user_index: _Optional[int] = ..., profile: _Optional[_Iterable[int]] = ..., history: _Optional[_Iterable[int]] = ..., seen: _Optional[_Iterable[int]] = ..., activity_days: _Optional[_Iterable[int]] = ..., activity_values: _Optional[_Iterable[float]] = ..., event_count: _Optional[int] = ..., bundle_version: _Optional[str] = ..., history_times: _Optional[_Iterable[int]] = ..., history_kinds: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ItemInfo(_message.Message):
     __slots__ = ("item_id", "item_index", "title", "tags", "year", "popularity")

@@ -30,7 +30,12 @@ import pyarrow.parquet as pq
 
 from services.contract.bundle import Bundle
 from services.contract.catalog import tag_matrix
-from services.contract.features import FeatureSpec, encode_item_attributes, tags_multi_hot
+from services.contract.features import (
+    HISTORY_EVENT_INPUTS,
+    FeatureSpec,
+    encode_item_attributes,
+    tags_multi_hot,
+)
 
 HISTORY_FEATURE_INPUTS = ("history_tags", "history_attrs")
 ITEM_FEATURE_INPUTS = ("item_tags", "item_attrs", "item_vectors")
@@ -42,6 +47,14 @@ def feature_inputs(session) -> tuple[str, ...]:
     bundle, which holds the features as constants and takes item indices only)."""
     names = {i.name for i in session.get_inputs()}
     return tuple(n for n in FEATURE_INPUTS if n in names)
+
+
+def event_inputs(session) -> tuple[str, ...]:
+    """The history event inputs (history_age, history_kind: services.contract.features) an
+    ONNX session declares. Graph inputs to feed like the feature inputs (UserInputs.feeds
+    takes both), built from the user's state: they need no item table."""
+    names = {i.name for i in session.get_inputs()}
+    return tuple(n for n in HISTORY_EVENT_INPUTS if n in names)
 
 
 def unknown_as_zero(rows: np.ndarray, n_rows: int) -> tuple[np.ndarray, int]:

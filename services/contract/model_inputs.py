@@ -108,9 +108,14 @@ class UserInputs:
         """history_age float32[1, H] / history_kind int64[1, H] (those of `features`) from the
         user's history_times / history_kinds (services.contract.features), aligned with
         `history` int64[H] (padded): entries past the recorded ones, and padding entries, are
-        unknown (age -1, kind 0). InvalidArgument for a kind out of range."""
+        unknown (age -1, kind 0). An entry read as row 0 with its event recorded (an added item
+        the graph does not know: unknown_as_zero) is not padding: it keeps its age and kind.
+        InvalidArgument for a kind out of range."""
         h = self.history_len
-        padding = history == 0
+        kinds = np.asarray(user.history_kinds, dtype=np.int64)[:h]
+        recorded = np.zeros(h, dtype=bool)
+        recorded[: kinds.size] = kinds > 0
+        padding = (history == 0) & ~recorded
         out: dict[str, np.ndarray] = {}
         if HISTORY_AGE_INPUT in features:
             times = np.asarray(user.history_times, dtype=np.int64)
@@ -122,7 +127,6 @@ class UserInputs:
             ages[padding] = -1.0
             out[HISTORY_AGE_INPUT] = ages.reshape(1, -1)
         if HISTORY_KIND_INPUT in features:
-            kinds = np.asarray(user.history_kinds, dtype=np.int64)[:h]
             if kinds.size and (kinds.min() < 0 or kinds.max() >= N_EVENT_TOKENS):
                 raise InvalidArgument(f"history kind out of range [0, {N_EVENT_TOKENS})")
             padded = np.zeros(h, dtype=np.int64)

@@ -5,11 +5,15 @@ validation and the assembly of a UserState. Stores differ only in where live eve
 
 Base state is encoded exactly as training encodes it (events stably sorted by user then time;
 history = most recent first). A live event is folded in with `UserRecord.apply_many`, the one
-definition of how an event changes a user's state.
+definition of how an event changes a user's state. Every history entry keeps the event behind it
+(its unix time and its token, services.contract.features.event_tokens; 0 = unknown), entry by
+entry.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Self
@@ -27,6 +31,8 @@ from services.contract.features import (
     SECONDS_PER_DAY,
     FeatureSpec,
     encode_profiles,
+    event_token,
+    event_tokens,
     pad_history,
 )
 from services.contract.types import Event, EventKind, ItemInfo, UserState
@@ -50,6 +56,16 @@ def event_day(event: Event) -> int:
     return event.timestamp // SECONDS_PER_DAY
 
 
+def history_kind(event: Event, scale: tuple[float, float] = (1.0, 5.0)) -> int:
+    """The token of the event behind a history entry (event_token): its kind, and a rating
+    event's rating by its step on `scale` (the dataset's rating scale)."""
+    rating = float(event.rating) if event.kind is EventKind.RATING else math.nan
+    return event_token(event.kind.value, rating, scale)
+
+
+VIEW_TOKEN = event_token(EventKind.VIEW.value)  # the recent items a request brings
+
+
 def frozen(arr: np.ndarray) -> np.ndarray:
     arr.flags.writeable = False
     return arr
@@ -62,35 +78,52 @@ EMPTY_F32 = frozen(np.zeros(0, dtype=np.float32))
 @dataclass(slots=True)
 class UserRecord:
     """Arrays are replaced, never mutated (copy-on-write), so UserStates handed out stay valid
-    and `copy()` is cheap."""
+    and `copy()` is cheap. times / kinds describe the event behind each history entry (unix s,
+    event token; 0 = unknown); empty = none recorded (a state saved before they were kept)."""
 
     history: np.ndarray  # int64[H], most recent first, 0-padded
     seen: np.ndarray = field(default_factory=lambda: EMPTY_I64)  # int64[S] ascending
     days: np.ndarray = field(default_factory=lambda: EMPTY_I64)  # int64[A] ascending
     values: np.ndarray = field(default_factory=lambda: EMPTY_F32)  # float32[A]
     event_count: int = 0
+    times: np.ndarray = field(default_factory=lambda: EMPTY_I64)  # int64[H], with history
+    kinds: np.ndarray = field(default_factory=lambda: EMPTY_I64)  # int64[H], with history
 
     @classmethod
     def empty(cls, history_len: int) -> UserRecord:
-        return cls(history=frozen(np.zeros(history_len, dtype=np.int64)))
+        zeros = frozen(np.zeros(history_len, dtype=np.int64))
+        return cls(history=zeros, times=zeros, kinds=zeros)
 
     def copy(self) -> UserRecord:
-        return UserRecord(self.history, self.seen, self.days, self.values, self.event_count)
+        return UserRecord(
+            self.history, self.seen, self.days, self.values, self.event_count,
+            self.times, self.kinds,
+        )  # fmt: skip
 
-    def apply(self, item_index: int, day: int, value: float) -> None:
-        self.apply_many([item_index], [day], [value])
+    def apply(self, item_index: int, day: int, value: float, at: int, kind: int) -> None:
+        """One event (apply_many)."""
+        self.apply_many([item_index], [day], [value], [at], [kind])
 
     def apply_many(
-        self, item_indices: Sequence[int], days: Sequence[int], values: Sequence[float]
+        self,
+        item_indices: Sequence[int],
+        days: Sequence[int],
+        values: Sequence[float],
+        times: Sequence[int],
+        kinds: Sequence[int],
     ) -> None:
-        """Events in order (item index, 0 = unknown item; day; activity value). The one
-        definition of how events change a user's state: known items shift into the front of
-        history and join seen; each day's activity accumulates in float32, event by event."""
+        """Events in order (item index, 0 = unknown item; day; activity value; unix time and
+        event token, 0 = unknown). The one definition of how events change a user's state:
+        known items shift into the front of history, their times and kinds with them, and join
+        seen; each day's activity accumulates in float32, event by event."""
         items = np.asarray(item_indices, dtype=np.int64)
-        known = items[items > 0]
+        is_known = items > 0
+        known = items[is_known]
         if known.size:
-            recent = np.concatenate((known[::-1], self.history))
-            self.history = frozen(pad_history(recent, self.history.size))
+            h = self.history.size
+            self.history = frozen(pad_history(np.concatenate((known[::-1], self.history)), h))
+            self.times = _shifted(times, is_known, self.times, h)
+            self.kinds = _shifted(kinds, is_known, self.kinds, h)
             self.seen = frozen(np.union1d(self.seen, known))
         if items.size:  # np.add.at adds in order, in float32: as one `+=` per event would
             day_arr = np.asarray(days, dtype=np.int64)
@@ -101,6 +134,18 @@ class UserRecord:
             np.add.at(totals, np.searchsorted(all_days, day_arr), add)
             self.days, self.values = frozen(all_days), frozen(totals)
         self.event_count += len(items)
+
+
+def _shifted(new: Sequence[int], keep: np.ndarray, old: np.ndarray, history_len: int) -> np.ndarray:
+    """The kept `new` values (event order) in front of `old`, most recent first, as history
+    shifts: int64[H], 0 where unknown."""
+    front = np.asarray(new, dtype=np.int64)[keep][::-1]
+    return frozen(pad_history(np.concatenate((front, pad_history(old, history_len))), history_len))
+
+
+def _full(values: np.ndarray, history_len: int) -> np.ndarray:
+    """int64[H]: `values` as they are when they have H entries, else padded / truncated."""
+    return values if values.size == history_len else pad_history(values, history_len)
 
 
 def validate_event(event: Event, scale: tuple[float, float] = (1.0, 5.0)) -> None:
@@ -164,6 +209,10 @@ class BundleFeatures:
     def activity_value(self, event: Event) -> float:
         return activity_value(event, self.dataset.has_money)
 
+    def history_kind(self, event: Event) -> int:
+        """The event's token on this bundle's rating scale (history_kind)."""
+        return history_kind(event, self.dataset.rating_scale)
+
     @property
     def bundle_version(self) -> str:
         return self._version
@@ -213,20 +262,29 @@ class BundleFeatures:
     ) -> UserState:
         """Unknown users get known=False, user_index 0, a zero profile and whatever history live
         events gave them. recent_items (most recent first) go in front of the stored history and
-        count as seen, for this call only; unknown recent items are skipped."""
+        count as seen, for this call only, as views made now (the request's clock); unknown
+        recent items are skipped. history_times / history_kinds are int64[H], aligned with
+        history (0 = unknown)."""
         row = self.users.index(user_id)
+        h = self.spec.history_len
         if rec is None:
-            history = np.zeros(self.spec.history_len, dtype=np.int64)
+            history, times, kinds = (np.zeros(h, dtype=np.int64) for _ in range(3))
             seen, days, values, count = EMPTY_I64, EMPTY_I64, EMPTY_F32, 0
         else:
             history, seen, days, values, count = (
                 rec.history, rec.seen, rec.days, rec.values, rec.event_count
             )  # fmt: skip
+            times, kinds = _full(rec.times, h), _full(rec.kinds, h)
         if recent_items:
             recent = self.catalog.indices(recent_items)
             recent = recent[recent > 0]
             if recent.size:
-                history = pad_history(np.concatenate((recent, history[history > 0])), history.size)
+                stored = history > 0
+                now = np.full(recent.size, int(time.time()), dtype=np.int64)
+                views = np.full(recent.size, VIEW_TOKEN, dtype=np.int64)
+                history = pad_history(np.concatenate((recent, history[stored])), h)
+                times = pad_history(np.concatenate((now, times[stored])), h)
+                kinds = pad_history(np.concatenate((views, kinds[stored])), h)
                 seen = np.union1d(seen, recent)
         return UserState(
             user_id=user_id,
@@ -238,6 +296,8 @@ class BundleFeatures:
             activity_days=days,
             activity_values=values,
             event_count=count,
+            history_times=times,
+            history_kinds=kinds,
         )
 
 
@@ -251,13 +311,23 @@ def load_profiles(bundle: Bundle, spec: FeatureSpec, users: Vocabulary) -> np.nd
     return profiles
 
 
-def load_records(bundle: Bundle, spec: FeatureSpec, items: Vocabulary) -> dict[str, UserRecord]:
-    """Vectorised per-user grouping of the training event log."""
-    table = pq.read_table(
-        bundle.path("interactions.parquet"), columns=["user_id", "item_id", "timestamp", "value"]
-    )
+def load_records(
+    bundle: Bundle,
+    spec: FeatureSpec,
+    items: Vocabulary,
+    rating_scale: tuple[float, float] | None = None,
+) -> dict[str, UserRecord]:
+    """Vectorised per-user grouping of the training event log. Each history entry's event:
+    its `timestamp` and its token from `event_type` ("" when the bundle has no such column)
+    and `rating` (event_tokens on `rating_scale`, default the bundle's dataset's)."""
+    path = bundle.path("interactions.parquet")
+    present = set(pq.read_schema(path).names)
+    optional = [c for c in ("rating", "event_type") if c in present]
+    table = pq.read_table(path, columns=["user_id", "item_id", "timestamp", "value", *optional])
     if table.num_rows == 0:
         return {}
+    scale = bundle.dataset.rating_scale if rating_scale is None else rating_scale
+    kinds = _event_tokens(table, scale)
     users = pc.dictionary_encode(table.column("user_id").combine_chunks())
     codes = users.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     names = users.dictionary.to_pylist()
@@ -269,17 +339,19 @@ def load_records(bundle: Bundle, spec: FeatureSpec, items: Vocabulary) -> dict[s
 
     order = np.lexsort((np.arange(codes.size), timestamps, codes))  # stable: user, then time
     codes, item_index = codes[order], item_index[order]
-    timestamps, values = timestamps[order], values[order]
+    timestamps, values, kinds = timestamps[order], values[order], kinds[order]
     cuts = np.flatnonzero(np.diff(codes)) + 1
     starts, ends = np.r_[0, cuts], np.r_[cuts, codes.size]
     # Every user's arrays at once (a million users load in seconds, not a minute); the loop
     # below only slices them. Same values as pad_history / np.unique / daily_activity per user.
     group = np.repeat(np.arange(starts.size), ends - starts)  # the user of each event
-    history = _histories(group, item_index, starts.size, spec.history_len)
+    history = _histories(group, item_index, item_index, starts.size, spec.history_len)
+    times = _histories(group, item_index, timestamps, starts.size, spec.history_len)
+    history_kinds = _histories(group, item_index, kinds, starts.size, spec.history_len)
     seen_items, seen_bounds = _seen(group, item_index, starts.size)
     days, day_values, day_bounds = _daily(group, timestamps, values, starts.size)
 
-    for whole in (history, seen_items, days, day_values):
+    for whole in (history, times, history_kinds, seen_items, days, day_values):
         frozen(whole)  # so every slice below is read-only too (a view inherits the flag)
     seen_at, day_at = seen_bounds.tolist(), day_bounds.tolist()
     records: dict[str, UserRecord] = {}
@@ -290,8 +362,33 @@ def load_records(bundle: Bundle, spec: FeatureSpec, items: Vocabulary) -> dict[s
             days=days[day_at[g] : day_at[g + 1]],
             values=day_values[day_at[g] : day_at[g + 1]],
             event_count=end - start,
+            times=times[g],
+            kinds=history_kinds[g],
         )
     return records
+
+
+def _event_tokens(table: pa.Table, scale: tuple[float, float]) -> np.ndarray:
+    """int64[N]: event_tokens of the log's event_type ("" for a null or without the column)
+    and rating (NaN = none) columns, computed once per distinct (type, rating) pair."""
+    n = table.num_rows
+    if "event_type" in table.column_names:
+        types = pc.fill_null(table.column("event_type").cast(pa.string()), "").combine_chunks()
+        encoded = pc.dictionary_encode(types)
+        names = encoded.dictionary.to_pylist()
+        codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.float64)
+    else:
+        names, codes = [""], np.zeros(n)
+    if "rating" in table.column_names:
+        column = table.column("rating").cast(pa.float64())
+        ratings = column.to_numpy(zero_copy_only=False).astype(np.float64)
+    else:
+        ratings = np.full(n, np.nan)
+    pairs = np.stack((codes, np.nan_to_num(ratings, nan=-np.inf)), axis=1)  # NaN = NaN here
+    distinct, inverse = np.unique(pairs, axis=0, return_inverse=True)
+    rated = np.where(np.isinf(distinct[:, 1]), np.nan, distinct[:, 1])
+    tokens = event_tokens([names[int(c)] for c in distinct[:, 0]], rated, scale)
+    return tokens[inverse.reshape(-1)]
 
 
 def _bounds(owner: np.ndarray, n_groups: int) -> np.ndarray:
@@ -299,10 +396,13 @@ def _bounds(owner: np.ndarray, n_groups: int) -> np.ndarray:
     return np.r_[0, np.cumsum(np.bincount(owner, minlength=n_groups))]
 
 
-def _histories(group: np.ndarray, items: np.ndarray, n_groups: int, length: int) -> np.ndarray:
-    """int64[G, H]: each user's known items, most recent first, 0-padded (pad_history)."""
+def _histories(
+    group: np.ndarray, items: np.ndarray, column: np.ndarray, n_groups: int, length: int
+) -> np.ndarray:
+    """int64[G, H]: `column` (the items themselves, their times, their event tokens) at each
+    user's known items, most recent first, 0-padded (pad_history)."""
     known = items > 0
-    owner, item = group[known], items[known]
+    owner, item = group[known], np.asarray(column, dtype=np.int64)[known]
     bounds = _bounds(owner, n_groups)
     from_end = bounds[owner + 1] - 1 - np.arange(owner.size)  # 0 = the user's latest
     keep = from_end < length

@@ -2,7 +2,8 @@
 lists from the event stream (docs/feature_store.md, "Data layout in Redis").
 
     {prefix}:user:{user_id}   LIST    one entry per live event, stream order:
-                                      "<stream id> <day> <activity value> <item_id>"
+                                      "<stream id> <day>:<ts>:<kind> <activity value>
+                                      <item_id>" (older entries: "<day>" alone)
     {prefix}:events           STREAM  every event (the durable log)
     {prefix}:layout           STRING  "2" once the user lists above are complete
     {prefix}:layout:lock      STRING  held (SET NX PX, refreshed) by the replica rebuilding them
@@ -99,7 +100,7 @@ def parse_stream_id(text: str) -> StreamId:
 
 
 def entry_stream_id(entry: str) -> StreamId:
-    """The stream id of a user-list entry "<stream id> <day> <value> <item>"."""
+    """The stream id of a user-list entry "<stream id> <day>... <value> <item>"."""
     return parse_stream_id(entry.split(" ", 1)[0])
 
 

@@ -6,7 +6,9 @@ bundle was built, so those live in Redis (layout in docs/feature_store.md and
 services.feature.redis_layout):
 
     {prefix}:user:{user_id}  LIST, one entry per live event, stream order, for every bundle
-                             version: "<stream id> <day> <activity value> <item_id>"
+                             version: "<stream id> <day>:<ts>:<kind> <activity value>
+                             <item_id>" (kind: the event's token, history_kind; entries
+                             written before times and kinds were kept have "<day>" alone)
     {prefix}:events          STREAM, every event (the durable log): bundle, user, item, kind,
                              ts, rating, value
     {prefix}:layout          "2" once the lists are complete (connect rebuilds them from the
@@ -155,6 +157,16 @@ class _Folded:
     last: str  # the last list entry read, folded or skipped (stream ids make entries unique)
 
 
+def _when(field: str) -> tuple[int, int, int]:
+    """A list entry's "<day>:<ts>:<kind>" -> (day, ts, kind); an entry written before times
+    and kinds were kept ("<day>") -> (day, 0, 0): unknown."""
+    day, _, rest = field.partition(":")
+    if not rest:
+        return int(day), 0, 0
+    ts, _, kind = rest.partition(":")
+    return int(day), int(ts), int(kind)
+
+
 class RedisFeatureStore(BundleFeatures):
     """Same answers as InMemoryFeatureStore; live state shared by every replica through Redis."""
 
@@ -250,7 +262,8 @@ class RedisFeatureStore(BundleFeatures):
 
     def _list_entry(self, e: Event) -> str:
         """An entry without its stream id (the script prepends it)."""
-        return f"{event_day(e)} {self.activity_value(e)!r} {e.item_id}"
+        when = f"{event_day(e)}:{e.timestamp}:{self.history_kind(e)}"
+        return f"{when} {self.activity_value(e)!r} {e.item_id}"
 
     def user_key(self, user_id: str) -> str:
         return self._user_prefix + user_id
@@ -397,7 +410,8 @@ class RedisFeatureStore(BundleFeatures):
         items = self.catalog.indices([p[3] for p in parts])
         if (items == 0).any() and self.sync_registry():  # maybe added by another replica
             items = self.catalog.indices([p[3] for p in parts])
-        record.apply_many(items, [int(p[1]) for p in parts], [float(p[2]) for p in parts])
+        days, times, kinds = zip(*(_when(p[1]) for p in parts), strict=True)
+        record.apply_many(items, days, [float(p[2]) for p in parts], times, kinds)
         self._remember(user_id, _Folded(record, count + len(new), new[-1]))
         return record
 

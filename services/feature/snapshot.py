@@ -1,12 +1,13 @@
 """Snapshots of the live per-user state, and start-up recovery: bundle -> snapshot -> log replay.
 
 A snapshot is `<log dir>/snapshot.npz` (numpy, allow_pickle=False), written atomically (temp
-file, fsync, os.replace, fsync of the directory). It holds every user's history, seen items,
-daily activity and event count, the bundle version its item indices belong to, and the log
-position it reflects. It is used only with the same bundle version; otherwise recovery starts
-from the bundle's own state and replays the log from the position the bundle was trained up to
-(manifest data.split.feedback_log, written by `make retrain`) or from the beginning.
-"""
+file, fsync, os.replace, fsync of the directory). It holds every user's history (with each
+entry's event time and kind: `history_times`, `history_kinds`; a snapshot written before they
+were kept has neither, and loads with them unknown), seen items, daily activity and event count,
+the bundle version its item indices belong to, and the log position it reflects. It is used only
+with the same bundle version; otherwise recovery starts from the bundle's own state and replays
+the log from the position the bundle was trained up to (manifest data.split.feedback_log,
+written by `make retrain`) or from the beginning."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import numpy as np
 
 from services.contract.added_items import AddedItem, decode_registry, encode_registry
 from services.contract.bundle import Bundle
+from services.contract.features import pad_history
 from services.feature.config import DurabilitySettings
 from services.feature.eventlog import (
     EventLog,
@@ -49,6 +51,17 @@ def _concat(parts: list[np.ndarray], dtype: type) -> tuple[np.ndarray, np.ndarra
     return flat, offsets
 
 
+def _aligned(rows: list[tuple[np.ndarray, ...]], column: int, history_len: int) -> np.ndarray:
+    """int64[U, H]: the users' `column` (history times or kinds), 0 where none is recorded."""
+    if rows and all(len(r) > column and r[column].size == history_len for r in rows):
+        return np.stack([r[column] for r in rows]).astype(np.int64, copy=False)
+    out = np.zeros((len(rows), history_len), dtype=np.int64)
+    for i, row in enumerate(rows):
+        if len(row) > column:
+            out[i] = pad_history(row[column], history_len)
+    return out
+
+
 def write_snapshot(
     directory: Path,
     bundle_version: str,
@@ -70,6 +83,8 @@ def write_snapshot(
         "position": np.array(position, dtype=np.int64),
         "users": np.array(users, dtype=str),
         "history": np.stack([r[0] for r in rows]) if rows else np.zeros((0, history_len)),
+        "history_times": _aligned(rows, 5, history_len),
+        "history_kinds": _aligned(rows, 6, history_len),
         "seen": seen, "seen_offsets": seen_off,
         "days": days, "days_offsets": days_off, "values": values,
         "event_count": np.array([int(r[4][0]) for r in rows], dtype=np.int64),
@@ -106,6 +121,8 @@ def read_snapshot(directory: Path, bundle_version: str) -> tuple[State, LogPosit
     except (OSError, ValueError, KeyError) as exc:
         raise LogCorruptError(f"snapshot {path} is unreadable: {exc}") from exc
     so, do = data["seen_offsets"], data["days_offsets"]
+    unknown = np.zeros(data["history"].shape, dtype=np.int64)  # written before they were kept
+    times, kinds = data.get("history_times", unknown), data.get("history_kinds", unknown)
     state: State = {
         str(user): (
             data["history"][i].copy(),
@@ -113,6 +130,8 @@ def read_snapshot(directory: Path, bundle_version: str) -> tuple[State, LogPosit
             data["days"][do[i] : do[i + 1]].copy(),
             data["values"][do[i] : do[i + 1]].copy(),
             data["event_count"][i : i + 1].copy(),
+            times[i].copy(),
+            kinds[i].copy(),
         )
         for i, user in enumerate(data["users"].tolist())
     }

@@ -216,6 +216,8 @@ class InMemoryFeatureStore(BundleFeatures):
                 [items[i] for i in rows],
                 [event_day(events[i]) for i in rows],
                 [self.activity_value(events[i]) for i in rows],
+                [events[i].timestamp for i in rows],
+                [self.history_kind(events[i]) for i in rows],
             )
         self.events_applied += len(events)
         self.unknown_item_events += items.count(0)
@@ -223,8 +225,9 @@ class InMemoryFeatureStore(BundleFeatures):
             self.position = end
 
     def export_state(self) -> tuple[dict[str, tuple[np.ndarray, ...]], LogPosition | None]:
-        """A consistent copy of every user's arrays (history, seen, days, values, [count]) and
-        the log position they reflect. Arrays are immutable, so only references are copied."""
+        """A consistent copy of every user's arrays (history, seen, days, values, [count],
+        history times, history kinds) and the log position they reflect. Arrays are immutable,
+        so only references are copied."""
         state, _, position = self.export_all()
         return state, position
 
@@ -234,9 +237,10 @@ class InMemoryFeatureStore(BundleFeatures):
         """export_state plus the item registry, all at one log position (snapshots)."""
         with self._lock:
             state = {
-                user: (r.history, r.seen, r.days, r.values, np.array([r.event_count]))
+                user: (r.history, r.seen, r.days, r.values, np.array([r.event_count]),
+                       r.times, r.kinds)
                 for user, r in self._records.items()
-            }
+            }  # fmt: skip
             return state, self.registry.entries(), self.position
 
     def import_registry(self, entries: Sequence[AddedItem]) -> None:
@@ -248,14 +252,9 @@ class InMemoryFeatureStore(BundleFeatures):
             self._registry_changed()
 
     def import_state(self, state: dict[str, tuple[np.ndarray, ...]], position: LogPosition) -> None:
-        """Replace the per-user state (a snapshot's) and the log position it reflects."""
-        records = {
-            user: UserRecord(
-                history=frozen(history), seen=frozen(seen), days=frozen(days),
-                values=frozen(values), event_count=int(count[0]),
-            )
-            for user, (history, seen, days, values, count) in state.items()
-        }  # fmt: skip
+        """Replace the per-user state (a snapshot's) and the log position it reflects. A state
+        exported before history times and kinds were kept (5 arrays a user) has them unknown."""
+        records = {user: _imported(arrays) for user, arrays in state.items()}
         with self._lock:
             self._records = records
             self.position = position
@@ -284,12 +283,15 @@ class InMemoryFeatureStore(BundleFeatures):
             for user_id, rec in old._records.items():
                 history = table[rec.history]
                 seen = table[rec.seen]
+                kept = history > 0  # entries of items this bundle knows, with their events
                 records[user_id] = UserRecord(
-                    history=frozen(pad_history(history[history > 0], history_len)),
+                    history=frozen(pad_history(history[kept], history_len)),
                     seen=frozen(np.unique(seen[seen > 0])),
                     days=rec.days,
                     values=rec.values,
                     event_count=rec.event_count,
+                    times=_kept(rec.times, kept, history_len),
+                    kinds=_kept(rec.kinds, kept, history_len),
                 )
             self._records = records
             self.events_applied += old.events_applied
@@ -298,6 +300,25 @@ class InMemoryFeatureStore(BundleFeatures):
                 self._log, self.position = old._log, old.position
                 self.after_apply, old.after_apply = old.after_apply, None
             old._successor = self
+
+
+def _imported(arrays: tuple[np.ndarray, ...]) -> UserRecord:
+    """One user's exported arrays (export_state) -> a record; without history times and kinds
+    (an older export) they are unknown (0)."""
+    history, seen, days, values, count = arrays[:5]
+    unknown = np.zeros(history.size, dtype=np.int64)
+    times, kinds = arrays[5:7] if len(arrays) >= 7 else (unknown, unknown)
+    return UserRecord(
+        history=frozen(history), seen=frozen(seen), days=frozen(days), values=frozen(values),
+        event_count=int(count[0]), times=frozen(pad_history(times, history.size)),
+        kinds=frozen(pad_history(kinds, history.size)),
+    )  # fmt: skip
+
+
+def _kept(values: np.ndarray, kept: np.ndarray, history_len: int) -> np.ndarray:
+    """The entries of `values` (aligned with a history; empty = unknown) that `kept` marks,
+    in order, 0-padded to int64[H]."""
+    return frozen(pad_history(pad_history(values, kept.size)[kept], history_len))
 
 
 def _index_table(old: ItemCatalog, new: ItemCatalog) -> np.ndarray:

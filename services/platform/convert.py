@@ -64,7 +64,8 @@ _CANDIDATE_TAGS = {
 
 
 def user_state_to_proto(state: UserState, bundle_version: str = "") -> common_pb2.UserFeatures:
-    """History is sent without its 0 padding (the proto holds at most H items)."""
+    """History is sent without its 0 padding (the proto holds at most H items), its entries'
+    times and kinds with it (none when none is recorded)."""
     history = np.asarray(state.history, dtype=np.int64)
     msg = common_pb2.UserFeatures(
         user_id=state.user_id,
@@ -74,7 +75,15 @@ def user_state_to_proto(state: UserState, bundle_version: str = "") -> common_pb
         bundle_version=bundle_version or state.bundle_version,
     )
     msg.profile.extend(np.asarray(state.profile, dtype=np.int64).tolist())
-    msg.history.extend(history[history > 0].tolist())
+    kept = history > 0
+    msg.history.extend(history[kept].tolist())
+    for out, values in (
+        (msg.history_times, state.history_times),
+        (msg.history_kinds, state.history_kinds),
+    ):
+        column = np.asarray(values, dtype=np.int64)
+        if column.any():
+            out.extend(pad_history(column, history.size)[kept].tolist())
     msg.seen.extend(np.asarray(state.seen, dtype=np.int64).tolist())
     msg.activity_days.extend(np.asarray(state.activity_days, dtype=np.int64).tolist())
     msg.activity_values.extend(np.asarray(state.activity_values, dtype=np.float32).tolist())
@@ -96,6 +105,8 @@ def user_state_from_proto(
     activity: bool = True,
 ) -> UserState:
     """history_len pads/truncates history to int64[H]; profile_len checks the profile size.
+    history_times / history_kinds (when sent) are aligned with that history: padded with 0
+    (unknown), entries past it dropped.
     seen=False / activity=False: a service that never reads those fields (ranking reads
     neither, retrieval no activity) leaves them empty instead of converting them; the activity
     lengths are checked all the same."""
@@ -106,8 +117,11 @@ def user_state_from_proto(
         elif profile.size != profile_len:
             raise InvalidArgument(f"profile has {profile.size} fields, expected {profile_len}")
     history = _i64(msg.history)
+    times, kinds = _history_column(msg.history_times), _history_column(msg.history_kinds)
     if history_len is not None:
         history = pad_history(history, history_len)
+    if times.size or kinds.size:  # aligned with the (padded) history: unknown past the sent
+        times, kinds = pad_history(times, history.size), pad_history(kinds, history.size)
     if activity:
         days, values = _i64(msg.activity_days), _f32(msg.activity_values)
         if days.size != values.size:
@@ -127,7 +141,15 @@ def user_state_from_proto(
         activity_values=values,
         event_count=int(msg.event_count),
         bundle_version=msg.bundle_version,
+        history_times=times,
+        history_kinds=kinds,
     )
+
+
+def _history_column(values: Iterable[int]) -> np.ndarray:
+    """A UserFeatures history_times / history_kinds field -> int64 (empty: none sent)."""
+    out = _i64(values)
+    return out if out.size else _NO_I64
 
 
 # --- events ----------------------------------------------------------------------------------

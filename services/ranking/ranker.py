@@ -3,14 +3,16 @@
 Inputs user_index int64[B], profile int64[B, P], history int64[B, H], items int64[B, N] and
 (bundle schema_version 2) the items' side features, gathered from the bundle's item table
 (services.contract.item_table): history_tags float32[B, H, T], history_attrs int64[B, H, A],
-item_tags float32[B, N, T], item_attrs int64[B, N, A], item_vectors float32[B, N, D] (only
-those the graph declares). Items added at runtime (`add_items`: rows past the bundle's) are
-scored by their own tags and vector; a row this ranker does not hold (its item sync lags) is
-scored as row 0, the unknown item. A schema_version 1 ranker.onnx (features as constants,
-indices only) is still served; it scores every added row as row 0. Outputs p_positive
-float32[B, N] (P(rating >= 4)), rating float32[B, N] (in [1, 5]) and p_interact float32[B, N]
-(P(interact), the order of a recommendation list). A ranker.onnx without p_interact (a bundle
-from before that output) is still served: its p_positive stands in for p_interact.
+item_tags float32[B, N, T], item_attrs int64[B, N, A], item_vectors float32[B, N, D] (only those
+the graph declares) and, for a graph that reads the history's events, history_age float32[B, H]
+/ history_kind int64[B, H] from the user's state (UserInputs.feeds). Items added at runtime
+(`add_items`: rows past the bundle's) are scored by their own tags and vector; a row this ranker
+does not hold (its item sync lags) is scored as row 0, the unknown item. A schema_version 1
+ranker.onnx (features as constants, indices only) is still served; it scores every added row as
+row 0. Outputs p_positive float32[B, N] (P(rating >= 4)), rating float32[B, N] (in [1, 5]) and
+p_interact float32[B, N] (P(interact), the order of a recommendation list). A ranker.onnx
+without p_interact (a bundle from before that output) is still served: its p_positive stands in
+for p_interact.
 
 Two graphs (a bundle with rater.onnx, docs/bundle.md): ranker.onnx gives p_interact only and
 rater.onnx p_positive and rating, both from the same inputs (each fed those it declares, from
@@ -29,7 +31,8 @@ import numpy as np
 
 from services.contract.bundle import Bundle
 from services.contract.errors import FailedPrecondition, InvalidArgument
-from services.contract.item_table import FEATURE_INPUTS, ItemTable, feature_inputs
+from services.contract.features import HISTORY_EVENT_INPUTS
+from services.contract.item_table import FEATURE_INPUTS, ItemTable, event_inputs, feature_inputs
 from services.contract.model_inputs import QUERY_INPUT, UserInputs
 from services.contract.onnx import create_session
 from services.contract.types import RankScores, UserState
@@ -74,11 +77,17 @@ class OnnxRanker:
         self._tower_inputs = tuple(i.name for i in tower.get_inputs()) if self._tower else ()
         shape = next((i.shape for i in session.get_inputs() if i.name == QUERY_INPUT), [None])
         self.query_dim = shape[-1] if isinstance(shape[-1], int) else None
-        features = set(feature_inputs(session)) | set(feature_inputs(rater) if rater else ())
-        features |= set(feature_inputs(self._tower) if self._tower else ())
+        sessions = [s for s in (session, rater, self._tower) if s is not None]
+        features = {n for s in sessions for n in feature_inputs(s)}
         # Both graphs' feature inputs, gathered once per call; each session gets its own.
         self.features = tuple(n for n in FEATURE_INPUTS if n in features)
-        self._history_features = tuple(n for n in self.features if n.startswith("history_"))
+        # The history's events (history_age, history_kind) come with the user inputs, from the
+        # user's state: no item table for them.
+        events = {n for s in sessions for n in event_inputs(s)}
+        self._history_features = (
+            *(n for n in self.features if n.startswith("history_")),
+            *(n for n in HISTORY_EVENT_INPUTS if n in events),
+        )
         self._item_features = tuple(n for n in self.features if not n.startswith("history_"))
         self._rater_items = tuple(n for n in self._item_features if n in self._rater_inputs)
         if self.features and table is None:

@@ -15,7 +15,7 @@ from services.contract.bundle import Bundle
 from services.contract.catalog import ItemCatalog, unavailable_rows
 from services.contract.content import ContentEncoder
 from services.contract.errors import InvalidArgument, NotFound
-from services.contract.item_table import ItemTable, feature_inputs
+from services.contract.item_table import ItemTable, event_inputs, feature_inputs
 from services.contract.model_inputs import UserInputs
 from services.contract.onnx import create_session
 from services.contract.types import CandidateList, FilterSpec, UserState
@@ -57,14 +57,17 @@ class Retriever:
         earlier items (see retrieve). table: the bundle's item table, required when the user
         tower takes the history's item features as inputs (bundle schema_version 2); it grows
         with the items added at runtime, so the tower reads an added item in a history by its
-        own tags and row. A schema_version 1 tower (features as constants) reads it as row 0."""
+        own tags and row. A schema_version 1 tower (features as constants) reads it as row 0.
+        A tower that reads the history's events (history_age, history_kind) gets them from the
+        user's state (UserInputs.feeds), table or not."""
         self._session = session
-        self.features = feature_inputs(session)
-        if self.features and table is None:
+        table_features = feature_inputs(session)
+        if table_features and table is None:
             raise ValueError(
-                f"user_tower.onnx takes {list(self.features)}: an item table is needed"
+                f"user_tower.onnx takes {list(table_features)}: an item table is needed"
             )
-        self.table = table if self.features else None
+        self.table = table if table_features else None
+        self.features = table_features + event_inputs(session)  # what UserInputs.feeds adds
         self.index = index
         self.catalog = catalog
         self.inputs = inputs
@@ -139,11 +142,9 @@ class Retriever:
         table = self.table
         n_rows = table.n_rows if table is not None else None
         history = self.added.tower_history(user.history, n_rows)
-        if history is not user.history:
+        if history is not user.history:  # entry by entry: the events stay aligned
             user = dataclasses.replace(user, history=history)
-        if table is not None:
-            return self.inputs.feeds(user, table, self.features)
-        return self.inputs.feeds(user)
+        return self.inputs.feeds(user, table, self.features)
 
     def user_embedding(self, user: UserState) -> np.ndarray:
         """-> float32[D], L2-normalised by the tower."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from types import SimpleNamespace
 
@@ -174,3 +175,33 @@ def test_services_that_do_not_read_seen_or_activity_skip_them():
     del msg.activity_values[:]
     with pytest.raises(InvalidArgument):
         convert.user_state_from_proto(msg, activity=False)
+
+
+def test_history_times_and_kinds_round_trip_aligned_with_history():
+    state = dataclasses.replace(
+        _state(),
+        history_times=np.array([1_700_000_500, 0, 0, 0], dtype=np.int64),
+        history_kinds=np.array([10, 3, 0, 0], dtype=np.int64),
+    )
+    msg = convert.user_state_to_proto(state)
+    assert list(msg.history_times) == [1_700_000_500, 0]  # as history: without its padding
+    assert list(msg.history_kinds) == [10, 3]
+    wire = common_pb2.UserFeatures.FromString(msg.SerializeToString())
+
+    back = convert.user_state_from_proto(wire, history_len=4)
+
+    assert back.history_times.dtype == back.history_kinds.dtype == np.int64
+    np.testing.assert_array_equal(back.history_times, [1_700_000_500, 0, 0, 0])
+    np.testing.assert_array_equal(back.history_kinds, [10, 3, 0, 0])
+
+
+def test_history_without_times_and_kinds_sends_and_reads_none():
+    msg = convert.user_state_to_proto(_state())  # none recorded (an older feature service)
+    assert not msg.history_times and not msg.history_kinds
+    back = convert.user_state_from_proto(msg, history_len=4)
+    assert back.history_times.size == back.history_kinds.size == 0
+
+    msg.history_kinds.extend([1, 2, 3])  # more entries than history has: those past it dropped
+    back = convert.user_state_from_proto(msg)
+    np.testing.assert_array_equal(back.history_kinds, [1, 2])
+    np.testing.assert_array_equal(back.history_times, [0, 0])

@@ -1,5 +1,6 @@
 """UserRecord.apply_many (batch fold used by both feature stores) equals folding the events one
-by one with the original per-event rule, bit for bit (float32 activity included)."""
+by one with the original per-event rule, bit for bit (float32 activity included), each history
+entry's event time and kind moving with it."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ from services.feature.bundle_state import UserRecord
 H = 5
 
 
-def reference_apply(rec: dict, item: int, day: int, value: float) -> None:
-    """The per-event rule InMemoryFeatureStore used before the batch fold existed."""
+def reference_apply(rec: dict, item: int, day: int, value: float, kind: int) -> None:
+    """The per-event rule InMemoryFeatureStore used before the batch fold existed (plus the
+    event's time and kind in front of history's, for a known item)."""
     if item > 0:
         rec["history"] = np.concatenate(([item], rec["history"][:-1]))
+        rec["times"] = np.concatenate(([_time(day, kind)], rec["times"][:-1]))
+        rec["kinds"] = np.concatenate(([kind], rec["kinds"][:-1]))
         pos = int(np.searchsorted(rec["seen"], item))
         if pos == rec["seen"].size or rec["seen"][pos] != item:
             rec["seen"] = np.insert(rec["seen"], pos, item)
@@ -35,27 +39,43 @@ events = st.lists(
         st.integers(0, 12),  # item index, 0 = unknown item
         st.integers(100, 110),  # day
         st.one_of(st.just(1.0), st.floats(0.0, 1e4, allow_nan=False, allow_infinity=False)),
+        st.integers(1, 10),  # event token
     ),
     max_size=40,
 )
+
+
+def _time(day: int, kind: int) -> int:
+    return day * 86_400 + kind  # a time on that day, told apart by the kind
+
+
+def _apply(rec: UserRecord, part: list) -> None:
+    rec.apply_many(
+        [e[0] for e in part], [e[1] for e in part], [e[2] for e in part],
+        [_time(e[1], e[3]) for e in part], [e[3] for e in part],
+    )  # fmt: skip
 
 
 @settings(max_examples=200, deadline=None)
 @given(base=events, live=events, chunk=st.integers(1, 7))
 def test_apply_many_equals_event_by_event(base, live, chunk):
     start = UserRecord.empty(H)
-    start.apply_many([e[0] for e in base], [e[1] for e in base], [e[2] for e in base])
+    _apply(start, base)
     ref = {"history": start.history, "seen": start.seen, "days": start.days,
-           "values": start.values, "count": start.event_count}  # fmt: skip
-    for item, day, value in live:
-        reference_apply(ref, item, day, value)
+           "values": start.values, "count": start.event_count, "times": start.times,
+           "kinds": start.kinds}  # fmt: skip
+    for item, day, value, kind in live:
+        reference_apply(ref, item, day, value, kind)
 
     rec = start.copy()
     for i in range(0, len(live), chunk):
-        part = live[i : i + chunk]
-        rec.apply_many([e[0] for e in part], [e[1] for e in part], [e[2] for e in part])
+        _apply(rec, live[i : i + chunk])
 
     np.testing.assert_array_equal(rec.history, ref["history"])
+    np.testing.assert_array_equal(rec.times, ref["times"])
+    np.testing.assert_array_equal(rec.kinds, ref["kinds"])
+    known = rec.history > 0
+    assert (rec.kinds[known] > 0).all() and (rec.kinds[~known] == 0).all()
     np.testing.assert_array_equal(rec.seen, ref["seen"])
     np.testing.assert_array_equal(rec.days, ref["days"])
     assert rec.values.dtype == np.float32 and ref["values"].dtype == np.float32
@@ -70,7 +90,7 @@ def test_vectorised_load_records_matches_the_per_user_encoding(tiny_bundle):
     import pyarrow.parquet as pq
 
     from services.contract.bundle import Bundle
-    from services.contract.features import daily_activity, pad_history
+    from services.contract.features import daily_activity, event_tokens, pad_history
     from services.contract.vocab import Vocabulary
     from services.feature.bundle_state import load_records
 
@@ -89,8 +109,16 @@ def test_vectorised_load_records_matches_the_per_user_encoding(tiny_bundle):
         its = items.indices(events["item_id"].tolist())
         known = its[its > 0]
         days, values = daily_activity(events["timestamp"].to_numpy(), events["value"].to_numpy())
-        expected = (pad_history(known[::-1], spec.history_len), np.unique(known), days, values)
-        for got, want in zip((rec.history, rec.seen, rec.days, rec.values), expected, strict=True):
+        kinds = event_tokens(
+            events["event_type"].fillna("") if "event_type" in events else [""] * len(events),
+            events["rating"].astype(float), bundle.dataset.rating_scale,
+        )[its > 0]  # fmt: skip
+        times = events["timestamp"].to_numpy()[its > 0]
+        expected = (pad_history(known[::-1], spec.history_len), np.unique(known), days, values,
+                    pad_history(times[::-1], spec.history_len),
+                    pad_history(kinds[::-1], spec.history_len))  # fmt: skip
+        got_all = (rec.history, rec.seen, rec.days, rec.values, rec.times, rec.kinds)
+        for got, want in zip(got_all, expected, strict=True):
             np.testing.assert_array_equal(got, want, err_msg=user_id)
             assert got.dtype == want.dtype and not got.flags.writeable
         assert rec.event_count == len(events)

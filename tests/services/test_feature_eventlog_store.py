@@ -60,6 +60,7 @@ def state_of(store: InMemoryFeatureStore, users: list[str]) -> list[tuple]:
         return (
             s.history.tolist(), s.seen.tolist(), s.activity_days.tolist(),
             np.round(s.activity_values, 4).tolist(), s.event_count,
+            s.history_times.tolist(), s.history_kinds.tolist(),
         )  # fmt: skip
 
     return [one(store.get_user(u)) for u in users]

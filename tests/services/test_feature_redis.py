@@ -73,7 +73,8 @@ def make_store(bundle, redis_server: RedisServer, prefix: str) -> MakeStore:
 def assert_same_state(got: UserState, want: UserState) -> None:
     assert (got.user_id, got.known, got.user_index) == (want.user_id, want.known, want.user_index)
     assert got.event_count == want.event_count
-    for name in ("profile", "history", "seen", "activity_days", "activity_values"):
+    for name in ("profile", "history", "seen", "activity_days", "activity_values",
+                 "history_times", "history_kinds"):  # fmt: skip
         a, b = getattr(got, name), getattr(want, name)
         assert a.dtype == b.dtype, name
         np.testing.assert_array_equal(a, b, err_msg=name)  # exact, float32 included

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import grpc
+import numpy as np
 import pytest
 
 from recserve.v1 import common_pb2, feature_pb2, feature_pb2_grpc
 from services.contract.bundle import Bundle
+from services.contract.features import EVENT_TOKENS
+from services.contract.types import Event, EventKind
 from services.feature.config import SERVICE_NAME
 from services.feature.servicer import register
 from services.feature.store import InMemoryFeatureStore
@@ -122,3 +125,35 @@ def test_get_user_in_a_version_it_does_not_hold_is_failed_precondition(store):
         assert status_of(store, method, request) == grpc.StatusCode.FAILED_PRECONDITION
     pinned = feature_pb2.GetUserRequest(user_id=user_id, bundle_version=store.bundle_version)
     assert call(store, "GetUser", pinned).bundle_version == store.bundle_version
+
+
+def test_history_events_reach_the_gateway_in_split_mode(store):
+    """GetUser carries each history entry's event time and kind; the gateway's RemoteFeatures
+    reads them back aligned with the padded history."""
+    from services.gateway.config import Backend
+    from services.gateway.stages.remote import RemoteFeatures
+
+    user_id, item_id = _user_and_item(store)
+    store.apply_events([Event(user_id, item_id, EventKind.PURCHASE, 2_000_000_000, value=3.0)])
+    expected = store.get_user(user_id)
+    n = int((expected.history > 0).sum())
+
+    async def scenario():
+        server, port = await create_server(register(store), service_names=[SERVICE_NAME])
+        stage = RemoteFeatures(Backend("features", f"127.0.0.1:{port}", 5.0), store.spec)
+        try:
+            return await stage.get_user(user_id)
+        finally:
+            await stage.close()
+            await server.stop(None)
+
+    msg = call(store, "GetUser", feature_pb2.GetUserRequest(user_id=user_id))
+    state = asyncio.run(scenario())
+
+    assert list(msg.history_times) == expected.history_times[:n].tolist()
+    assert list(msg.history_kinds) == expected.history_kinds[:n].tolist()
+    assert msg.history_times[0] == 2_000_000_000
+    assert msg.history_kinds[0] == EVENT_TOKENS.index("purchase")
+    np.testing.assert_array_equal(state.history, expected.history)
+    np.testing.assert_array_equal(state.history_times, expected.history_times)
+    np.testing.assert_array_equal(state.history_kinds, expected.history_kinds)

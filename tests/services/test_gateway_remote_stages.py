@@ -4,6 +4,7 @@ domain types, and a backend that is down, slow or rejecting maps to the right do
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import numpy as np
 import pytest
@@ -29,6 +30,7 @@ class StandInRanking(ranking_pb2_grpc.RankingServiceServicer):
     def __init__(self, delay: float = 0.0) -> None:
         self.delay = delay
         self.seen_history: list[int] = []
+        self.seen_events: tuple[list[int], list[int]] = ([], [])
         self.seen_rate_top_k: list[int] = []
 
     async def Rank(self, request, context):
@@ -36,6 +38,7 @@ class StandInRanking(ranking_pb2_grpc.RankingServiceServicer):
         if 999 in request.item_indices:
             raise InvalidArgument("item index 999 out of range")
         self.seen_history = list(request.user.history)
+        self.seen_events = (list(request.user.history_times), list(request.user.history_kinds))
         self.seen_rate_top_k.append(request.rate_top_k)
         p = [i / 100 for i in request.item_indices]
         return ranking_pb2.RankResponse(
@@ -65,6 +68,17 @@ def test_rank_over_grpc_returns_aligned_domain_scores():
     assert scores.p_interact.tolist() == pytest.approx([0.93, 0.97])
     assert scores.rating.dtype == np.float32
     assert servicer.seen_history == [5, 2], "history travels without its 0 padding"
+
+
+def test_rank_over_grpc_sends_the_history_events():
+    servicer = StandInRanking()
+    user = dataclasses.replace(
+        USER,
+        history_times=np.array([1_700_000_000, 1_600_000_000, 0], np.int64),
+        history_kinds=np.array([4, 10, 0], np.int64),
+    )
+    asyncio.run(_with_ranking(servicer, lambda stage: stage.rank(user, np.array([7], np.int64))))
+    assert servicer.seen_events == ([1_700_000_000, 1_600_000_000], [4, 10])
 
 
 def test_rank_over_grpc_sends_rate_top_k_and_keeps_nan_ratings():

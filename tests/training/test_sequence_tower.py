@@ -224,3 +224,35 @@ def test_last_computes_the_same_state_as_the_full_sequence(ml_catalog) -> None:
         full = tower.sequence(hist, valid)[:, 0] * valid[:, :1]
         np.testing.assert_allclose(tower.sequence.last(hist, valid).numpy(), full.numpy(),
                                    atol=1e-6)  # fmt: skip
+
+
+def test_auto_is_the_default_and_the_tiny_preset_trains_the_mean_tower(tmp_path) -> None:
+    from training.steps.config import TrainConfig
+
+    assert TrainConfig().user_encoder == "auto"
+    assert TrainConfig(tiny=True).resolved().user_encoder == "mean"
+    assert TrainConfig(tiny=True, user_encoder="transformer").resolved().user_encoder == (
+        "transformer"
+    )
+    assert TrainConfig().resolved().user_encoder == "auto"
+
+
+def test_auto_on_cpu_serves_the_mean_tower_when_the_transformer_is_over_budget(
+    small_features, tmp_path, monkeypatch
+) -> None:
+    import dataclasses
+
+    from training.steps.two_tower import train_user_tower
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    torch.set_num_threads(1)
+    n = len(small_features.examples["items"])
+    cfg = dataclasses.replace(_auto_config(tmp_path), auto_cpu_transformer_budget=n - 1)
+    model, info = train_user_tower(cfg, small_features, repeat=False)
+    choice = info["user_encoder"]
+    assert choice["served"] == "mean" and model.user_tower.sequence is None
+    assert f"{n:,} examples x epochs" in choice["skipped"]["transformer"]
+    cfg = dataclasses.replace(cfg, auto_cpu_transformer_budget=n)  # 1 epoch: within budget
+    _, info = train_user_tower(cfg, small_features, repeat=False)
+    assert "skipped" not in info["user_encoder"]
+    assert set(info["user_encoder"]["validation"]) == {"mean", "transformer"}

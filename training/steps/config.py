@@ -52,8 +52,14 @@ class TrainConfig:
     # retrieval metric (encoder_selection_metric of training.metrics.evaluate_retrieval) is
     # served; without validation events, a held-out slice of train (each user's last basket,
     # else their last test_fraction events) decides and the chosen one is retrained on all of
-    # train. training.steps.two_tower.train_user_tower.
-    user_encoder: str = "mean"
+    # train. training.steps.two_tower.train_user_tower. "auto" is the default: the served
+    # bundle uses the encoder that wins on validation, and the manifest records which
+    # (training.user_encoder). The tiny preset (tests) trains "mean" for "auto".
+    user_encoder: str = "auto"
+    # "auto" without CUDA: the transformer is trained only when its examples x epochs are at
+    # most this many (MovieLens-100K: ~0.6M, ~4 min on 2 cores; a 20M-event log would take
+    # hours); above it the mean tower is served and the manifest says why. None: no limit.
+    auto_cpu_transformer_budget: int | None = 2_000_000
     user_seq_len: int = 50
     user_seq_layers: int = 2
     user_seq_dropout: float = 0.1
@@ -118,9 +124,11 @@ class TrainConfig:
         content_items = self.content_items
         if self.tiny:
             content_items = min(content_items or TINY_CONTENT_ITEMS, TINY_CONTENT_ITEMS)
+        encoder = "mean" if self.tiny and self.user_encoder == "auto" else self.user_encoder
         return dataclasses.replace(
             self,
             rating=rating,
+            user_encoder=encoder,
             content_items=content_items,
             content=self.content and not self.rating_only,  # rating CV needs no text encoder
             **{k: v for k, v in preset.items() if getattr(self, k) is None},

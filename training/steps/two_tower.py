@@ -142,6 +142,11 @@ def train_user_tower(
         examples = make_examples(f.catalog, fit_ix)
         source = "train holdout (each user's last basket)" if has_baskets(f.train_ix) else (
             f"train holdout (each user's last {cfg.test_fraction:.0%} events)")  # fmt: skip
+    skipped = _over_budget(cfg, examples)
+    if skipped:  # the mean tower, trained as if asked for; the manifest says why
+        model, info = train_two_tower(cfg, f.catalog, f.train_ix, f.examples, "mean")
+        return model, {**info, "user_encoder": {"mode": "auto", "served": "mean",
+                                                "skipped": skipped}}  # fmt: skip
     models: dict[str, tuple[TwoTower, dict[str, Any]]] = {}
     scores: dict[str, dict[str, float]] = {}
     seconds: dict[str, float] = {}
@@ -171,3 +176,22 @@ def train_user_tower(
             "seconds": seconds,
         },
     }
+
+
+def _over_budget(cfg: TrainConfig, examples: Batch) -> dict[str, str]:
+    """{"transformer": why} when "auto" must not train it: no CUDA, and its examples x epochs
+    over cfg.auto_cpu_transformer_budget; else {}."""
+    budget = cfg.auto_cpu_transformer_budget
+    if budget is None:
+        return {}
+    import torch
+
+    if torch.cuda.is_available():
+        return {}
+    n = len(examples["items"])
+    work = min(n, cfg.examples_per_epoch or n) * int(cfg.retrieval_epochs or 0)
+    if work <= budget:
+        return {}
+    return {"transformer": f"{work:,} examples x epochs on CPU, over the auto budget of "
+                           f"{budget:,} (auto_cpu_transformer_budget); --user-encoder "
+                           "transformer trains it"}  # fmt: skip

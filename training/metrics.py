@@ -19,7 +19,12 @@ from training.evaluate import metrics as M
 from training.evaluate.metrics import auc, rmse
 from training.evaluate.metrics import log_loss as logloss
 from training.models import Ranker, UserTower
-from training.models.train import history_ages_before, history_events, latest_history_events
+from training.models.train import (
+    event_token_values,
+    history_ages_before,
+    history_events,
+    latest_history_events,
+)
 
 
 def recall_at_k(ranked: np.ndarray, relevant: Sequence[set[int]], k: int) -> float:
@@ -105,11 +110,7 @@ def heldout_ranking_inputs(
     at = np.flatnonzero(rows)  # the test rows only: train + test x H would not fit at scale
     items = full["item_index"].to_numpy(np.int64)
     times = full["timestamp"].to_numpy(np.int64)
-    tokens = (
-        full["event_token"].to_numpy(np.int64)
-        if "event_token" in full
-        else np.ones(len(full), dtype=np.int64)
-    )
+    tokens = event_token_values(full)
     length = catalog.spec.history_len
     return {
         "user_index": users[rows],

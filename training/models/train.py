@@ -103,6 +103,14 @@ def history_events(batch: Batch | dict[str, np.ndarray]) -> dict[str, torch.Tens
     return {name: torch.as_tensor(batch[name]) for name in HISTORY_EVENT_INPUTS if name in batch}
 
 
+def event_token_values(indexed: pd.DataFrame) -> np.ndarray:
+    """int64[N]: the events' tokens (training.encode.index_events' event_token column; events
+    indexed without one count as "other", token 1)."""
+    if "event_token" in indexed:
+        return indexed["event_token"].to_numpy(np.int64, copy=True)
+    return np.ones(len(indexed), dtype=np.int64)
+
+
 def latest_history_events(
     catalog: EncodedCatalog, indexed: pd.DataFrame, now: np.ndarray | None = None
 ) -> dict[str, np.ndarray]:
@@ -117,11 +125,7 @@ def latest_history_events(
     users = known["user_index"].to_numpy(np.int64)
     items = known["item_index"].to_numpy(np.int64)
     times = known["timestamp"].to_numpy(np.int64)
-    tokens = (
-        known["event_token"].to_numpy(np.int64)
-        if "event_token" in known
-        else np.ones(len(known), dtype=np.int64)
-    )
+    tokens = event_token_values(known)
     ends = np.r_[0, np.cumsum(np.bincount(users, minlength=n_users))]  # rows of each user
     from_end = ends[users + 1] - 1 - np.arange(users.size)  # 0 = the user's latest
     keep = from_end < length
@@ -179,11 +183,7 @@ def make_examples(catalog: EncodedCatalog, indexed: pd.DataFrame) -> Batch:
     history_len = catalog.spec.history_len
     starts = basket_starts(users, indexed["order_id"].to_numpy()) if has_baskets(indexed) else None
     times = indexed["timestamp"].to_numpy(np.int64, copy=True)
-    tokens = (
-        indexed["event_token"].to_numpy(np.int64, copy=True)
-        if "event_token" in indexed
-        else np.ones(len(items), dtype=np.int64)
-    )
+    tokens = event_token_values(indexed)
     lazy = len(items) * history_len > LAZY_HISTORY_ENTRIES
     columns: dict[str, torch.Tensor | SlidingHistory] = {}
     for name, extra in (("history", {}), ("history_age", {"times": times}),

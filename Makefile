@@ -25,7 +25,7 @@ RETRAIN_ARGS ?=
 # torch: without PASSIVE, OpenMP threads spin and a loaded 2-core box trains up to 50x slower.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: help install lock data check-data train retrain export serve serve-embedded demo recommend test lint fmt protos clean eval eval-byo eval-external loadtest bench bench-1m bench-gpu eval-value ab-report publish rollback bundles fault soak add-items
+.PHONY: help install lock data check-data train retrain export serve serve-embedded demo recommend test lint fmt protos clean eval eval-encoders eval-byo eval-external loadtest bench bench-1m bench-gpu eval-value ab-report publish rollback bundles fault soak add-items
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -133,6 +133,11 @@ bench-gpu: install  ## ranking: raw ONNX Runtime (run, IO binding, CUDA graph) v
 
 eval: data  ## offline evaluation: MovieLens (splits, references, ours 3 ways, tags, 5-fold ratings) -> reports/eval.md; DATA=instacart: next-basket -> reports/eval_instacart.md
 	nice $(PY) -m training.evaluate run --data-dir $(DATA_DIR) $(if $(filter-out movielens,$(DATA)),--data $(DATA)) $(EVAL_ARGS)
+
+ENCODER_VARIANTS ?= mean,transformer,transformer+user_seq_time=1,transformer+user_seq_kinds=1,transformer+user_seq_time=1+user_seq_kinds=1
+eval-encoders: data  ## user-encoder ablation (mean, transformer, + time gaps / event kinds; served path, session check) -> reports/encoders_$(DATA).json, shown by eval.md / eval_instacart.md
+	nice $(PY) -m training.evaluate.encoders --data-dir $(DATA_DIR) --data $(DATA) --encoders $(ENCODER_VARIANTS) --session --out reports/encoders_$(DATA).json
+	$(PY) -m training.evaluate report $(if $(filter-out movielens,$(DATA)),--data $(DATA))
 
 eval-byo: data  ## bring your own split: make eval-byo TRAIN=train.tsv TEST=test.tsv [ITEMS=items.csv USERS=users.csv CONFIG=dataset.toml | BYO_DATA=movielens]
 	$(PY) -m training.evaluate byo --train $(TRAIN) --test $(TEST) --data-dir $(DATA_DIR) --out $(or $(OUT),runs/eval/byo) \

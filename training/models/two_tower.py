@@ -44,7 +44,7 @@ class TwoTowerConfig:
     user_encoder: str = "mean"
     seq_len: int = 50
     seq_dim: int = 64
-    seq_layers: int = 2
+    seq_layers: int = 1  # TrainConfig.user_seq_layers
     seq_heads: int = 2
     seq_dropout: float = 0.1
     # The transformer also reads what each history event was and when (the history_age /

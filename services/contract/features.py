@@ -254,8 +254,14 @@ def rated_tokens(
 def event_token(
     kind: str, rating: float = float("nan"), scale: tuple[float, float] = (1.0, 5.0)
 ) -> int:
-    """One event's token (event_tokens for one)."""
-    return int(event_tokens([kind], [rating], scale)[0])
+    """One event's token: event_tokens for one, in plain Python (the feature service computes
+    one per live event; the same rounding, half to even, as event_tokens' np.rint)."""
+    token = _KIND_TOKENS.get(str(kind).strip().lower(), 1)
+    if rating != rating or (token == _KIND_TOKENS["rating"] and rating == 0):  # NaN: no rating
+        return token
+    low, high = scale
+    span = high - low if high > low else 1.0
+    return _FIRST_RATING_TOKEN + round(4.0 * (min(max(rating, low), high) - low) / span)
 
 
 def history_ages(times: np.ndarray, now: float) -> np.ndarray:

@@ -139,8 +139,12 @@ class UserRecord:
 def _shifted(new: Sequence[int], keep: np.ndarray, old: np.ndarray, history_len: int) -> np.ndarray:
     """The kept `new` values (event order) in front of `old`, most recent first, as history
     shifts: int64[H], 0 where unknown."""
-    front = np.asarray(new, dtype=np.int64)[keep][::-1]
-    return frozen(pad_history(np.concatenate((front, pad_history(old, history_len))), history_len))
+    front = np.asarray(new, dtype=np.int64)[keep][::-1][:history_len]
+    out = np.zeros(history_len, dtype=np.int64)
+    out[: front.size] = front
+    rest = old[: history_len - front.size]
+    out[front.size : front.size + rest.size] = rest
+    return frozen(out)
 
 
 def _full(values: np.ndarray, history_len: int) -> np.ndarray:

@@ -188,3 +188,15 @@ def test_onnx_declares_the_event_inputs_and_matches_torch(ml_catalog, tmp_path) 
     path = export_user_tower(plain, tmp_path / "plain.onnx", sample)
     names = {i.name for i in ort.InferenceSession(str(path)).get_inputs()}
     assert not names & set(HISTORY_EVENT_INPUTS)
+
+
+def test_one_event_token_equals_the_vectorised_tokens() -> None:
+    """event_token (the feature service's per-event path, plain Python) and event_tokens (the
+    training and bundle-loading path) agree, rounding halves included."""
+    kinds = ["rating", "", "purchase", "view", "Click", "add_to_cart"]
+    ratings = [np.nan, 0.0, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 7.0, -2.0]
+    for scale in ((1.0, 5.0), (0.5, 5.0), (1.0, 10.0), (3.0, 3.0)):
+        for kind in kinds:
+            want = event_tokens([kind] * len(ratings), ratings, scale)
+            got = [event_token(kind, r, scale) for r in ratings]
+            assert got == want.tolist(), (kind, scale)

@@ -19,10 +19,9 @@ from services.contract.features import (
     NUMERIC,
     FeatureSpec,
     FieldSpec,
+    coded_event_tokens,
     encode_item_attributes,
     encode_profiles,
-    kind_tokens,
-    rated_tokens,
     tags_multi_hot,
 )
 from services.contract.vocab import Vocabulary
@@ -148,13 +147,11 @@ def index_events(catalog: EncodedCatalog, events: pd.DataFrame) -> pd.DataFrame:
 
 
 def event_token_column(events: pd.DataFrame, scale: tuple[float, float]) -> np.ndarray:
-    """int64[N]: each event's token (event_tokens), by its distinct types once (a 20M-event log
-    has a handful of types)."""
+    """int64[N]: each event's token (coded_event_tokens of its type and rating)."""
     if "event_type" in events:
         codes, types = pd.factorize(events["event_type"].astype(str), sort=False)
-        by_type = kind_tokens(list(types)) if len(types) else np.ones(1, dtype=np.int64)
-        base = by_type[np.maximum(codes, 0)]
+        names, codes = list(types), np.maximum(codes, 0)
     else:
-        base = np.ones(len(events), dtype=np.int64)  # no type: "other" unless rated
+        names, codes = [""], np.zeros(len(events), dtype=np.int64)  # "other" unless rated
     ratings = events["rating"] if "rating" in events else np.full(len(events), np.nan)
-    return rated_tokens(base, np.asarray(ratings, dtype=np.float64), scale)
+    return coded_event_tokens(names, codes, np.asarray(ratings, dtype=np.float64), scale)

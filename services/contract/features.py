@@ -228,6 +228,18 @@ def event_tokens(
     return rated_tokens(kind_tokens(kinds), ratings, scale)
 
 
+def coded_event_tokens(
+    type_names: Sequence[str],
+    type_codes: np.ndarray,
+    ratings: Sequence[float] | np.ndarray,
+    scale: tuple[float, float],
+) -> np.ndarray:
+    """event_tokens of a long log whose types come dictionary-encoded (type_names[type_codes]):
+    each distinct type is looked up once (a 20M-event log has a handful of types)."""
+    by_type = kind_tokens(type_names) if len(type_names) else np.ones(1, dtype=np.int64)
+    return rated_tokens(by_type[np.asarray(type_codes, dtype=np.int64)], ratings, scale)
+
+
 def kind_tokens(kinds: Sequence[str] | np.ndarray) -> np.ndarray:
     """Event types -> int64[N] tokens by type alone (event_tokens before ratings count)."""
     names = [str(k).strip().lower() for k in kinds]
@@ -292,6 +304,22 @@ def sliding_values(
         prev = np.where(ok, before, 0)
         same_user = ok & (user_codes[prev] == user_codes[rows])
         out[:, lag - 1] = np.where(same_user, values[prev], 0)
+    return out
+
+
+def latest_values(
+    owner: np.ndarray, known: np.ndarray, column: np.ndarray, n_owners: int, history_len: int
+) -> np.ndarray:
+    """int64[n_owners, H]: for each owner (a user; `owner` int64[N] sorted, the log in time
+    order within an owner), `column` (the items, their times, their event tokens) at its
+    `known` events, most recent first, 0-padded: the history at the end of the log, as
+    pad_history gives it per user, for every user at once."""
+    owners, values = owner[known], np.asarray(column, dtype=np.int64)[known]
+    bounds = np.r_[0, np.cumsum(np.bincount(owners, minlength=n_owners))]
+    from_end = bounds[owners + 1] - 1 - np.arange(owners.size)  # 0 = the owner's latest
+    keep = from_end < history_len
+    out = np.zeros((n_owners, history_len), dtype=np.int64)
+    out[owners[keep], from_end[keep]] = values[keep]
     return out
 
 

@@ -42,19 +42,23 @@ ITEM_FEATURE_INPUTS = ("item_tags", "item_attrs", "item_vectors")
 FEATURE_INPUTS = (*HISTORY_FEATURE_INPUTS, *ITEM_FEATURE_INPUTS)
 
 
+def declared_inputs(session, names: tuple[str, ...]) -> tuple[str, ...]:
+    """Those of `names` an ONNX session declares as inputs, in `names` order."""
+    declared = {i.name for i in session.get_inputs()}
+    return tuple(n for n in names if n in declared)
+
+
 def feature_inputs(session) -> tuple[str, ...]:
     """The item feature inputs an ONNX session declares (empty: a graph of a schema_version 1
     bundle, which holds the features as constants and takes item indices only)."""
-    names = {i.name for i in session.get_inputs()}
-    return tuple(n for n in FEATURE_INPUTS if n in names)
+    return declared_inputs(session, FEATURE_INPUTS)
 
 
 def event_inputs(session) -> tuple[str, ...]:
     """The history event inputs (history_age, history_kind: services.contract.features) an
     ONNX session declares. Graph inputs to feed like the feature inputs (UserInputs.feeds
     takes both), built from the user's state: they need no item table."""
-    names = {i.name for i in session.get_inputs()}
-    return tuple(n for n in HISTORY_EVENT_INPUTS if n in names)
+    return declared_inputs(session, HISTORY_EVENT_INPUTS)
 
 
 def unknown_as_zero(rows: np.ndarray, n_rows: int) -> tuple[np.ndarray, int]:

@@ -23,6 +23,7 @@ from services.contract.features import (
     HISTORY_EVENT_INPUTS,
     HISTORY_KIND_INPUT,
     N_EVENT_TOKENS,
+    UNKNOWN_AGE,
     FeatureSpec,
     history_ages,
     pad_history,
@@ -118,13 +119,11 @@ class UserInputs:
         padding = (history == 0) & ~recorded
         out: dict[str, np.ndarray] = {}
         if HISTORY_AGE_INPUT in features:
-            times = np.asarray(user.history_times, dtype=np.int64)
-            if times.size > h:
-                times = times[:h]
+            times = np.asarray(user.history_times, dtype=np.int64)[:h]
             now = user.request_time or time.time()
-            ages = np.full(h, -1.0, dtype=np.float32)
+            ages = np.full(h, UNKNOWN_AGE, dtype=np.float32)
             ages[: times.size] = history_ages(times, now)
-            ages[padding] = -1.0
+            ages[padding] = UNKNOWN_AGE
             out[HISTORY_AGE_INPUT] = ages.reshape(1, -1)
         if HISTORY_KIND_INPUT in features:
             if kinds.size and (kinds.min() < 0 or kinds.max() >= N_EVENT_TOKENS):

@@ -30,9 +30,10 @@ from services.contract.errors import InvalidArgument
 from services.contract.features import (
     SECONDS_PER_DAY,
     FeatureSpec,
+    coded_event_tokens,
     encode_profiles,
     event_token,
-    event_tokens,
+    latest_values,
     pad_history,
 )
 from services.contract.types import Event, EventKind, ItemInfo, UserState
@@ -349,9 +350,10 @@ def load_records(
     # Every user's arrays at once (a million users load in seconds, not a minute); the loop
     # below only slices them. Same values as pad_history / np.unique / daily_activity per user.
     group = np.repeat(np.arange(starts.size), ends - starts)  # the user of each event
-    history = _histories(group, item_index, item_index, starts.size, spec.history_len)
-    times = _histories(group, item_index, timestamps, starts.size, spec.history_len)
-    history_kinds = _histories(group, item_index, kinds, starts.size, spec.history_len)
+    known, n, length = item_index > 0, starts.size, spec.history_len
+    history = latest_values(group, known, item_index, n, length)
+    times = latest_values(group, known, timestamps, n, length)
+    history_kinds = latest_values(group, known, kinds, n, length)
     seen_items, seen_bounds = _seen(group, item_index, starts.size)
     days, day_values, day_bounds = _daily(group, timestamps, values, starts.size)
 
@@ -373,46 +375,27 @@ def load_records(
 
 
 def _event_tokens(table: pa.Table, scale: tuple[float, float]) -> np.ndarray:
-    """int64[N]: event_tokens of the log's event_type ("" for a null or without the column)
-    and rating (NaN = none) columns, computed once per distinct (type, rating) pair."""
+    """int64[N]: coded_event_tokens of the log's event_type ("" for a null or without the
+    column) and rating (NaN = none) columns."""
     n = table.num_rows
     if "event_type" in table.column_names:
         types = pc.fill_null(table.column("event_type").cast(pa.string()), "").combine_chunks()
         encoded = pc.dictionary_encode(types)
         names = encoded.dictionary.to_pylist()
-        codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.float64)
+        codes = encoded.indices.to_numpy(zero_copy_only=False)
     else:
-        names, codes = [""], np.zeros(n)
+        names, codes = [""], np.zeros(n, dtype=np.int64)
     if "rating" in table.column_names:
         column = table.column("rating").cast(pa.float64())
         ratings = column.to_numpy(zero_copy_only=False).astype(np.float64)
     else:
         ratings = np.full(n, np.nan)
-    pairs = np.stack((codes, np.nan_to_num(ratings, nan=-np.inf)), axis=1)  # NaN = NaN here
-    distinct, inverse = np.unique(pairs, axis=0, return_inverse=True)
-    rated = np.where(np.isinf(distinct[:, 1]), np.nan, distinct[:, 1])
-    tokens = event_tokens([names[int(c)] for c in distinct[:, 0]], rated, scale)
-    return tokens[inverse.reshape(-1)]
+    return coded_event_tokens(names, codes, ratings, scale)
 
 
 def _bounds(owner: np.ndarray, n_groups: int) -> np.ndarray:
     """int64[G + 1]: group g's rows are [bounds[g], bounds[g + 1]) of an owner-sorted array."""
     return np.r_[0, np.cumsum(np.bincount(owner, minlength=n_groups))]
-
-
-def _histories(
-    group: np.ndarray, items: np.ndarray, column: np.ndarray, n_groups: int, length: int
-) -> np.ndarray:
-    """int64[G, H]: `column` (the items themselves, their times, their event tokens) at each
-    user's known items, most recent first, 0-padded (pad_history)."""
-    known = items > 0
-    owner, item = group[known], np.asarray(column, dtype=np.int64)[known]
-    bounds = _bounds(owner, n_groups)
-    from_end = bounds[owner + 1] - 1 - np.arange(owner.size)  # 0 = the user's latest
-    keep = from_end < length
-    out = np.zeros((n_groups, length), dtype=np.int64)
-    out[owner[keep], from_end[keep]] = item[keep]
-    return out
 
 
 def _seen(group: np.ndarray, items: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:

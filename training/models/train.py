@@ -19,6 +19,7 @@ from tqdm import tqdm
 from services.contract.features import (
     HISTORY_EVENT_INPUTS,
     UNKNOWN_AGE,
+    latest_values,
     sliding_histories,
     sliding_values,
 )
@@ -121,19 +122,16 @@ def latest_history_events(
     now: float[U] per user row, the moment of the request (e.g. the user's first test event);
     None: each user's latest event (the age of the latest is 0)."""
     n_users, length = catalog.n_users, catalog.spec.history_len
-    known = indexed[indexed["item_index"] > 0]
-    users = known["user_index"].to_numpy(np.int64)
-    items = known["item_index"].to_numpy(np.int64)
-    times = known["timestamp"].to_numpy(np.int64)
-    tokens = event_token_values(known)
-    ends = np.r_[0, np.cumsum(np.bincount(users, minlength=n_users))]  # rows of each user
-    from_end = ends[users + 1] - 1 - np.arange(users.size)  # 0 = the user's latest
-    keep = from_end < length
-    history = np.zeros((n_users, length), dtype=np.int64)
-    when = np.zeros((n_users, length), dtype=np.int64)
-    kind = np.zeros((n_users, length), dtype=np.int64)
-    rows, cols = users[keep], from_end[keep]
-    history[rows, cols], when[rows, cols], kind[rows, cols] = items[keep], times[keep], tokens[keep]
+    users = indexed["user_index"].to_numpy(np.int64)
+    items = indexed["item_index"].to_numpy(np.int64)
+    known = items > 0
+
+    def latest(column: np.ndarray) -> np.ndarray:
+        return latest_values(users, known, column, n_users, length)
+
+    history = latest(items)
+    when = latest(indexed["timestamp"].to_numpy(np.int64))
+    kind = latest(event_token_values(indexed))
     if now is None:
         now = when[:, 0].astype(np.float64)
     ages = np.maximum(np.asarray(now, dtype=np.float64)[:, None] - when, 0.0).astype(np.float32)

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from services.contract.features import pad_history
+from services.contract.features import latest_values
 from training.encode import EncodedCatalog
 from training.models.rating import AutoRecNet, AutoRecScorer, SVDpp
 
@@ -73,11 +73,9 @@ class RatingData:
 def latest_histories(catalog: EncodedCatalog, indexed: pd.DataFrame) -> np.ndarray:
     """int64[U, H]: each user's history at the end of `indexed` (sorted by user/time), what the
     feature service serves (known items only, most recent first)."""
-    out = np.zeros((catalog.n_users, catalog.spec.history_len), dtype=np.int64)
-    known = indexed[indexed["item_index"] > 0]
-    for user, items in known.groupby("user_index", sort=False)["item_index"]:
-        out[user] = pad_history(items.to_numpy()[::-1], catalog.spec.history_len)
-    return out
+    items = indexed["item_index"].to_numpy(np.int64)
+    users = indexed["user_index"].to_numpy(np.int64)
+    return latest_values(users, items > 0, items, catalog.n_users, catalog.spec.history_len)
 
 
 Scorer = Callable[[np.ndarray, np.ndarray], np.ndarray]

@@ -129,6 +129,17 @@ def test_a_state_without_recorded_events_feeds_unknowns(retriever):
     np.testing.assert_array_equal(embedding, np.r_[np.full(h, -1.0), np.zeros(h)])
 
 
+@pytest.mark.parametrize("bad", [-1, len(EVENT_TOKENS)])
+def test_a_kind_out_of_range_is_invalid_argument(retriever, bad):
+    """A caller's history_kinds (split mode: UserFeatures) past the token table is refused
+    before ONNX Runtime sees it (an embedding gather there would fail as INTERNAL)."""
+    from services.contract.errors import InvalidArgument
+
+    state = user(retriever.inputs, [3, 2], [NOW - 5, NOW - 6], [VIEW, bad])
+    with pytest.raises(InvalidArgument, match="history kind out of range"):
+        retriever.user_embedding(state)
+
+
 def test_an_entry_the_tower_reads_as_row_0_keeps_its_event(retriever):
     """A history row past the tower's (an added item it does not know) reads as row 0, the
     unknown item; the event behind it is still the user's."""

@@ -188,11 +188,22 @@ class Retriever:
         excluded = self.catalog.indices(filters.exclude_items)
         if filters.exclude_seen:
             excluded = np.concatenate((excluded, np.asarray(user.seen, dtype=np.int64)))
-        eligible = self.index.eligible(filters, excluded)
-        found = self.index.search(query, k, eligible)
+        found = self._search(query, k, filters, excluded)
         if self.buy_again and not filters.exclude_seen:
-            found = self._with_bought(found, query, user.seen, k, eligible)
+            found = self._with_bought(found, query, user.seen, k, filters, excluded)
         return dataclasses.replace(found, query=query)
+
+    def _search(
+        self, query: np.ndarray, k: int, filters: FilterSpec, excluded: np.ndarray
+    ) -> CandidateList:
+        """The top k eligible items: without a mask when the filters only drop rows
+        (CandidateIndex.search_excluding), else through the eligibility mask."""
+        found = None
+        if not (filters.include_tags or filters.exclude_tags):
+            found = self.index.search_excluding(query, k, excluded)
+        if found is None:
+            found = self.index.search(query, k, self.index.eligible(filters, excluded))
+        return found
 
     def _with_bought(
         self,
@@ -200,15 +211,15 @@ class Retriever:
         query: np.ndarray,
         seen: np.ndarray,
         k: int,
-        eligible: np.ndarray | None,
+        filters: FilterSpec,
+        excluded: np.ndarray,
     ) -> CandidateList:
         """Buy again: the user's earlier items (the best k of them by the retrieval score, the
         filters honoured) join the top k whether or not the search reached them, so the ranker
         sees them; -> up to 2k candidates, best first."""
         bought = np.asarray(seen, dtype=np.int64)
         bought = bought[(bought > 0) & (bought < self.index.embeddings.shape[0])]
-        if eligible is not None:
-            bought = bought[eligible[bought]]
+        bought = bought[self.index.allowed_rows(bought, filters, excluded)]
         bought = np.setdiff1d(bought, found.item_indices)
         if bought.size == 0:
             return found
@@ -230,8 +241,7 @@ class Retriever:
         if row == 0:
             raise NotFound(f"unknown item {item_id!r}")
         excluded = np.concatenate(([row], self.catalog.indices(filters.exclude_items)))
-        eligible = self.index.eligible(filters, excluded)
-        return self.index.search(self.index.embeddings[row], k, eligible)
+        return self._search(self.index.embeddings[row], k, filters, excluded)
 
     def set_items_available(self, item_ids: Sequence[str], available: bool) -> int:
         """Take items out of retrieval or put them back (all ids must be known: NotFound

@@ -149,3 +149,50 @@ def test_ivf_filtered_search_uses_the_stored_nprobe(bundle, tmp_path):
     selector = faiss.IDSelectorBitmap(eligible.size, faiss.swig_ptr(np.packbits(eligible)))
     params = retriever.index._params(selector, 10)
     assert isinstance(params, faiss.SearchParametersIVF) and params.nprobe == ivf.nprobe
+
+
+def _masked(retriever, query, k, excluded):
+    """The selector path's answer (the mask over every row), for comparison."""
+    index = retriever.index
+    return index.search(query, k, index.eligible(FilterSpec(), np.asarray(excluded)))
+
+
+@pytest.mark.parametrize("n_excluded", [0, 1, 25, 120])
+def test_search_excluding_returns_what_the_mask_search_returns(retriever, user, n_excluded):
+    """Dropping rows from an over-fetched unfiltered search gives the selector search's items
+    and scores (flat, exact and IVF indexes alike), and never a dropped row."""
+    query = retriever.user_embedding(user)
+    rng = np.random.default_rng(n_excluded)
+    top = retriever.index.search(query, 150).item_indices
+    excluded = rng.choice(top, size=n_excluded, replace=False) if n_excluded else top[:0]
+    excluded = np.concatenate((excluded, excluded[:3], [0, retriever.index.n_rows + 5]))
+    for k in (10, 150):
+        fast = retriever.index.search_excluding(query, k, excluded)
+        if n_excluded > k or retriever.index.exact_below > 1000:
+            assert fast is None  # too many rows dropped / exact scoring asked for: the mask
+            continue
+        slow = _masked(retriever, query, k, excluded)
+        assert fast is not None and len(fast) == k
+        assert not np.isin(fast.item_indices, excluded).any()
+        np.testing.assert_array_equal(fast.item_indices, slow.item_indices)
+        np.testing.assert_allclose(fast.scores, slow.scores, rtol=1e-6)
+
+
+def test_search_excluding_leaves_unavailable_items_to_the_mask(bundle):
+    retriever = Retriever.from_bundle(bundle, max_k=200)
+    query = retriever.index.embeddings[1]
+    assert retriever.index.search_excluding(query, 10, np.array([2, 3])) is not None
+    gone = retriever.index.search(query, 3).item_indices
+    retriever.index.set_available(gone, False)
+    assert retriever.index.search_excluding(query, 10, np.array([2, 3])) is None
+    found = retriever.similar(retriever.catalog.vocab.ids[0], 10)
+    assert not np.isin(found.item_indices, gone).any()
+
+
+def test_exclude_seen_answer_is_the_masked_answer(retriever, user):
+    """Recommend's usual query (exclude seen, no tags) takes the shortcut; its answer equals
+    the eligibility mask's."""
+    k = min(100, retriever.index.n_rows - 1 - user.seen.size)
+    found = retriever.retrieve(user, k, FilterSpec(exclude_seen=True))
+    slow = _masked(retriever, retriever.user_embedding(user), k, user.seen)
+    np.testing.assert_array_equal(found.item_indices, slow.item_indices)

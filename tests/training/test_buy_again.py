@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import faiss
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from services.contract.types import CandidateList
+from services.contract.types import CandidateList, FilterSpec
+from services.retrieval.index import CandidateIndex
 from services.retrieval.retriever import Retriever
 from training.models.negatives import history_negatives
 from training.models.ranker import REPEAT_DECAYS, repeat_features
@@ -49,10 +51,15 @@ def test_basket_starts_and_items():
 def test_retrieval_adds_earlier_items_best_first():
     embeddings = np.eye(5, dtype=np.float32)
     embeddings[3] *= 0.5
-    fake = SimpleNamespace(index=SimpleNamespace(embeddings=embeddings))
+    flat = faiss.IndexIDMap2(faiss.IndexFlatIP(5))
+    flat.add_with_ids(embeddings[1:], np.arange(1, 5))
+    index = CandidateIndex(flat, embeddings, ("a",), [(), ("a",), ("a",), ("a",), ("a",)])
+    fake = SimpleNamespace(index=index)
     found = CandidateList(np.array([1], np.int64), np.array([0.9], np.float32))
     query = np.array([0, 0.9, 0.2, 1.0, 0.1], np.float32)
-    eligible = np.array([False, True, True, True, False])
-    out = Retriever._with_bought(fake, found, query, np.array([1, 2, 3, 4]), 2, eligible)
+    excluded = np.array([4])  # e.g. exclude_items
+    out = Retriever._with_bought(
+        fake, found, query, np.array([1, 2, 3, 4]), 2, FilterSpec(), excluded
+    )
     assert out.item_indices.tolist() == [1, 3, 2]  # 4 filtered out; 1 not repeated
     assert out.scores.tolist() == pytest.approx([0.9, 0.5, 0.2])

@@ -21,6 +21,7 @@ A user with no activity gives the all-zero vector (has_activity = 0): scored as 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -141,10 +142,90 @@ def value_features_flat(
     return out
 
 
+# Below this many active days, one user's features are computed in plain Python (about 60 numpy
+# calls on a handful of values cost more than the arithmetic itself).
+SCALAR_MAX_DAYS = 64
+
+
+def _log1p_one(x: float) -> float:
+    return math.log1p(x) if x > 0.0 else 0.0
+
+
+def value_features_one(days: np.ndarray, values: np.ndarray, as_of_day: int) -> np.ndarray:
+    """value_features_flat for one user, in plain Python: the same definitions, the same order of
+    float64 operations, float32[F]. For a request's user (the scorer's cache missed), where the
+    vectorised form's fixed cost per numpy call dominates."""
+    day_list = np.asarray(days, dtype=np.int64).tolist()
+    value_list = np.asarray(values, dtype=np.float64).tolist()
+    kept = [(d, v) for d, v in zip(day_list, value_list, strict=True) if d <= as_of_day]
+    if not kept:
+        return np.zeros(N_VALUE_FEATURES, dtype=np.float32)
+    n = len(kept)
+    first_day, first_value = kept[0]
+    last_day = kept[-1][0]
+    max_value = 0.0
+    sum_value = 0.0
+    gap_sq = 0.0
+    previous = first_day
+    for i, (day, value) in enumerate(kept):
+        max_value = max(max_value, max(value, 0.0))
+        sum_value += value
+        gap = (day - previous) / DAYS_PER_WEEK if i else 0.0
+        gap_sq += gap * gap
+        previous = day
+    frequency = max(n - 1.0, 0.0)
+    recency = (last_day - first_day) / DAYS_PER_WEEK
+    t_weeks = (as_of_day - first_day) / DAYS_PER_WEEK
+    since_last = t_weeks - recency
+    monetary = (sum_value - first_value) / frequency if frequency > 0 else 0.0
+    mean_value = sum_value / n
+    gap_mean = recency / frequency if frequency > 0 else 0.0
+    gap_sq_mean = gap_sq / frequency if frequency > 0 else 0.0
+    gap_std = math.sqrt(max(gap_sq_mean - gap_mean * gap_mean, 0.0))
+    overdue = since_last / gap_mean if gap_mean > 0 else 0.0
+    repeat_rate = frequency / max(t_weeks, 1.0)
+    recent = [
+        float(sum(1 for day, _ in kept if day > as_of_day - DAYS_PER_WEEK * w))
+        for w in RECENT_WINDOWS_WEEKS
+    ]
+    trend_start = as_of_day - DAYS_PER_WEEK * TREND_WINDOW_WEEKS
+    value_trend = 0.0
+    repeats_trend = 0.0
+    for i, (day, value) in enumerate(kept):
+        in_trend = day > trend_start
+        value_trend += value if in_trend else 0.0
+        repeats_trend += 1.0 if in_trend and i else 0.0
+    trend_rate = repeats_trend / min(max(t_weeks, 1.0), float(TREND_WINDOW_WEEKS))
+    trend = _log1p_one(52.0 * trend_rate) - _log1p_one(52.0 * repeat_rate)
+    columns = [
+        1.0,
+        _log1p_one(frequency),
+        _log1p_one(recency),
+        _log1p_one(t_weeks),
+        _log1p_one(since_last),
+        recency / t_weeks if t_weeks > 0 else 0.0,
+        _log1p_one(52.0 * repeat_rate),
+        _log1p_one(monetary),
+        _log1p_one(first_value),
+        _log1p_one(mean_value),
+        _log1p_one(max_value),
+        _log1p_one(gap_mean),
+        _log1p_one(gap_std),
+        _log1p_one(overdue),
+        *(_log1p_one(r) for r in recent),
+        _log1p_one(value_trend),
+        trend,
+    ]
+    return np.asarray(columns, dtype=np.float32)
+
+
 def value_features_batch(
     activities: Sequence[tuple[np.ndarray, np.ndarray]], as_of_day: int
 ) -> np.ndarray:
-    """[(days int64[n_b], values float32[n_b]), ...] per user -> float32[B, F]."""
+    """[(days int64[n_b], values float32[n_b]), ...] per user -> float32[B, F]. One user with
+    few active days takes the plain-Python path (value_features_one)."""
+    if len(activities) == 1 and len(activities[0][0]) <= SCALAR_MAX_DAYS:
+        return value_features_one(*activities[0], as_of_day)[None, :]
     lengths = np.fromiter((len(d) for d, _ in activities), dtype=np.int64, count=len(activities))
     owner = np.repeat(np.arange(len(activities), dtype=np.int64), lengths)
     if lengths.sum() == 0:

@@ -7,9 +7,12 @@ import pytest
 
 from services.contract.value_features import (
     N_VALUE_FEATURES,
+    SCALAR_MAX_DAYS,
     VALUE_FEATURE_NAMES,
     value_features,
     value_features_batch,
+    value_features_flat,
+    value_features_one,
 )
 
 
@@ -78,3 +81,29 @@ def test_batch_rows_equal_single_user_calls():
     for row, (days, values) in zip(batch, activities, strict=True):
         np.testing.assert_array_equal(row, value_features(days, values, 250))
     assert np.isfinite(batch).all()
+
+
+def test_one_user_in_plain_python_equals_the_vectorised_form():
+    """value_features_one (a request's single user) against value_features_flat on the same
+    activity: days before, on and after as_of, one day, long gaps, zero and negative values,
+    up to the batch form's switch-over length."""
+    rng = np.random.default_rng(7)
+    cases = [(np.zeros(0, np.int64), np.zeros(0, np.float32), 100)]
+    cases.append((np.array([100]), np.array([0.0], np.float32), 100))
+    cases.append((np.array([10, 11, 400]), np.array([-3.0, 5.0, 2.0], np.float32), 200))
+    for size in range(1, SCALAR_MAX_DAYS + 1, 3):
+        days = np.sort(rng.choice(2000, size=size, replace=False)).astype(np.int64)
+        values = rng.normal(20.0, 25.0, size).astype(np.float32)
+        cases.append((days, values, int(rng.integers(0, 2200))))
+    for days, values, as_of in cases:
+        vectorised = value_features_flat(np.zeros(days.size, np.int64), days, values, 1, as_of)[0]
+        one = value_features_one(days, values, as_of)
+        assert one.dtype == np.float32 and one.shape == (N_VALUE_FEATURES,)
+        np.testing.assert_allclose(one, vectorised, rtol=1e-6, atol=1e-7)
+    long_days = np.arange(SCALAR_MAX_DAYS + 1, dtype=np.int64) * 3
+    long_values = np.ones(long_days.size, np.float32)
+    np.testing.assert_allclose(
+        value_features(long_days, long_values, 500),
+        value_features_one(long_days, long_values, 500),
+        rtol=1e-6,
+    )

@@ -10,6 +10,11 @@ selector and removes them from the answer, which holds the same items the select
 would find. On a large IVF index the selector costs more than the search itself (the mask is
 built and packed over every row, and FAISS checks each scanned id), so this is the common case
 made cheap: on the 1M-item bundle a Recommend's search went from ~0.40 to ~0.11 ms.
+
+An exact (flat, inner product) index is searched in numpy instead of FAISS: one matrix-vector
+product over every row, the ineligible rows set to -inf, a partial sort. Same items as FAISS's
+flat search up to float rounding, without a mask packed for FAISS; one thread, about half
+FAISS's time from 1.7k to 50k items (training builds flat indexes below 50k items).
 """
 
 from __future__ import annotations
@@ -59,6 +64,11 @@ class CandidateIndex:
         # (0 = always FAISS with the selector; exact search is then only the fallback when an
         # approximate index cannot reach k eligible items).
         self.exact_below = exact_below
+        # An exact inner-product index: searched by one numpy scan of `embeddings` (_scan).
+        self.scans = (
+            isinstance(self._base, faiss.IndexFlat)
+            and self._base.metric_type == faiss.METRIC_INNER_PRODUCT
+        )
 
     @classmethod
     def load(
@@ -186,11 +196,19 @@ class CandidateIndex:
         results; None where that shortcut does not hold and the caller searches with a mask
         (`eligible`, `search`): some item is unavailable, more rows are dropped than k, the
         eligible set is small enough to score exactly, or the answer came back short of k (an
-        approximate index that did not reach k eligible items)."""
+        approximate index that did not reach k eligible items). An exact index (`scans`)
+        answers every such query by its scan, with these rows masked out."""
+        rows = np.asarray(excluded_rows, dtype=np.int64)
+        rows = rows[(rows > 0) & (rows < self.n_rows)]
+        if self.scans:  # exact in any case: the mask is the available rows but these
+            mask = self.available
+            if rows.size:
+                mask = mask.copy()
+                mask[rows] = False
+            return self._scan(query, k, mask)
         if self._unavailable:
             return None
-        rows = np.asarray(excluded_rows, dtype=np.int64)
-        rows = np.unique(rows[(rows > 0) & (rows < self.n_rows)])
+        rows = np.unique(rows)
         if rows.size > k or self.index.ntotal - rows.size <= max(self.exact_below, k):
             return None
         query = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
@@ -225,6 +243,8 @@ class CandidateIndex:
         self, query: np.ndarray, k: int, eligible: np.ndarray | None = None
     ) -> CandidateList:
         """query float32[D] -> up to k items, best first (fewer only if fewer are eligible)."""
+        if self.scans:
+            return self._scan(query, k, self.available if eligible is None else eligible)
         query = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
         if eligible is None:
             return self._faiss_search(query, k, None)
@@ -249,6 +269,18 @@ class CandidateIndex:
         scores, labels = self.index.search(query, k, params=params)
         keep = labels[0] >= 0
         return CandidateList(labels[0][keep].astype(np.int64), scores[0][keep].astype(np.float32))
+
+    def _scan(self, query: np.ndarray, k: int, mask: np.ndarray) -> CandidateList:
+        """Exact top k of the rows where `mask` (bool[n + 1]) is True: every row scored, the
+        others set to -inf (row 0 and rows holding no item are never available)."""
+        k = min(k, int(np.count_nonzero(mask)))
+        if k <= 0:
+            return _EMPTY
+        scores = self.embeddings @ np.asarray(query, dtype=np.float32).reshape(-1)
+        scores = np.where(mask, scores, np.float32(-np.inf))
+        top = np.argpartition(-scores, k - 1)[:k] if k < scores.size else np.arange(k)
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return CandidateList(top.astype(np.int64), scores[top])
 
     def _exact_search(self, query: np.ndarray, k: int, rows: np.ndarray) -> CandidateList:
         scores = self.embeddings[rows] @ query

@@ -34,7 +34,7 @@ def _with_ivf(retriever: Retriever, tmp_dir) -> Retriever:
 
 
 @pytest.fixture(
-    scope="module", params=[0, 1_000_000, "ivf"], ids=["faiss-selector", "exact", "ivf-selector"]
+    scope="module", params=[0, 1_000_000, "ivf"], ids=["flat-scan", "exact", "ivf-selector"]
 )
 def retriever(bundle, request, tmp_path_factory) -> Retriever:
     if request.param == "ivf":
@@ -168,8 +168,8 @@ def test_search_excluding_returns_what_the_mask_search_returns(retriever, user, 
     excluded = np.concatenate((excluded, excluded[:3], [0, retriever.index.n_rows + 5]))
     for k in (10, 150):
         fast = retriever.index.search_excluding(query, k, excluded)
-        if n_excluded > k or retriever.index.exact_below > 1000:
-            assert fast is None  # too many rows dropped / exact scoring asked for: the mask
+        if n_excluded > k and not retriever.index.scans:
+            assert fast is None  # more rows dropped than k: the mask path
             continue
         slow = _masked(retriever, query, k, excluded)
         assert fast is not None and len(fast) == k
@@ -178,13 +178,22 @@ def test_search_excluding_returns_what_the_mask_search_returns(retriever, user, 
         np.testing.assert_allclose(fast.scores, slow.scores, rtol=1e-6)
 
 
-def test_search_excluding_leaves_unavailable_items_to_the_mask(bundle):
+@pytest.mark.parametrize("kind", ["flat", "ivf"])
+def test_unavailable_items_are_never_returned_by_the_shortcut(bundle, tmp_path, kind):
+    """An approximate index leaves unavailable items to the mask path (None); an exact one
+    masks them in its scan."""
     retriever = Retriever.from_bundle(bundle, max_k=200)
+    if kind == "ivf":
+        retriever = _with_ivf(retriever, tmp_path)
     query = retriever.index.embeddings[1]
     assert retriever.index.search_excluding(query, 10, np.array([2, 3])) is not None
     gone = retriever.index.search(query, 3).item_indices
     retriever.index.set_available(gone, False)
-    assert retriever.index.search_excluding(query, 10, np.array([2, 3])) is None
+    fast = retriever.index.search_excluding(query, 10, np.array([2, 3]))
+    if kind == "ivf":
+        assert fast is None
+    else:
+        assert len(fast) == 10 and not np.isin(fast.item_indices, [*gone, 2, 3]).any()
     found = retriever.similar(retriever.catalog.vocab.ids[0], 10)
     assert not np.isin(found.item_indices, gone).any()
 
@@ -196,3 +205,20 @@ def test_exclude_seen_answer_is_the_masked_answer(retriever, user):
     found = retriever.retrieve(user, k, FilterSpec(exclude_seen=True))
     slow = _masked(retriever, retriever.user_embedding(user), k, user.seen)
     np.testing.assert_array_equal(found.item_indices, slow.item_indices)
+
+
+def test_flat_index_scan_equals_faiss_flat_search(retriever, user):
+    """The numpy scan of an exact index returns FAISS's flat search (items and scores), with
+    and without a mask."""
+    if not retriever.index.scans:
+        pytest.skip("approximate index: FAISS searches it")
+    index = retriever.index
+    query = retriever.user_embedding(user)
+    scores, labels = index.index.search(query[None, :], 60)
+    found = index.search(query, 60)
+    np.testing.assert_array_equal(found.item_indices, labels[0])
+    np.testing.assert_allclose(found.scores, scores[0], rtol=1e-5, atol=1e-6)
+    mask = index.available.copy()
+    mask[labels[0][::2]] = False
+    masked = index.search(query, 30, mask)
+    np.testing.assert_array_equal(masked.item_indices, labels[0][1::2][:30])

@@ -442,12 +442,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bundle", help="noop-gateway: bundle directory (catalog, feature spec)")
     p.add_argument("--candidates", type=int, default=200)
     args = p.parse_args(argv)
+    from services.platform.server import run_loop  # the event loop recserve's servers use
+
     if args.role == "echo":
-        asyncio.run(_serve_echo(args.port))
+        run_loop(_serve_echo(args.port))
     else:
         if not args.bundle:
             p.error("noop-gateway needs --bundle")
-        asyncio.run(_serve_noop_gateway(args.port, args.bundle, args.candidates))
+        run_loop(_serve_noop_gateway(args.port, args.bundle, args.candidates))
     return 0
 
 

@@ -33,7 +33,7 @@ from recserve.v1 import (
 )
 from services.contract.bundle import Bundle
 from services.platform import convert
-from services.platform.server import create_server, serve
+from services.platform.server import create_server, run_loop, serve
 
 ROLES = ("gateway", "feature", "retrieval", "ranking", "uservalue")
 
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.role == "gateway" and len((args.backends or "").split(",")) != 4:
         parser.error("the gateway needs --backends with four addresses")
-    asyncio.run(_main(args))
+    run_loop(_main(args))  # the event loop recserve's servers use (RECSERVE_EVENT_LOOP)
     return 0
 
 

@@ -20,9 +20,10 @@ ranker leads a batch. While other callbacks are ready to run on the loop (other 
 their way, new calls arriving) it yields to them, at most `max_yields` loop iterations, and
 every request reaching the ranker meanwhile joins its batch. With nothing else ready (one call
 in flight) it scores at once, alone: no extra loop iteration, no future, no stacking of inputs,
-no queue. A bad request fails alone (validated before it joins); a failing ONNX Runtime call
-fails every request of its batch; a cancelled leader still scores its followers; a cancelled
-follower's result is dropped.
+no queue. uvloop does not say what is ready: there the leader yields one iteration, and more
+while each brings company. A bad request fails alone (validated before it joins); a failing
+ONNX Runtime call fails every request of its batch; a cancelled leader still scores its
+followers; a cancelled follower's result is dropped.
 """
 
 from __future__ import annotations
@@ -132,11 +133,11 @@ class RankBatcher:
 _Entry = tuple[tuple[dict, np.ndarray], int, "asyncio.Future[RankScores] | None", float]
 
 
-def _others_ready(loop: asyncio.AbstractEventLoop) -> bool:
+def _others_ready(loop: asyncio.AbstractEventLoop) -> bool | None:
     """Whether callbacks other than the current task's are queued on the loop (asyncio's base
-    event loop keeps them in `_ready`; an unknown loop counts as busy)."""
+    event loop keeps them in `_ready`); None for a loop that does not say (uvloop)."""
     ready = getattr(loop, "_ready", None)
-    return True if ready is None else len(ready) > 0
+    return None if ready is None else len(ready) > 0
 
 
 class RankBatching:
@@ -167,7 +168,7 @@ class RankBatching:
             future: asyncio.Future[RankScores] = loop.create_future()
             batch.append((prepared, int(rate_top_k), future, time.perf_counter()))
             return await future
-        if self.max_batch == 1 or not _others_ready(loop):
+        if self.max_batch == 1 or _others_ready(loop) is False:
             return self._alone(prepared, rate_top_k)
         return await self._lead(loop, prepared, int(rate_top_k))
 
@@ -185,8 +186,14 @@ class RankBatching:
         self._open = batch
         try:
             for _ in range(self.max_yields):
+                size = len(batch)
                 await asyncio.sleep(0)  # the ready callbacks run; their rank calls join
-                if len(batch) >= self.max_batch or not _others_ready(loop):
+                if len(batch) >= self.max_batch:
+                    break
+                ready = _others_ready(loop)
+                # A loop that does not say what is ready (uvloop): go on while the last
+                # iteration brought company (one iteration for a lone request).
+                if ready is False or (ready is None and len(batch) == size):
                     break
         except asyncio.CancelledError:
             self._close(batch)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 
 import grpc
 import pytest
@@ -11,9 +12,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from recserve.v1 import feature_pb2, feature_pb2_grpc
-from services.contract.errors import NotFound
+from services.contract.errors import ConfigError, NotFound
 from services.feature.servicer import register
-from services.platform.server import create_server, set_not_serving
+from services.platform.server import (
+    create_server,
+    event_loop_name,
+    loop_factory,
+    run_loop,
+    set_not_serving,
+)
 
 SERVICE = "recserve.v1.FeatureService"
 
@@ -105,3 +112,24 @@ def test_unexpected_exception_is_internal_without_details(caplog):
     assert err.code() == grpc.StatusCode.INTERNAL
     assert "secret" not in err.details()
     assert "secret path" in caplog.text  # logged server-side with the trace
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"), [("asyncio", "asyncio"), ("uvloop", "uvloop"), ("auto", "uvloop")]
+)
+def test_services_run_on_the_configured_event_loop(setting, expected):
+    pytest.importorskip("uvloop")
+
+    async def which() -> str:
+        return event_loop_name()
+
+    assert run_loop(which(), {"RECSERVE_EVENT_LOOP": setting}) == expected
+
+
+def test_event_loop_setting_is_checked(monkeypatch):
+    with pytest.raises(ConfigError, match="RECSERVE_EVENT_LOOP"):
+        loop_factory({"RECSERVE_EVENT_LOOP": "tokio"})
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # not installed
+    with pytest.raises(ConfigError, match="uvloop is not installed"):
+        loop_factory({"RECSERVE_EVENT_LOOP": "uvloop"})
+    assert loop_factory({"RECSERVE_EVENT_LOOP": "auto"}) is asyncio.new_event_loop

@@ -14,6 +14,7 @@ from services.contract.bundle import Bundle
 from services.contract.errors import InvalidArgument
 from services.contract.types import RankScores
 from services.feature.store import InMemoryFeatureStore
+from services.platform.server import event_loop_name
 from services.ranking.batcher import RankBatcher, RankBatching
 from services.ranking.ranker import OnnxRanker
 
@@ -329,3 +330,25 @@ def test_the_ranking_service_batches_inline_on_cpu_without_a_worker(bundle, env,
     config = RankingConfig.from_env({"RECSERVE_RANKING_DEVICE": "cpu", **env})
     engine = RankingModel(config).from_bundle(bundle)
     assert type(engine.batcher).__name__ == kind
+
+
+def test_on_uvloop_concurrent_requests_share_calls_and_a_lone_one_is_answered(ranker, requests):
+    """uvloop keeps no `_ready` list the leader could read: it yields one loop iteration and
+    goes on while each brings company; the answers are the same as one at a time."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def scenario():
+        assert event_loop_name() == "uvloop"
+        batching = RankBatching(ranker, max_batch=4)
+        together = await asyncio.gather(*(batching.rank(u, i, 5) for u, i in requests))
+        calls = batching.calls
+        alone = await batching.rank(*requests[0], 5)
+        return together, calls, alone, batching
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        together, calls, alone, batching = runner.run(scenario())
+    assert calls < len(requests)  # merged
+    assert batching.calls == calls + 1 and batching.requests == len(requests) + 1
+    for (user, items), got in zip(requests, together, strict=True):
+        _same(got, ranker.rank(user, items, 5))
+    _same(alone, ranker.rank(*requests[0], 5))

@@ -61,11 +61,13 @@ def _steps(name: str, target: str, args, traffic: TrafficConfig, slo: float) -> 
 
 
 def _at_rate(target: str, rate: float, args, traffic: TrafficConfig) -> dict:
+    """One open-loop run at `rate` for --half-rate-duration seconds (a p99 needs thousands of
+    requests: a step's few seconds at half rate leave it to a dozen)."""
     spec = LoadSpec(
         target=target,
         schedule="poisson",
         rate=rate,
-        duration_s=args.duration,
+        duration_s=args.half_rate_duration,
         warmup_s=args.warmup,
         processes=args.load_processes,
         seed=2,
@@ -90,6 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gateways", type=int, default=2, help="embedded gateway processes")
     p.add_argument("--mix", default="recommend=1", help="request mix (default: Recommend only)")
     p.add_argument("--duration", type=float, default=8.0)
+    p.add_argument(
+        "--half-rate-duration",
+        type=float,
+        default=20.0,
+        help="seconds of the split vs plumbing run at half split's max rate (its p99)",
+    )
     p.add_argument("--warmup", type=float, default=2.0)
     p.add_argument("--start", type=float, default=100.0)
     p.add_argument("--factor", type=float, default=1.4)

@@ -1,6 +1,8 @@
 """In-process stage costs on a bundle: the floor under any serving topology.
 
-feature lookup (1 user + N items), user tower, FAISS search for N candidates, ranking N
+feature lookup (1 user + N items), user tower, FAISS search for N candidates, Recommend's
+retrieval call (the user's seen items excluded), one user's value score without the cache,
+ranking N
 candidates (one user, and batched over B users as the ranking service's micro-batcher does;
 rank_N rates every candidate, as PredictRatings and a bundle without rater.onnx do, and
 rank_N_rate20 rates only the top 20 by P(interact), as Recommend k=20 asks: with rater.onnx
@@ -48,9 +50,11 @@ def time_calls(fn: Callable[[], object], n: int = 2000, warmup: int = 50) -> dic
 def stage_costs(
     bundle: Bundle, n_candidates: int = 200, n: int = 2000, batch: int = 8
 ) -> dict[str, dict]:
+    from services.contract.types import FilterSpec
     from services.feature.store import InMemoryFeatureStore
     from services.ranking.ranker import OnnxRanker
     from services.retrieval.retriever import Retriever
+    from services.uservalue.scorer import UserValueScorer
 
     store = InMemoryFeatureStore.from_bundle(bundle)
     retriever = Retriever.from_bundle(bundle)
@@ -64,6 +68,8 @@ def stage_costs(
     cand_ids = [str(item_ids[i - 1]) for i in cands.tolist()]
     state = store.get_user(pick())
     query = retriever.user_embedding(state)
+    unseen = FilterSpec(exclude_seen=True)
+    uncached = UserValueScorer.from_bundle(bundle, cache_users=0)
     out = {
         "feature_lookup_user": time_calls(lambda: store.get_user(pick()), n),
         f"feature_lookup_user_plus_{len(cands)}_items": time_calls(
@@ -76,6 +82,12 @@ def stage_costs(
         f"user_tower_plus_search_{n_candidates}": time_calls(
             lambda: retriever.retrieve(state, n_candidates), n
         ),
+        # Recommend's retrieval call: the user's seen items dropped (users drawn at random).
+        f"retrieve_exclude_seen_{n_candidates}": time_calls(
+            lambda: retriever.retrieve(store.get_user(pick()), n_candidates, unseen), n
+        ),
+        # A user whose value score is not cached: features + user_value.onnx for one user.
+        "uservalue_uncached": time_calls(lambda: uncached.score([pick()]), n),
         f"rank_{len(cands)}": time_calls(lambda: ranker.rank(state, cands, 0, query), n),
         # Recommend's call: the top 20 rated, the user's embedding from retrieval (a ranker.onnx
         # that takes user_embedding; an older one ignores it and runs its tower inside).

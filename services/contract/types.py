@@ -64,6 +64,14 @@ class UserState:
         """Nothing to personalise from: unknown user and no history."""
         return not self.known and not self.has_history
 
+    def seen_items(self) -> np.ndarray:
+        """What exclude_seen drops, sorted int64 (a row may appear twice): everything seen plus
+        the history (a request's recent items included). Retrieval and the gateway's check of
+        its answer both use this one definition."""
+        seen = np.concatenate((self.seen, self.history[self.history > 0]))
+        seen.sort()
+        return seen
+
 
 @dataclass(frozen=True, slots=True)
 class ItemInfo:

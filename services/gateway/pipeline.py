@@ -234,13 +234,22 @@ class Pipeline:
                 "retrieval", self.stages.retrieval.retrieve(user, n, filters), fallbacks, True
             )
         if found is None:
-            popular = catalog.popular(k if user.is_cold else n, filters, _seen(user))
+            popular = catalog.popular(k if user.is_cold else n, filters, user.seen_items())
             return CandidateList(popular, catalog.popularity_scores(popular))
-        # Retrieval applies the filters itself; this re-check is one vectorised pass and keeps
-        # the public contract (distinct items, filters honoured) independent of the backend.
-        keep = _first_occurrences(found.item_indices)
-        keep &= catalog.allowed(found.item_indices, filters, _seen(user))
-        return CandidateList(found.item_indices[keep], found.scores[keep], query=found.query)
+        items = found.item_indices
+        if getattr(self.stages.retrieval, "applies_filters", False):
+            # In process: the Retriever answered with distinct items, filters applied (seen
+            # items by UserState.seen_items, as below). Only rows this request's catalog
+            # snapshot lacks (an item added meanwhile) are dropped.
+            keep = (items > 0) & (items < len(catalog.ids))
+            if keep.all():
+                return found
+        else:
+            # A remote backend: the public contract (distinct items, filters honoured) does not
+            # depend on it. One vectorised pass.
+            keep = _first_occurrences(items)
+            keep &= catalog.allowed(items, filters, user.seen_items())
+        return CandidateList(items[keep], found.scores[keep], query=found.query)
 
     async def _user_value(
         self, user: UserState, as_of_day: int, fallbacks: list[str]
@@ -432,14 +441,6 @@ def _reason(exc: Unavailable) -> str:
     if isinstance(exc, DeadlineExceeded):
         return "deadline_exceeded"
     return "circuit_open" if isinstance(exc, CircuitOpen) else "unavailable"
-
-
-def _seen(user: UserState) -> np.ndarray:
-    """Items to drop under exclude_seen: everything seen plus this request's recent items
-    (sorted; an item may appear twice: GatewayCatalog.allowed only tests membership)."""
-    seen = np.concatenate((user.seen, user.history[user.history > 0]))
-    seen.sort()
-    return seen
 
 
 def _first_occurrences(items: np.ndarray) -> np.ndarray:

@@ -187,7 +187,7 @@ class Retriever:
         query = self.user_embedding(user)
         excluded = self.catalog.indices(filters.exclude_items)
         if filters.exclude_seen:
-            excluded = np.concatenate((excluded, np.asarray(user.seen, dtype=np.int64)))
+            excluded = np.concatenate((excluded, user.seen_items()))
         found = self._search(query, k, filters, excluded)
         if self.buy_again and not filters.exclude_seen:
             found = self._with_bought(found, query, user.seen, k, filters, excluded)

@@ -244,6 +244,30 @@ def test_exclude_seen_drops_the_users_items_and_recent_items():
     assert not {"i1", "i2", "i9"} & set(ids(answer))
 
 
+def test_an_in_process_retrieval_answer_is_not_checked_again_but_for_unknown_rows():
+    """A retrieval stage that applies the filters itself (the in-process Retriever) is trusted:
+    its answer is served as it is, but a row past this request's catalog (an item added after
+    the request read it) is dropped."""
+
+    class Applies(FakeRetrieval):
+        applies_filters = True
+
+        async def retrieve(self, user, k, filters):
+            found = await super().retrieve(user, k, filters)
+            extra = np.array([N_ITEMS + 5], dtype=np.int64)  # not in the catalog
+            return CandidateList(
+                np.concatenate((extra, found.item_indices)),
+                np.concatenate((np.ones(1, np.float32), found.scores)),
+            )
+
+    pipeline = make_pipeline(retrieval=Applies(make_catalog()), ranking=Down())
+    answer = run(pipeline.recommend("u1", 3, UNSEEN, ["i12"]))
+    assert ids(answer) == ["i11", "i10", "i9"]  # i12 (recent) dropped by the stage itself
+    trusted = make_pipeline(retrieval=Applies(make_catalog()), ranking=Down())
+    trusted.stages.retrieval.retrieve = _ignores_filters().retrieve  # claims, does not apply
+    assert "i12" in ids(run(trusted.recommend("u1", 3, UNSEEN, ["i12"])))
+
+
 def test_without_exclude_seen_seen_items_may_come_back():
     answer = run(make_pipeline().recommend("u1", 10, ALL, ["i12"]))
     assert "i12" in ids(answer)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import faiss
 import numpy as np
 import pytest
 
 from services.contract.bundle import Bundle
 from services.contract.errors import InvalidArgument, NotFound
+from services.contract.features import pad_history
 from services.contract.types import FilterSpec
 from services.feature.store import InMemoryFeatureStore
 from services.retrieval.index import CandidateIndex
@@ -222,3 +225,14 @@ def test_flat_index_scan_equals_faiss_flat_search(retriever, user):
     mask[labels[0][::2]] = False
     masked = index.search(query, 30, mask)
     np.testing.assert_array_equal(masked.item_indices, labels[0][1::2][:30])
+
+
+def test_exclude_seen_drops_history_items_outside_seen(retriever, user):
+    """A request's recent items are in the history (UserState.seen_items): excluded too, as the
+    gateway's own check would, since an in-process answer is not checked again."""
+    top = retriever.retrieve(user, 10, FilterSpec(exclude_seen=True)).item_indices
+    history = np.concatenate((top[:3], user.history[user.history > 0]))[: user.history.size]
+    recent = dataclasses.replace(user, history=pad_history(history, user.history.size))
+    found = retriever.retrieve(recent, 10, FilterSpec(exclude_seen=True))
+    assert not np.isin(found.item_indices, top[:3]).any()
+    assert not np.isin(found.item_indices, recent.seen_items()).any()

@@ -60,7 +60,11 @@ class InProcessFeatures:
 
 class InProcessRetrieval:
     """`ranking`: the in-process ranker's stage, handed every item this retriever indexes (its
-    vector as computed here), so both score an added item by the same features."""
+    vector as computed here), so both score an added item by the same features.
+    `applies_filters`: the Retriever's answer holds distinct items with the request's filters
+    applied (UserState.seen_items for exclude_seen), so the pipeline does not check it again."""
+
+    applies_filters = True
 
     def __init__(self, retriever, ranking: InProcessRanking | None = None) -> None:
         self._retriever = retriever

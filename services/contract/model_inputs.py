@@ -10,6 +10,7 @@ item table, the valid item rows are the table's (the bundle's plus items added a
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,6 +48,10 @@ class UserInputs:
     history_len: int
     profile_cardinalities: tuple[int, ...]
 
+    @functools.cached_property
+    def _cardinalities(self) -> np.ndarray:
+        return np.asarray(self.profile_cardinalities, dtype=np.int64)
+
     @classmethod
     def from_bundle(cls, bundle: Bundle, n_item_rows: int) -> UserInputs:
         spec: FeatureSpec = bundle.feature_spec
@@ -82,7 +87,7 @@ class UserInputs:
             profile = np.zeros(n_fields, dtype=np.int64)
         if profile.size != n_fields:
             raise InvalidArgument(f"profile has {profile.size} fields, expected {n_fields}")
-        if ((profile < 0) | (profile >= np.asarray(self.profile_cardinalities))).any():
+        if ((profile < 0) | (profile >= self._cardinalities)).any():
             raise InvalidArgument(f"profile {profile.tolist()} out of range")
         history = np.asarray(user.history, dtype=np.int64)
         n_rows = table.n_rows if table is not None else None

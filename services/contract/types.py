@@ -116,6 +116,10 @@ class RankScores:
     p_positive: np.ndarray  # float32[N]: P(rating >= 4)
     rating: np.ndarray  # float32[N]: predicted rating in [1, 5]
     p_interact: np.ndarray  # float32[N]: P(the user interacts with the item)
+    # Positions of the rate_top_k candidates ranking rated, best p_interact first (a stable
+    # sort: ties keep the earlier candidate); None when every candidate was rated. The gateway
+    # reuses it as the top of its own order instead of sorting again.
+    top: np.ndarray | None = None
 
 
 @dataclass(frozen=True, slots=True)

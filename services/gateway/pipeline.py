@@ -278,7 +278,10 @@ class Pipeline:
         score = np.asarray(
             ranks.p_interact if ranks is not None and by_model else candidates.scores
         )
-        order = np.argsort(-score, kind="stable")[:k]
+        if by_model and ranks is not None and ranks.top is not None and ranks.top.size >= k:
+            order = ranks.top[:k]  # ranking's own stable sort of p_interact (rate_top_k)
+        else:
+            order = np.argsort(-score, kind="stable")[:k]
         if ranks is None:  # no model scores: 0
             columns = np.zeros((5, order.size), dtype=np.float64)
             columns[0], columns[2] = score[order], candidates.scores[order]

@@ -203,7 +203,8 @@ class OnnxRanker:
         table = self.table
         n_rows = table.n_rows if table is not None else None
         user, items = known_rows(user, items, self.n_item_rows if n_rows is None else n_rows)
-        self.inputs.check_items(items, "candidate item index", n_rows)
+        if items.size and items.min() < 0:  # rows past the table are 0 now: only these are bad
+            self.inputs.check_items(items, "candidate item index", n_rows)
         feeds = self.inputs.feeds(user, table, self._history_features)
         if self.takes_query:
             feeds[QUERY_INPUT] = self._query(query, feeds)
@@ -272,6 +273,9 @@ class OnnxRanker:
         ranker_feeds = {name: feeds[name] for name in self._ranker_inputs}
         (p_interact,) = self._session.run(self._outputs, ranker_feeds)
         p_interact = p_interact.astype(np.float32, copy=False)
+        if len(sizes) == 1:  # one request (rank_one): no padding, no per-row loops
+            k = 0 if rate_top_k is None else int(rate_top_k[0])
+            return [self._rate_one(feeds, p_interact[0, : sizes[0]], k)]
         picks = [
             _top(p_interact[row, :n], 0 if rate_top_k is None else int(rate_top_k[row]))
             for row, n in enumerate(sizes)
@@ -302,8 +306,38 @@ class OnnxRanker:
                 rat = np.full(n, np.nan, dtype=np.float32)
                 pos[pick] = p_positive[row, : pick.size]
                 rat[pick] = rating[row, : pick.size]
-            out.append(RankScores(p_positive=pos, rating=rat, p_interact=p_interact[row, :n]))
+            out.append(
+                RankScores(p_positive=pos, rating=rat, p_interact=p_interact[row, :n], top=pick)
+            )
         return out
+
+    def _rate_one(self, feeds: dict, p_interact: np.ndarray, rate_top_k: int) -> RankScores:
+        """_score's rater.onnx part for one request (feeds["items"] int64[1, n], unpadded):
+        the same answer as the batched path, without its per-row bookkeeping."""
+        pick = _top(p_interact, rate_top_k)
+        if pick is None:
+            rater_feeds = {name: feeds[name] for name in self._rater_inputs}
+        else:
+            rater_feeds = {
+                name: feeds[name] for name in self._rater_inputs if name not in ITEM_INPUTS
+            }
+            rated = feeds["items"][:, pick]
+            rater_feeds["items"] = rated
+            if self._rater_items:
+                rater_feeds.update(self.table.feeds(self._rater_items, items=rated))
+        p_positive, rating = self._rater.run(_RATER_OUTPUTS, rater_feeds)
+        if pick is None:
+            return RankScores(
+                p_positive=p_positive[0].astype(np.float32, copy=False),
+                rating=rating[0].astype(np.float32, copy=False),
+                p_interact=p_interact,
+            )
+        rated_scores = np.full((2, p_interact.size), np.nan, dtype=np.float32)
+        rated_scores[0, pick] = p_positive[0]
+        rated_scores[1, pick] = rating[0]
+        return RankScores(
+            p_positive=rated_scores[0], rating=rated_scores[1], p_interact=p_interact, top=pick
+        )
 
     def warm_up(self, max_batch: int = 1, n_candidates: int = 200) -> None:
         """Run every batch size once so the first real requests do not pay ORT's lazy set-up."""

@@ -352,3 +352,22 @@ def test_on_uvloop_concurrent_requests_share_calls_and_a_lone_one_is_answered(ra
     for (user, items), got in zip(requests, together, strict=True):
         _same(got, ranker.rank(user, items, 5))
     _same(alone, ranker.rank(*requests[0], 5))
+
+
+def test_rated_top_is_the_stable_order_of_p_interact_alone_and_batched(ranker, requests):
+    """RankScores.top (what the gateway reuses as its order) is the stable sort of p_interact
+    cut at rate_top_k, for a lone request and for each of a batch; None when all are rated."""
+    if not ranker.has_rater:
+        pytest.skip("single-graph bundle: every candidate is rated")
+    prepared = [ranker.prepare(u, i) for u, i in requests[:4]]
+    alone = [ranker.rank_one(p, 5) for p in prepared]
+    batched = ranker.rank_prepared(prepared, [5] * len(prepared))
+    for one, many, (_, items) in zip(alone, batched, requests, strict=True):
+        for scores in (one, many):
+            if items.size <= 5:
+                assert scores.top is None
+                continue
+            want = np.argsort(-scores.p_interact, kind="stable")[:5]
+            np.testing.assert_array_equal(scores.top, want)
+            assert np.isfinite(scores.rating[want]).all()
+    assert ranker.rank_one(prepared[0], 0).top is None

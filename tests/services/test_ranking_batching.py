@@ -362,7 +362,7 @@ def test_rated_top_is_the_stable_order_of_p_interact_alone_and_batched(ranker, r
     prepared = [ranker.prepare(u, i) for u, i in requests[:4]]
     alone = [ranker.rank_one(p, 5) for p in prepared]
     batched = ranker.rank_prepared(prepared, [5] * len(prepared))
-    for one, many, (_, items) in zip(alone, batched, requests, strict=True):
+    for one, many, (_, items) in zip(alone, batched, requests[:4], strict=True):
         for scores in (one, many):
             if items.size <= 5:
                 assert scores.top is None

@@ -1,7 +1,8 @@
 """What the ranking batches save, in process, C requests gathered at once, interleaved rounds:
 
 - "embedded": the embedded pipeline (Recommend k, N candidates), CPU per request with batching
-  off (max batch 1) and on (RankBatching);
+  off (max batch 1: each request's user-tower and ranker calls alone) and on (shared user-tower
+  calls, services.platform.loop_batching, and shared ranker calls, RankBatching);
 - "ranking service": Rank calls alone (N candidates, k rated), the worker-task batcher
   (RankBatcher, inline) against RankBatching, what the ranking service now uses on CPU.
 
@@ -9,7 +10,8 @@
         [--rounds 5] [--n 2000]
 
 Prints one JSON line per (part, concurrency): the median CPU ms per request of each variant,
-their ratio, and the ranker calls per request of the batching variant.
+their ratio, and the ranker calls (and, embedded, user-tower calls) per request of the batching
+variant.
 """
 
 from __future__ import annotations
@@ -57,7 +59,11 @@ def main(argv: list[str] | None = None) -> None:
     from services.feature.store import InMemoryFeatureStore
     from services.gateway.app import build_pipeline
     from services.gateway.config import GatewaySettings
-    from services.gateway.stages.inprocess import InProcessRanking, build_in_process
+    from services.gateway.stages.inprocess import (
+        InProcessRanking,
+        InProcessRetrieval,
+        build_in_process,
+    )
     from services.ranking.batcher import RankBatcher, RankBatching
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -74,7 +80,10 @@ def main(argv: list[str] | None = None) -> None:
     settings = replace(settings, limits=replace(settings.limits, candidates=args.candidates))
     stages = build_in_process(bundle, prefer_gpu=False, durability=DurabilitySettings(log=None))
     ranker = stages.ranking.ranker
-    alone = replace(stages, ranking=InProcessRanking(ranker, None, max_batch=1))
+    ranking_alone = InProcessRanking(ranker, None, max_batch=1)
+    towers_alone = InProcessRetrieval(stages.retrieval.retriever, ranking_alone, max_batch=1)
+    alone = replace(stages, ranking=ranking_alone, retrieval=towers_alone)
+    towers = stages.retrieval.towers
     off, on = build_pipeline(settings, bundle, alone), build_pipeline(settings, bundle, stages)
     store = InMemoryFeatureStore.from_bundle(bundle)
     users = [str(u) for u in store.users.ids.tolist()]
@@ -111,6 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         for part, (variants, counted) in parts.items():
             for at_once in (int(c) for c in args.concurrency.split(",")):
                 calls0, requests0 = counted.calls, counted.requests
+                tower_calls0, tower_requests0 = towers.calls, towers.requests
                 med = _compare(loop, variants, at_once, args.rounds, args.n)
                 (a, b) = variants
                 requests = counted.requests - requests0
@@ -120,6 +130,11 @@ def main(argv: list[str] | None = None) -> None:
                 row["ranker_calls_per_request"] = round(
                     (counted.calls - calls0) / max(requests, 1), 3
                 )
+                if part == "embedded":
+                    row["tower_calls_per_request"] = round(
+                        (towers.calls - tower_calls0) / max(towers.requests - tower_requests0, 1),
+                        3,
+                    )
                 print(json.dumps(row))
         loop.run_until_complete(worker.close())
     finally:

@@ -130,6 +130,12 @@ RANKING_BATCH_SIZE = Histogram(
     buckets=(1, 2, 4, 8, 16, 32, 64, 128),
     registry=REGISTRY,
 )
+USER_TOWER_BATCH_SIZE = Histogram(
+    "recserve_user_tower_batch_size",
+    "Requests whose user embeddings one user-tower call computed (embedded gateway).",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+    registry=REGISTRY,
+)
 RANKING_QUEUE_DELAY = Histogram(
     "recserve_ranking_queue_delay_seconds",
     "Time a Rank request waited in the batching queue before its ONNX Runtime call started.",

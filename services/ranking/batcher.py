@@ -15,15 +15,12 @@ Where session.run executes (`inline`):
   handles all ready requests before the worker task runs again.
 
 RankBatching is the inline batcher without a worker task, used on CPU (the ranking service
-with max delay 0, and an embedded gateway's ranking stage): the first request to reach the
-ranker leads a batch. While other callbacks are ready to run on the loop (other requests on
-their way, new calls arriving) it yields to them, at most `max_yields` loop iterations, and
-every request reaching the ranker meanwhile joins its batch. With nothing else ready (one call
-in flight) it scores at once, alone: no extra loop iteration, no future, no stacking of inputs,
-no queue. uvloop does not say what is ready: there the leader yields one iteration, and more
-while each brings company. A bad request fails alone (validated before it joins); a failing
-ONNX Runtime call fails every request of its batch; a cancelled leader still scores its
-followers; a cancelled follower's result is dropped.
+with max delay 0, and an embedded gateway's ranking stage): services.platform.loop_batching's
+leader/follower scheme over the ranker. One call in flight is scored at once, alone; concurrent
+requests that reach the ranker while the leader yields join its batch. A bad request fails
+alone (validated before it joins); a failing ONNX Runtime call fails every request of its
+batch; a cancelled leader still scores its followers; a cancelled follower's result is
+dropped.
 """
 
 from __future__ import annotations
@@ -38,6 +35,7 @@ import numpy as np
 
 from services.contract.types import RankScores, UserState
 from services.platform import metrics
+from services.platform.loop_batching import LoopBatching
 from services.ranking.added import RankerItems
 from services.ranking.ranker import OnnxRanker
 
@@ -128,31 +126,44 @@ class RankBatcher:
         self._executor.shutdown(wait=False)
 
 
-# (prepared request, its rate_top_k, the follower's future (None for the leader), when it
-# joined: perf_counter)
-_Entry = tuple[tuple[dict, np.ndarray], int, "asyncio.Future[RankScores] | None", float]
-
-
-def _others_ready(loop: asyncio.AbstractEventLoop) -> bool | None:
-    """Whether callbacks other than the current task's are queued on the loop (asyncio's base
-    event loop keeps them in `_ready`); None for a loop that does not say (uvloop)."""
-    ready = getattr(loop, "_ready", None)
-    return None if ready is None else len(ready) > 0
+def _observe_ranking(size: int, waits: list[float]) -> None:
+    metrics.RANKING_BATCH_SIZE.observe(size)
+    for wait in waits:
+        metrics.RANKING_QUEUE_DELAY.observe(wait)
 
 
 class RankBatching:
     """Merges the rank calls of concurrent requests without a worker task (see the module
-    docstring). `ranker`: an OnnxRanker (prepare, rank_one, rank_prepared)."""
+    docstring; the leader/follower scheme is services.platform.loop_batching). `ranker`: an
+    OnnxRanker (prepare, rank_one, rank_prepared)."""
 
     def __init__(self, ranker: Any, *, max_batch: int = 16, max_yields: int = 4) -> None:
-        if max_batch < 1 or max_yields < 0:
-            raise ValueError("max_batch >= 1 and max_yields >= 0")
         self.ranker = ranker
-        self.max_batch = max_batch
-        self.max_yields = max_yields
-        self._open: list[_Entry] | None = None  # the batch a leader is gathering
-        self.calls = 0  # ranker calls made
-        self.requests = 0  # requests scored
+        self._batching: LoopBatching[tuple[tuple[dict, np.ndarray], int], RankScores] = (
+            LoopBatching(
+                lambda entry: ranker.rank_one(*entry),
+                lambda entries: ranker.rank_prepared(
+                    [prepared for prepared, _ in entries], [k for _, k in entries]
+                ),
+                max_batch=max_batch,
+                max_yields=max_yields,
+                observe=_observe_ranking,
+            )
+        )
+
+    @property
+    def max_batch(self) -> int:
+        return self._batching.max_batch
+
+    @property
+    def calls(self) -> int:
+        """Ranker calls made."""
+        return self._batching.calls
+
+    @property
+    def requests(self) -> int:
+        """Requests scored."""
+        return self._batching.requests
 
     async def rank(
         self,
@@ -162,75 +173,7 @@ class RankBatching:
         query: np.ndarray | None = None,
     ) -> RankScores:
         prepared = self.ranker.prepare(user, item_indices, query)  # InvalidArgument: this one
-        loop = asyncio.get_running_loop()
-        batch = self._open
-        if batch is not None and len(batch) < self.max_batch:
-            future: asyncio.Future[RankScores] = loop.create_future()
-            batch.append((prepared, int(rate_top_k), future, time.perf_counter()))
-            return await future
-        if self.max_batch == 1 or _others_ready(loop) is False:
-            return self._alone(prepared, rate_top_k)
-        return await self._lead(loop, prepared, int(rate_top_k))
-
-    def _alone(self, prepared: tuple[dict, np.ndarray], rate_top_k: int) -> RankScores:
-        metrics.RANKING_BATCH_SIZE.observe(1)
-        metrics.RANKING_QUEUE_DELAY.observe(0.0)
-        self.calls += 1
-        self.requests += 1
-        return self.ranker.rank_one(prepared, rate_top_k)
-
-    async def _lead(
-        self, loop: asyncio.AbstractEventLoop, prepared: tuple[dict, np.ndarray], rate_top_k: int
-    ) -> RankScores:
-        batch: list[_Entry] = [(prepared, rate_top_k, None, time.perf_counter())]
-        self._open = batch
-        try:
-            for _ in range(self.max_yields):
-                size = len(batch)
-                await asyncio.sleep(0)  # the ready callbacks run; their rank calls join
-                if len(batch) >= self.max_batch:
-                    break
-                ready = _others_ready(loop)
-                # A loop that does not say what is ready (uvloop): go on while the last
-                # iteration brought company (one iteration for a lone request).
-                if ready is False or (ready is None and len(batch) == size):
-                    break
-        except asyncio.CancelledError:
-            self._close(batch)
-            if len(batch) > 1:  # the followers still get their answers (or the error)
-                with contextlib.suppress(Exception):
-                    self._score(batch[1:])
-            raise
-        self._close(batch)
-        return self._score(batch)
-
-    def _close(self, batch: list[_Entry]) -> None:
-        if self._open is batch:
-            self._open = None
-
-    def _score(self, batch: list[_Entry]) -> RankScores:
-        """Scores the batch in one ranker call; sets each follower's future and returns the
-        first entry's result (the leader's)."""
-        started = time.perf_counter()
-        metrics.RANKING_BATCH_SIZE.observe(len(batch))
-        for *_, joined in batch:
-            metrics.RANKING_QUEUE_DELAY.observe(started - joined)
-        self.calls += 1
-        self.requests += len(batch)
-        try:
-            if len(batch) == 1:
-                results = [self.ranker.rank_one(batch[0][0], batch[0][1])]
-            else:
-                results = self.ranker.rank_prepared([e[0] for e in batch], [e[1] for e in batch])
-        except Exception as exc:
-            for _, _, future, _ in batch:
-                if future is not None and not future.done():
-                    future.set_exception(exc)
-            raise
-        for (_, _, future, _), result in zip(batch, results, strict=True):
-            if future is not None and not future.done():
-                future.set_result(result)
-        return results[0]
+        return await self._batching.run((prepared, int(rate_top_k)))
 
     async def close(self) -> None:
         """Nothing to stop: no worker, no thread (RankEngine.close calls it)."""

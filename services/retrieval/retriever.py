@@ -151,6 +151,16 @@ class Retriever:
         (embedding,) = self._session.run(["embedding"], self.tower_feeds(user))
         return embedding[0]
 
+    def embed(self, feeds: list[dict[str, np.ndarray]]) -> np.ndarray:
+        """B users' tower_feeds -> float32[B, D] in one ONNX Runtime call (their inputs stacked
+        along the batch axis): what concurrent requests share in an embedded gateway."""
+        if len(feeds) == 1:
+            stacked = feeds[0]
+        else:
+            stacked = {name: np.concatenate([f[name] for f in feeds]) for name in feeds[0]}
+        (embedding,) = self._session.run(["embedding"], stacked)
+        return embedding
+
     # --- items added at runtime (services.retrieval.added) ---------------------------------
 
     def prepare_items(self, items: Sequence[NewItem]) -> np.ndarray:
@@ -181,10 +191,19 @@ class Retriever:
             self.add_items(items)
             log.info("hot reload: %d added items carried into %s", len(items), self.bundle_version)
 
-    def retrieve(self, user: UserState, k: int, filters: FilterSpec = NO_FILTERS) -> CandidateList:
-        """Top-k items by inner product with the user embedding, filters applied in the search."""
+    def retrieve(
+        self,
+        user: UserState,
+        k: int,
+        filters: FilterSpec = NO_FILTERS,
+        query: np.ndarray | None = None,
+    ) -> CandidateList:
+        """Top-k items by inner product with the user embedding, filters applied in the search.
+        query: the user's embedding float32[D] when the caller computed it (`embed`), else the
+        tower runs here."""
         self._check_k(k)
-        query = self.user_embedding(user)
+        if query is None:
+            query = self.user_embedding(user)
         excluded = self.catalog.indices(filters.exclude_items)
         if filters.exclude_seen:
             excluded = np.concatenate((excluded, user.seen_items()))

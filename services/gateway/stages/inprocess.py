@@ -20,7 +20,9 @@ from services.contract.added_items import AddedItem, NewItem
 from services.contract.bundle import Bundle
 from services.contract.types import CandidateList, Event, FilterSpec, RankScores, UserState
 from services.gateway.stages import Activity, Stages, ValueScore
+from services.platform import metrics
 from services.platform.item_sync import ListFn, store_list_fn
+from services.platform.loop_batching import LoopBatching
 from services.ranking.batcher import RankBatching
 
 if TYPE_CHECKING:
@@ -62,13 +64,23 @@ class InProcessRetrieval:
     """`ranking`: the in-process ranker's stage, handed every item this retriever indexes (its
     vector as computed here), so both score an added item by the same features.
     `applies_filters`: the Retriever's answer holds distinct items with the request's filters
-    applied (UserState.seen_items for exclude_seen), so the pipeline does not check it again."""
+    applied (UserState.seen_items for exclude_seen), so the pipeline does not check it again.
+    Concurrent requests share user-tower calls, up to `max_batch` per call
+    (services.platform.loop_batching; 1 = each request alone)."""
 
     applies_filters = True
 
-    def __init__(self, retriever, ranking: InProcessRanking | None = None) -> None:
+    def __init__(
+        self, retriever, ranking: InProcessRanking | None = None, max_batch: int = 16
+    ) -> None:
         self._retriever = retriever
         self.ranking = ranking
+        self.towers: LoopBatching[dict[str, np.ndarray], np.ndarray] = LoopBatching(
+            lambda feeds: retriever.embed([feeds])[0],
+            retriever.embed,
+            max_batch=max_batch,
+            observe=_observe_towers,
+        )
 
     @property
     def retriever(self):
@@ -76,7 +88,9 @@ class InProcessRetrieval:
         return self._retriever
 
     async def retrieve(self, user: UserState, k: int, filters: FilterSpec) -> CandidateList:
-        return self._retriever.retrieve(user, k, filters)
+        feeds = self._retriever.tower_feeds(user)  # InvalidArgument: this request alone
+        query = await self.towers.run(feeds)
+        return self._retriever.retrieve(user, k, filters, query)
 
     async def similar(self, item_id: str, k: int, filters: FilterSpec) -> CandidateList:
         return self._retriever.similar(item_id, k, filters)
@@ -200,6 +214,10 @@ class EmbeddedStages(Stages):
             self.retrieval.share_added()
 
 
+def _observe_towers(size: int, waits: list[float]) -> None:
+    metrics.USER_TOWER_BATCH_SIZE.observe(size)
+
+
 def _latest(store):
     """The store holding the live state (a store handed over at a reload names its successor)."""
     latest = getattr(store, "latest", None)
@@ -240,10 +258,11 @@ def build_in_process(
     ranker = OnnxRanker.from_bundle(bundle, prefer_gpu=prefer_gpu)
     base = retriever.added.base  # the bundle's catalog: its rows and ids
     items = RankerItems(ranker, base.n_base_rows, base.vocab.__contains__)
-    ranking = InProcessRanking(ranker, items, max_batch_from_env())
+    max_batch = max_batch_from_env()
+    ranking = InProcessRanking(ranker, items, max_batch)
     return EmbeddedStages(
         features=features,
-        retrieval=InProcessRetrieval(retriever, ranking),
+        retrieval=InProcessRetrieval(retriever, ranking, max_batch),
         ranking=ranking,
         uservalue=InProcessUserValue(UserValueScorer.from_bundle(bundle)),
         prefer_gpu=prefer_gpu,

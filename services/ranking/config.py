@@ -71,6 +71,6 @@ class RankingConfig:
 
 def max_batch_from_env(env: Env | None = None) -> int:
     """RECSERVE_RANKING_MAX_BATCH: requests merged into one ranker call, by the ranking service's
-    batcher and by an embedded gateway's (services.ranking.batcher.RankBatching); 1 = no
-    batching."""
+    batcher and by an embedded gateway's (services.ranking.batcher.RankBatching), and, in an
+    embedded gateway, into one user-tower call (InProcessRetrieval); 1 = no batching."""
     return env_int("RECSERVE_RANKING_MAX_BATCH", 16, min_value=1, max_value=1024, env=env)

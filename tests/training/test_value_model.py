@@ -222,3 +222,36 @@ def test_in_sample_logistic_auc_separates_separable_labels():
     design = np.c_[np.ones(200), z]
     assert in_sample_logistic_auc(design, y) == pytest.approx(1.0)
     assert in_sample_logistic_auc(design, rng.integers(0, 2, 200).astype(float)) < 0.65
+
+
+@pytest.mark.parametrize("floor", [False, True])
+def test_a_stacked_ensemble_is_the_ensemble_with_fewer_nodes(tmp_path, floor):
+    """Members of one layout are exported stacked along a member axis: the same outputs as
+    the ensemble (torch and ONNX Runtime), about a third of the graph's nodes for three."""
+    import onnx
+
+    from training.value.model import StackedEnsemble, ValueEnsemble
+
+    x = torch.randn(64, N_VALUE_FEATURES) * 2
+    members = [_net(seed, x, floor=floor) for seed in (3, 4, 5)]
+    members[1].feature_mean += 0.1  # members may normalise differently
+    ensemble = ValueEnsemble(members).eval()
+    assert StackedEnsemble.stackable(ensemble)
+    with torch.no_grad():
+        for got, want in zip(StackedEnsemble(ensemble)(x), ensemble(x), strict=True):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    stacked_path, plain_path = tmp_path / "stacked.onnx", tmp_path / "plain.onnx"
+    export_value_model(ensemble, stacked_path, N_VALUE_FEATURES)
+    assert parity_max_abs_error(ensemble, stacked_path, x.numpy()) <= 1e-4
+    export_value_model(members[0], plain_path, N_VALUE_FEATURES)  # one member, not stacked
+    stacked_nodes = len(onnx.load(str(stacked_path)).graph.node)
+    member_nodes = len(onnx.load(str(plain_path)).graph.node)
+    assert stacked_nodes < 2 * member_nodes  # vs about 3 x member_nodes unstacked
+
+
+def test_members_of_different_layouts_are_not_stacked():
+    from training.value.model import StackedEnsemble, ValueEnsemble
+
+    x = torch.randn(8, N_VALUE_FEATURES)
+    assert not StackedEnsemble.stackable(ValueEnsemble([_net(1, x), _net(2, x, floor=True)]))
+    assert not StackedEnsemble.stackable(ValueEnsemble([_net(1, x)]))

@@ -188,3 +188,74 @@ class ValueEnsemble(nn.Module):
             for i, w in enumerate(weeks):
                 totals[i] += float(member.outcomes(process, torch.tensor(float(w)))[0].sum())
         return [t / len(self.members) for t in totals]
+
+
+class StackedEnsemble(nn.Module):
+    """A ValueEnsemble's members computed together, for export: each member's weights stacked
+    along a leading member axis [M, ...], so every step is one batched op for all members
+    instead of one op per member. The same math (ValueNet.parameters_of, ValueNet.outcomes per
+    member, then the mean over members), so user_value.onnx has about a third of the nodes for
+    three members: ONNX Runtime's per-node cost dominates this small graph, at one user per call
+    (a request whose score the cache lacks). export_value_model checks ONNX Runtime's outputs
+    against the ensemble itself."""
+
+    def __init__(self, ensemble: ValueEnsemble) -> None:
+        super().__init__()
+        members: list[ValueNet] = list(ensemble.members)  # type: ignore[arg-type]
+        first = members[0]
+        # The same for every member (stackable): not a submodule, its weights are stacked below.
+        self.outcomes = first.outcomes
+        self.age_column, self.has_floor = first.age_column, first.has_floor
+
+        def stack(get) -> torch.Tensor:
+            return torch.stack([get(m).detach().float() for m in members])
+
+        self.register_buffer("mean", stack(lambda m: m.feature_mean).unsqueeze(1))  # [M, 1, F]
+        self.register_buffer("std", stack(lambda m: m.feature_std).unsqueeze(1))
+        self.register_buffer("w1", stack(lambda m: m.body[0].weight.t()))  # [M, F, H]
+        self.register_buffer("b1", stack(lambda m: m.body[0].bias).unsqueeze(1))  # [M, 1, H]
+        self.register_buffer("w2", stack(lambda m: m.body[3].weight.t()))
+        self.register_buffer("b2", stack(lambda m: m.body[3].bias).unsqueeze(1))
+        self.register_buffer("wp", stack(lambda m: m.process.weight.t()))  # [M, H, P]
+        self.register_buffer("bp", stack(lambda m: m.process.bias).unsqueeze(1))
+        self.register_buffer("rate_scale", stack(lambda m: m.rate_scale).reshape(-1, 1))
+        self.register_buffer("spend_scale", stack(lambda m: m.spend_scale).reshape(-1, 1))
+        self.register_buffer("horizon", stack(lambda m: m.horizon_weeks).reshape(-1, 1))
+        self.register_buffer(
+            "age_shift", stack(lambda m: F.softplus(m.age_offset)).reshape(-1, 1)
+        )  # [M, 1]
+
+    @staticmethod
+    def stackable(ensemble: ValueEnsemble) -> bool:
+        """Whether the members share what StackedEnsemble assumes: their flags, the age column,
+        the body's layout and the shapes of their weights."""
+        members = list(ensemble.members)
+        first = members[0]
+
+        def layout(m) -> tuple:
+            return (
+                m.has_floor,
+                m.exponential,
+                m.age_column,
+                tuple(type(layer) for layer in m.body),
+                tuple(p.shape for p in m.parameters()),
+            )
+
+        return len(members) > 1 and all(layout(m) == layout(first) for m in members)
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """features float[B, F] -> p_active, expected_transactions, expected_value: float[B],
+        the means over members, as ValueEnsemble.forward."""
+        x = (features.unsqueeze(0) - self.mean) / self.std  # [M, B, F]
+        h = F.silu(torch.matmul(x, self.w1) + self.b1)
+        h = F.silu(torch.matmul(h, self.w2) + self.b2)
+        z = torch.matmul(h, self.wp) + self.bp  # [M, B, P]
+        rate = F.softplus(z[..., 0]) * self.rate_scale  # [M, B]
+        decay = F.softplus(z[..., 1] - 1.0) + MIN_DECAY
+        shape = F.softplus(z[..., 2]) + MIN_SHAPE
+        spend = torch.exp(z[..., 3].clamp(-8.0, 8.0)) * self.spend_scale
+        age = torch.expm1(features[:, self.age_column]).clamp_min(0.0) + self.age_shift
+        floor = torch.sigmoid(z[..., 4] - 2.0) if self.has_floor else torch.zeros_like(rate)
+        process = Process(rate, decay, shape, spend, age, floor)
+        mu, p_active = self.outcomes(process, self.horizon)
+        return p_active.mean(0), mu.mean(0), (mu * spend).mean(0)

@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     stages = build_in_process(bundle, prefer_gpu=False, durability=DurabilitySettings(log=None))
     ranker = stages.ranking.ranker
     ranking_alone = InProcessRanking(ranker, None, max_batch=1)
-    towers_alone = InProcessRetrieval(stages.retrieval.retriever, ranking_alone, max_batch=1)
+    towers_alone = InProcessRetrieval(stages.retrieval.retriever, ranking_alone, batched=False)
     alone = replace(stages, ranking=ranking_alone, retrieval=towers_alone)
     towers = stages.retrieval.towers
     off, on = build_pipeline(settings, bundle, alone), build_pipeline(settings, bundle, stages)

@@ -132,7 +132,8 @@ RANKING_BATCH_SIZE = Histogram(
 )
 USER_TOWER_BATCH_SIZE = Histogram(
     "recserve_user_tower_batch_size",
-    "Requests whose user embeddings one user-tower call computed (embedded gateway).",
+    "Requests whose user embeddings one user-tower call computed (retrieval service, embedded "
+    "gateway).",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128),
     registry=REGISTRY,
 )

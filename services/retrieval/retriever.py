@@ -19,6 +19,8 @@ from services.contract.item_table import ItemTable, event_inputs, feature_inputs
 from services.contract.model_inputs import UserInputs
 from services.contract.onnx import create_session
 from services.contract.types import CandidateList, FilterSpec, UserState
+from services.platform import metrics
+from services.platform.loop_batching import LoopBatching
 from services.retrieval.added import Added, AddedItems, carry_over
 from services.retrieval.index import CandidateIndex
 
@@ -32,6 +34,13 @@ DEFAULT_TAG_TEMPERATURE = 0.1
 _FROM_BUNDLE = object()  # from_bundle's default: the bundle's own content encoder (or none)
 TAG_HISTORY_DECAY = 0.95
 TAG_NEXT_ITEMS = 100
+
+
+DEFAULT_TOWER_BATCH = 16
+
+
+def _observe_towers(size: int, waits: list[float]) -> None:
+    metrics.USER_TOWER_BATCH_SIZE.observe(size)
 
 
 class Retriever:
@@ -50,6 +59,7 @@ class Retriever:
         encoder=None,
         buy_again: bool = False,
         table: ItemTable | None = None,
+        max_batch: int = DEFAULT_TOWER_BATCH,
     ) -> None:
         """encoder: the bundle's ContentEncoder (or any object with .encode(texts) -> float32
         [N, D]); None = new items need explicit embeddings. buy_again (the bundle's dataset
@@ -59,7 +69,8 @@ class Retriever:
         with the items added at runtime, so the tower reads an added item in a history by its
         own tags and row. A schema_version 1 tower (features as constants) reads it as row 0.
         A tower that reads the history's events (history_age, history_kind) gets them from the
-        user's state (UserInputs.feeds), table or not."""
+        user's state (UserInputs.feeds), table or not. max_batch: requests whose user embeddings
+        one tower call may compute (retrieve_batched; 1 = each alone)."""
         self._session = session
         table_features = feature_inputs(session)
         if table_features and table is None:
@@ -85,6 +96,13 @@ class Retriever:
         uniform = np.full(n_tags, 1.0 / max(n_tags, 1))
         self._tag_popularity = tag_pop / total if total > 0 else uniform
         self.added = AddedItems(catalog, encoder, index.embeddings.shape[1])
+        # Concurrent requests' user-tower calls, shared (retrieve_batched; `max_batch` per call).
+        self.towers: LoopBatching[dict[str, np.ndarray], np.ndarray] = LoopBatching(
+            lambda feeds: self.embed([feeds])[0],
+            self.embed,
+            max_batch=max_batch,
+            observe=_observe_towers,
+        )
 
     @classmethod
     def from_bundle(
@@ -97,6 +115,7 @@ class Retriever:
         exact_below: int = 0,
         faiss_threads: int = 1,
         encoder: object = _FROM_BUNDLE,
+        max_batch: int = DEFAULT_TOWER_BATCH,
     ) -> Retriever:
         """faiss_threads sets FAISS's OpenMP pool for the whole process: one query per call on a
         busy box is fastest single-threaded (OpenMP spin-waits otherwise cost milliseconds)."""
@@ -128,6 +147,7 @@ class Retriever:
             encoder=ContentEncoder.from_bundle(bundle) if encoder is _FROM_BUNDLE else encoder,
             buy_again=bundle.dataset.repeat,
             table=table,
+            max_batch=max_batch,
         )
 
     def _check_k(self, k: int) -> None:
@@ -190,6 +210,16 @@ class Retriever:
         if items:
             self.add_items(items)
             log.info("hot reload: %d added items carried into %s", len(items), self.bundle_version)
+
+    async def retrieve_batched(
+        self, user: UserState, k: int, filters: FilterSpec = NO_FILTERS
+    ) -> CandidateList:
+        """retrieve(), with the user-tower calls of concurrent requests on this event loop
+        shared: one ONNX Runtime call for every request that reaches the tower while the first
+        one yields (services.platform.loop_batching); a lone request runs at once. A bad user
+        fails alone (validated before it joins)."""
+        query = await self.towers.run(self.tower_feeds(user))
+        return self.retrieve(user, k, filters, query)
 
     def retrieve(
         self,

@@ -35,7 +35,7 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
         user = convert.user_state_from_proto(request.user, activity=False)
         filters = convert.filters_from_proto(request.filters)
         version, retriever = self._holder.serve(user.bundle_version)
-        found = retriever.retrieve(user, request.k, filters)
+        found = await retriever.retrieve_batched(user, request.k, filters)
         return convert.candidates_to_proto(found, version)
 
     async def RetrieveSimilar(

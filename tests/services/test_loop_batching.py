@@ -101,8 +101,9 @@ def test_embedding_users_together_equals_one_at_a_time(retriever, users):
     np.testing.assert_allclose(together, alone, atol=1e-5)
 
 
-def test_embedded_retrieval_shares_tower_calls_with_the_same_answers(retriever, users):
-    stage = InProcessRetrieval(retriever, max_batch=4)
+def test_embedded_retrieval_shares_tower_calls_with_the_same_answers(bundle, retriever, users):
+    shared = Retriever.from_bundle(bundle, max_k=200, max_batch=4)
+    stage = InProcessRetrieval(shared)
     unseen = FilterSpec(exclude_seen=True)
 
     async def scenario():
@@ -110,6 +111,7 @@ def test_embedded_retrieval_shares_tower_calls_with_the_same_answers(retriever, 
 
     answers = asyncio.run(scenario())
     assert stage.towers.requests == len(users) and stage.towers.calls < len(users)
+    assert stage.towers.calls >= len(users) / 4  # at most max_batch per call
     for user, got in zip(users, answers, strict=True):
         want = retriever.retrieve(user, 30, unseen)
         np.testing.assert_array_equal(got.item_indices, want.item_indices)
@@ -118,7 +120,7 @@ def test_embedded_retrieval_shares_tower_calls_with_the_same_answers(retriever, 
 
 
 def test_a_bad_user_fails_alone_in_a_shared_tower_call(retriever, users):
-    stage = InProcessRetrieval(retriever, max_batch=8)
+    stage = InProcessRetrieval(retriever)
     bad = dataclasses.replace(users[0], user_index=10**9)
 
     async def scenario():
@@ -128,3 +130,14 @@ def test_a_bad_user_fails_alone_in_a_shared_tower_call(retriever, users):
     good1, failed, good2 = asyncio.run(scenario())
     assert isinstance(failed, InvalidArgument)
     assert len(good1) == 10 and len(good2) == 10
+
+
+def test_unbatched_stage_calls_the_tower_per_request(retriever, users):
+    stage = InProcessRetrieval(retriever, batched=False)
+    calls = retriever.towers.calls
+
+    async def scenario():
+        return await asyncio.gather(*(stage.retrieve(u, 10, FilterSpec()) for u in users[:3]))
+
+    assert all(len(found) == 10 for found in asyncio.run(scenario()))
+    assert retriever.towers.calls == calls  # the shared path was not used

@@ -11,6 +11,7 @@ import pytest
 from recserve.v1 import common_pb2, retrieval_pb2, retrieval_pb2_grpc
 from services.contract.bundle import Bundle
 from services.contract.errors import served_versions
+from services.contract.types import FilterSpec
 from services.feature.store import InMemoryFeatureStore
 from services.platform import convert, metrics
 from services.platform.server import create_server
@@ -136,3 +137,37 @@ def test_a_version_it_does_not_hold_is_failed_precondition(retriever, user_msg, 
         call(retriever, method, request)
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert served_versions(caught.value.details()) == (retriever.bundle_version,)
+
+
+def test_concurrent_retrieve_calls_go_through_the_shared_tower_path(bundle, retriever):
+    """Concurrent Retrieve calls go through Retriever.retrieve_batched (whether they meet in
+    one tower call depends on when grpc hands them to the loop; the sharing itself is tested in
+    test_loop_batching), each answered with its own candidates."""
+    store = InMemoryFeatureStore.from_bundle(bundle)
+    users = [store.get_user(u) for u in store.users.ids.tolist()[:12]]
+    unseen = common_pb2.Filters(exclude_seen=True)
+    requests = [
+        retrieval_pb2.RetrieveRequest(
+            user=convert.user_state_to_proto(u, bundle.version), k=15, filters=unseen
+        )
+        for u in users
+    ]
+    calls0, requests0 = retriever.towers.calls, retriever.towers.requests
+
+    async def scenario():
+        server, port = await create_server(register(retriever), service_names=[SERVICE_NAME])
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                stub = retrieval_pb2_grpc.RetrievalServiceStub(channel)
+                for _ in range(3):  # the connection warm, then many calls at once
+                    await stub.Retrieve(requests[0])
+                return await asyncio.gather(*(stub.Retrieve(r) for r in requests))
+        finally:
+            await server.stop(None)
+
+    answers = asyncio.run(scenario())
+    assert retriever.towers.requests - requests0 == len(requests) + 3
+    assert 0 < retriever.towers.calls - calls0 <= len(requests) + 3
+    for user, found in zip(users, answers, strict=True):
+        want = retriever.retrieve(user, 15, FilterSpec(exclude_seen=True))
+        assert list(found.item_indices) == want.item_indices.tolist()

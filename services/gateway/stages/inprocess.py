@@ -20,7 +20,6 @@ from services.contract.added_items import AddedItem, NewItem
 from services.contract.bundle import Bundle
 from services.contract.types import CandidateList, Event, FilterSpec, RankScores, UserState
 from services.gateway.stages import Activity, Stages, ValueScore
-from services.platform import metrics
 from services.platform.item_sync import ListFn, store_list_fn
 from services.platform.loop_batching import LoopBatching
 from services.ranking.batcher import RankBatching
@@ -65,22 +64,22 @@ class InProcessRetrieval:
     vector as computed here), so both score an added item by the same features.
     `applies_filters`: the Retriever's answer holds distinct items with the request's filters
     applied (UserState.seen_items for exclude_seen), so the pipeline does not check it again.
-    Concurrent requests share user-tower calls, up to `max_batch` per call
-    (services.platform.loop_batching; 1 = each request alone)."""
+    Concurrent requests share user-tower calls (Retriever.retrieve_batched, the retriever's
+    own cap); `batched=False`: each request's tower call alone."""
 
     applies_filters = True
 
     def __init__(
-        self, retriever, ranking: InProcessRanking | None = None, max_batch: int = 16
+        self, retriever, ranking: InProcessRanking | None = None, batched: bool = True
     ) -> None:
         self._retriever = retriever
         self.ranking = ranking
-        self.towers: LoopBatching[dict[str, np.ndarray], np.ndarray] = LoopBatching(
-            lambda feeds: retriever.embed([feeds])[0],
-            retriever.embed,
-            max_batch=max_batch,
-            observe=_observe_towers,
-        )
+        self.batched = batched
+
+    @property
+    def towers(self) -> LoopBatching:
+        """The retriever's shared user-tower calls (calls and requests counted)."""
+        return self._retriever.towers
 
     @property
     def retriever(self):
@@ -88,9 +87,9 @@ class InProcessRetrieval:
         return self._retriever
 
     async def retrieve(self, user: UserState, k: int, filters: FilterSpec) -> CandidateList:
-        feeds = self._retriever.tower_feeds(user)  # InvalidArgument: this request alone
-        query = await self.towers.run(feeds)
-        return self._retriever.retrieve(user, k, filters, query)
+        if self.batched:
+            return await self._retriever.retrieve_batched(user, k, filters)
+        return self._retriever.retrieve(user, k, filters)
 
     async def similar(self, item_id: str, k: int, filters: FilterSpec) -> CandidateList:
         return self._retriever.similar(item_id, k, filters)
@@ -214,10 +213,6 @@ class EmbeddedStages(Stages):
             self.retrieval.share_added()
 
 
-def _observe_towers(size: int, waits: list[float]) -> None:
-    metrics.USER_TOWER_BATCH_SIZE.observe(size)
-
-
 def _latest(store):
     """The store holding the live state (a store handed over at a reload names its successor)."""
     latest = getattr(store, "latest", None)
@@ -254,15 +249,15 @@ def build_in_process(
         if durable is not None:
             atexit.register(durable.close)
         features = InProcessFeatures(store)
-    retriever = Retriever.from_bundle(bundle)
+    max_batch = max_batch_from_env()
+    retriever = Retriever.from_bundle(bundle, max_batch=max_batch)
     ranker = OnnxRanker.from_bundle(bundle, prefer_gpu=prefer_gpu)
     base = retriever.added.base  # the bundle's catalog: its rows and ids
     items = RankerItems(ranker, base.n_base_rows, base.vocab.__contains__)
-    max_batch = max_batch_from_env()
     ranking = InProcessRanking(ranker, items, max_batch)
     return EmbeddedStages(
         features=features,
-        retrieval=InProcessRetrieval(retriever, ranking, max_batch),
+        retrieval=InProcessRetrieval(retriever, ranking),
         ranking=ranking,
         uservalue=InProcessUserValue(UserValueScorer.from_bundle(bundle)),
         prefer_gpu=prefer_gpu,

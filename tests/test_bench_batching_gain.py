@@ -18,6 +18,8 @@ def test_batching_gain_reports_both_parts(tiny_bundle, capsys):
     for part in ("embedded", "ranking service"):
         assert by[part, 1]["ranker_calls_per_request"] == 1.0
         assert by[part, 4]["ranker_calls_per_request"] == 0.25
+    assert by["embedded", 1]["tower_calls_per_request"] == 1.0
+    assert by["embedded", 4]["tower_calls_per_request"] == 0.25
     for (a, b), part in ((("off", "on"), "embedded"), (("worker", "leader"), "ranking service")):
         for c in (1, 4):
             row = by[part, c]

@@ -273,9 +273,6 @@ class OnnxRanker:
         ranker_feeds = {name: feeds[name] for name in self._ranker_inputs}
         (p_interact,) = self._session.run(self._outputs, ranker_feeds)
         p_interact = p_interact.astype(np.float32, copy=False)
-        if len(sizes) == 1:  # one request (rank_one): no padding, no per-row loops
-            k = 0 if rate_top_k is None else int(rate_top_k[0])
-            return [self._rate_one(feeds, p_interact[0, : sizes[0]], k)]
         picks = [
             _top(p_interact[row, :n], 0 if rate_top_k is None else int(rate_top_k[row]))
             for row, n in enumerate(sizes)
@@ -283,61 +280,26 @@ class OnnxRanker:
         if all(p is None for p in picks):  # every candidate rated: the same items and features
             rater_feeds = {name: feeds[name] for name in self._rater_inputs}
         else:
-            width = max(n if p is None else p.size for p, n in zip(picks, sizes, strict=True))
-            rated = np.zeros((len(sizes), width), dtype=np.int64)
-            for row, (pick, n) in enumerate(zip(picks, sizes, strict=True)):
-                its = feeds["items"][row, :n]
-                chosen = its if pick is None else its[pick]
-                rated[row, : chosen.size] = chosen
-            rater_feeds = {
-                name: feeds[name] for name in self._rater_inputs if name not in ITEM_INPUTS
-            }
-            rater_feeds["items"] = rated
-            if self._rater_items:
-                rater_feeds.update(self.table.feeds(self._rater_items, items=rated))
-        p_positive, rating = self._rater.run(_RATER_OUTPUTS, rater_feeds)
-        out = []
-        for row, (pick, n) in enumerate(zip(picks, sizes, strict=True)):
-            if pick is None:
-                pos = p_positive[row, :n].astype(np.float32, copy=False)
-                rat = rating[row, :n].astype(np.float32, copy=False)
+            if len(sizes) == 1:  # one request (rank_one): its picks, no padding
+                rated = feeds["items"][:, picks[0]]
             else:
-                pos = np.full(n, np.nan, dtype=np.float32)
-                rat = np.full(n, np.nan, dtype=np.float32)
-                pos[pick] = p_positive[row, : pick.size]
-                rat[pick] = rating[row, : pick.size]
-            out.append(
-                RankScores(p_positive=pos, rating=rat, p_interact=p_interact[row, :n], top=pick)
-            )
-        return out
-
-    def _rate_one(self, feeds: dict, p_interact: np.ndarray, rate_top_k: int) -> RankScores:
-        """_score's rater.onnx part for one request (feeds["items"] int64[1, n], unpadded):
-        the same answer as the batched path, without its per-row bookkeeping."""
-        pick = _top(p_interact, rate_top_k)
-        if pick is None:
-            rater_feeds = {name: feeds[name] for name in self._rater_inputs}
-        else:
+                width = max(n if p is None else p.size for p, n in zip(picks, sizes, strict=True))
+                rated = np.zeros((len(sizes), width), dtype=np.int64)
+                for row, (pick, n) in enumerate(zip(picks, sizes, strict=True)):
+                    its = feeds["items"][row, :n]
+                    chosen = its if pick is None else its[pick]
+                    rated[row, : chosen.size] = chosen
             rater_feeds = {
                 name: feeds[name] for name in self._rater_inputs if name not in ITEM_INPUTS
             }
-            rated = feeds["items"][:, pick]
             rater_feeds["items"] = rated
             if self._rater_items:
                 rater_feeds.update(self.table.feeds(self._rater_items, items=rated))
         p_positive, rating = self._rater.run(_RATER_OUTPUTS, rater_feeds)
-        if pick is None:
-            return RankScores(
-                p_positive=p_positive[0].astype(np.float32, copy=False),
-                rating=rating[0].astype(np.float32, copy=False),
-                p_interact=p_interact,
-            )
-        rated_scores = np.full((2, p_interact.size), np.nan, dtype=np.float32)
-        rated_scores[0, pick] = p_positive[0]
-        rated_scores[1, pick] = rating[0]
-        return RankScores(
-            p_positive=rated_scores[0], rating=rated_scores[1], p_interact=p_interact, top=pick
-        )
+        return [
+            _rated(p_interact[row, :n], pick, p_positive[row], rating[row])
+            for row, (pick, n) in enumerate(zip(picks, sizes, strict=True))
+        ]
 
     def warm_up(self, max_batch: int = 1, n_candidates: int = 200) -> None:
         """Run every batch size once so the first real requests do not pay ORT's lazy set-up."""
@@ -392,6 +354,25 @@ def batch_feeds(prepared: list[tuple[dict, np.ndarray]]) -> dict[str, np.ndarray
 
 
 ITEM_INPUTS = ("items", "item_tags", "item_attrs", "item_vectors")
+
+
+def _rated(
+    p_interact: np.ndarray, pick: np.ndarray | None, p_positive: np.ndarray, rating: np.ndarray
+) -> RankScores:
+    """One request's RankScores from rater.onnx's row of it: every candidate rated (pick None:
+    the row's first N values), or the picked ones (the row's first pick.size values, spread to
+    their positions; NaN for the others)."""
+    n = p_interact.size
+    if pick is None:
+        return RankScores(
+            p_positive=p_positive[:n].astype(np.float32, copy=False),
+            rating=rating[:n].astype(np.float32, copy=False),
+            p_interact=p_interact,
+        )
+    rated = np.full((2, n), np.nan, dtype=np.float32)
+    rated[0, pick] = p_positive[: pick.size]
+    rated[1, pick] = rating[: pick.size]
+    return RankScores(p_positive=rated[0], rating=rated[1], p_interact=p_interact, top=pick)
 
 
 def _top(p_interact: np.ndarray, k: int) -> np.ndarray | None:

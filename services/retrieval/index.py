@@ -222,23 +222,6 @@ class CandidateIndex:
             found = CandidateList(items[:k], found.scores[:k])
         return found if len(found) == k else None
 
-    def allowed_rows(
-        self, rows: np.ndarray, filters: FilterSpec, excluded_rows: np.ndarray | None = None
-    ) -> np.ndarray:
-        """bool per row of `rows`: what `eligible`'s mask says of them, computed for these
-        rows only."""
-        rows = np.asarray(rows, dtype=np.int64)
-        inside = (rows >= 0) & (rows < self.n_rows)
-        at = np.where(inside, rows, 0)
-        keep = inside & self.available[at]
-        if filters.include_tags:
-            keep &= self.tag_mask(filters.include_tags)[at]
-        if filters.exclude_tags:
-            keep &= ~self.tag_mask(filters.exclude_tags)[at]
-        if excluded_rows is not None and len(excluded_rows):
-            keep &= ~np.isin(rows, excluded_rows)
-        return keep
-
     def search(
         self, query: np.ndarray, k: int, eligible: np.ndarray | None = None
     ) -> CandidateList:

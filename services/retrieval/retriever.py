@@ -268,7 +268,9 @@ class Retriever:
         sees them; -> up to 2k candidates, best first."""
         bought = np.asarray(seen, dtype=np.int64)
         bought = bought[(bought > 0) & (bought < self.index.embeddings.shape[0])]
-        bought = bought[self.index.allowed_rows(bought, filters, excluded)]
+        eligible = self.index.eligible(filters, excluded)  # None: nothing filtered
+        if eligible is not None:
+            bought = bought[eligible[bought]]
         bought = np.setdiff1d(bought, found.item_indices)
         if bought.size == 0:
             return found

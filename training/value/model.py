@@ -41,6 +41,26 @@ class Process(NamedTuple):
     floor: torch.Tensor
 
 
+def process_from(
+    z: torch.Tensor,
+    log_age: torch.Tensor,
+    rate_scale: torch.Tensor,
+    spend_scale: torch.Tensor,
+    age_shift: torch.Tensor,
+    has_floor: bool,
+) -> Process:
+    """The value head's pre-activations z float[..., B, P] -> the Process, each float[..., B]
+    (one net: [B]; StackedEnsemble: [M, B], its scales [M, 1]). log_age: the age feature
+    float[B] (log1p of weeks); age_shift: softplus of the net's age offset."""
+    rate = F.softplus(z[..., 0]) * rate_scale
+    decay = F.softplus(z[..., 1] - 1.0) + MIN_DECAY
+    shape = F.softplus(z[..., 2]) + MIN_SHAPE
+    spend = torch.exp(z[..., 3].clamp(-8.0, 8.0)) * spend_scale
+    age = torch.expm1(log_age).clamp_min(0.0) + age_shift
+    floor = torch.sigmoid(z[..., 4] - 2.0) if has_floor else torch.zeros_like(rate)
+    return Process(rate, decay, shape, spend, age, floor)
+
+
 class ValueNet(nn.Module):
     def __init__(
         self,
@@ -81,13 +101,14 @@ class ValueNet(nn.Module):
     def parameters_of(self, features: torch.Tensor) -> Process:
         """features float[B, F] -> the customer's Process."""
         z = self.process(self.body((features - self.feature_mean) / self.feature_std))
-        rate = F.softplus(z[:, 0]) * self.rate_scale
-        decay = F.softplus(z[:, 1] - 1.0) + MIN_DECAY
-        shape = F.softplus(z[:, 2]) + MIN_SHAPE
-        spend = torch.exp(z[:, 3].clamp(-8.0, 8.0)) * self.spend_scale
-        age = torch.expm1(features[:, self.age_column]).clamp_min(0.0) + F.softplus(self.age_offset)
-        floor = torch.sigmoid(z[:, 4] - 2.0) if self.has_floor else torch.zeros_like(rate)
-        return Process(rate, decay, shape, spend, age, floor)
+        return process_from(
+            z,
+            features[:, self.age_column],
+            self.rate_scale,
+            self.spend_scale,
+            F.softplus(self.age_offset),
+            self.has_floor,
+        )
 
     def outcomes(
         self, process: Process, horizon: torch.Tensor
@@ -250,12 +271,13 @@ class StackedEnsemble(nn.Module):
         h = F.silu(torch.matmul(x, self.w1) + self.b1)
         h = F.silu(torch.matmul(h, self.w2) + self.b2)
         z = torch.matmul(h, self.wp) + self.bp  # [M, B, P]
-        rate = F.softplus(z[..., 0]) * self.rate_scale  # [M, B]
-        decay = F.softplus(z[..., 1] - 1.0) + MIN_DECAY
-        shape = F.softplus(z[..., 2]) + MIN_SHAPE
-        spend = torch.exp(z[..., 3].clamp(-8.0, 8.0)) * self.spend_scale
-        age = torch.expm1(features[:, self.age_column]).clamp_min(0.0) + self.age_shift
-        floor = torch.sigmoid(z[..., 4] - 2.0) if self.has_floor else torch.zeros_like(rate)
-        process = Process(rate, decay, shape, spend, age, floor)
+        process = process_from(  # each [M, B]
+            z,
+            features[:, self.age_column],
+            self.rate_scale,
+            self.spend_scale,
+            self.age_shift,
+            self.has_floor,
+        )
         mu, p_active = self.outcomes(process, self.horizon)
-        return p_active.mean(0), mu.mean(0), (mu * spend).mean(0)
+        return p_active.mean(0), mu.mean(0), (mu * process.spend).mean(0)

@@ -30,6 +30,7 @@ from services.contract.errors import InvalidArgument
 from services.contract.types import CandidateList, FilterSpec
 
 _EMPTY = CandidateList(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
+_NO_TAGS = FilterSpec()  # eligible() reads only the tag filters
 
 
 class CandidateIndex:
@@ -199,16 +200,11 @@ class CandidateIndex:
         approximate index that did not reach k eligible items). An exact index (`scans`)
         answers every such query by its scan, with these rows masked out."""
         rows = np.asarray(excluded_rows, dtype=np.int64)
-        rows = rows[(rows > 0) & (rows < self.n_rows)]
-        if self.scans:  # exact in any case: the mask is the available rows but these
-            mask = self.available
-            if rows.size:
-                mask = mask.copy()
-                mask[rows] = False
-            return self._scan(query, k, mask)
+        if self.scans:  # exact in any case: the available rows but these
+            return self.search(query, k, self.eligible(_NO_TAGS, rows))
         if self._unavailable:
             return None
-        rows = np.unique(rows)
+        rows = np.unique(rows[(rows > 0) & (rows < self.n_rows)])
         if rows.size > k or self.index.ntotal - rows.size <= max(self.exact_below, k):
             return None
         query = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
@@ -260,15 +256,12 @@ class CandidateIndex:
         if k <= 0:
             return _EMPTY
         scores = self.embeddings @ np.asarray(query, dtype=np.float32).reshape(-1)
-        scores = np.where(mask, scores, np.float32(-np.inf))
-        top = np.argpartition(-scores, k - 1)[:k] if k < scores.size else np.arange(k)
-        top = top[np.argsort(-scores[top], kind="stable")]
+        top = _best(np.where(mask, scores, np.float32(-np.inf)), k)
         return CandidateList(top.astype(np.int64), scores[top])
 
     def _exact_search(self, query: np.ndarray, k: int, rows: np.ndarray) -> CandidateList:
         scores = self.embeddings[rows] @ query
-        top = np.argpartition(-scores, k - 1)[:k] if k < rows.size else np.arange(rows.size)
-        top = top[np.argsort(-scores[top], kind="stable")]
+        top = _best(scores, k)
         return CandidateList(rows[top].astype(np.int64), scores[top].astype(np.float32))
 
     def _params(self, selector: faiss.IDSelector, k: int) -> faiss.SearchParameters:
@@ -279,6 +272,13 @@ class CandidateIndex:
         if isinstance(base, faiss.IndexIVF):
             return faiss.SearchParametersIVF(sel=selector, nprobe=base.nprobe)
         return faiss.SearchParameters(sel=selector)
+
+
+def _best(scores: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the k highest scores (all of them when k >= their number), best first;
+    ties keep the lower position."""
+    top = np.argpartition(-scores, k - 1)[:k] if k < scores.size else np.arange(scores.size)
+    return top[np.argsort(-scores[top], kind="stable")]
 
 
 def _base_index(index: faiss.Index) -> faiss.Index:

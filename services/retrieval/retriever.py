@@ -168,8 +168,7 @@ class Retriever:
 
     def user_embedding(self, user: UserState) -> np.ndarray:
         """-> float32[D], L2-normalised by the tower."""
-        (embedding,) = self._session.run(["embedding"], self.tower_feeds(user))
-        return embedding[0]
+        return self.embed([self.tower_feeds(user)])[0]
 
     def embed(self, feeds: list[dict[str, np.ndarray]]) -> np.ndarray:
         """B users' tower_feeds -> float32[B, D] in one ONNX Runtime call (their inputs stacked

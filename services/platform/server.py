@@ -14,8 +14,8 @@ import logging
 import signal
 import sys
 import weakref
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -177,9 +177,15 @@ def loop_factory(env: Mapping[str, str] | None = None) -> Callable[[], asyncio.A
     return asyncio.new_event_loop
 
 
-def run_loop(main: Awaitable[T], env: Mapping[str, str] | None = None) -> T:
-    """asyncio.run(main) on the loop RECSERVE_EVENT_LOOP names (loop_factory)."""
-    with asyncio.Runner(loop_factory=loop_factory(env)) as runner:
+def run_loop(main: Coroutine[Any, Any, T], env: Mapping[str, str] | None = None) -> T:
+    """asyncio.run(main) on the loop RECSERVE_EVENT_LOOP names (loop_factory). A bad setting
+    raises ConfigError with `main` closed, never started."""
+    try:
+        factory = loop_factory(env)
+    except BaseException:
+        main.close()
+        raise
+    with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(main)
 
 

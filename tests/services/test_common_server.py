@@ -133,3 +133,13 @@ def test_event_loop_setting_is_checked(monkeypatch):
     with pytest.raises(ConfigError, match="uvloop is not installed"):
         loop_factory({"RECSERVE_EVENT_LOOP": "uvloop"})
     assert loop_factory({"RECSERVE_EVENT_LOOP": "auto"}) is asyncio.new_event_loop
+
+
+def test_a_bad_event_loop_setting_never_starts_main():
+    async def main() -> None:
+        raise AssertionError("started")
+
+    coroutine = main()
+    with pytest.raises(ConfigError, match="RECSERVE_EVENT_LOOP"):
+        run_loop(coroutine, {"RECSERVE_EVENT_LOOP": "tokio"})
+    assert coroutine.cr_frame is None  # closed: no "never awaited" warning at exit

@@ -1,13 +1,18 @@
-"""One embedded gateway on the standard asyncio loop and on uvloop (RECSERVE_EVENT_LOOP), in
-interleaved rounds: what the event loop costs a Recommend, closed loop, at each concurrency.
+"""One embedded gateway in two variants of its serving stack, in interleaved rounds: what each
+costs a Recommend, closed loop, at each concurrency.
 
-    python -m bench.event_loop_ab --artifacts DIR [--version V] [--concurrency 1,8]
-        [--rounds 2] [--duration 8] [--warmup 2]
+    python -m bench.event_loop_ab --artifacts DIR [--version V] [--compare loop|grpc-io]
+        [--concurrency 1,8] [--rounds 2] [--duration 8] [--warmup 2]
 
-Each round starts a fresh gateway process per loop (bench.topology.start_embedded, loopback),
+--compare loop (default): the standard asyncio loop vs uvloop (RECSERVE_EVENT_LOOP).
+--compare grpc-io: grpc's EventEngine vs its POSIX endpoints (RECSERVE_GRPC_IO,
+services/platform/grpc_io.py), in the gateway only: the load harness in this process keeps the
+stack this process started with (`posix` unless RECSERVE_GRPC_IO says otherwise).
+
+Each round starts a fresh gateway process per variant (bench.topology.start_embedded, loopback),
 drives it closed loop with the load harness in this process (Recommend only, the bundle's
 users) and reads the gateway's CPU from /proc. Prints p50 / p99, answered requests per second
-and the gateway's CPU ms per request, one line per run, then the medians per loop.
+and the gateway's CPU ms per request, one line per run, then the medians per variant.
 """
 
 from __future__ import annotations
@@ -23,13 +28,24 @@ from loadtest.runner import LoadSpec, TrafficConfig, run_async
 from services.contract.bundle import resolve_bundle_dir
 
 LOOPS = ("asyncio", "uvloop")
+# --compare -> (the setting, its two values): the variants a run compares
+COMPARISONS = {
+    "loop": ("RECSERVE_EVENT_LOOP", LOOPS),
+    "grpc-io": ("RECSERVE_GRPC_IO", ("event_engine", "posix")),
+}
 
 
 def measure(
-    artifacts: Path, version: str, loop: str, concurrency: int, traffic, args, log_dir: Path
+    artifacts: Path,
+    version: str,
+    env: dict[str, str],
+    concurrency: int,
+    traffic,
+    args,
+    log_dir: Path,
 ) -> dict:
-    env = {"RECSERVE_EVENT_LOOP": loop}
-    with start_embedded(artifacts, version, log_dir / loop, gateways=1, extra_env=env) as group:
+    """One gateway process started with `env` over its own, in log_dir."""
+    with start_embedded(artifacts, version, log_dir, gateways=1, extra_env=env) as group:
         pids = group.pids()
         spec = LoadSpec(
             target=group.target,
@@ -56,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--artifacts", type=Path, required=True)
     p.add_argument("--version", default="latest")
+    p.add_argument("--compare", choices=sorted(COMPARISONS), default="loop")
     p.add_argument("--concurrency", default="1,8", help="comma-separated calls in flight")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--duration", type=float, default=8.0)
@@ -64,22 +81,26 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     bundle = resolve_bundle_dir(args.artifacts, args.version)
     traffic = TrafficConfig(bundle_dir=str(bundle), mix="recommend=1").build(3)
+    setting, variants = COMPARISONS[args.compare]
     for concurrency in (int(c) for c in args.concurrency.split(",")):
-        runs: dict[str, list[dict]] = {loop: [] for loop in LOOPS}
+        runs: dict[str, list[dict]] = {v: [] for v in variants}
         for _ in range(args.rounds):
-            for loop in LOOPS:
-                r = measure(args.artifacts, bundle.name, loop, concurrency, traffic, args, args.out)
-                runs[loop].append(r)
+            for v in variants:
+                r = measure(
+                    args.artifacts, bundle.name, {setting: v}, concurrency, traffic, args,
+                    args.out / v,
+                )  # fmt: skip
+                runs[v].append(r)
                 print(
-                    f"concurrency {concurrency} {loop:8s} p50 {r['p50_ms']:.3f} ms, p99 "
+                    f"concurrency {concurrency} {v:12s} p50 {r['p50_ms']:.3f} ms, p99 "
                     f"{r['p99_ms']:.3f} ms, {r['answered_per_s']:.0f} req/s, gateway CPU "
                     f"{r['gateway_cpu_ms']:.4f} ms/request",
                     flush=True,
                 )
-        for loop in LOOPS:
-            med = {k: statistics.median(r[k] for r in runs[loop]) for k in runs[loop][0]}
+        for v in variants:
+            med = {k: statistics.median(r[k] for r in runs[v]) for k in runs[v][0]}
             print(
-                f"median, concurrency {concurrency}, {loop}: p50 {med['p50_ms']:.3f} ms, "
+                f"median, concurrency {concurrency}, {v}: p50 {med['p50_ms']:.3f} ms, "
                 f"{med['answered_per_s']:.0f} req/s, gateway CPU {med['gateway_cpu_ms']:.4f} "
                 "ms/request"
             )

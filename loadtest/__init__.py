@@ -6,3 +6,6 @@ realistic traffic from a bundle, and JSON / Markdown / PNG reports.
     python -m loadtest run  --artifacts artifacts --rate 500 --duration 30
     python -m loadtest step --artifacts artifacts --slo-p99-ms 50 --rates 200,400,800
 """
+
+# First: gRPC's I/O stack is chosen before grpc loads (services/platform/grpc_io.py).
+import services  # noqa: F401

@@ -14,7 +14,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # per test process would contend for one event-log directory. Durable stores get a tmp dir from
 # their own tests (tests/services/test_feature_eventlog*.py, test_feedback_durability.py).
 os.environ.setdefault("RECSERVE_FEATURE_LOG_DIR", "none")
-
+# gRPC's I/O stack, as the services choose it, before any test module imports grpc
+# (services/platform/grpc_io.py).
+import services  # noqa: F401
 from training.data import InteractionData, fetch_all, load_cdnow, load_movielens
 
 REPO = Path(__file__).resolve().parents[1]

@@ -22,7 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from services.contract.errors import BundleError, ConfigError
-from services.platform import env_names, tracing
+from services.platform import env_names, grpc_io, tracing
 from services.platform.config import ServerSettings
 from services.platform.env import env_choice
 from services.platform.interceptors import ErrorInterceptor
@@ -112,7 +112,12 @@ async def set_not_serving(server: grpc.aio.Server) -> None:
 async def serve(server: grpc.aio.Server, *, grace: float) -> None:
     """Run until SIGTERM/SIGINT (or the server terminates), then drain and stop gracefully.
     Logs the process's effective configuration first (one line, secrets masked)."""
-    log.info("effective configuration: %s; event loop: %s", env_names.describe(), event_loop_name())
+    log.info(
+        "effective configuration: %s; event loop: %s; grpc io: %s",
+        env_names.describe(),
+        event_loop_name(),
+        grpc_io.describe(),
+    )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     installed: list[signal.Signals] = []
@@ -179,9 +184,11 @@ def loop_factory(env: Mapping[str, str] | None = None) -> Callable[[], asyncio.A
 
 def run_loop(main: Coroutine[Any, Any, T], env: Mapping[str, str] | None = None) -> T:
     """asyncio.run(main) on the loop RECSERVE_EVENT_LOOP names (loop_factory). A bad setting
-    raises ConfigError with `main` closed, never started."""
+    (RECSERVE_EVENT_LOOP, RECSERVE_GRPC_IO) raises ConfigError with `main` closed, never
+    started."""
     try:
         factory = loop_factory(env)
+        env_choice(grpc_io.ENV, grpc_io.DEFAULT, grpc_io.CHOICES, env)  # checked, noted
     except BaseException:
         main.close()
         raise

@@ -1,0 +1,72 @@
+"""gRPC's I/O stack for every recserve process, chosen before grpc is imported.
+
+grpc (1.85, the pinned version) does its network I/O through its EventEngine by default: the
+listener, the accepted connections and the client's connections. It still ships the classic
+POSIX endpoints, and grpc's experiment flags (`GRPC_EXPERIMENTS`) select them. A unary call
+costs less through them, most of all with one call in flight: measured in docs/performance.md,
+"gRPC's POSIX endpoints" (`python -m bench.event_loop_ab --compare grpc-io`).
+
+`RECSERVE_GRPC_IO`:
+  - `posix` (default): GRPC_EXPERIMENTS=POSIX_EXPERIMENTS (the EventEngine listener, its
+    endpoints and its client turned off);
+  - `event_engine`: grpc's own default.
+A `GRPC_EXPERIMENTS` the operator set is never changed (`describe` says so).
+
+grpc reads GRPC_EXPERIMENTS once, when it is first imported, so the choice is applied by
+`services/__init__.py` (`apply`), before any module of recserve imports grpc; the load harness,
+the bench and the tests import `services` first for the same reason. Child processes inherit the
+variable. This module imports nothing but the standard library.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import MutableMapping
+
+ENV = "RECSERVE_GRPC_IO"
+CHOICES = ("posix", "event_engine")
+DEFAULT = "posix"
+EXPERIMENTS_ENV = "GRPC_EXPERIMENTS"
+POSIX_EXPERIMENTS = ",".join(
+    ("-event_engine_listener", "-event_engine_for_all_other_endpoints", "-event_engine_client")
+)
+
+_state = {"applied": "not applied"}  # what apply() did in this process, for describe()
+
+
+def apply(environ: MutableMapping[str, str] | None = None) -> str:
+    """Set GRPC_EXPERIMENTS for RECSERVE_GRPC_IO in `environ` (default: os.environ) unless the
+    operator set it; returns what this process's grpc will use (describe()'s text). An unknown
+    RECSERVE_GRPC_IO changes nothing here: the service's start-up check rejects it (`choice`)."""
+    env = os.environ if environ is None else environ
+    value = env.get(ENV, DEFAULT).strip().lower()
+    given = env.get(EXPERIMENTS_ENV)
+    if given is not None and given != POSIX_EXPERIMENTS:
+        result = f"{EXPERIMENTS_ENV}={given} (set outside recserve)"
+    elif value not in CHOICES:
+        result = f"grpc's default ({ENV}={value!r} is not valid)"
+    elif "grpc" in sys.modules and environ is None:
+        # too late for this process: grpc has read its flags (its children still get them)
+        had = "posix" if given == POSIX_EXPERIMENTS else "event_engine"
+        result = f"{had} (grpc was imported first)"
+        _set(env, value)
+    else:
+        _set(env, value)
+        result = value
+    if environ is None:
+        _state["applied"] = result
+    return result
+
+
+def _set(env: MutableMapping[str, str], value: str) -> None:
+    if value == "posix":
+        env[EXPERIMENTS_ENV] = POSIX_EXPERIMENTS
+    else:
+        env.pop(EXPERIMENTS_ENV, None)  # ours (POSIX_EXPERIMENTS) from a parent process
+
+
+def describe() -> str:
+    """The gRPC I/O stack this process got (`posix`, `event_engine`, or why neither), for the
+    start-up line."""
+    return _state["applied"]

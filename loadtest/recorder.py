@@ -9,8 +9,8 @@ A Recorder serialises to a dict of base64 histograms so worker processes can be 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
 
+import numpy as np
 from hdrh.histogram import HdrHistogram
 
 MAX_LATENCY_US = 120_000_000  # two minutes; longer latencies are clamped (and counted)
@@ -21,43 +21,124 @@ def new_histogram(significant_figures: int = 3) -> HdrHistogram:
     return HdrHistogram(1, MAX_LATENCY_US, significant_figures)
 
 
-def _us(seconds: float) -> int:
-    return min(max(int(seconds * 1e6), 1), MAX_LATENCY_US)
+def _us_array(seconds: np.ndarray) -> np.ndarray:
+    """Seconds -> whole microseconds in [1, MAX_LATENCY_US] (int64)."""
+    return np.clip(np.trunc(seconds * 1e6), 1, MAX_LATENCY_US).astype(np.int64)
 
 
-@dataclass
+def _record_many(hist: HdrHistogram, us: np.ndarray) -> None:
+    """Record every value of `us`: each distinct bucket once, with its count. A value is first
+    rounded down to the lowest value its bucket holds (hdrh's lowest equivalent value), so the
+    counts, min, max, mean and percentiles are those of recording the values one by one."""
+    if us.size == 0:
+        return
+    # the bucket of v: (bit length of v) - (bits of a sub-bucket), at least 0 (unit magnitude 0)
+    bits = np.floor(np.log2(us.astype(np.float64))).astype(np.int64) + 1
+    shift = np.maximum(bits - hist.sub_bucket_half_count_magnitude - 1, 0)
+    lowest = (us >> shift) << shift
+    values, counts = np.unique(lowest, return_counts=True)
+    for value, count in zip(values.tolist(), counts.tolist(), strict=True):
+        hist.record_value(value, count)
+
+
 class Recorder:
-    """record(due_s, latency_s, ...) with due_s = the request's due time from the run start."""
+    """record(due_s, latency_s, ...) with due_s = the request's due time from the run start.
 
-    warmup_s: float = 0.0
-    window_s: float = 1.0
-    latency: HdrHistogram = field(default_factory=new_histogram)
-    lag: HdrHistogram = field(default_factory=new_histogram)
-    by_kind: dict[str, HdrHistogram] = field(default_factory=dict)
-    windows: dict[int, HdrHistogram] = field(default_factory=dict)
-    status: Counter = field(default_factory=Counter)  # "kind/STATUS" -> count (measured only)
-    warmup_count: int = 0
-    clamped: int = 0
+    A record is one tuple appended to a list; the histograms take them in bulk
+    (FLUSH_EVERY at a time, and before anything reads them): each distinct value once, with its
+    count, after rounding it down to its histogram bucket's lowest value. The histograms hold
+    the same counts as recording each value alone, at a fraction of the load generator's CPU
+    per request (hdrh's record_value is Python)."""
+
+    FLUSH_EVERY = 16_384
+
+    def __init__(
+        self,
+        warmup_s: float = 0.0,
+        window_s: float = 1.0,
+        latency: HdrHistogram | None = None,
+        lag: HdrHistogram | None = None,
+        by_kind: dict[str, HdrHistogram] | None = None,
+        windows: dict[int, HdrHistogram] | None = None,
+        status: Counter | None = None,
+        warmup_count: int = 0,
+        clamped: int = 0,
+    ) -> None:
+        self.warmup_s = warmup_s
+        self.window_s = window_s
+        self._latency = latency if latency is not None else new_histogram()
+        self._lag = lag if lag is not None else new_histogram()
+        self._by_kind: dict[str, HdrHistogram] = by_kind if by_kind is not None else {}
+        self._windows: dict[int, HdrHistogram] = windows if windows is not None else {}
+        self._status: Counter = status if status is not None else Counter()
+        self.warmup_count = warmup_count
+        self._clamped = clamped
+        # (due_s, latency_s, status, kind, lag_s) not in the histograms yet
+        self._pending: list[tuple[float, float, str, str, float]] = []
 
     def record(self, due_s: float, latency_s: float, status: str, kind: str, lag_s: float) -> None:
         if due_s < self.warmup_s:
             self.warmup_count += 1
             return
-        us = _us(latency_s)
-        if latency_s * 1e6 > MAX_LATENCY_US:
-            self.clamped += 1
-        self.latency.record_value(us)
-        self.lag.record_value(_us(max(lag_s, 0.0)))
-        hist = self.by_kind.get(kind)
-        if hist is None:
-            hist = self.by_kind[kind] = new_histogram()
-        hist.record_value(us)
-        window = int((due_s - self.warmup_s) // self.window_s)
-        whist = self.windows.get(window)
-        if whist is None:
-            whist = self.windows[window] = new_histogram(2)
-        whist.record_value(us)
-        self.status[f"{kind}/{status}"] += 1
+        pending = self._pending
+        pending.append((due_s, latency_s, status, kind, lag_s))
+        if len(pending) >= self.FLUSH_EVERY:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        due, latency, status, kind, lag = (np.asarray(c) for c in zip(*self._pending, strict=True))
+        self._pending = []
+        seconds = latency.astype(np.float64)
+        self._clamped += int(np.count_nonzero(seconds * 1e6 > MAX_LATENCY_US))
+        us = _us_array(seconds)
+        _record_many(self._latency, us)
+        _record_many(self._lag, _us_array(np.maximum(lag.astype(np.float64), 0.0)))
+        for name in np.unique(kind).tolist():
+            hist = self._by_kind.get(name)
+            if hist is None:
+                hist = self._by_kind[name] = new_histogram()
+            _record_many(hist, us[kind == name])
+        window = ((due.astype(np.float64) - self.warmup_s) // self.window_s).astype(np.int64)
+        for w in np.unique(window).tolist():
+            hist = self._windows.get(w)
+            if hist is None:
+                hist = self._windows[w] = new_histogram(2)
+            _record_many(hist, us[window == w])
+        self._status.update(f"{k}/{s}" for k, s in zip(kind.tolist(), status.tolist(), strict=True))
+
+    @property
+    def latency(self) -> HdrHistogram:
+        self._flush()
+        return self._latency
+
+    @property
+    def lag(self) -> HdrHistogram:
+        self._flush()
+        return self._lag
+
+    @property
+    def by_kind(self) -> dict[str, HdrHistogram]:
+        self._flush()
+        return self._by_kind
+
+    @property
+    def windows(self) -> dict[int, HdrHistogram]:
+        self._flush()
+        return self._windows
+
+    @property
+    def status(self) -> Counter:
+        """ "kind/STATUS" -> count (measured requests only)."""
+        self._flush()
+        return self._status
+
+    @property
+    def clamped(self) -> int:
+        """Latencies over MAX_LATENCY_US, recorded as MAX_LATENCY_US."""
+        self._flush()
+        return self._clamped
 
     @property
     def count(self) -> int:
@@ -104,7 +185,7 @@ class Recorder:
             self.windows.setdefault(window, new_histogram(2)).add(hist)
         self.status.update(other.status)
         self.warmup_count += other.warmup_count
-        self.clamped += other.clamped
+        self._clamped += other.clamped
 
 
 def summary_ms(hist: HdrHistogram) -> dict[str, float]:

@@ -42,14 +42,11 @@ class InProcessFeatures:
 
     async def get_user(self, user_id: str, recent_items: Sequence[str] = ()) -> UserState:
         state = self._store.get_user(user_id, recent_items=tuple(recent_items))
-        return dataclasses.replace(state, bundle_version=self._store.bundle_version)
+        return _labelled(state, self._store.bundle_version)
 
     async def get_users(self, user_ids: Sequence[str]) -> list[UserState]:
         version = self._store.bundle_version
-        return [
-            dataclasses.replace(s, bundle_version=version)
-            for s in self._store.get_users(list(user_ids))
-        ]
+        return [_labelled(s, version) for s in self._store.get_users(list(user_ids))]
 
     async def apply_events(self, events: Sequence[Event]) -> int:
         # Validation errors raise here; the await ends once the batch is durable and applied.
@@ -262,3 +259,11 @@ def build_in_process(
         uservalue=InProcessUserValue(UserValueScorer.from_bundle(bundle)),
         prefer_gpu=prefer_gpu,
     )
+
+
+def _labelled(state: UserState, version: str) -> UserState:
+    """The state labelled with the store's bundle version (a copy only when it is not already:
+    dataclasses.replace of a UserState costs microseconds per request)."""
+    if state.bundle_version == version:
+        return state
+    return dataclasses.replace(state, bundle_version=version)

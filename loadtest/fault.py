@@ -91,6 +91,8 @@ class Phase:
 class _FaultWorker(_Worker):
     """The open-loop worker, also keeping every answer's (due, done, kind, status, fallbacks)."""
 
+    parse_replies = True  # the fallback flags of each answer
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.answers: list[tuple[float, float, str, str, tuple[str, ...]]] = []

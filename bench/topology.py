@@ -1,6 +1,6 @@
 """Start the systems under test as local processes on loopback and stop them again:
 the plumbing stand-in (5 processes), recserve split (5) and recserve embedded (N gateway
-processes sharing one port with SO_REUSEPORT)."""
+processes, each on its own port; the harness spreads its calls over them round robin)."""
 
 from __future__ import annotations
 
@@ -149,24 +149,30 @@ def start_embedded(
     gateways: int = 1,
     extra_env: dict[str, str] | None = None,
 ) -> ProcessGroup:
-    """`gateways` processes on one port (SO_REUSEPORT: the kernel spreads connections)."""
+    """`gateways` processes, each on its own port; `group.target` is their address list
+    (`ipv4:127.0.0.1:P0,127.0.0.1:P1,...`; one process: 127.0.0.1:P0), which the load harness
+    spreads its calls over round robin (loadtest.targets). One port shared with SO_REUSEPORT, as
+    `recserve serve` deploys them, would put a one-channel harness's every call on one process:
+    the kernel spreads connections, not calls."""
     group = ProcessGroup(log_dir)
-    port = free_port()
     env = {
         **_recserve_env(artifacts, version),
         "RECSERVE_MODE": "embedded",
-        "RECSERVE_GATEWAY_PORT": str(port),
-        "RECSERVE_REUSE_PORT": "1",
         "RECSERVE_RANKING_DEVICE": "cpu",
         "RECSERVE_LOG_LEVEL": "info",
         **(extra_env or {}),
     }
-    group.target = f"127.0.0.1:{port}"
+    ports = [free_port() for _ in range(gateways)]
+    addresses = ",".join(f"127.0.0.1:{port}" for port in ports)
+    group.target = f"ipv4:{addresses}" if gateways > 1 else addresses
     try:
-        for i in range(gateways):  # one feedback log per process (a log has one writer)
-            state = {"RECSERVE_FEATURE_LOG_DIR": str(Path(log_dir) / "state" / f"gateway{i}")}
+        for i, port in enumerate(ports):  # one feedback log per process (a log has one writer)
+            own = {
+                "RECSERVE_GATEWAY_PORT": str(port),
+                "RECSERVE_FEATURE_LOG_DIR": str(Path(log_dir) / "state" / f"gateway{i}"),
+            }
             argv = [sys.executable, "-m", "services.gateway"]
-            group.spawn(f"gateway{i}", argv, {**env, **state}, port=port, ready_log="listening")
+            group.spawn(f"gateway{i}", argv, {**env, **own}, port=port, ready_log="listening")
         group.wait([f"gateway{i}" for i in range(gateways)])
     except BaseException:
         group.stop()

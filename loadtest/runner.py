@@ -26,7 +26,7 @@ import grpc
 
 from loadtest.recorder import Recorder, summary_ms
 from loadtest.schedule import arrivals
-from loadtest.targets import check_target
+from loadtest.targets import channel_options, check_target
 from loadtest.traffic import DEFAULT_MIX, Population, Traffic, parse_mix
 from recserve.v1 import gateway_pb2, gateway_pb2_grpc
 from services.platform.security import outgoing_channel_from_env
@@ -274,7 +274,8 @@ class _Worker:
     async def run(self, ready: Callable[[], None] | None = None) -> None:
         loop = asyncio.get_running_loop()
         # TLS and API key from RECSERVE_TLS_CA/_CLIENT_CERT/_CLIENT_KEY and RECSERVE_API_KEY.
-        async with outgoing_channel_from_env(self.spec.target) as channel:
+        target = self.spec.target
+        async with outgoing_channel_from_env(target, options=channel_options(target)) as channel:
             with contextlib.suppress(asyncio.TimeoutError):  # a dead target shows as errors
                 await asyncio.wait_for(channel.channel_ready(), 3.0)
             if ready is not None:

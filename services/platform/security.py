@@ -402,9 +402,16 @@ def sync_channel(
 
 
 def outgoing_channel_from_env(
-    target: str, *, api_key_var: str = "RECSERVE_API_KEY", env: Env | None = None
+    target: str,
+    *,
+    api_key_var: str = "RECSERVE_API_KEY",
+    env: Env | None = None,
+    options: Sequence[tuple[str, Any]] = (),
 ) -> grpc.aio.Channel:
     """A tool's aio channel from RECSERVE_TLS_CA/_CLIENT_CERT/_CLIENT_KEY/_SERVER_NAME and the
-    key in `api_key_var` (or its _FILE variant). Raises ConfigError on a bad setting."""
+    key in `api_key_var` (or its _FILE variant), with `options` (gRPC channel options). Raises
+    ConfigError on a bad setting."""
     keys = _read_keys(env, api_key_var)
-    return aio_channel(target, tls=ClientTLS.from_env(env), api_key=keys[0] if keys else None)
+    return aio_channel(
+        target, tls=ClientTLS.from_env(env), api_key=keys[0] if keys else None, options=options
+    )

@@ -29,3 +29,17 @@ def test_a_load_spec_refuses_a_remote_target_and_unbounded_runs():
         LoadSpec(target="127.0.0.1:1", duration_s=10_000)
     with pytest.raises(ValueError, match="max_requests"):
         LoadSpec(target="127.0.0.1:1", max_requests=0)
+
+
+def test_an_address_list_is_checked_entry_by_entry_and_spread_round_robin():
+    from loadtest.targets import addresses, channel_options
+
+    replicas = "ipv4:127.0.0.1:5001,127.0.0.1:5002"
+    assert check_target(replicas) == replicas
+    assert addresses(replicas) == ["127.0.0.1:5001", "127.0.0.1:5002"]
+    assert channel_options(replicas) == [("grpc.lb_policy_name", "round_robin")]
+    assert channel_options("127.0.0.1:5001") == []
+    with pytest.raises(ValueError, match="allow-remote"):
+        check_target("ipv4:127.0.0.1:5001,10.0.0.5:5002")
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        check_target("ipv4:127.0.0.1:5001,127.0.0.1")

@@ -29,6 +29,7 @@ from loadtest.schedule import arrivals
 from loadtest.targets import channel_options, check_target
 from loadtest.traffic import DEFAULT_MIX, Population, Traffic, parse_mix
 from recserve.v1 import gateway_pb2, gateway_pb2_grpc
+from services.platform import heap
 from services.platform.security import outgoing_channel_from_env
 
 MAX_DURATION_S = 3600.0
@@ -272,9 +273,14 @@ class _Worker:
         }
 
     async def run(self, ready: Callable[[], None] | None = None) -> None:
-        loop = asyncio.get_running_loop()
         # TLS and API key from RECSERVE_TLS_CA/_CLIENT_CERT/_CLIENT_KEY and RECSERVE_API_KEY.
         target = self.spec.target
+        # No full collection of the harness's own heap mid-run (services.platform.heap)
+        with heap.frozen():
+            await self._run(target, ready)
+
+    async def _run(self, target: str, ready: Callable[[], None] | None) -> None:
+        loop = asyncio.get_running_loop()
         async with outgoing_channel_from_env(target, options=channel_options(target)) as channel:
             with contextlib.suppress(asyncio.TimeoutError):  # a dead target shows as errors
                 await asyncio.wait_for(channel.channel_ready(), 3.0)

@@ -36,6 +36,7 @@ from services.contract.bundle import Bundle, resolve_bundle_dir
 from services.contract.errors import BundleError, VersionNotServed
 from services.contract.features import FeatureSpec
 from services.contract.verify import read_latest, validate_bundle
+from services.platform import heap
 from services.platform.config import BundleSettings, Env, env_float
 
 log = logging.getLogger(__name__)
@@ -146,16 +147,25 @@ class ModelHolder(Generic[T]):
 
     def expire(self, now: float | None = None) -> None:
         """Drop the previous object when its grace period is over."""
-        prev = self._previous
-        if prev is not None and (now if now is not None else time.monotonic()) >= prev[2]:
-            self._retire_previous()
+        retire_at = self._previous[2] if self._previous is not None else None
+        if retire_at is not None and (now if now is not None else time.monotonic()) >= retire_at:
+            self._retire_previous()  # (no reference to the old object kept here: it can go)
 
     def _retire_previous(self) -> None:
         prev, self._previous = self._previous, None
-        if prev is not None and self.on_retire is not None:
-            result = self.on_retire(prev[1])
-            if asyncio.iscoroutine(result):
-                asyncio.get_running_loop().create_task(result)
+        if prev is None:
+            return
+        old = prev[1]
+        del prev
+        result = self.on_retire(old) if self.on_retire is not None else None
+        del old
+        # The old object was frozen with the heap (services.platform.heap): thaw and collect,
+        # so its reference cycles are freed, once its retirement is done.
+        if asyncio.iscoroutine(result):
+            task = asyncio.get_running_loop().create_task(result)
+            task.add_done_callback(lambda _: heap.refreeze())
+        else:
+            heap.refreeze()
 
 
 class BundleWatcher(Generic[T]):

@@ -41,6 +41,24 @@ REQUEST_ID_KEY = "x-request-id"
 MAX_REQUEST_ID = 64
 
 
+class _InFlight:
+    """Unary RPCs this process is serving now (every handler ErrorInterceptor wraps)."""
+
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+
+_IN_FLIGHT = _InFlight()
+
+
+def rpcs_in_flight() -> int:
+    """Unary RPCs being served by this process now, the caller's own included (0 outside a
+    served call: a test or a benchmark calling the code directly)."""
+    return _IN_FLIGHT.n
+
+
 def request_id_of(context: grpc.aio.ServicerContext) -> str:
     """The caller's x-request-id when it is sane, else a new random one: 16 hex digits from the
     process's PRNG (an id only has to be unique enough to find a call's log lines; no
@@ -110,6 +128,7 @@ def _wrap_unary(
 
     async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
         start = time.perf_counter()
+        _IN_FLIGHT.n += 1
         request_id = request_id_of(context)
         token = REQUEST_ID.set(request_id)
         context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
@@ -146,6 +165,7 @@ def _wrap_unary(
                     },
                 )
             REQUEST_ID.reset(token)
+            _IN_FLIGHT.n -= 1
 
     return handler
 

@@ -9,11 +9,12 @@ iterations, and every call reaching `run` meanwhile joins its batch; then one `m
 call answers them all. With nothing else ready (one call in flight) the leader calls
 `one(item)` at once: no extra loop iteration, no future, no stacking of inputs.
 
-asyncio's loop says what is ready (its `_ready` list). uvloop does not: there the leader
-yields one iteration, and more while each brings company. A failing `many` fails every call of
-its batch; a cancelled leader still answers its followers; a cancelled follower's answer is
-dropped. Used by services.ranking.batcher.RankBatching (ranker calls) and the embedded
-retrieval stage (user-tower calls).
+asyncio's loop says what is ready (its `_ready` list). uvloop does not: there a call that is
+its server's only RPC in flight runs at once too (interceptors.rpcs_in_flight), and otherwise
+the leader yields one iteration, and more while each brings company. A failing `many` fails
+every call of its batch; a cancelled leader still answers its followers; a cancelled
+follower's answer is dropped. Used by services.ranking.batcher.RankBatching (ranker calls) and
+the embedded retrieval stage (user-tower calls).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
+from services.platform.interceptors import rpcs_in_flight
+
 P = TypeVar("P")  # what one call brings (validated already)
 R = TypeVar("R")  # its answer
 
@@ -33,9 +36,13 @@ _Entry = tuple[P, "asyncio.Future[R] | None", float]
 
 def others_ready(loop: asyncio.AbstractEventLoop) -> bool | None:
     """Whether callbacks other than the current task's are queued on the loop (asyncio's base
-    event loop keeps them in `_ready`); None for a loop that does not say (uvloop)."""
+    event loop keeps them in `_ready`). A loop that does not say (uvloop): False inside a served
+    RPC that is the process's only one (rpcs_in_flight: no other request can join, and a yield
+    would only cost a loop iteration), else None (unknown)."""
     ready = getattr(loop, "_ready", None)
-    return None if ready is None else len(ready) > 0
+    if ready is not None:
+        return len(ready) > 0
+    return False if rpcs_in_flight() == 1 else None
 
 
 class LoopBatching(Generic[P, R]):

@@ -127,3 +127,52 @@ def test_the_wrapper_is_built_once_per_method():
     assert one is two and one is not first
     first = grpc.unary_unary_rpc_method_handler(echo)  # e.g. a re-registered service
     assert asyncio.run(intercept()) is not one
+
+
+def test_rpcs_in_flight_counts_the_served_calls():
+    """The wrapper counts the unary calls being served (services.platform.loop_batching reads
+    it on uvloop): two concurrent calls see 2, a call alone 1, none after; a failing call is
+    uncounted too."""
+    from services.platform.interceptors import _wrap_unary, rpcs_in_flight
+
+    seen: list[int] = []
+    release = asyncio.Event()
+
+    async def slow(request, context):
+        seen.append(rpcs_in_flight())
+        await release.wait()
+        return request
+
+    async def failing(request, context):
+        seen.append(rpcs_in_flight())
+        raise ValueError("boom")
+
+    class _Context:
+        def invocation_metadata(self):
+            return ()
+
+        def set_trailing_metadata(self, _):
+            pass
+
+        def code(self):
+            return None
+
+        def peer(self):
+            return "test"
+
+        async def abort(self, code, message):
+            raise grpc.aio.AbortError()
+
+    async def scenario():
+        handler = _wrap_unary("/recserve.v1.Test/Slow", slow, 0.0)
+        calls = [asyncio.ensure_future(handler(b"x", _Context())) for _ in range(2)]
+        await asyncio.sleep(0)
+        release.set()
+        await asyncio.gather(*calls)
+        with pytest.raises(grpc.aio.AbortError):
+            await _wrap_unary("/recserve.v1.Test/Fail", failing, 0.0)(b"x", _Context())
+        return rpcs_in_flight()
+
+    assert rpcs_in_flight() == 0
+    assert asyncio.run(scenario()) == 0
+    assert seen == [1, 2, 1]

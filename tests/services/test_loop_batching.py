@@ -56,6 +56,37 @@ def test_concurrent_calls_share_one_model_call_and_a_lone_one_runs_alone(loop_na
     assert all(n == w for n, w in seen) and sum(n for n, _ in seen) == 11
 
 
+def test_on_uvloop_a_servers_only_rpc_runs_at_once_and_others_still_batch(monkeypatch):
+    uvloop = pytest.importorskip("uvloop")
+    from services.platform import interceptors
+
+    model = _Doubler()
+    batching = LoopBatching(model.one, model.many, max_batch=4)
+    yields: list[int] = []
+    real_sleep = asyncio.sleep
+
+    async def counted_sleep(delay, *args):
+        yields.append(delay)
+        return await real_sleep(delay, *args)
+
+    monkeypatch.setattr(asyncio, "sleep", counted_sleep)
+
+    async def scenario():
+        # one served RPC in flight (this one): no yield, `one` at once
+        monkeypatch.setattr(interceptors._IN_FLIGHT, "n", 1)
+        alone = await batching.run(5)
+        lone_yields = len(yields)
+        # several in flight: the leader yields and concurrent calls join its batch
+        monkeypatch.setattr(interceptors._IN_FLIGHT, "n", 3)
+        together = await asyncio.gather(*(batching.run(x) for x in range(3)))
+        return alone, lone_yields, together
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        alone, lone_yields, together = runner.run(scenario())
+    assert alone == 10 and lone_yields == 0 and model.batches[0] == [5]
+    assert together == [0, 2, 4] and model.batches[1] == [0, 1, 2] and yields
+
+
 def test_a_failing_model_call_fails_every_call_of_its_batch():
     def many(xs):
         raise RuntimeError("model failed")

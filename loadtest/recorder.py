@@ -26,6 +26,15 @@ def _us_array(seconds: np.ndarray) -> np.ndarray:
     return np.clip(np.trunc(seconds * 1e6), 1, MAX_LATENCY_US).astype(np.int64)
 
 
+def _record_groups(hists: dict, keys: np.ndarray, us: np.ndarray, digits: int) -> None:
+    """us[i] into hists[keys[i]] (a new histogram of `digits` significant digits per new key)."""
+    for key in np.unique(keys).tolist():
+        hist = hists.get(key)
+        if hist is None:
+            hist = hists[key] = new_histogram(digits)
+        _record_many(hist, us[keys == key])
+
+
 def _record_many(hist: HdrHistogram, us: np.ndarray) -> None:
     """Record every value of `us`: each distinct bucket once, with its count. A value is first
     rounded down to the lowest value its bucket holds (hdrh's lowest equivalent value), so the
@@ -41,6 +50,19 @@ def _record_many(hist: HdrHistogram, us: np.ndarray) -> None:
         hist.record_value(value, count)
 
 
+class _Flushed:
+    """A Recorder attribute (its `_<name>`) read once the pending records are in it."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.private = f"_{name}"
+
+    def __get__(self, recorder: Recorder | None, owner: type | None = None):
+        if recorder is None:
+            return self
+        recorder._flush()
+        return getattr(recorder, self.private)
+
+
 class Recorder:
     """record(due_s, latency_s, ...) with due_s = the request's due time from the run start.
 
@@ -51,6 +73,12 @@ class Recorder:
     per request (hdrh's record_value is Python)."""
 
     FLUSH_EVERY = 16_384
+    latency = _Flushed()
+    lag = _Flushed()
+    by_kind = _Flushed()  # kind -> HdrHistogram
+    windows = _Flushed()  # window index -> HdrHistogram (2 significant digits)
+    status = _Flushed()  # "kind/STATUS" -> count (measured requests only)
+    clamped = _Flushed()  # latencies over MAX_LATENCY_US, recorded as MAX_LATENCY_US
 
     def __init__(
         self,
@@ -95,50 +123,10 @@ class Recorder:
         us = _us_array(seconds)
         _record_many(self._latency, us)
         _record_many(self._lag, _us_array(np.maximum(lag.astype(np.float64), 0.0)))
-        for name in np.unique(kind).tolist():
-            hist = self._by_kind.get(name)
-            if hist is None:
-                hist = self._by_kind[name] = new_histogram()
-            _record_many(hist, us[kind == name])
+        _record_groups(self._by_kind, kind, us, 3)
         window = ((due.astype(np.float64) - self.warmup_s) // self.window_s).astype(np.int64)
-        for w in np.unique(window).tolist():
-            hist = self._windows.get(w)
-            if hist is None:
-                hist = self._windows[w] = new_histogram(2)
-            _record_many(hist, us[window == w])
+        _record_groups(self._windows, window, us, 2)
         self._status.update(f"{k}/{s}" for k, s in zip(kind.tolist(), status.tolist(), strict=True))
-
-    @property
-    def latency(self) -> HdrHistogram:
-        self._flush()
-        return self._latency
-
-    @property
-    def lag(self) -> HdrHistogram:
-        self._flush()
-        return self._lag
-
-    @property
-    def by_kind(self) -> dict[str, HdrHistogram]:
-        self._flush()
-        return self._by_kind
-
-    @property
-    def windows(self) -> dict[int, HdrHistogram]:
-        self._flush()
-        return self._windows
-
-    @property
-    def status(self) -> Counter:
-        """ "kind/STATUS" -> count (measured requests only)."""
-        self._flush()
-        return self._status
-
-    @property
-    def clamped(self) -> int:
-        """Latencies over MAX_LATENCY_US, recorded as MAX_LATENCY_US."""
-        self._flush()
-        return self._clamped
 
     @property
     def count(self) -> int:

@@ -35,7 +35,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--target", default="127.0.0.1:50051", help="gateway HOST:PORT")
+    common.add_argument(
+        "--target",
+        default="127.0.0.1:50051",
+        help="gateway HOST:PORT, or gateway replicas as ipv4:HOST:PORT,HOST:PORT (calls spread "
+        "round robin)",
+    )
     common.add_argument(
         "--allow-remote",
         action="store_true",

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.cpu_share import cpu_seconds
 from bench.floors import floors_markdown, measure_floors, targets
 from bench.report import processes_markdown, scale_markdown
 from bench.topology import start_embedded, start_plumbing, start_split
@@ -246,10 +247,18 @@ def main(argv: list[str] | None = None) -> int:
         with starter(system, key, artifacts, version) as group:
             _log(f"{key}: started in {group.startup_s} s")
             processes = {"startup_s": group.startup_s, "memory_at_start": group.memory_mb()}
+            pids = group.pids()
+            cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
             result["systems"][key] = _steps(key, group.target, args, run_traffic, slo)
             result["systems"][key]["processes"] = {
                 **processes,
                 "memory_after_load": group.memory_mb(),
+                # CPU seconds of each process over the whole step schedule: how the load spread
+                # (two embedded gateways should each take about half)
+                "cpu_s_during_steps": {
+                    name: round(cpu_seconds(pid) - cpu_before[name], 2)
+                    for name, pid in pids.items()
+                },
             }
         save()
     ratios = {

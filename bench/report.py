@@ -37,17 +37,19 @@ def processes_markdown(r: dict) -> list[str]:
     if not rows:
         return []
     lines = [
-        "## Processes: start-up (spawn -> SERVING) and resident memory",
+        "## Processes: start-up (spawn -> SERVING), resident memory, CPU over the step schedule",
         "",
-        "| system | process | start-up s | RSS at start MB | RSS after load MB | peak RSS MB |",
-        "|---|---|---|---|---|---|",
+        "| system | process | start-up s | RSS at start MB | RSS after load MB | peak RSS MB "
+        "| CPU s over the steps |",
+        "|---|---|---|---|---|---|---|",
     ]
     for system, name, secs, p in rows:
         start = p["memory_at_start"].get(name, {})
         after = p["memory_after_load"].get(name, {})
+        cpu = p.get("cpu_s_during_steps", {}).get(name, "–")
         lines.append(
             f"| {system} | {name} | {secs} | {start.get('rss_mb', '–')} | "
-            f"{after.get('rss_mb', '–')} | {after.get('peak_rss_mb', '–')} |"
+            f"{after.get('rss_mb', '–')} | {after.get('peak_rss_mb', '–')} | {cpu} |"
         )
     lines.append("")
     return lines

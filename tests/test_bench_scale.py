@@ -36,6 +36,7 @@ def _system(rate: float) -> dict:
             "startup_s": {"gateway0": 36.4},
             "memory_at_start": {"gateway0": {"rss_mb": 5800.0, "peak_rss_mb": 5900.0}},
             "memory_after_load": {"gateway0": {"rss_mb": 5750.0, "peak_rss_mb": 5920.0}},
+            "cpu_s_during_steps": {"gateway0": 41.25},
         },
     }
 
@@ -65,4 +66,4 @@ def test_markdown_shows_both_bundles_the_ratio_and_the_processes():
         in text
     )
     assert "embedded **0.9**" in text
-    assert "| embedded@baseline | gateway0 | 36.4 | 5800.0 | 5750.0 | 5920.0 |" in text
+    assert "| embedded@baseline | gateway0 | 36.4 | 5800.0 | 5750.0 | 5920.0 | 41.25 |" in text

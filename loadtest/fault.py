@@ -98,9 +98,8 @@ class _FaultWorker(_Worker):
         self.answers: list[tuple[float, float, str, str, tuple[str, ...]]] = []
 
     async def _one(self, stub, due: float) -> None:
-        loop = asyncio.get_running_loop()
         kind, method, request = self.traffic.next()
-        sent = loop.time()
+        sent = time.perf_counter()
         self.sent += 1
         self.in_flight += 1
         flags: tuple[str, ...] = ()
@@ -110,7 +109,7 @@ class _FaultWorker(_Worker):
             flags = tuple(getattr(reply, "fallbacks", ()))
         except grpc.aio.AioRpcError as exc:
             status = exc.code().name
-        done = loop.time()
+        done = time.perf_counter()
         self.in_flight -= 1
         self.done += 1
         self.errors += status != "OK"
@@ -134,13 +133,12 @@ async def _restarted(launcher: Launcher, name: str, restarts: int, timeout: floa
     """Until the supervisor has started `name` again (its restart count passes `restarts`) ->
     the loop time it saw that; then until the new process reports SERVING (the supervisor
     probes it without a gRPC client in this process: the load's aio calls are not stalled)."""
-    loop = asyncio.get_running_loop()
     deadline = time.monotonic() + timeout
     restarted = None
     while time.monotonic() < deadline:
         status = launcher.status()[name]
         if restarted is None and status.restarts > restarts:
-            restarted = loop.time()
+            restarted = time.perf_counter()
         if status.state == "failed":
             raise RuntimeError(f"the supervisor gave up on {name}:\n{launcher.log_tail(name)}")
         if restarted is not None and status.state == "serving":
@@ -150,12 +148,11 @@ async def _restarted(launcher: Launcher, name: str, restarts: int, timeout: floa
 
 
 async def _choreography(launcher: Launcher, worker: _FaultWorker, plan: FaultPlan, metrics_port):
-    loop = asyncio.get_running_loop()
     while worker.start == 0.0:
         await asyncio.sleep(0.01)
 
     def now() -> float:
-        return loop.time() - worker.start
+        return time.perf_counter() - worker.start
 
     async def until(t: float) -> None:
         await asyncio.sleep(max(0.0, t - now()))

@@ -197,13 +197,12 @@ class _Worker:
         self.start = 0.0
 
     async def _one(self, stub, due: float) -> None:
-        loop = asyncio.get_running_loop()
         kind, method, request = self.traffic.next()
-        sent = loop.time()
+        sent = time.perf_counter()
         self.sent += 1
         self.in_flight += 1
         status = await _call(stub, method, request, self.spec.deadline_s(kind))
-        done = loop.time()
+        done = time.perf_counter()
         self.in_flight -= 1
         self.done += 1
         self.errors += status != "OK"
@@ -234,7 +233,7 @@ class _Worker:
 
         for offset in times.tolist():
             due = self.start + offset
-            delay = due - loop.time()
+            delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
             await slots.acquire()  # a full window delays the send; latency still runs from due
@@ -245,23 +244,21 @@ class _Worker:
             await asyncio.gather(*tasks)
 
     async def _closed(self, stub) -> None:
-        loop = asyncio.get_running_loop()
         end = self.start + self.spec.warmup_s + self.spec.duration_s
         budget = [self.spec.max_requests]
 
         async def client() -> None:
-            while loop.time() < end and budget[0] > 0:
+            while time.perf_counter() < end and budget[0] > 0:
                 budget[0] -= 1
-                await self._one(stub, loop.time())  # closed loop: due = when it leaves
+                await self._one(stub, time.perf_counter())  # closed loop: due = when it leaves
 
         await asyncio.gather(*(client() for _ in range(self.spec.concurrency)))
 
     async def _report(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(1.0)
             if self.progress is not None:
-                self.progress(self.snapshot(loop.time() - self.start))
+                self.progress(self.snapshot(time.perf_counter() - self.start))
 
     def snapshot(self, t: float) -> dict:
         return {
@@ -288,7 +285,7 @@ class _Worker:
                 await loop.run_in_executor(None, ready)
             parsed = self.parse_replies
             stub = gateway_pb2_grpc.GatewayStub(channel) if parsed else _Unparsed(channel)
-            self.start = loop.time() + 0.005
+            self.start = time.perf_counter() + 0.005
             reporter = loop.create_task(self._report())
             try:
                 await (self._open(stub) if self.spec.mode == "open" else self._closed(stub))

@@ -38,14 +38,16 @@ _state = {"applied": "not applied"}  # what apply() did in this process, for des
 def apply(environ: MutableMapping[str, str] | None = None) -> str:
     """Set GRPC_EXPERIMENTS for RECSERVE_GRPC_IO in `environ` (default: os.environ) unless the
     operator set it; returns what this process's grpc will use (describe()'s text). An unknown
-    RECSERVE_GRPC_IO changes nothing here: the service's start-up check rejects it (`choice`)."""
+    RECSERVE_GRPC_IO changes nothing here: a service's start-up check rejects it
+    (services.platform.server.run_loop)."""
     env = os.environ if environ is None else environ
     value = env.get(ENV, DEFAULT).strip().lower()
     given = env.get(EXPERIMENTS_ENV)
     if given is not None and given != POSIX_EXPERIMENTS:
         result = f"{EXPERIMENTS_ENV}={given} (set outside recserve)"
     elif value not in CHOICES:
-        result = f"grpc's default ({ENV}={value!r} is not valid)"
+        had = "posix" if given == POSIX_EXPERIMENTS else "event_engine"
+        result = f"{had} ({ENV}={value!r} is not valid)"
     elif "grpc" in sys.modules and environ is None:
         # too late for this process: grpc has read its flags (its children still get them)
         had = "posix" if given == POSIX_EXPERIMENTS else "event_engine"

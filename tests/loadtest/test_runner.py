@@ -153,3 +153,21 @@ def test_an_unreachable_target_shows_as_errors_not_a_hang():
     assert time.monotonic() - t0 < 15
     s = result.summary()
     assert s["requests"] == 10 and s["errors"] == 10
+
+
+def test_latencies_keep_microseconds_on_uvloop(fake_gateway):
+    """The harness times with perf_counter, not loop.time(): uvloop's loop.time() moves in whole
+    milliseconds, which would turn sub-millisecond answers into 0 or 1 ms."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def scenario():
+        async with fake_gateway() as (target, _):
+            spec = LoadSpec(target=target, mode="closed", concurrency=1, duration_s=0.5)
+            return await run_async(spec, _traffic())
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        result = runner.run(scenario())
+    latency = result.summary()["latency_ms"]
+    assert latency["count"] > 50
+    # a loopback answer takes a fraction of a millisecond, timed to the microsecond
+    assert 0.01 < latency["p50"] < 1.0 and latency["p50"] != round(latency["p50"])

@@ -128,10 +128,10 @@ def _wrap_unary(
 
     async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
         start = time.perf_counter()
-        _IN_FLIGHT.n += 1
         request_id = request_id_of(context)
         token = REQUEST_ID.set(request_id)
         context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
+        _IN_FLIGHT.n += 1  # undone in the finally below, whatever happens in between
         try:
             if isinstance(request, _Undecodable):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.reason)

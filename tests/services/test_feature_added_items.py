@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from services.contract.added_items import NewItem, decode_registry
-from services.contract.bundle import Bundle
 from services.contract.errors import InvalidArgument, NotFound
 from services.contract.types import Event, EventKind
 from services.feature.config import DurabilitySettings
@@ -25,11 +24,6 @@ from tests.redis_server import RedisServer
 from tests.redis_server import redis_server as redis_server  # the fixture
 
 TS = 900_000_000
-
-
-@pytest.fixture(scope="module")
-def bundle(tiny_bundle: Path) -> Bundle:
-    return Bundle.load(tiny_bundle)
 
 
 def new(item_id: str, title: str = "A brand new film", **kw) -> NewItem:

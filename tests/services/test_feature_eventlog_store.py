@@ -18,11 +18,6 @@ from services.feature.store import InMemoryFeatureStore
 
 
 @pytest.fixture(scope="module")
-def bundle(tiny_bundle: Path) -> Bundle:
-    return Bundle.load(tiny_bundle)
-
-
-@pytest.fixture(scope="module")
 def ids(bundle: Bundle) -> tuple[list[str], list[str]]:
     store = InMemoryFeatureStore.from_bundle(bundle)
     return store.users.ids[1:20].tolist(), store.catalog.vocab.ids[1:200].tolist()

@@ -31,11 +31,6 @@ CLICK = EVENT_TOKENS.index("click")
 
 
 @pytest.fixture(scope="module")
-def bundle(tiny_bundle: Path) -> Bundle:
-    return Bundle.load(tiny_bundle)
-
-
-@pytest.fixture(scope="module")
 def user_id(bundle: Bundle) -> str:
     log = pq.read_table(bundle.path("interactions.parquet"), columns=["user_id"]).to_pandas()
     return str(log["user_id"].value_counts().index[0])

@@ -44,11 +44,6 @@ MakeStore = Callable[..., RedisFeatureStore]
 
 
 @pytest.fixture(scope="module")
-def bundle(tiny_bundle) -> Bundle:
-    return Bundle.load(tiny_bundle)
-
-
-@pytest.fixture(scope="module")
 def busy_users(bundle) -> list[str]:
     log = pq.read_table(bundle.path("interactions.parquet"), columns=["user_id"]).to_pandas()
     return [str(u) for u in log["user_id"].value_counts().index[:3]]

@@ -6,17 +6,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from services.contract.bundle import Bundle
 from services.contract.errors import InvalidArgument, NotFound
 from services.contract.types import Event, EventKind
 from services.feature.store import InMemoryFeatureStore
 
 DAY = 86_400
-
-
-@pytest.fixture(scope="module")
-def bundle(tiny_bundle) -> Bundle:
-    return Bundle.load(tiny_bundle)
 
 
 @pytest.fixture

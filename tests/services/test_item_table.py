@@ -6,17 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.contract.bundle import Bundle
 from services.contract.errors import InvalidArgument
 from services.contract.features import FeatureSpec
 from services.contract.item_table import FEATURE_INPUTS, ItemTable
 from services.contract.model_inputs import UserInputs
 from services.contract.types import UserState
-
-
-@pytest.fixture(scope="module")
-def bundle(tiny_bundle) -> Bundle:
-    return Bundle.load(tiny_bundle)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import dataclasses
 import numpy as np
 import pytest
 
-from services.contract.bundle import Bundle
 from services.contract.errors import InvalidArgument
 from services.contract.types import FilterSpec
 from services.feature.store import InMemoryFeatureStore
@@ -108,11 +107,6 @@ def test_max_batch_one_never_merges():
 
     assert asyncio.run(scenario()) == [0, 2, 4, 6, 8]
     assert all(len(b) == 1 for b in model.batches)
-
-
-@pytest.fixture(scope="module")
-def bundle(tiny_bundle) -> Bundle:
-    return Bundle.load(tiny_bundle)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from services.contract.added_items import AddedItem, NewItem, assign_rows, item_vectors
-from services.contract.bundle import Bundle
 from services.contract.errors import FailedPrecondition
 from services.feature.store import InMemoryFeatureStore
 from services.ranking.added import RankerItems
@@ -29,11 +28,6 @@ class HashEncoder:
         self.calls += 1
         out = [np.random.default_rng(sum(map(ord, t))).standard_normal(self.dim) for t in texts]
         return np.asarray(out, dtype=np.float32) * 3.0
-
-
-@pytest.fixture(scope="module")
-def bundle(tiny_bundle) -> Bundle:
-    return Bundle.load(tiny_bundle)
 
 
 @pytest.fixture(scope="module")

@@ -10,18 +10,12 @@ import asyncio
 import numpy as np
 import pytest
 
-from services.contract.bundle import Bundle
 from services.contract.errors import InvalidArgument
 from services.contract.types import RankScores
 from services.feature.store import InMemoryFeatureStore
 from services.platform.server import event_loop_name
 from services.ranking.batcher import RankBatcher, RankBatching
 from services.ranking.ranker import OnnxRanker
-
-
-@pytest.fixture(scope="module")
-def bundle(tiny_bundle) -> Bundle:
-    return Bundle.load(tiny_bundle)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from recserve.v1 import ranking_pb2, ranking_pb2_grpc
-from services.contract.bundle import Bundle
 from services.contract.errors import InvalidArgument, served_versions
 from services.contract.onnx import CPU, CUDA
 from services.feature.store import InMemoryFeatureStore
@@ -18,11 +17,6 @@ from services.platform.server import create_server
 from services.ranking.config import SERVICE_NAME
 from services.ranking.ranker import OnnxRanker
 from services.ranking.servicer import register
-
-
-@pytest.fixture(scope="module")
-def bundle(tiny_bundle) -> Bundle:
-    return Bundle.load(tiny_bundle)
 
 
 @pytest.fixture(scope="module")

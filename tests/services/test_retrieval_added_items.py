@@ -14,7 +14,6 @@ import pytest
 
 from recserve.v1 import common_pb2, retrieval_pb2, retrieval_pb2_grpc
 from services.contract.added_items import NewItem
-from services.contract.bundle import Bundle
 from services.contract.errors import FailedPrecondition, InvalidArgument
 from services.contract.types import FilterSpec
 from services.feature.store import InMemoryFeatureStore
@@ -50,11 +49,6 @@ class CopyEncoder:
                 vec = rng.standard_normal(self.dim).astype(np.float32)
                 out[i] = vec / np.linalg.norm(vec)
         return out
-
-
-@pytest.fixture(scope="module")
-def bundle(tiny_bundle) -> Bundle:
-    return Bundle.load(tiny_bundle)
 
 
 @pytest.fixture(scope="module")

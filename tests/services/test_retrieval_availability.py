@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from recserve.v1 import retrieval_pb2, retrieval_pb2_grpc
-from services.contract.bundle import Bundle
 from services.contract.errors import NotFound
 from services.contract.types import FilterSpec
 from services.feature.store import InMemoryFeatureStore
@@ -20,11 +19,6 @@ from services.retrieval.retriever import Retriever
 from services.retrieval.servicer import register
 
 SERVICE = "recserve.v1.RetrievalService"
-
-
-@pytest.fixture(scope="module")
-def bundle(tiny_bundle) -> Bundle:
-    return Bundle.load(tiny_bundle)
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,6 @@ are hand-built with onnx.helper so that their outputs are the values fed."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -75,11 +73,6 @@ def echo_ranker(p: int, h: int) -> ort.InferenceSession:
         for n in ("p_positive", "rating", "p_interact")
     ]
     return _session(helper.make_graph(nodes, "echo_ranker", inputs, out, init))
-
-
-@pytest.fixture(scope="module")
-def bundle(tiny_bundle: Path) -> Bundle:
-    return Bundle.load(tiny_bundle)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import faiss
 import numpy as np
 import pytest
 
-from services.contract.bundle import Bundle
 from services.contract.errors import InvalidArgument, NotFound
 from services.contract.features import pad_history
 from services.contract.types import FilterSpec
@@ -16,11 +15,6 @@ from services.feature.store import InMemoryFeatureStore
 from services.retrieval.index import CandidateIndex
 from services.retrieval.retriever import Retriever
 from training.index import build_item_index, save_index
-
-
-@pytest.fixture(scope="module")
-def bundle(tiny_bundle) -> Bundle:
-    return Bundle.load(tiny_bundle)
 
 
 def _with_ivf(retriever: Retriever, tmp_dir) -> Retriever:

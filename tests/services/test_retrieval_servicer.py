@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from recserve.v1 import common_pb2, retrieval_pb2, retrieval_pb2_grpc
-from services.contract.bundle import Bundle
 from services.contract.errors import served_versions
 from services.contract.types import FilterSpec
 from services.feature.store import InMemoryFeatureStore
@@ -18,11 +17,6 @@ from services.platform.server import create_server
 from services.retrieval.config import SERVICE_NAME
 from services.retrieval.retriever import Retriever
 from services.retrieval.servicer import register
-
-
-@pytest.fixture(scope="module")
-def bundle(tiny_bundle) -> Bundle:
-    return Bundle.load(tiny_bundle)
 
 
 @pytest.fixture(scope="module")

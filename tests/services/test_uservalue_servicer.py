@@ -8,17 +8,11 @@ import grpc
 import pytest
 
 from recserve.v1 import common_pb2, uservalue_pb2, uservalue_pb2_grpc
-from services.contract.bundle import Bundle
 from services.contract.vocab import Vocabulary
 from services.platform.server import create_server
 from services.uservalue.config import SERVICE_NAME
 
 scorer_module = pytest.importorskip("services.uservalue.scorer")
-
-
-@pytest.fixture(scope="module")
-def bundle(tiny_bundle) -> Bundle:
-    return Bundle.load(tiny_bundle)
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,8 @@
 
 feature lookup (1 user + N items), user tower, FAISS search for N candidates, Recommend's
 retrieval call (the user's seen items excluded), one user's value score without the cache,
-ranking N
-candidates (one user, and batched over B users as the ranking service's micro-batcher does;
+ranking N candidates (one user, and batched over B users as the ranking service's
+micro-batcher does;
 rank_N rates every candidate, as PredictRatings and a bundle without rater.onnx do, and
 rank_N_rate20 rates only the top 20 by P(interact), as Recommend k=20 asks: with rater.onnx
 the rating model runs on 20 candidates, a single-graph bundle still rates all; for a bundle

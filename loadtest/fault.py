@@ -131,7 +131,7 @@ def scrape(port: int) -> dict[str, float]:
 
 async def _restarted(launcher: Launcher, name: str, restarts: int, timeout: float) -> float:
     """Until the supervisor has started `name` again (its restart count passes `restarts`) ->
-    the loop time it saw that; then until the new process reports SERVING (the supervisor
+    the perf_counter time it saw that; then until the new process reports SERVING (the supervisor
     probes it without a gRPC client in this process: the load's aio calls are not stalled)."""
     deadline = time.monotonic() + timeout
     restarted = None

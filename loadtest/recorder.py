@@ -118,13 +118,12 @@ class Recorder:
             return
         due, latency, status, kind, lag = (np.asarray(c) for c in zip(*self._pending, strict=True))
         self._pending = []
-        seconds = latency.astype(np.float64)
-        self._clamped += int(np.count_nonzero(seconds * 1e6 > MAX_LATENCY_US))
-        us = _us_array(seconds)
+        self._clamped += int(np.count_nonzero(latency * 1e6 > MAX_LATENCY_US))
+        us = _us_array(latency)
         _record_many(self._latency, us)
-        _record_many(self._lag, _us_array(np.maximum(lag.astype(np.float64), 0.0)))
+        _record_many(self._lag, _us_array(np.maximum(lag, 0.0)))
         _record_groups(self._by_kind, kind, us, 3)
-        window = ((due.astype(np.float64) - self.warmup_s) // self.window_s).astype(np.int64)
+        window = ((due - self.warmup_s) // self.window_s).astype(np.int64)
         _record_groups(self._windows, window, us, 2)
         self._status.update(f"{k}/{s}" for k, s in zip(kind.tolist(), status.tolist(), strict=True))
 

@@ -270,14 +270,14 @@ class _Worker:
         }
 
     async def run(self, ready: Callable[[], None] | None = None) -> None:
-        # TLS and API key from RECSERVE_TLS_CA/_CLIENT_CERT/_CLIENT_KEY and RECSERVE_API_KEY.
-        target = self.spec.target
         # No full collection of the harness's own heap mid-run (services.platform.heap)
         with heap.frozen():
-            await self._run(target, ready)
+            await self._run(ready)
 
-    async def _run(self, target: str, ready: Callable[[], None] | None) -> None:
+    async def _run(self, ready: Callable[[], None] | None) -> None:
         loop = asyncio.get_running_loop()
+        target = self.spec.target
+        # TLS and API key from RECSERVE_TLS_CA/_CLIENT_CERT/_CLIENT_KEY and RECSERVE_API_KEY.
         async with outgoing_channel_from_env(target, options=channel_options(target)) as channel:
             with contextlib.suppress(asyncio.TimeoutError):  # a dead target shows as errors
                 await asyncio.wait_for(channel.channel_ready(), 3.0)

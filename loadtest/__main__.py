@@ -16,6 +16,7 @@ from pathlib import Path
 from loadtest import report
 from loadtest.runner import LoadSpec, TrafficConfig, progress_printer, run
 from loadtest.steps import find_max_rate, geometric_rates
+from loadtest.targets import check_target
 from loadtest.traffic import DEFAULT_MIX
 
 
@@ -100,7 +101,13 @@ def _bundle_dir(args) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not args.launch:
+        try:  # a bad or remote --target: one usage line (exit 2), not a traceback
+            check_target(args.target, allow_remote=args.allow_remote)
+        except ValueError as exc:
+            parser.error(str(exc))
     command = "python -m loadtest " + shlex.join(sys.argv[1:] if argv is None else argv)
     default_ms, per_kind = _deadlines(args.deadline_ms)
     out = Path(args.out)

@@ -96,6 +96,11 @@ def test_step_writes_the_max_rate(echo_target, tmp_path):
     assert (out / "steps.png").exists() and (out / "latency.png").exists()
 
 
-def test_remote_targets_are_refused_without_allow_remote(tmp_path):
-    with pytest.raises(ValueError, match="allow-remote"):
-        main(["run", "--target", "10.1.2.3:50051", "--out", str(tmp_path), "--quiet"])
+def test_remote_targets_are_refused_without_allow_remote(tmp_path, capsys):
+    """One usage error line and exit 2, as for any bad argument: no traceback."""
+    for target in ("10.1.2.3:50051", "ipv4:127.0.0.1:5001,10.1.2.3:50051"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["run", "--target", target, "--out", str(tmp_path), "--quiet"])
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert "error: target" in err and "allow-remote" in err and "Traceback" not in err

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -20,7 +21,15 @@ from training.export import (
 )
 from training.models import Ranker, RankerConfig
 from training.models.bpmf import BPMFConfig, fit_bpmf
-from training.models.rating import AutoRecNet, AutoRecScorer, RatingBlend, ServedRanker
+from training.models.rating import (
+    AutoRecNet,
+    AutoRecScorer,
+    FoldedRating,
+    RatingBlend,
+    RatingGraph,
+    ServedRanker,
+    fold_rating,
+)
 from training.models.rating_fit import RatingConfig, RatingData, fit_autorec, fit_svdpp
 from training.models.rating_train import (
     RatingTrainConfig,
@@ -222,6 +231,45 @@ def test_served_ranker_splits_into_ranker_and_rater_graphs(
         np.testing.assert_allclose(
             top[name], np.take_along_axis(want[name], pick, axis=1), rtol=0, atol=1e-5
         )
+
+
+def test_a_blend_of_dot_products_is_served_folded_with_the_same_outputs(
+    ml_catalog, served_blend, tmp_path
+) -> None:
+    """BPMF + AutoRec (both dot products) fold into one user table and one item table:
+    rater.onnx is then one gather per side and one matrix-vector product, with the blend's
+    outputs for known users, the unknown user (row 0: the first model alone, unweighted) and an
+    item added after training (the unknown item). A blend with SVD++ is served unfolded."""
+    served, inputs = served_blend
+    full = served.rating
+    assert fold_rating(full) is full  # SVD++ reads the history: no fold
+    blend = RatingBlend(list(full.models[:2]), full.weights[:3].tolist(),
+                        tuple(full.positive.tolist()), (full.low, full.high))  # fmt: skip
+    folded = fold_rating(blend)
+    assert isinstance(folded, FoldedRating)
+    plain, graph = RatingGraph(served.ranker, blend), RatingGraph(served.ranker, folded)
+    feeds = dict(inputs)
+    feeds["items"] = inputs["items"].copy()
+    feeds["items"][:, -1] = ml_catalog.n_items + 3  # a row added after training
+    path = export_ranker(graph, tmp_path / "rater.onnx", {k: v[1:3] for k, v in inputs.items()})
+    assert parity_max_abs_error(graph, path, inputs) <= 1e-4
+    io = describe_onnx(path)
+    assert [i["name"] for i in io["inputs"]] == ["user_index", "items"]
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert ops.count("MatMul") == 1 and "ReduceSum" not in ops
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(list(RATER_OUTPUTS), {n: feeds[n] for n in ("user_index", "items")})
+    with torch.no_grad():
+        want = plain(*(torch.from_numpy(feeds[n]) for n in ("user_index", "profile", "history",
+                                                            "items")))  # fmt: skip
+    assert inputs["user_index"][0] == 0  # the unknown user is among them
+    for name, a, b in zip(RATER_OUTPUTS, got, want, strict=True):
+        np.testing.assert_allclose(a, b.numpy(), rtol=0, atol=1e-5, err_msg=name)
+    first = {**feeds, "items": np.where(feeds["items"] < ml_catalog.n_items, feeds["items"], 0)}
+    unknown = blend.models[0](*(torch.from_numpy(first[n][:1])
+                               for n in ("user_index", "profile", "history", "items")))  # fmt: skip
+    np.testing.assert_allclose(got[1][0], unknown.clamp(full.low, full.high)[0].detach().numpy(),
+                               rtol=0, atol=1e-5)  # fmt: skip
 
 
 def test_without_a_rating_model_one_graph_gives_every_output(ml_catalog) -> None:

@@ -132,5 +132,7 @@ class TargetAttention(nn.Module):
     ) -> torch.Tensor:
         scores = torch.matmul(self.query(candidates), self.key(history).transpose(1, 2))
         scores = scores * self.scale + (mask.unsqueeze(1) - 1.0) * 1e4  # [B, N, H]
-        weights = torch.softmax(scores, dim=-1) * mask.unsqueeze(1)
-        return torch.matmul(weights, history)
+        # The mask on the history rows [B, H, D], not on the weights [B, N, H]: the same sum
+        # (an empty history still pools to zeros), a smaller product, and the same expression
+        # as masked_mean's, which ONNX Runtime computes once for both.
+        return torch.matmul(torch.softmax(scores, dim=-1), history * mask.unsqueeze(-1))

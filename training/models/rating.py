@@ -15,6 +15,7 @@ Every module maps (user_index [B], profile [B, P], history [B, H], items [B, N])
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -111,6 +112,17 @@ class SVDpp(nn.Module):
         return self.combine(self.mu, user, self.item_vectors(items, item_tags, item_attrs))
 
 
+class DotParts(NamedTuple):
+    """A rating model that is a dot product of a user row and an item row plus per-user and
+    per-item constants: out[u, i] = user_const[u] + item_const[i] + user[u] . item[i]
+    (item_const None: none). Tables of the trained rows (row 0: the unknown user / item)."""
+
+    user: torch.Tensor  # float[U, K]
+    user_const: torch.Tensor  # float[U]
+    item: torch.Tensor  # float[I, K]
+    item_const: torch.Tensor | None  # float[I]
+
+
 class FactorScorer(nn.Module):
     """A fixed factor model: mu + b_u + c_i + U_u . V_i (the BPMF posterior mean)."""
 
@@ -142,6 +154,11 @@ class FactorScorer(nn.Module):
         user = self.user_factors[user_index].unsqueeze(1)  # [B, 1, K]
         dot = (user * self.item_factors[items]).sum(-1)  # [B, N]
         return self.mu + self.user_bias[user_index].unsqueeze(1) + self.item_bias[items] + dot
+
+    def dot_parts(self) -> DotParts:
+        return DotParts(
+            self.user_factors, self.mu + self.user_bias, self.item_factors, self.item_bias
+        )
 
 
 class AutoRecNet(nn.Module):
@@ -181,6 +198,9 @@ class AutoRecScorer(nn.Module):
         """item_tags / item_attrs: unused (codes from the training ratings)."""
         user = self.weight[user_index].unsqueeze(1)  # [B, 1, K]
         return (user * self.codes[items]).sum(-1) + self.bias[user_index].unsqueeze(1)
+
+    def dot_parts(self) -> DotParts:
+        return DotParts(self.weight, self.bias, self.codes, None)
 
 
 class RatingBlend(nn.Module):
@@ -230,6 +250,90 @@ class RatingBlend(nn.Module):
         raw = self.raw(user_index, profile, history, items, item_tags, item_attrs)
         rating = raw.clamp(self.low, self.high)
         return rating, torch.sigmoid(self.positive[0] * rating + self.positive[1])
+
+
+class FoldedRating(nn.Module):
+    """A RatingBlend whose models are all dot products (DotParts: FactorScorer, AutoRecScorer;
+    not SVD++, whose user row depends on the history) folded into one user table and one item
+    table: raw[u, i] = users[u] . items[i]. Same outputs as the blend up to float rounding
+    (`fold_rating` checks it), so rater.onnx gathers one row per candidate and runs one
+    matrix-vector product instead of a gather, a product and a sum per model.
+
+    Item row i: [item_1[i], ..., item_M[i], the item constants, 1]. User row u (known, u > 0):
+    [w_1 user_1[u], ..., w_M user_M[u], the w_k of each item constant, w_0 + sum_k w_k
+    user_const_k[u]]. Row 0 (the unknown user, who gets the first model alone): [user_1[0],
+    0, ..., 1 for the first model's item constant, 0, ..., user_const_1[0]]."""
+
+    def __init__(self, blend: RatingBlend) -> None:
+        super().__init__()
+        parts = [m.dot_parts() for m in blend.models]
+        w = blend.weights.to(torch.float64)
+        n_users = {p.user.shape[0] for p in parts} | {p.user_const.shape[0] for p in parts}
+        n_items = {p.item.shape[0] for p in parts}
+        n_items |= {p.item_const.shape[0] for p in parts if p.item_const is not None}
+        if len(n_users) != 1 or len(n_items) != 1:
+            raise ValueError(f"the blend's tables differ in rows: {n_users} users, {n_items} items")
+        f64 = [
+            DotParts(*(None if t is None else t.detach().to(torch.float64) for t in p))
+            for p in parts
+        ]
+        with_const = [k for k, p in enumerate(f64) if p.item_const is not None]
+        (rows,) = n_users
+        users = [w[k + 1] * p.user for k, p in enumerate(f64)]
+        users += [w[k + 1].expand(rows, 1) for k in with_const]
+        users.append((w[0] + sum(w[k + 1] * p.user_const for k, p in enumerate(f64)))[:, None])
+        users = torch.cat([u.reshape(rows, -1) for u in users], dim=1)
+        first = f64[0]
+        unknown = [first.user[0]] + [torch.zeros_like(p.user[0]) for p in f64[1:]]
+        unknown += [torch.full((1,), float(k == 0), dtype=torch.float64) for k in with_const]
+        unknown.append(first.user_const[:1])
+        users[0] = torch.cat([t.reshape(-1) for t in unknown])
+        items = [p.item for p in f64] + [f64[k].item_const[:, None] for k in with_const]
+        items.append(torch.ones(first.item.shape[0], 1, dtype=torch.float64))
+        self.register_buffer("users", users.to(torch.float32))
+        self.register_buffer("items", torch.cat(items, dim=1).to(torch.float32))
+        self.low, self.high = blend.low, blend.high
+        self.register_buffer("positive", blend.positive.clone())
+
+    def forward(
+        self,
+        user_index: torch.Tensor,
+        profile: torch.Tensor,
+        history: torch.Tensor,
+        items: torch.Tensor,
+        item_tags: torch.Tensor | None = None,
+        item_attrs: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """RatingBlend.forward's signature and outputs; reads user_index and items only."""
+        user = self.users[user_index].unsqueeze(-1)  # [B, K, 1]
+        raw = torch.matmul(self.items[items], user).squeeze(-1)  # [B, N]
+        rating = raw.clamp(self.low, self.high)
+        return rating, torch.sigmoid(self.positive[0] * rating + self.positive[1])
+
+
+FOLD_TOLERANCE = 1e-4
+
+
+def fold_rating(blend: RatingBlend, seed: int = 0) -> nn.Module:
+    """The blend as rater.onnx computes it: FoldedRating when every model is a dot product
+    (has dot_parts), checked against the blend on every user row 0..min(U, 256) and a random
+    sample of items (ValueError above FOLD_TOLERANCE); otherwise the blend itself."""
+    if not all(hasattr(m, "dot_parts") for m in blend.models):
+        return blend
+    folded = FoldedRating(blend)
+    n_users, n_items = folded.users.shape[0], folded.items.shape[0]
+    gen = torch.Generator().manual_seed(seed)
+    users = torch.arange(min(n_users, 256))
+    items = torch.randint(0, n_items, (len(users), 32), generator=gen)
+    items[:, 0] = 0
+    empty = torch.zeros(len(users), 0, dtype=torch.int64)
+    with torch.no_grad():
+        want = blend.raw(users, empty, empty, items)
+        got = torch.matmul(folded.items[items], folded.users[users].unsqueeze(-1)).squeeze(-1)
+    error = float((got - want).abs().max())
+    if not error <= FOLD_TOLERANCE:
+        raise ValueError(f"folded rating model differs from the blend by {error:.3g}")
+    return folded
 
 
 class ServedRanker(nn.Module):
@@ -292,7 +396,7 @@ class ServedRanker(nn.Module):
             return {"ranker.onnx": self}
         return {
             "ranker.onnx": InteractGraph(self.ranker),
-            "rater.onnx": RatingGraph(self.ranker, self.rating),
+            "rater.onnx": RatingGraph(self.ranker, fold_rating(self.rating)),
         }
 
 
@@ -338,7 +442,8 @@ class RatingGraph(nn.Module):
 
     OUTPUTS = ("p_positive", "rating")
 
-    def __init__(self, ranker: nn.Module, rating: RatingBlend) -> None:
+    def __init__(self, ranker: nn.Module, rating: nn.Module) -> None:
+        """rating: a RatingBlend, or its FoldedRating (fold_rating)."""
         super().__init__()
         self.ranker = ranker
         self.rating = rating

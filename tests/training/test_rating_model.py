@@ -24,6 +24,7 @@ from training.models.bpmf import BPMFConfig, fit_bpmf
 from training.models.rating import (
     AutoRecNet,
     AutoRecScorer,
+    FactorScorer,
     FoldedRating,
     RatingBlend,
     RatingGraph,
@@ -233,20 +234,22 @@ def test_served_ranker_splits_into_ranker_and_rater_graphs(
         )
 
 
+@pytest.mark.parametrize("materialize", [False, True])
 def test_a_blend_of_dot_products_is_served_folded_with_the_same_outputs(
-    ml_catalog, served_blend, tmp_path
+    ml_catalog, served_blend, tmp_path, materialize
 ) -> None:
-    """BPMF + AutoRec (both dot products) fold into one user table and one item table:
-    rater.onnx is then one gather per side and one matrix-vector product, with the blend's
-    outputs for known users, the unknown user (row 0: the first model alone, unweighted) and an
-    item added after training (the unknown item). A blend with SVD++ is served unfolded."""
+    """BPMF + AutoRec (both dot products) fold into one user table and one item table
+    (rater.onnx: one gather per side and one matrix-vector product) or, materialized, into
+    their product (one gathered value per candidate), with the blend's outputs for known users,
+    the unknown user (row 0: the first model alone, unweighted) and an item added after
+    training (the unknown item). A blend with SVD++ is served unfolded."""
     served, inputs = served_blend
     full = served.rating
     assert fold_rating(full) is full  # SVD++ reads the history: no fold
     blend = RatingBlend(list(full.models[:2]), full.weights[:3].tolist(),
                         tuple(full.positive.tolist()), (full.low, full.high))  # fmt: skip
-    folded = fold_rating(blend)
-    assert isinstance(folded, FoldedRating)
+    folded = fold_rating(blend, materialize)
+    assert isinstance(folded, FoldedRating) and folded.materialized == materialize
     plain, graph = RatingGraph(served.ranker, blend), RatingGraph(served.ranker, folded)
     feeds = dict(inputs)
     feeds["items"] = inputs["items"].copy()
@@ -256,7 +259,7 @@ def test_a_blend_of_dot_products_is_served_folded_with_the_same_outputs(
     io = describe_onnx(path)
     assert [i["name"] for i in io["inputs"]] == ["user_index", "items"]
     ops = [n.op_type for n in onnx.load(str(path)).graph.node]
-    assert ops.count("MatMul") == 1 and "ReduceSum" not in ops
+    assert ops.count("MatMul") == (0 if materialize else 1) and "ReduceSum" not in ops
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(list(RATER_OUTPUTS), {n: feeds[n] for n in ("user_index", "items")})
     with torch.no_grad():
@@ -270,6 +273,21 @@ def test_a_blend_of_dot_products_is_served_folded_with_the_same_outputs(
                                for n in ("user_index", "profile", "history", "items")))  # fmt: skip
     np.testing.assert_allclose(got[1][0], unknown.clamp(full.low, full.high)[0].detach().numpy(),
                                rtol=0, atol=1e-5)  # fmt: skip
+
+
+def test_the_rating_matrix_is_materialized_only_when_no_larger_than_its_factors() -> None:
+    """MovieLens-100K's BPMF + AutoRec (944 x 1683, 1,103 wide): the product is smaller than the
+    tables; a catalog with many more users and items keeps the tables."""
+
+    def blend(n_users: int, n_items: int, k: int) -> RatingBlend:
+        rng = np.random.default_rng(0)
+        factors = FactorScorer(3.5, rng.normal(size=(n_users, k)), rng.normal(size=(n_items, k)),
+                               np.zeros(n_users), np.zeros(n_items))  # fmt: skip
+        return RatingBlend([factors], [0.0, 1.0])
+
+    small, large = FoldedRating(blend(94, 168, 110)), FoldedRating(blend(2000, 3000, 4))
+    assert small.materialized and small.matrix.shape == (94 * 168,)
+    assert not large.materialized and large.items.shape == (3000, 6)
 
 
 def test_without_a_rating_model_one_graph_gives_every_output(ml_catalog) -> None:

@@ -262,9 +262,13 @@ class FoldedRating(nn.Module):
     Item row i: [item_1[i], ..., item_M[i], the item constants, 1]. User row u (known, u > 0):
     [w_1 user_1[u], ..., w_M user_M[u], the w_k of each item constant, w_0 + sum_k w_k
     user_const_k[u]]. Row 0 (the unknown user, who gets the first model alone): [user_1[0],
-    0, ..., 1 for the first model's item constant, 0, ..., user_const_1[0]]."""
+    0, ..., 1 for the first model's item constant, 0, ..., user_const_1[0]].
 
-    def __init__(self, blend: RatingBlend) -> None:
+    materialize (None: when it is no larger than the two tables, U x I <= (U + I) x width, as
+    for MovieLens-100K): the product users @ items.T itself, float[U x I] computed in float64,
+    so a candidate's raw rating is one gathered value (`matrix[u * I + i]`)."""
+
+    def __init__(self, blend: RatingBlend, materialize: bool | None = None) -> None:
         super().__init__()
         parts = [m.dot_parts() for m in blend.models]
         w = blend.weights.to(torch.float64)
@@ -290,8 +294,16 @@ class FoldedRating(nn.Module):
         users[0] = torch.cat([t.reshape(-1) for t in unknown])
         items = [p.item for p in f64] + [f64[k].item_const[:, None] for k in with_const]
         items.append(torch.ones(first.item.shape[0], 1, dtype=torch.float64))
-        self.register_buffer("users", users.to(torch.float32))
-        self.register_buffer("items", torch.cat(items, dim=1).to(torch.float32))
+        items = torch.cat(items, dim=1)
+        self.n_users, (self.n_items, width) = rows, items.shape
+        if materialize is None:
+            materialize = rows * self.n_items <= (rows + self.n_items) * width
+        self.materialized = bool(materialize)
+        if self.materialized:
+            self.register_buffer("matrix", (users @ items.T).reshape(-1).to(torch.float32))
+        else:
+            self.register_buffer("users", users.to(torch.float32))
+            self.register_buffer("items", items.to(torch.float32))
         self.low, self.high = blend.low, blend.high
         self.register_buffer("positive", blend.positive.clone())
 
@@ -305,23 +317,30 @@ class FoldedRating(nn.Module):
         item_attrs: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """RatingBlend.forward's signature and outputs; reads user_index and items only."""
-        user = self.users[user_index].unsqueeze(-1)  # [B, K, 1]
-        raw = torch.matmul(self.items[items], user).squeeze(-1)  # [B, N]
-        rating = raw.clamp(self.low, self.high)
+        rating = self.raw(user_index, items).clamp(self.low, self.high)
         return rating, torch.sigmoid(self.positive[0] * rating + self.positive[1])
+
+    def raw(self, user_index: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """user_index int64[B], items int64[B, N] (trained rows) -> the blend's raw rating
+        float[B, N], before clipping."""
+        if self.materialized:
+            return self.matrix[user_index.unsqueeze(1) * self.n_items + items]
+        user = self.users[user_index].unsqueeze(-1)  # [B, K, 1]
+        return torch.matmul(self.items[items], user).squeeze(-1)
 
 
 FOLD_TOLERANCE = 1e-4
 
 
-def fold_rating(blend: RatingBlend, seed: int = 0) -> nn.Module:
-    """The blend as rater.onnx computes it: FoldedRating when every model is a dot product
-    (has dot_parts), checked against the blend on every user row 0..min(U, 256) and a random
-    sample of items (ValueError above FOLD_TOLERANCE); otherwise the blend itself."""
+def fold_rating(blend: RatingBlend, materialize: bool | None = None, seed: int = 0) -> nn.Module:
+    """The blend as rater.onnx computes it: FoldedRating (`materialize`: see there) when every
+    model is a dot product (has dot_parts), checked against the blend on every user row
+    0..min(U, 256) and a random sample of items (ValueError above FOLD_TOLERANCE); otherwise
+    the blend itself."""
     if not all(hasattr(m, "dot_parts") for m in blend.models):
         return blend
-    folded = FoldedRating(blend)
-    n_users, n_items = folded.users.shape[0], folded.items.shape[0]
+    folded = FoldedRating(blend, materialize)
+    n_users, n_items = folded.n_users, folded.n_items
     gen = torch.Generator().manual_seed(seed)
     users = torch.arange(min(n_users, 256))
     items = torch.randint(0, n_items, (len(users), 32), generator=gen)
@@ -329,7 +348,7 @@ def fold_rating(blend: RatingBlend, seed: int = 0) -> nn.Module:
     empty = torch.zeros(len(users), 0, dtype=torch.int64)
     with torch.no_grad():
         want = blend.raw(users, empty, empty, items)
-        got = torch.matmul(folded.items[items], folded.users[users].unsqueeze(-1)).squeeze(-1)
+        got = folded.raw(users, items)
     error = float((got - want).abs().max())
     if not error <= FOLD_TOLERANCE:
         raise ValueError(f"folded rating model differs from the blend by {error:.3g}")

@@ -290,6 +290,35 @@ def test_the_rating_matrix_is_materialized_only_when_no_larger_than_its_factors(
     assert not large.materialized and large.items.shape == (3000, 6)
 
 
+def test_a_materialized_rating_model_stays_in_ranker_onnx(ml_catalog, served_blend, tmp_path):
+    """A blend whose rating matrix is no larger than its tables (here one factor model 620 wide
+    over MovieLens' 944 users x 1,683 items) is one gathered value per candidate: the bundle
+    keeps one graph, ranker.onnx, with every output for every candidate, equal to the
+    unfolded model's."""
+    served, inputs = served_blend
+    rng = np.random.default_rng(1)
+    n_users, n_items = ml_catalog.n_users, ml_catalog.n_items
+    factors = FactorScorer(3.5, rng.normal(0, 0.05, (n_users, 620)),
+                           rng.normal(0, 0.05, (n_items, 620)), rng.normal(0, 0.1, n_users),
+                           rng.normal(0, 0.1, n_items))  # fmt: skip
+    one = ServedRanker(served.ranker, RatingBlend([factors], [0.1, 0.95], (1.2, -4.0))).eval()
+    graphs = one.graphs()
+    assert list(graphs) == ["ranker.onnx"]
+    assert graphs["ranker.onnx"].rating.materialized
+    path = export_ranker(graphs["ranker.onnx"], tmp_path / "ranker.onnx",
+                         {k: v[1:3] for k, v in inputs.items()})  # fmt: skip
+    assert parity_max_abs_error(graphs["ranker.onnx"], path, inputs) <= 1e-4
+    assert [o["name"] for o in describe_onnx(path)["outputs"]] == list(RANKER_OUTPUTS)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    full = with_item_features(one, inputs)
+    got = session.run(list(RANKER_OUTPUTS), {i.name: full[i.name] for i in session.get_inputs()})
+    with torch.no_grad():
+        want = one(*(torch.from_numpy(inputs[n]) for n in ("user_index", "profile", "history",
+                                                           "items")))  # fmt: skip
+    for name, a, b in zip(RANKER_OUTPUTS, got, want, strict=True):
+        np.testing.assert_allclose(a, b.numpy(), rtol=0, atol=1e-5, err_msg=name)
+
+
 def test_without_a_rating_model_one_graph_gives_every_output(ml_catalog) -> None:
     spec = ml_catalog.spec
     ranker = Ranker(ml_catalog.n_users, ml_catalog.n_items, spec.profile_cardinalities,

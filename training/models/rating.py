@@ -371,7 +371,8 @@ class ServedRanker(nn.Module):
     interaction (p_positive = p_interact) and rating is 0, which the manifest marks
     (rating_model null) and the gateway never shows as a rating."""
 
-    def __init__(self, ranker: nn.Module, rating: RatingBlend | None) -> None:
+    def __init__(self, ranker: nn.Module, rating: nn.Module | None) -> None:
+        """rating: a RatingBlend (or its FoldedRating), None without a rating model."""
         super().__init__()
         self.ranker = ranker
         self.rating = rating
@@ -392,11 +393,13 @@ class ServedRanker(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """history_age / history_kind: for the ranker's retrieval score, when its user tower
         reads them (training only: the exported graphs take the tower's output instead)."""
-        _, _, p_interact = self.ranker(
-            user_index, profile, history, items,
-            history_tags, history_attrs, item_tags, item_attrs, item_vectors,
-            history_age, history_kind,
-        )  # fmt: skip
+        args = (user_index, profile, history, items, history_tags, history_attrs,
+                item_tags, item_attrs, item_vectors, history_age, history_kind)  # fmt: skip
+        interact_logit = getattr(self.ranker, "interact_logit", None)
+        if interact_logit is not None:  # training.models.Ranker: the interact head alone
+            p_interact = torch.sigmoid(interact_logit(*args))
+        else:
+            p_interact = self.ranker(*args)[2]
         if self.rating is None:
             return p_interact, torch.zeros_like(p_interact), p_interact
         n_items = self.ranker.item_features.n_items
@@ -410,12 +413,19 @@ class ServedRanker(nn.Module):
         """The bundle's ranking graphs: with a rating model, ranker.onnx = InteractGraph
         (p_interact only, for every candidate) and rater.onnx = RatingGraph (p_positive and
         rating, for the candidates that show a rating: serving rates only the top k); without
-        one, ranker.onnx = this module (p_positive = p_interact, rating 0), as before."""
+        one, ranker.onnx = this module (p_positive = p_interact, rating 0), as before.
+
+        A rating model folded into its materialized rating matrix (fold_rating) costs one
+        gathered value per candidate, less than a second graph call for k of them: then it
+        stays in ranker.onnx, one graph with every output for every candidate."""
         if self.rating is None:
             return {"ranker.onnx": self}
+        rating = fold_rating(self.rating)
+        if getattr(rating, "materialized", False):
+            return {"ranker.onnx": ServedRanker(self.ranker, rating)}
         return {
             "ranker.onnx": InteractGraph(self.ranker),
-            "rater.onnx": RatingGraph(self.ranker, fold_rating(self.rating)),
+            "rater.onnx": RatingGraph(self.ranker, rating),
         }
 
 

@@ -376,7 +376,12 @@ def targets(r: dict, cores: float, cores_source: str, reference_rank_ms: float |
         rows.append(_row(name, f"{p50:.3f} ms", f"{ref:.3f} ms (same bundle, one graph)", ratio,
                          "<= 0.6", ratio <= 0.6))  # fmt: skip
     else:
-        why = "needs --stages on a bundle with rater.onnx" if key else "needs --stages"
+        why = (
+            "this bundle has no rater.onnx: one graph rates every candidate (a materialized "
+            "rating matrix, docs/bundle.md, or no rating model)"
+            if key
+            else "needs --stages"
+        )
         rows.append(_row(name, "–", why, None, "<= 0.6", None))
     return rows
 

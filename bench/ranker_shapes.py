@@ -6,6 +6,7 @@ random weights, in variants of RankerConfig, one process, interleaved rounds:
     default         today's RankerConfig (hidden_dims (64, 32)) with the frozen retrieval score
                     (the user tower inside)
     attention_16    default with attention_dim 16 instead of 32
+    mlp_32_16       default with hidden_dims (32, 16)
     no_tower        default without the retrieval score: the frozen user tower leaves the graph
                     (the score would come as an input from retrieval)
     small           default, attention 16, no tower
@@ -37,6 +38,7 @@ def variants():
         "mlp_128_64": (replace(base, hidden_dims=(128, 64)), True),
         "default": (base, True),
         "attention_16": (replace(base, attention_dim=16), True),
+        "mlp_32_16": (replace(base, hidden_dims=(32, 16)), True),
         "no_tower": (base, False),
         "small": (replace(base, attention_dim=16), False),
     }

@@ -203,6 +203,15 @@ class AutoRecScorer(nn.Module):
         return DotParts(self.weight, self.bias, self.codes, None)
 
 
+def rating_and_liked(
+    raw: torch.Tensor, low: float, high: float, positive: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A blend's raw rating -> (rating clipped to [low, high], P(liked) = sigmoid(positive[0]
+    * rating + positive[1]))."""
+    rating = raw.clamp(low, high)
+    return rating, torch.sigmoid(positive[0] * rating + positive[1])
+
+
 class RatingBlend(nn.Module):
     """clip(w0 + sum_k w_k model_k, low, high) on the dataset's rating scale (default 1..5);
     unknown users (index 0) get the first model alone. With `positive` (a, b): also
@@ -248,8 +257,7 @@ class RatingBlend(nn.Module):
         """-> (rating float[B, N] in [low, high], P(liked) float[B, N]); item_tags /
         item_attrs: the candidates' side features (None: the training tables)."""
         raw = self.raw(user_index, profile, history, items, item_tags, item_attrs)
-        rating = raw.clamp(self.low, self.high)
-        return rating, torch.sigmoid(self.positive[0] * rating + self.positive[1])
+        return rating_and_liked(raw, self.low, self.high, self.positive)
 
 
 class FoldedRating(nn.Module):
@@ -317,8 +325,7 @@ class FoldedRating(nn.Module):
         item_attrs: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """RatingBlend.forward's signature and outputs; reads user_index and items only."""
-        rating = self.raw(user_index, items).clamp(self.low, self.high)
-        return rating, torch.sigmoid(self.positive[0] * rating + self.positive[1])
+        return rating_and_liked(self.raw(user_index, items), self.low, self.high, self.positive)
 
     def raw(self, user_index: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """user_index int64[B], items int64[B, N] (trained rows) -> the blend's raw rating

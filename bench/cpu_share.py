@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from services.contract.bundle import resolve_bundle_dir
+from services.contract.errors import BundleError
 
 SYSTEMS = ("plumbing", "split", "embedded")
 
@@ -50,6 +51,10 @@ LIBRARY_GROUPS: tuple[tuple[str, str], ...] = (
 )
 OTHER = "other"
 GROUP_NAMES = (*(name for name, _ in LIBRARY_GROUPS), OTHER)
+
+
+class PerfError(RuntimeError):
+    """`perf record` could not sample the processes (no permission, no such event, ...)."""
 
 
 def cpu_seconds(pid: int) -> float:
@@ -159,7 +164,7 @@ def measure(
             if perf is not None:
                 _, err = perf.communicate(timeout=seconds + 60)
                 if perf.returncode != 0:
-                    raise RuntimeError(f"perf record failed: {err.strip()[-500:]}")
+                    raise PerfError(f"perf record failed: {err.strip()[-500:]}")
         finally:
             load.wait(seconds + 120)
     requests = seconds * rate
@@ -224,10 +229,14 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for system in systems:
-        result = measure(
-            system, Path(args.artifacts), args.rate, args.seconds, out,
-            version=args.version, by_library=args.by_library,
-        )  # fmt: skip
+        try:
+            result = measure(
+                system, Path(args.artifacts), args.rate, args.seconds, out,
+                version=args.version, by_library=args.by_library,
+            )  # fmt: skip
+        except (BundleError, PerfError) as exc:
+            print(f"python -m bench.cpu_share: {exc}", file=sys.stderr)
+            return 1
         results.append(result)
         (out / f"cpu-{system}.json").write_text(json.dumps(result, indent=2) + "\n")
         print(f"## {system}: CPU per request at {args.rate:g} Recommend/s")

@@ -96,3 +96,20 @@ def test_perf_samples_add_up_per_process_and_library():
     assert lines[0] == "| library | plumbing | split | split - plumbing |"
     assert "| Python interpreter | 0.000 ms | 0.004 ms | +0.004 ms |" in lines
     assert lines[-1] == "| **all** | **0.000 ms** | **0.008 ms** | **+0.008 ms** |"
+
+
+def test_a_missing_bundle_is_one_line_and_exit_1(tmp_path, capsys):
+    assert cpu_share.main(["--artifacts", str(tmp_path), "--seconds", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "no bundle published" in err
+    assert "Traceback" not in err
+
+
+def test_perf_failing_is_one_line_and_exit_1(monkeypatch, capsys, tmp_path):
+    def refused(*args, **kwargs):
+        raise cpu_share.PerfError("perf record failed: perf_event_paranoid setting is 4")
+
+    monkeypatch.setattr(cpu_share.shutil, "which", lambda name: "/usr/bin/perf")
+    monkeypatch.setattr(cpu_share, "measure", refused)
+    assert cpu_share.main(["--by-library", "--out", str(tmp_path)]) == 1
+    assert "perf_event_paranoid" in capsys.readouterr().err
